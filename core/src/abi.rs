@@ -1,0 +1,439 @@
+//! The guest C ABI of `edgewise_core.wasm`, documented in one place.
+//!
+//! The guest module (crate `edgewise-core-guest`) is this crate compiled to
+//! `wasm32-unknown-unknown` with simd128. It has **zero imports** and exports
+//! its linear memory as `memory` plus the functions below. All pointers and
+//! lengths are `u32` offsets into that memory. The guest is single-threaded;
+//! one call runs at a time.
+//!
+//! | export | signature | meaning |
+//! |---|---|---|
+//! | `ew_abi_version` | `() -> u32` | [`ABI_VERSION`]; a host refuses a module whose version it does not know |
+//! | `ew_alloc` | `(len: u32) -> u32` | allocates `len` bytes (8-aligned); 0 if out of memory |
+//! | `ew_free` | `(ptr: u32, len: u32)` | frees what `ew_alloc(len)` returned |
+//! | `ew_load_model` | `(ptr: u32, len: u32) -> i32` | decodes and installs a [`crate::model`] artifact |
+//! | `ew_rank` | `(bundle_ptr, bundle_len, ctx_ptr, ctx_len: u32) -> i32` | ranks a [`crate::bundle`] with a context encoded by [`encode_context`] |
+//! | `ew_result_ptr` / `ew_result_len` | `() -> u32` | the last successful ranking, encoded by [`encode_result`] |
+//! | `ew_error_ptr` / `ew_error_len` | `() -> u32` | UTF-8 message of the last failed call |
+//!
+//! Calls return a [`Status`] code: 0 for success, a positive code otherwise.
+//! The result and error buffers stay valid until the next `ew_load_model` or `ew_rank`.
+//!
+//! A typical host: `ew_alloc` + write the model + `ew_load_model` once; then per
+//! request `ew_alloc` (or reuse) + write bundle and context + `ew_rank` + read
+//! `ew_result_*`. [`Engine`] is the code behind the exports, usable natively too.
+//!
+//! # Context encoding (`EWCX`, version 1)
+//! | offset | type | field |
+//! |---|---|---|
+//! | 0 | `[u8; 4]` | `b"EWCX"` |
+//! | 4 | `u8` | version, 1 |
+//! | 5 | `u8` | region index ([`crate::bundle::REGION_ANY`] = no region filter) |
+//! | 6 | `u16` | reserved, 0 |
+//! | 8 | `u32` | `k` |
+//! | 12 | `u32` | pre-rank keep override (0 = the model's) |
+//! | 16 | `u64` | now, ms since the Unix epoch |
+//! | 24 | `f32` | session share β in `[0, 1]` |
+//! | 28 | `u32` | reserved, 0 |
+//! | 32 | `u64` | session half-life, ms |
+//! | 40 | `u32` | number of seen ids `S` |
+//! | 44 | `u32` | number of blocked creators `B` |
+//! | 48 | `u32` | base embedding length `D` (0 = anonymous) |
+//! | 52 | `u32` | session-state length in bytes `L` (0 = none) |
+//! | 56 | `u64 × S`, `u32 × B`, `f32 × D`, `L` bytes | seen ids, blocked creators, base embedding, [`crate::session`] state |
+//!
+//! The lengths must add up to exactly the context's length.
+//!
+//! # Result encoding (`EWRS`, version 1)
+//! A 16-byte header — `b"EWRS"`, version `u8` = 1, model match `u8` (0: the bundle
+//! accepts any model, 1: it expects the loaded one, 2: it expects another),
+//! reserved `u16`, item count `u32`, row count `u32` — then 32 bytes per item
+//! (`id u64, row u32, score f32, pre f32, main f32, mmr_penalty f32, mmr_score f32`)
+//! and 16 bytes per bundle row (`outcome u8`, 3 zero bytes, `pre f32, main f32, calibrated f32`).
+//! Two rankings are bit-identical exactly when their encodings are byte-identical.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use crate::bundle::Bundle;
+use crate::model::{self, Model};
+use crate::rank::{Outcome, RankContext, RankOutput, RankedItem, Ranker, RowExplain};
+
+/// Version of the export set and encodings above.
+pub const ABI_VERSION: u32 = 1;
+
+/// Names of the functions every guest exports.
+pub const EXPORTS: [&str; 9] = [
+    "ew_abi_version",
+    "ew_alloc",
+    "ew_free",
+    "ew_load_model",
+    "ew_rank",
+    "ew_result_ptr",
+    "ew_result_len",
+    "ew_error_ptr",
+    "ew_error_len",
+];
+
+/// Status codes returned by the exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Status {
+    /// Success.
+    Ok = 0,
+    /// The model bytes are invalid.
+    BadModel = 1,
+    /// `ew_rank` was called before a model was loaded.
+    NoModel = 2,
+    /// The bundle bytes are invalid.
+    BadBundle = 3,
+    /// The context bytes are invalid.
+    BadContext = 4,
+    /// Bundle, model and context do not fit together.
+    Incompatible = 5,
+    /// A pointer/length pair lies outside the guest's memory.
+    BadPointer = 6,
+}
+
+impl Status {
+    /// The status with this code.
+    pub fn from_code(c: i32) -> Option<Self> {
+        Some(match c {
+            0 => Self::Ok,
+            1 => Self::BadModel,
+            2 => Self::NoModel,
+            3 => Self::BadBundle,
+            4 => Self::BadContext,
+            5 => Self::Incompatible,
+            6 => Self::BadPointer,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a context or result encoding is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Malformed bytes.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// Context or result.
+        what: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+const CTX_MAGIC: [u8; 4] = *b"EWCX";
+const CTX_FIXED: usize = 56;
+const RES_MAGIC: [u8; 4] = *b"EWRS";
+const RES_HEADER: usize = 16;
+const ITEM_LEN: usize = 32;
+const ROW_LEN: usize = 16;
+
+/// Appends the `EWCX` encoding of `ctx` to `out`.
+pub fn encode_context(ctx: &RankContext, out: &mut Vec<u8>) {
+    out.extend_from_slice(&CTX_MAGIC);
+    out.push(1);
+    out.push(ctx.region);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&ctx.k.to_le_bytes());
+    out.extend_from_slice(&ctx.prerank_keep.to_le_bytes());
+    out.extend_from_slice(&ctx.now_ms.to_le_bytes());
+    out.extend_from_slice(&ctx.session_config.session_share.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&ctx.session_config.half_life_ms.to_le_bytes());
+    out.extend_from_slice(&(ctx.seen.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(ctx.blocked_creators.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(ctx.base.len() as u32).to_le_bytes());
+    let session_len = if ctx.session.dim() > 0 {
+        ctx.session.encoded_len()
+    } else {
+        0
+    };
+    out.extend_from_slice(&(session_len as u32).to_le_bytes());
+    ctx.seen
+        .iter()
+        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    ctx.blocked_creators
+        .iter()
+        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    ctx.base
+        .iter()
+        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    if session_len > 0 {
+        ctx.session.encode_into(out);
+    }
+}
+
+/// Decodes an `EWCX` context into `ctx`, reusing its buffers. Never panics.
+pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), WireError> {
+    let bad = |reason| WireError::Malformed {
+        what: "context",
+        reason,
+    };
+    if b.len() < CTX_FIXED {
+        return Err(bad("shorter than its fixed header"));
+    }
+    if b[..4] != CTX_MAGIC {
+        return Err(bad("bad magic"));
+    }
+    if b[4] != 1 {
+        return Err(bad("unsupported version"));
+    }
+    if b[6] != 0 || b[7] != 0 || b[28..32] != [0; 4] {
+        return Err(bad("reserved bytes are not zero"));
+    }
+    let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let u64_at = |at: usize| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(x)
+    };
+    let (s, bl, d, l) = (
+        u32_at(40) as u64,
+        u32_at(44) as u64,
+        u32_at(48) as u64,
+        u32_at(52) as u64,
+    );
+    let expected = CTX_FIXED as u64 + 8 * s + 4 * bl + 4 * d + l;
+    if expected != b.len() as u64 {
+        return Err(bad("section lengths do not add up to the context length"));
+    }
+    let share = f32::from_bits(u32_at(24));
+    if !(0.0..=1.0).contains(&share) {
+        return Err(bad("session share is not in [0, 1]"));
+    }
+    ctx.region = b[5];
+    ctx.k = u32_at(8);
+    ctx.prerank_keep = u32_at(12);
+    ctx.now_ms = u64_at(16);
+    ctx.session_config = crate::session::SessionConfig {
+        session_share: share,
+        half_life_ms: u64_at(32),
+        ..Default::default()
+    };
+    let mut at = CTX_FIXED;
+    ctx.seen.clear();
+    ctx.seen
+        .extend(b[at..at + 8 * s as usize].chunks_exact(8).map(|c| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(c);
+            u64::from_le_bytes(x)
+        }));
+    at += 8 * s as usize;
+    ctx.blocked_creators.clear();
+    ctx.blocked_creators.extend(
+        b[at..at + 4 * bl as usize]
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
+    at += 4 * bl as usize;
+    ctx.base.clear();
+    ctx.base.extend(
+        b[at..at + 4 * d as usize]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
+    at += 4 * d as usize;
+    if ctx.base.iter().any(|x| !x.is_finite()) {
+        return Err(bad("non-finite value in the base embedding"));
+    }
+    if l == 0 {
+        ctx.session.reset();
+    } else {
+        let n = ctx
+            .session
+            .decode_from(&b[at..])
+            .map_err(|_| bad("invalid session state"))?;
+        if n as u64 != l {
+            return Err(bad("session state length does not match its header"));
+        }
+    }
+    Ok(())
+}
+
+/// How the bundle's expected model relates to the loaded one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelMatch {
+    /// The bundle accepts any model.
+    Any = 0,
+    /// The bundle expects the loaded model.
+    Match = 1,
+    /// The bundle was built for another model.
+    Mismatch = 2,
+}
+
+/// Appends the `EWRS` encoding of a ranking to `out`.
+pub fn encode_result(r: &RankOutput, model_match: ModelMatch, out: &mut Vec<u8>) {
+    out.extend_from_slice(&RES_MAGIC);
+    out.push(1);
+    out.push(model_match as u8);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&(r.items.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(r.rows.len() as u32).to_le_bytes());
+    for it in &r.items {
+        out.extend_from_slice(&it.id.to_le_bytes());
+        out.extend_from_slice(&it.row.to_le_bytes());
+        for x in [
+            it.score,
+            it.pre_score,
+            it.main_score,
+            it.mmr_penalty,
+            it.mmr_score,
+        ] {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    for row in &r.rows {
+        out.extend_from_slice(&[row.outcome as u8, 0, 0, 0]);
+        for x in [row.pre_score, row.main_score, row.calibrated] {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+}
+
+/// Decodes an `EWRS` result. Never panics.
+pub fn decode_result(b: &[u8]) -> Result<(RankOutput, ModelMatch), WireError> {
+    let bad = |reason| WireError::Malformed {
+        what: "result",
+        reason,
+    };
+    if b.len() < RES_HEADER || b[..4] != RES_MAGIC || b[4] != 1 {
+        return Err(bad("bad header"));
+    }
+    let model_match = match b[5] {
+        0 => ModelMatch::Any,
+        1 => ModelMatch::Match,
+        2 => ModelMatch::Mismatch,
+        _ => return Err(bad("bad model-match code")),
+    };
+    let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let f32_at = |at: usize| f32::from_bits(u32_at(at));
+    let (ni, nr) = (u32_at(8) as u64, u32_at(12) as u64);
+    if RES_HEADER as u64 + ITEM_LEN as u64 * ni + ROW_LEN as u64 * nr != b.len() as u64 {
+        return Err(bad("counts do not match the length"));
+    }
+    let mut out = RankOutput::default();
+    let mut at = RES_HEADER;
+    for _ in 0..ni {
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&b[at..at + 8]);
+        out.items.push(RankedItem {
+            id: u64::from_le_bytes(id),
+            row: u32_at(at + 8),
+            score: f32_at(at + 12),
+            pre_score: f32_at(at + 16),
+            main_score: f32_at(at + 20),
+            mmr_penalty: f32_at(at + 24),
+            mmr_score: f32_at(at + 28),
+        });
+        at += ITEM_LEN;
+    }
+    for _ in 0..nr {
+        let outcome = Outcome::from_code(b[at]).ok_or(bad("unknown outcome code"))?;
+        out.rows.push(RowExplain {
+            outcome,
+            pre_score: f32_at(at + 4),
+            main_score: f32_at(at + 8),
+            calibrated: f32_at(at + 12),
+        });
+        at += ROW_LEN;
+    }
+    Ok((out, model_match))
+}
+
+/// The state behind the guest's exports: a loaded model, a ranker with its
+/// scratch space, and the last result or error.
+#[derive(Debug, Default)]
+pub struct Engine {
+    model: Option<(Model, [u8; 32])>,
+    ranker: Ranker,
+    ctx: RankContext,
+    out: RankOutput,
+    result: Vec<u8>,
+    error: String,
+}
+
+impl Engine {
+    /// An engine with no model.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn fail(&mut self, status: Status, what: &str, err: &dyn core::fmt::Display) -> Status {
+        self.error.clear();
+        let _ = write!(self.error, "{what}: {err}");
+        status
+    }
+
+    /// Decodes and installs a model.
+    pub fn load_model(&mut self, bytes: &[u8]) -> Status {
+        self.result.clear();
+        match Model::decode(bytes) {
+            Ok(m) => {
+                self.model = Some((m, model::digest(bytes)));
+                self.error.clear();
+                Status::Ok
+            }
+            Err(e) => self.fail(Status::BadModel, "invalid model", &e),
+        }
+    }
+
+    /// The loaded model and its digest.
+    pub fn model(&self) -> Option<&(Model, [u8; 32])> {
+        self.model.as_ref()
+    }
+
+    /// Ranks a bundle with an encoded context; on success the result is in [`result`](Self::result).
+    pub fn rank(&mut self, bundle: &[u8], ctx: &[u8]) -> Status {
+        self.result.clear();
+        let Some((model, digest)) = self.model.as_ref() else {
+            self.error.clear();
+            self.error
+                .push_str("no model loaded: call ew_load_model first");
+            return Status::NoModel;
+        };
+        let b = match Bundle::decode(bundle) {
+            Ok(b) => b,
+            Err(e) => return self.fail(Status::BadBundle, "invalid bundle", &e),
+        };
+        if let Err(e) = decode_context(ctx, &mut self.ctx) {
+            return self.fail(Status::BadContext, "invalid context", &e);
+        }
+        let expected = b.header().model_digest;
+        let model_match = if expected == [0; 32] {
+            ModelMatch::Any
+        } else if &expected == digest {
+            ModelMatch::Match
+        } else {
+            ModelMatch::Mismatch
+        };
+        if let Err(e) = self.ranker.rank(model, &b, &self.ctx, &mut self.out) {
+            return self.fail(Status::Incompatible, "cannot rank", &e);
+        }
+        encode_result(&self.out, model_match, &mut self.result);
+        self.error.clear();
+        Status::Ok
+    }
+
+    /// The last ranking, `EWRS`-encoded (empty after a failure).
+    pub fn result(&self) -> &[u8] {
+        &self.result
+    }
+
+    /// The last error message (empty after a success).
+    pub fn error(&self) -> &str {
+        &self.error
+    }
+
+    /// Records a failure detected outside the engine (e.g. a bad pointer in the guest glue).
+    pub fn set_error(&mut self, status: Status, msg: &str) -> Status {
+        self.result.clear();
+        self.error.clear();
+        self.error.push_str(msg);
+        status
+    }
+}

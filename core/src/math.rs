@@ -1,0 +1,170 @@
+//! Deterministic arithmetic shared by every stage.
+//!
+//! The core must give **bit-identical** results on x86-64, aarch64 and wasm32,
+//! scalar or simd128 (DESIGN.md, "Determinism"). Three rules make that hold:
+//!
+//! 1. Embedding dot products are integer (`i8 × i8 → i32`): exact everywhere,
+//!    whatever order the compiler sums them in.
+//! 2. Every `f32` reduction goes through [`dot_f32`], which accumulates in
+//!    [`LANES`] independent lanes (element `i` always lands in lane `i % LANES`)
+//!    and then adds the lanes in one fixed tree. The compiler may vectorise the
+//!    lanes, but it may not reassociate them, and Rust never contracts `a*b+c`
+//!    into a fused multiply-add, so scalar and SIMD builds round identically.
+//! 3. Transcendentals (`exp`, `sqrt`, `round`) come from the `libm` crate, a
+//!    portable software implementation, never from the platform's libm.
+
+/// Number of independent accumulators in [`dot_f32`]. Eight `f32` lanes are two
+/// 128-bit vectors (SSE2, NEON or simd128), which keeps both pipelines busy.
+pub const LANES: usize = 8;
+
+/// Dot product of two `f32` slices in the fixed lane order described above.
+///
+/// Only the common prefix is used when the lengths differ.
+#[inline]
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for j in 0..LANES {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    for (j, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        acc[j] += x * y;
+    }
+    reduce_lanes(&acc)
+}
+
+/// Sum of the lanes in a fixed pairwise tree: `((0+4)+(2+6)) + ((1+5)+(3+7))`.
+#[inline]
+pub fn reduce_lanes(acc: &[f32; LANES]) -> f32 {
+    let s0 = acc[0] + acc[4];
+    let s1 = acc[1] + acc[5];
+    let s2 = acc[2] + acc[6];
+    let s3 = acc[3] + acc[7];
+    (s0 + s2) + (s1 + s3)
+}
+
+/// Exact integer dot product of two int8 vectors (only the common prefix).
+///
+/// The largest possible magnitude is `len × 127 × 128`, which fits in `i32` for
+/// any vector shorter than 132,000 elements; embeddings are capped far below.
+#[inline]
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let mut acc = 0i32;
+    for (x, y) in a.iter().zip(b) {
+        acc += i32::from(*x) * i32::from(*y);
+    }
+    acc
+}
+
+/// Symmetric int8 quantisation of `v` into `out`, returning the scale.
+///
+/// `scale = max|v| / 127` and `out[i] = round(v[i] / scale)`, so `v[i] ≈ out[i] × scale`.
+/// An all-zero (or empty) vector has scale 0. Non-finite inputs are treated as 0.
+pub fn quantize_into(v: &[f32], out: &mut [i8]) -> f32 {
+    let mut max = 0.0f32;
+    for &x in v {
+        if x.is_finite() && libm::fabsf(x) > max {
+            max = libm::fabsf(x);
+        }
+    }
+    if max == 0.0 {
+        out.iter_mut().for_each(|o| *o = 0);
+        return 0.0;
+    }
+    let scale = max / 127.0;
+    for (o, &x) in out.iter_mut().zip(v) {
+        let q = if x.is_finite() {
+            libm::roundf(x / scale)
+        } else {
+            0.0
+        };
+        // `as` saturates, and |q| <= 127 by construction anyway.
+        *o = q.clamp(-127.0, 127.0) as i8;
+    }
+    scale
+}
+
+/// Dequantise an int8 row: `out[i] = q[i] × scale`.
+pub fn dequantize_into(q: &[i8], scale: f32, out: &mut [f32]) {
+    for (o, &x) in out.iter_mut().zip(q) {
+        *o = f32::from(x) * scale;
+    }
+}
+
+/// The logistic function, `1 / (1 + e^-x)`, computed with `libm`.
+#[inline]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + libm::expf(-x))
+}
+
+/// `score` with NaN mapped to −∞, so that sorting never puts a NaN first.
+#[inline]
+pub fn sortable(score: f32) -> f32 {
+    if score.is_nan() {
+        f32::NEG_INFINITY
+    } else {
+        score
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+    use proptest::prelude::*;
+
+    #[test]
+    fn dot_f32_matches_lane_reference() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.37 - 2.0).collect();
+        let b: Vec<f32> = (0..19).map(|i| 1.5 - i as f32 * 0.11).collect();
+        let mut lanes = [0.0f32; LANES];
+        for i in 0..19 {
+            lanes[i % LANES] += a[i] * b[i];
+        }
+        assert_eq!(dot_f32(&a, &b).to_bits(), reduce_lanes(&lanes).to_bits());
+    }
+
+    #[test]
+    fn quantize_roundtrip_is_close() {
+        let v = [0.5f32, -1.0, 0.25, 0.0, 0.999];
+        let mut q = [0i8; 5];
+        let s = quantize_into(&v, &mut q);
+        assert_eq!(q[1], -127);
+        let mut back = [0f32; 5];
+        dequantize_into(&q, s, &mut back);
+        for (x, y) in v.iter().zip(back) {
+            assert!((x - y).abs() <= s / 2.0 + 1e-7, "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn quantize_zero_and_nonfinite() {
+        let mut q = [5i8; 3];
+        assert_eq!(quantize_into(&[0.0, 0.0, 0.0], &mut q), 0.0);
+        assert_eq!(q, [0, 0, 0]);
+        let s = quantize_into(&[f32::NAN, 2.0, f32::INFINITY], &mut q);
+        assert_eq!(s, 2.0 / 127.0);
+        assert_eq!(q, [0, 127, 0]);
+    }
+
+    proptest! {
+        #[test]
+        fn dot_i8_equals_wide_reference(a in proptest::collection::vec(any::<i8>(), 0..600), b in proptest::collection::vec(any::<i8>(), 0..600)) {
+            let n = a.len().min(b.len());
+            let want: i64 = (0..n).map(|i| i64::from(a[i]) * i64::from(b[i])).sum();
+            prop_assert_eq!(i64::from(dot_i8(&a, &b)), want);
+        }
+
+        #[test]
+        fn dot_f32_is_close_to_f64(a in proptest::collection::vec(-10.0f32..10.0, 0..300)) {
+            let got = f64::from(dot_f32(&a, &a));
+            let want: f64 = a.iter().map(|x| f64::from(*x) * f64::from(*x)).sum();
+            prop_assert!((got - want).abs() <= 1e-4 * want.max(1.0));
+        }
+    }
+}

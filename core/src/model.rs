@@ -1,0 +1,714 @@
+//! The model artifact (v1): the compiled ranking plan that the pipeline runs.
+//!
+//! A model holds every learned or tuned number the [`crate::rank`] pipeline
+//! needs: the linear pre-ranker, the MLP main ranker, Platt calibration and the
+//! diversity parameters. It is served content-addressed: its name is the sha256
+//! of its encoded bytes ([`digest`]).
+//!
+//! # Layout, version 1
+//! Little-endian throughout.
+//!
+//! ## Header (64 bytes)
+//! | offset | type | field |
+//! |---|---|---|
+//! | 0 | `[u8; 8]` | magic, `b"EWMODEL\0"` |
+//! | 8 | `u16` | version ([`VERSION`]); readers accept [`OLDEST_SUPPORTED_VERSION`]..=[`VERSION`] |
+//! | 10 | `u16` | flags: bit 0 = the MLP input includes the embedding interaction (element-wise product) |
+//! | 12 | `u32` | header length, 64 |
+//! | 16 | `u64` | feature-schema hash; must equal the bundle's |
+//! | 24 | `u16` | embedding dimension `d` |
+//! | 26 | `u16` | features per row `f` |
+//! | 28 | `u8` | source slots `s` |
+//! | 29 | `u8` | number of MLP layers `L` (1..=[`MAX_LAYERS`]) |
+//! | 30 | `u16` | reserved, 0 |
+//! | 32 | `u32` | pre-rank keep: how many candidates go on to the MLP |
+//! | 36 | `u32` | per-creator cap in the final list (0 = no cap) |
+//! | 40 | `f32` | MMR λ in `[0, 1]` (1 = relevance only) |
+//! | 44 | `f32` | Platt `a` |
+//! | 48 | `f32` | Platt `b`: `p = 1 / (1 + exp(-(a·logit + b)))` |
+//! | 52 | `[u8; 12]` | reserved, 0 |
+//!
+//! ## Body
+//! 1. Pre-ranker: `bias`, `w_dot`, `w_retrieval` (`f32` each), then `f` feature weights and `s` source weights.
+//! 2. `L` layers, each: `inputs: u32`, `outputs: u32`, `outputs × inputs` weights (row-major), `outputs` biases.
+//!    Layer 0 takes [`Model::input_dim`] inputs, layer `k` takes layer `k−1`'s outputs, the last has one output.
+//!    ReLU follows every layer but the last.
+//! 3. Trailer: CRC-32 (IEEE) of everything before it as `u32`, then `b"EWME"`.
+//!
+//! ## The MLP input vector
+//! `[dot, pre_score, retrieval, features…, source flags (0/1)…, interaction…]`, where `dot` is
+//! the dequantised user·item dot product and `interaction` (only when flag bit 0 is set)
+//! is the dequantised element-wise product of the user and item embeddings (`d` values).
+//!
+//! Every float must be finite. Decoding never panics, and allocates only after a
+//! length has been checked against the bytes that are actually there.
+
+use alloc::vec::Vec;
+
+use sha2::{Digest, Sha256};
+
+/// Magic bytes at offset 0.
+pub const MAGIC: [u8; 8] = *b"EWMODEL\0";
+/// Magic bytes at the end.
+pub const END_MAGIC: [u8; 4] = *b"EWME";
+/// The version this code writes.
+pub const VERSION: u16 = 1;
+/// The oldest version this code still reads.
+pub const OLDEST_SUPPORTED_VERSION: u16 = 1;
+/// Header length.
+pub const HEADER_LEN: usize = 64;
+/// Most MLP layers.
+pub const MAX_LAYERS: u8 = 16;
+/// Widest MLP layer (inputs or outputs).
+pub const MAX_WIDTH: u32 = 8192;
+
+const FLAG_INTERACTION: u16 = 1;
+
+/// The linear pre-ranker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreRanker {
+    /// Constant term.
+    pub bias: f32,
+    /// Weight of the user·item dot product.
+    pub w_dot: f32,
+    /// Weight of the retrieval score.
+    pub w_retrieval: f32,
+    /// One weight per feature.
+    pub w_features: Vec<f32>,
+    /// One weight per source slot (applied to the 0/1 "retrieved by" flag).
+    pub w_sources: Vec<f32>,
+}
+
+/// One dense layer: `y = W x + b`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    /// Input width.
+    pub inputs: usize,
+    /// Output width.
+    pub outputs: usize,
+    /// `outputs × inputs`, row-major.
+    pub weights: Vec<f32>,
+    /// `outputs` biases.
+    pub bias: Vec<f32>,
+}
+
+/// Platt scaling: `p = σ(a · logit + b)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Platt {
+    /// Slope.
+    pub a: f32,
+    /// Offset.
+    pub b: f32,
+}
+
+/// Diversity re-ranking parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Diversity {
+    /// MMR trade-off: 1 ranks by relevance only, 0 by novelty only.
+    pub mmr_lambda: f32,
+    /// Most items one creator may have in the final list; 0 means no cap.
+    pub creator_cap: u32,
+}
+
+/// A complete ranking plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// Hash of the feature schema the model was trained on.
+    pub feature_schema_hash: u64,
+    /// Embedding dimension.
+    pub dim: u16,
+    /// Features per candidate.
+    pub n_features: u16,
+    /// Source slots per candidate.
+    pub n_sources: u8,
+    /// Whether the MLP input carries the element-wise user×item product.
+    pub interaction: bool,
+    /// How many candidates survive the pre-ranker.
+    pub prerank_keep: u32,
+    /// Pre-ranker weights.
+    pub prerank: PreRanker,
+    /// MLP layers, input first.
+    pub mlp: Vec<Layer>,
+    /// Calibration.
+    pub calibration: Platt,
+    /// Diversity.
+    pub diversity: Diversity,
+}
+
+/// Why bytes are not a valid model (or a model is not valid).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// Shorter than the header plus trailer.
+    #[error("model too short: {len} bytes, at least {min} needed")]
+    TooShort {
+        /// Bytes given.
+        len: usize,
+        /// Minimum.
+        min: usize,
+    },
+    /// Not `EWMODEL\0`.
+    #[error("not an Edgewise model (bad magic)")]
+    BadMagic,
+    /// Unreadable version.
+    #[error("model version {found} is not supported (this build reads {oldest}..={newest})")]
+    UnsupportedVersion {
+        /// Found.
+        found: u16,
+        /// Oldest readable.
+        oldest: u16,
+        /// Newest readable.
+        newest: u16,
+    },
+    /// Wrong header length.
+    #[error("header length {found} is invalid (expected {expected})")]
+    BadHeaderLen {
+        /// Found.
+        found: u32,
+        /// Expected.
+        expected: u32,
+    },
+    /// Undefined flag bits.
+    #[error("unknown flag bits {flags:#06x}")]
+    UnknownFlags {
+        /// Flags.
+        flags: u16,
+    },
+    /// A reserved byte is not zero.
+    #[error("reserved header byte at offset {offset} is not zero")]
+    ReservedNonZero {
+        /// Offset.
+        offset: usize,
+    },
+    /// A count or parameter is out of range.
+    #[error("{field} = {value} is out of range (allowed {min}..={max})")]
+    OutOfRange {
+        /// Field.
+        field: &'static str,
+        /// Value.
+        value: u64,
+        /// Min.
+        min: u64,
+        /// Max.
+        max: u64,
+    },
+    /// The body ended before all declared weights were read.
+    #[error("model truncated while reading {what}")]
+    Truncated {
+        /// What was being read.
+        what: &'static str,
+    },
+    /// Bytes left over after the last section.
+    #[error("{extra} unexpected bytes after the last layer")]
+    TrailingBytes {
+        /// Count.
+        extra: usize,
+    },
+    /// Bad end magic.
+    #[error("bad trailer magic")]
+    BadTrailer,
+    /// Checksum mismatch.
+    #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    ChecksumMismatch {
+        /// Stored.
+        stored: u32,
+        /// Computed.
+        computed: u32,
+    },
+    /// Layer widths do not chain.
+    #[error("layer {layer} expects {expected} inputs but has {found}")]
+    LayerShape {
+        /// Layer index.
+        layer: usize,
+        /// Expected input width.
+        expected: usize,
+        /// Declared input width.
+        found: usize,
+    },
+    /// The last layer does not produce a single logit.
+    #[error("the last layer has {outputs} outputs; it must have 1")]
+    LastLayerOutputs {
+        /// Found.
+        outputs: usize,
+    },
+    /// A vector has the wrong length.
+    #[error("{what} has {found} values, expected {expected}")]
+    Shape {
+        /// What.
+        what: &'static str,
+        /// Expected.
+        expected: usize,
+        /// Found.
+        found: usize,
+    },
+    /// NaN or infinity.
+    #[error("non-finite value in {what}")]
+    NonFinite {
+        /// Where.
+        what: &'static str,
+    },
+}
+
+/// sha256 of an encoded model: its content address.
+pub fn digest(encoded: &[u8]) -> [u8; 32] {
+    Sha256::digest(encoded).into()
+}
+
+/// Lower-case hex of a digest.
+pub fn digest_hex(d: &[u8; 32]) -> alloc::string::String {
+    use core::fmt::Write;
+    let mut s = alloc::string::String::with_capacity(64);
+    for b in d {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], ModelError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .ok_or(ModelError::Truncated { what })?;
+        let s = self
+            .b
+            .get(self.at..end)
+            .ok_or(ModelError::Truncated { what })?;
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, ModelError> {
+        let s = self.take(4, what)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn f32(&mut self, what: &'static str) -> Result<f32, ModelError> {
+        let x = f32::from_bits(self.u32(what)?);
+        if x.is_finite() {
+            Ok(x)
+        } else {
+            Err(ModelError::NonFinite { what })
+        }
+    }
+    /// Reads `count` floats; the length is checked before anything is allocated.
+    fn f32s(&mut self, count: usize, what: &'static str) -> Result<Vec<f32>, ModelError> {
+        let bytes = self.take(
+            count.checked_mul(4).ok_or(ModelError::Truncated { what })?,
+            what,
+        )?;
+        let mut v = Vec::with_capacity(count);
+        for c in bytes.chunks_exact(4) {
+            let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            if !x.is_finite() {
+                return Err(ModelError::NonFinite { what });
+            }
+            v.push(x);
+        }
+        Ok(v)
+    }
+}
+
+fn range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ModelError> {
+    if value < min || value > max {
+        Err(ModelError::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn finite(what: &'static str, xs: &[f32]) -> Result<(), ModelError> {
+    if xs.iter().all(|x| x.is_finite()) {
+        Ok(())
+    } else {
+        Err(ModelError::NonFinite { what })
+    }
+}
+
+impl Model {
+    /// Width of the MLP input vector for this model (see the module docs).
+    pub fn input_dim(&self) -> usize {
+        3 + usize::from(self.n_features)
+            + usize::from(self.n_sources)
+            + if self.interaction {
+                usize::from(self.dim)
+            } else {
+                0
+            }
+    }
+
+    /// Checks every structural rule of the format.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        range(
+            "dim",
+            u64::from(self.dim),
+            1,
+            u64::from(crate::bundle::MAX_DIM),
+        )?;
+        range(
+            "n_features",
+            u64::from(self.n_features),
+            0,
+            u64::from(crate::bundle::MAX_FEATURES),
+        )?;
+        range(
+            "n_sources",
+            u64::from(self.n_sources),
+            0,
+            u64::from(crate::bundle::MAX_SOURCES),
+        )?;
+        range("n_layers", self.mlp.len() as u64, 1, u64::from(MAX_LAYERS))?;
+        range(
+            "prerank_keep",
+            u64::from(self.prerank_keep),
+            1,
+            u64::from(crate::bundle::MAX_ROWS),
+        )?;
+        let lambda = self.diversity.mmr_lambda;
+        if !(0.0..=1.0).contains(&lambda) {
+            return Err(ModelError::OutOfRange {
+                field: "mmr_lambda",
+                value: lambda.to_bits().into(),
+                min: 0,
+                max: 1,
+            });
+        }
+        let p = &self.prerank;
+        finite("pre-ranker", &[p.bias, p.w_dot, p.w_retrieval])?;
+        finite("pre-ranker feature weights", &p.w_features)?;
+        finite("pre-ranker source weights", &p.w_sources)?;
+        finite("calibration", &[self.calibration.a, self.calibration.b])?;
+        if p.w_features.len() != usize::from(self.n_features) {
+            return Err(ModelError::Shape {
+                what: "pre-ranker feature weights",
+                expected: self.n_features.into(),
+                found: p.w_features.len(),
+            });
+        }
+        if p.w_sources.len() != usize::from(self.n_sources) {
+            return Err(ModelError::Shape {
+                what: "pre-ranker source weights",
+                expected: self.n_sources.into(),
+                found: p.w_sources.len(),
+            });
+        }
+        let mut expected = self.input_dim();
+        for (k, l) in self.mlp.iter().enumerate() {
+            range("layer width", l.inputs as u64, 1, u64::from(MAX_WIDTH))?;
+            range("layer width", l.outputs as u64, 1, u64::from(MAX_WIDTH))?;
+            if l.inputs != expected {
+                return Err(ModelError::LayerShape {
+                    layer: k,
+                    expected,
+                    found: l.inputs,
+                });
+            }
+            if l.weights.len() != l.inputs * l.outputs {
+                return Err(ModelError::Shape {
+                    what: "layer weights",
+                    expected: l.inputs * l.outputs,
+                    found: l.weights.len(),
+                });
+            }
+            if l.bias.len() != l.outputs {
+                return Err(ModelError::Shape {
+                    what: "layer bias",
+                    expected: l.outputs,
+                    found: l.bias.len(),
+                });
+            }
+            finite("layer weights", &l.weights)?;
+            finite("layer bias", &l.bias)?;
+            expected = l.outputs;
+        }
+        if expected != 1 {
+            return Err(ModelError::LastLayerOutputs { outputs: expected });
+        }
+        Ok(())
+    }
+
+    /// Encodes the model. Fails only if the model does not [`validate`](Self::validate).
+    pub fn encode(&self) -> Result<Vec<u8>, ModelError> {
+        self.validate()?;
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        let flags = if self.interaction {
+            FLAG_INTERACTION
+        } else {
+            0
+        };
+        out.extend_from_slice(&flags.to_le_bytes());
+        out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        out.extend_from_slice(&self.feature_schema_hash.to_le_bytes());
+        out.extend_from_slice(&self.dim.to_le_bytes());
+        out.extend_from_slice(&self.n_features.to_le_bytes());
+        out.push(self.n_sources);
+        out.push(self.mlp.len() as u8);
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&self.prerank_keep.to_le_bytes());
+        out.extend_from_slice(&self.diversity.creator_cap.to_le_bytes());
+        out.extend_from_slice(&self.diversity.mmr_lambda.to_le_bytes());
+        out.extend_from_slice(&self.calibration.a.to_le_bytes());
+        out.extend_from_slice(&self.calibration.b.to_le_bytes());
+        out.resize(HEADER_LEN, 0);
+        let mut put = |xs: &[f32]| {
+            xs.iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes()))
+        };
+        put(&[
+            self.prerank.bias,
+            self.prerank.w_dot,
+            self.prerank.w_retrieval,
+        ]);
+        put(&self.prerank.w_features);
+        put(&self.prerank.w_sources);
+        for l in &self.mlp {
+            out.extend_from_slice(&(l.inputs as u32).to_le_bytes());
+            out.extend_from_slice(&(l.outputs as u32).to_le_bytes());
+            l.weights
+                .iter()
+                .chain(&l.bias)
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&END_MAGIC);
+        Ok(out)
+    }
+
+    /// Decodes and validates a model. Never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ModelError> {
+        let min = HEADER_LEN + 8;
+        if bytes.len() < min {
+            return Err(ModelError::TooShort {
+                len: bytes.len(),
+                min,
+            });
+        }
+        if bytes[..8] != MAGIC {
+            return Err(ModelError::BadMagic);
+        }
+        let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+        let u32_at = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
+        let version = u16_at(8);
+        if !(OLDEST_SUPPORTED_VERSION..=VERSION).contains(&version) {
+            return Err(ModelError::UnsupportedVersion {
+                found: version,
+                oldest: OLDEST_SUPPORTED_VERSION,
+                newest: VERSION,
+            });
+        }
+        let flags = u16_at(10);
+        if flags & !FLAG_INTERACTION != 0 {
+            return Err(ModelError::UnknownFlags { flags });
+        }
+        let header_len = u32_at(12);
+        if header_len as usize != HEADER_LEN {
+            return Err(ModelError::BadHeaderLen {
+                found: header_len,
+                expected: HEADER_LEN as u32,
+            });
+        }
+        for offset in [30usize, 31].into_iter().chain(52..HEADER_LEN) {
+            if bytes[offset] != 0 {
+                return Err(ModelError::ReservedNonZero { offset });
+            }
+        }
+        let body_end = bytes.len() - 8;
+        if bytes[body_end + 4..] != END_MAGIC {
+            return Err(ModelError::BadTrailer);
+        }
+        let stored = u32_at(body_end);
+        let computed = crc32fast::hash(&bytes[..body_end]);
+        if stored != computed {
+            return Err(ModelError::ChecksumMismatch { stored, computed });
+        }
+        let mut fsh = [0u8; 8];
+        fsh.copy_from_slice(&bytes[16..24]);
+        let dim = u16_at(24);
+        let n_features = u16_at(26);
+        let n_sources = bytes[28];
+        let n_layers = bytes[29];
+        range("dim", u64::from(dim), 1, u64::from(crate::bundle::MAX_DIM))?;
+        range(
+            "n_features",
+            u64::from(n_features),
+            0,
+            u64::from(crate::bundle::MAX_FEATURES),
+        )?;
+        range(
+            "n_sources",
+            u64::from(n_sources),
+            0,
+            u64::from(crate::bundle::MAX_SOURCES),
+        )?;
+        range("n_layers", u64::from(n_layers), 1, u64::from(MAX_LAYERS))?;
+        let f32_at = |at: usize| f32::from_bits(u32_at(at));
+        let mut r = Reader {
+            b: &bytes[..body_end],
+            at: HEADER_LEN,
+        };
+        let prerank = PreRanker {
+            bias: r.f32("pre-ranker")?,
+            w_dot: r.f32("pre-ranker")?,
+            w_retrieval: r.f32("pre-ranker")?,
+            w_features: r.f32s(usize::from(n_features), "pre-ranker feature weights")?,
+            w_sources: r.f32s(usize::from(n_sources), "pre-ranker source weights")?,
+        };
+        let mut mlp = Vec::new();
+        for _ in 0..n_layers {
+            let inputs = r.u32("layer shape")?;
+            let outputs = r.u32("layer shape")?;
+            range("layer width", u64::from(inputs), 1, u64::from(MAX_WIDTH))?;
+            range("layer width", u64::from(outputs), 1, u64::from(MAX_WIDTH))?;
+            let (inputs, outputs) = (inputs as usize, outputs as usize);
+            let weights = r.f32s(inputs * outputs, "layer weights")?;
+            let bias = r.f32s(outputs, "layer bias")?;
+            mlp.push(Layer {
+                inputs,
+                outputs,
+                weights,
+                bias,
+            });
+        }
+        if r.at != body_end {
+            return Err(ModelError::TrailingBytes {
+                extra: body_end - r.at,
+            });
+        }
+        let model = Model {
+            feature_schema_hash: u64::from_le_bytes(fsh),
+            dim,
+            n_features,
+            n_sources,
+            interaction: flags & FLAG_INTERACTION != 0,
+            prerank_keep: u32_at(32),
+            prerank,
+            mlp,
+            calibration: Platt {
+                a: f32_at(44),
+                b: f32_at(48),
+            },
+            diversity: Diversity {
+                creator_cap: u32_at(36),
+                mmr_lambda: f32_at(40),
+            },
+        };
+        model.validate()?;
+        Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn tiny() -> Model {
+        let mut m = Model {
+            feature_schema_hash: 7,
+            dim: 4,
+            n_features: 2,
+            n_sources: 1,
+            interaction: true,
+            prerank_keep: 10,
+            prerank: PreRanker {
+                bias: 0.1,
+                w_dot: 1.0,
+                w_retrieval: 0.5,
+                w_features: vec![0.2, -0.2],
+                w_sources: vec![0.3],
+            },
+            mlp: Vec::new(),
+            calibration: Platt { a: 1.0, b: 0.0 },
+            diversity: Diversity {
+                mmr_lambda: 0.7,
+                creator_cap: 2,
+            },
+        };
+        let inp = m.input_dim();
+        m.mlp.push(Layer {
+            inputs: inp,
+            outputs: 3,
+            weights: vec![0.01; inp * 3],
+            bias: vec![0.0; 3],
+        });
+        m.mlp.push(Layer {
+            inputs: 3,
+            outputs: 1,
+            weights: vec![1.0, -1.0, 0.5],
+            bias: vec![0.2],
+        });
+        m
+    }
+
+    #[test]
+    fn roundtrip() {
+        let m = tiny();
+        let bytes = m.encode().expect("encode");
+        assert_eq!(Model::decode(&bytes), Ok(m));
+        assert_eq!(digest_hex(&digest(&bytes)).len(), 64);
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        let mut m = tiny();
+        m.mlp[1].outputs = 2;
+        m.mlp[1].weights = vec![0.0; 6];
+        m.mlp[1].bias = vec![0.0; 2];
+        assert_eq!(
+            m.validate(),
+            Err(ModelError::LastLayerOutputs { outputs: 2 })
+        );
+        let mut m = tiny();
+        m.mlp[0].inputs -= 1;
+        assert!(matches!(
+            m.validate(),
+            Err(ModelError::LayerShape { layer: 0, .. })
+        ));
+        let mut m = tiny();
+        m.diversity.mmr_lambda = 1.5;
+        assert!(matches!(
+            m.validate(),
+            Err(ModelError::OutOfRange {
+                field: "mmr_lambda",
+                ..
+            })
+        ));
+        let mut m = tiny();
+        m.prerank.w_dot = f32::NAN;
+        assert!(matches!(m.encode(), Err(ModelError::NonFinite { .. })));
+    }
+
+    #[test]
+    fn typed_decode_errors() {
+        let bytes = tiny().encode().expect("encode");
+        assert!(matches!(
+            Model::decode(&bytes[..20]),
+            Err(ModelError::TooShort { .. })
+        ));
+        let mut b = bytes.clone();
+        b[8] = 2;
+        assert!(matches!(
+            Model::decode(&b),
+            Err(ModelError::UnsupportedVersion { found: 2, .. })
+        ));
+        let mut b = bytes.clone();
+        b[70] ^= 0x40;
+        assert!(matches!(
+            Model::decode(&b),
+            Err(ModelError::ChecksumMismatch { .. })
+        ));
+    }
+}

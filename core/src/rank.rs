@@ -1,0 +1,550 @@
+//! The ranking pipeline: integrity filter → pre-rank → main rank (MLP) →
+//! calibrate → diversity (MMR + per-creator cap) → top k.
+//!
+//! [`Ranker`] owns every scratch buffer, so once it has seen a request of a
+//! given size, ranking another of that size or smaller allocates nothing.
+//!
+//! # Stages
+//! 1. **Integrity.** A row is dropped if its id is in the context's seen set, its
+//!    creator is blocked, or its region mask excludes the context's region.
+//! 2. **Pre-rank.** `pre = bias + w_dot·dot + w_retrieval·retrieval + Σ w_f·f + Σ w_s·[retrieved by s]`,
+//!    where `dot` is the dequantised int8 dot product of the query and the item.
+//!    The best `prerank_keep` rows go on (ties: lower row first).
+//! 3. **Main rank.** The MLP of [`crate::model`] turns each survivor's input vector into a logit.
+//! 4. **Calibrate.** `p = σ(a·logit + b)`.
+//! 5. **Diversity.** Greedy maximal marginal relevance over the survivors:
+//!    each step takes the row maximising `λ·p − (1−λ)·max_sim`, where `max_sim`
+//!    is the largest cosine similarity to a row already taken, floored at 0 (a
+//!    dissimilar row earns no bonus, and the first pick is by `p` alone); rows whose creator
+//!    already has `creator_cap` rows in the list are skipped.
+//! 6. **Top k.** Selection stops after `k` rows.
+//!
+//! Every number is computed in a fixed order ([`crate::math`]), so the output is
+//! bit-identical on every platform.
+
+use alloc::vec::Vec;
+
+use crate::bundle::{Bundle, REGION_ANY};
+use crate::math::{self, dot_f32, dot_i8, sortable};
+use crate::model::Model;
+use crate::session::{SessionConfig, SessionState};
+
+/// What the caller knows about the request.
+#[derive(Debug, Clone, Default)]
+pub struct RankContext {
+    /// Current time, ms since the Unix epoch (the core never reads a clock).
+    pub now_ms: u64,
+    /// How many items to return.
+    pub k: u32,
+    /// The user's region index, or [`REGION_ANY`] to skip the region filter.
+    pub region: u8,
+    /// Items the user has already seen.
+    pub seen: Vec<u64>,
+    /// Creators the user blocked.
+    pub blocked_creators: Vec<u32>,
+    /// The long-term user embedding; empty for an anonymous user.
+    pub base: Vec<f32>,
+    /// The real-time session state (may be empty).
+    pub session: SessionState,
+    /// Session blending parameters.
+    pub session_config: SessionConfig,
+    /// Overrides the model's pre-rank keep count when non-zero.
+    pub prerank_keep: u32,
+}
+
+impl RankContext {
+    /// A context with no history, returning `k` items, with region filtering off.
+    pub fn new(k: u32, now_ms: u64) -> Self {
+        Self {
+            k,
+            now_ms,
+            region: REGION_ANY,
+            ..Self::default()
+        }
+    }
+}
+
+/// What happened to a bundle row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Outcome {
+    /// In the final list.
+    Selected = 0,
+    /// Filtered: the user has seen it.
+    Seen = 1,
+    /// Filtered: its creator is blocked.
+    BlockedCreator = 2,
+    /// Filtered: not eligible in the user's region.
+    Region = 3,
+    /// Dropped by the pre-ranker.
+    PreRankCut = 4,
+    /// Skipped because its creator reached the per-creator cap.
+    CreatorCap = 5,
+    /// Scored, but not in the top k.
+    BelowTopK = 6,
+}
+
+impl Outcome {
+    /// The outcome with this code.
+    pub fn from_code(c: u8) -> Option<Self> {
+        Some(match c {
+            0 => Self::Selected,
+            1 => Self::Seen,
+            2 => Self::BlockedCreator,
+            3 => Self::Region,
+            4 => Self::PreRankCut,
+            5 => Self::CreatorCap,
+            6 => Self::BelowTopK,
+            _ => return None,
+        })
+    }
+    /// A short name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Selected => "selected",
+            Self::Seen => "filtered: seen",
+            Self::BlockedCreator => "filtered: blocked creator",
+            Self::Region => "filtered: region",
+            Self::PreRankCut => "cut at pre-rank",
+            Self::CreatorCap => "cut by creator cap",
+            Self::BelowTopK => "below top k",
+        }
+    }
+}
+
+/// Per-row explanation of every stage. Scores a row never reached are NaN.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowExplain {
+    /// Final outcome.
+    pub outcome: Outcome,
+    /// Pre-rank score.
+    pub pre_score: f32,
+    /// MLP logit.
+    pub main_score: f32,
+    /// Calibrated probability.
+    pub calibrated: f32,
+}
+
+/// One item of the final list.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RankedItem {
+    /// Row in the bundle.
+    pub row: u32,
+    /// Item id.
+    pub id: u64,
+    /// Final score: the calibrated probability.
+    pub score: f32,
+    /// Pre-rank score.
+    pub pre_score: f32,
+    /// MLP logit.
+    pub main_score: f32,
+    /// `(1−λ)·max_sim` when the item was chosen.
+    pub mmr_penalty: f32,
+    /// `λ·score − mmr_penalty`, the value MMR maximised.
+    pub mmr_score: f32,
+}
+
+/// The result of a ranking, reused across calls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RankOutput {
+    /// The final list, best first.
+    pub items: Vec<RankedItem>,
+    /// One entry per bundle row.
+    pub rows: Vec<RowExplain>,
+}
+
+/// Why a ranking could not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RankError {
+    /// The bundle's features follow a different schema than the model's.
+    #[error("feature schema mismatch: bundle {bundle:#018x}, model {model:#018x}")]
+    SchemaMismatch {
+        /// Bundle's hash.
+        bundle: u64,
+        /// Model's hash.
+        model: u64,
+    },
+    /// Bundle and model disagree on a shape.
+    #[error("bundle and model disagree on {what}: bundle {bundle}, model {model}")]
+    Shape {
+        /// Which dimension.
+        what: &'static str,
+        /// Bundle's value.
+        bundle: usize,
+        /// Model's value.
+        model: usize,
+    },
+    /// The context's embeddings do not fit the bundle.
+    #[error("{what} has dimension {found}, the bundle has {expected}")]
+    QueryDimension {
+        /// Which embedding.
+        what: &'static str,
+        /// Bundle dimension.
+        expected: usize,
+        /// Given.
+        found: usize,
+    },
+    /// NaN or infinity in the context.
+    #[error("non-finite value in the {what}")]
+    NonFinite {
+        /// Which input.
+        what: &'static str,
+    },
+}
+
+/// The ranking pipeline with its reusable scratch space.
+#[derive(Debug, Default, Clone)]
+pub struct Ranker {
+    query: Vec<f32>,
+    query_q: Vec<i8>,
+    seen: Vec<u64>,
+    blocked: Vec<u32>,
+    cand: Vec<(f32, u32)>,
+    input: Vec<f32>,
+    act_a: Vec<f32>,
+    act_b: Vec<f32>,
+    norms: Vec<f32>,
+    max_sim: Vec<f32>,
+    taken: Vec<bool>,
+    creators: Vec<(u32, u32)>,
+}
+
+/// Orders `(score, row)` best first: higher score, then lower row.
+fn best_first(a: &(f32, u32), b: &(f32, u32)) -> core::cmp::Ordering {
+    sortable(b.0).total_cmp(&sortable(a.0)).then(a.1.cmp(&b.1))
+}
+
+/// Pre-rank score of row `i` given the quantised query and its scale.
+pub fn prerank_score(
+    model: &Model,
+    bundle: &Bundle<'_>,
+    i: usize,
+    query_q: &[i8],
+    query_scale: f32,
+) -> f32 {
+    let p = &model.prerank;
+    let dot = dot_i8(query_q, bundle.embedding(i)) as f32 * (query_scale * bundle.scale(i));
+    let mut s = p.bias + p.w_dot * dot + p.w_retrieval * bundle.retrieval_score(i);
+    for (w, f) in p.w_features.iter().zip(bundle.features(i)) {
+        s += w * f;
+    }
+    let mask = bundle.source_mask(i);
+    for (j, w) in p.w_sources.iter().enumerate() {
+        if mask & (1 << j) != 0 {
+            s += w;
+        }
+    }
+    s
+}
+
+/// Writes row `i`'s MLP input vector (layout in [`crate::model`]) into `input`.
+pub fn mlp_input(
+    model: &Model,
+    bundle: &Bundle<'_>,
+    i: usize,
+    query_q: &[i8],
+    query_scale: f32,
+    pre: f32,
+    input: &mut Vec<f32>,
+) {
+    input.clear();
+    let emb = bundle.embedding(i);
+    let s = query_scale * bundle.scale(i);
+    input.push(dot_i8(query_q, emb) as f32 * s);
+    input.push(pre);
+    input.push(bundle.retrieval_score(i));
+    input.extend(bundle.features(i));
+    let mask = bundle.source_mask(i);
+    input.extend(
+        (0..usize::from(model.n_sources)).map(|j| if mask & (1 << j) != 0 { 1.0 } else { 0.0 }),
+    );
+    if model.interaction {
+        input.extend(
+            query_q
+                .iter()
+                .zip(emb)
+                .map(|(&a, &b)| (i32::from(a) * i32::from(b)) as f32 * s),
+        );
+    }
+}
+
+/// Runs the MLP on `input`, using `a`/`b` as activation buffers; returns the logit.
+pub fn mlp_forward(model: &Model, input: &[f32], a: &mut Vec<f32>, b: &mut Vec<f32>) -> f32 {
+    a.clear();
+    a.extend_from_slice(input);
+    let last = model.mlp.len().saturating_sub(1);
+    for (k, layer) in model.mlp.iter().enumerate() {
+        b.clear();
+        for (o, row) in layer.weights.chunks_exact(layer.inputs).enumerate() {
+            let mut y = dot_f32(row, a) + layer.bias[o];
+            if k != last && y < 0.0 {
+                y = 0.0;
+            }
+            b.push(y);
+        }
+        core::mem::swap(a, b);
+    }
+    a.first().copied().unwrap_or(f32::NAN)
+}
+
+impl Ranker {
+    /// A ranker with empty scratch space.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ranks `bundle` for `ctx` with `model`, writing into `out`.
+    pub fn rank(
+        &mut self,
+        model: &Model,
+        bundle: &Bundle<'_>,
+        ctx: &RankContext,
+        out: &mut RankOutput,
+    ) -> Result<(), RankError> {
+        out.items.clear();
+        out.rows.clear();
+        let h = bundle.header();
+        if h.feature_schema_hash != model.feature_schema_hash {
+            return Err(RankError::SchemaMismatch {
+                bundle: h.feature_schema_hash,
+                model: model.feature_schema_hash,
+            });
+        }
+        let shape = |what, bundle: usize, model: usize| {
+            if bundle == model {
+                Ok(())
+            } else {
+                Err(RankError::Shape {
+                    what,
+                    bundle,
+                    model,
+                })
+            }
+        };
+        shape("embedding dimension", bundle.dim(), usize::from(model.dim))?;
+        shape(
+            "feature count",
+            usize::from(h.n_features),
+            usize::from(model.n_features),
+        )?;
+        shape(
+            "source count",
+            usize::from(h.n_sources),
+            usize::from(model.n_sources),
+        )?;
+        let d = bundle.dim();
+        self.build_query(ctx, d)?;
+        let query_scale = math::quantize_into(&self.query, &mut self.query_q);
+
+        // 1. Integrity filter.
+        self.seen.clear();
+        self.seen.extend_from_slice(&ctx.seen);
+        self.seen.sort_unstable();
+        self.blocked.clear();
+        self.blocked.extend_from_slice(&ctx.blocked_creators);
+        self.blocked.sort_unstable();
+        self.cand.clear();
+        let nan = f32::NAN;
+        for i in 0..bundle.len() {
+            let outcome = if self.seen.binary_search(&bundle.id(i)).is_ok() {
+                Outcome::Seen
+            } else if self.blocked.binary_search(&bundle.creator(i)).is_ok() {
+                Outcome::BlockedCreator
+            } else if ctx.region != REGION_ANY
+                && (ctx.region >= 32 || bundle.region_mask(i) & (1u32 << ctx.region) == 0)
+            {
+                Outcome::Region
+            } else {
+                // 2. Pre-rank.
+                let pre = prerank_score(model, bundle, i, &self.query_q, query_scale);
+                self.cand.push((pre, i as u32));
+                out.rows.push(RowExplain {
+                    outcome: Outcome::PreRankCut,
+                    pre_score: pre,
+                    main_score: nan,
+                    calibrated: nan,
+                });
+                continue;
+            };
+            out.rows.push(RowExplain {
+                outcome,
+                pre_score: nan,
+                main_score: nan,
+                calibrated: nan,
+            });
+        }
+        let keep = if ctx.prerank_keep > 0 {
+            ctx.prerank_keep
+        } else {
+            model.prerank_keep
+        } as usize;
+        if self.cand.len() > keep {
+            self.cand.select_nth_unstable_by(keep, best_first);
+            self.cand.truncate(keep);
+        }
+
+        // 3–4. Main rank and calibration.
+        for c in self.cand.iter_mut() {
+            let i = c.1 as usize;
+            let pre = out.rows[i].pre_score;
+            mlp_input(
+                model,
+                bundle,
+                i,
+                &self.query_q,
+                query_scale,
+                pre,
+                &mut self.input,
+            );
+            let logit = mlp_forward(model, &self.input, &mut self.act_a, &mut self.act_b);
+            let p = math::sigmoid(model.calibration.a * logit + model.calibration.b);
+            let row = &mut out.rows[i];
+            row.main_score = logit;
+            row.calibrated = p;
+            row.outcome = Outcome::BelowTopK;
+            c.0 = p;
+        }
+        self.cand.sort_unstable_by(best_first);
+
+        // 5–6. Diversity and top k.
+        self.diversify(model, bundle, ctx.k as usize, out);
+        Ok(())
+    }
+
+    fn build_query(&mut self, ctx: &RankContext, d: usize) -> Result<(), RankError> {
+        if !ctx.base.is_empty() && ctx.base.len() != d {
+            return Err(RankError::QueryDimension {
+                what: "base user embedding",
+                expected: d,
+                found: ctx.base.len(),
+            });
+        }
+        if ctx.base.iter().any(|x| !x.is_finite()) {
+            return Err(RankError::NonFinite {
+                what: "base user embedding",
+            });
+        }
+        self.query.clear();
+        self.query.resize(d, 0.0);
+        self.query_q.clear();
+        self.query_q.resize(d, 0);
+        let base = (!ctx.base.is_empty()).then_some(&ctx.base[..]);
+        if ctx.session.is_empty() {
+            if let Some(b) = base {
+                self.query.copy_from_slice(b);
+            }
+        } else {
+            if ctx.session.dim() != d {
+                return Err(RankError::QueryDimension {
+                    what: "session state",
+                    expected: d,
+                    found: ctx.session.dim(),
+                });
+            }
+            ctx.session
+                .query_into(&ctx.session_config, base, ctx.now_ms, &mut self.query);
+        }
+        if self.query.iter().any(|x| !x.is_finite()) {
+            return Err(RankError::NonFinite {
+                what: "session query",
+            });
+        }
+        Ok(())
+    }
+
+    fn diversify(&mut self, model: &Model, bundle: &Bundle<'_>, k: usize, out: &mut RankOutput) {
+        let lambda = model.diversity.mmr_lambda;
+        let cap = model.diversity.creator_cap;
+        let n = self.cand.len();
+        self.norms.clear();
+        for &(_, row) in &self.cand {
+            let e = bundle.embedding(row as usize);
+            self.norms.push(libm::sqrtf(dot_i8(e, e) as f32));
+        }
+        self.max_sim.clear();
+        self.max_sim.resize(n, 0.0);
+        self.taken.clear();
+        self.taken.resize(n, false);
+        self.creators.clear();
+        let use_sim = lambda < 1.0;
+        while out.items.len() < k {
+            let mut best: Option<(usize, f32)> = None;
+            for j in 0..n {
+                if self.taken[j] {
+                    continue;
+                }
+                let creator = bundle.creator(self.cand[j].1 as usize);
+                if cap > 0 && self.creator_count(creator) >= cap {
+                    continue;
+                }
+                let score = lambda * self.cand[j].0 - (1.0 - lambda) * self.max_sim[j];
+                if best.is_none_or(|(_, b)| sortable(score) > sortable(b)) {
+                    best = Some((j, score));
+                }
+            }
+            let Some((j, score)) = best else { break };
+            self.taken[j] = true;
+            let row = self.cand[j].1 as usize;
+            let creator = bundle.creator(row);
+            match self.creators.iter_mut().find(|(c, _)| *c == creator) {
+                Some((_, count)) => *count += 1,
+                None => self.creators.push((creator, 1)),
+            }
+            let r = &mut out.rows[row];
+            r.outcome = Outcome::Selected;
+            out.items.push(RankedItem {
+                row: row as u32,
+                id: bundle.id(row),
+                score: r.calibrated,
+                pre_score: r.pre_score,
+                main_score: r.main_score,
+                mmr_penalty: (1.0 - lambda) * self.max_sim[j],
+                mmr_score: score,
+            });
+            if use_sim {
+                let ej = bundle.embedding(row);
+                for t in 0..n {
+                    if self.taken[t] {
+                        continue;
+                    }
+                    let s = cosine(
+                        ej,
+                        self.norms[j],
+                        bundle.embedding(self.cand[t].1 as usize),
+                        self.norms[t],
+                    );
+                    if s > self.max_sim[t] {
+                        self.max_sim[t] = s;
+                    }
+                }
+            }
+        }
+        if cap > 0 {
+            for t in 0..n {
+                let row = self.cand[t].1 as usize;
+                if !self.taken[t] && self.creator_count(bundle.creator(row)) >= cap {
+                    out.rows[row].outcome = Outcome::CreatorCap;
+                }
+            }
+        }
+    }
+
+    fn creator_count(&self, creator: u32) -> u32 {
+        self.creators
+            .iter()
+            .find(|(c, _)| *c == creator)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// Cosine similarity of two int8 rows from their exact dot product and norms
+/// (the per-row scales cancel). Zero if either row is all zero.
+pub fn cosine(a: &[i8], norm_a: f32, b: &[i8], norm_b: f32) -> f32 {
+    let den = norm_a * norm_b;
+    if den == 0.0 {
+        0.0
+    } else {
+        dot_i8(a, b) as f32 / den
+    }
+}

@@ -1,0 +1,13 @@
+//! # edgewise-edge
+//!
+//! The Edgewise edge worker. It runs the ranking where the user is: on a CDN
+//! node, hosting `edgewise_core.wasm` (the zero-import core guest) in wasmtime.
+//!
+//! Today this crate holds [`guest`], the host side of the guest ABI
+//! ([`edgewise_core::abi`]): it compiles the module, checks its imports and ABI
+//! version, and ranks bundles through it. The HTTP feed server, the regional
+//! cache and the speculative-then-refined protocol build on it (issue 5).
+//! The `edgewise-edge` binary currently offers `rank`, which ranks a bundle
+//! through the guest and natively and prints both with their explanations.
+
+pub mod guest;

@@ -1,0 +1,226 @@
+//! `edgewise-edge`: the Edgewise edge worker.
+//!
+//! `edgewise-edge rank` ranks a candidate bundle through the core guest module
+//! in wasmtime and natively, checks that both agree bit for bit, and prints the
+//! ranking with the explanation of every stage. Without `--bundle`/`--model` it
+//! generates a clustered synthetic catalogue, a model and a user context.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use edgewise_core::abi::{self, ModelMatch};
+use edgewise_core::bundle::{Bundle, SOURCE_NAMES};
+use edgewise_core::model::{self, Model};
+use edgewise_core::rank::{Outcome, RankContext, RankOutput, Ranker};
+use edgewise_core::synth;
+use edgewise_edge::guest::{self, GuestModule};
+
+#[derive(Parser, Debug)]
+#[command(name = "edgewise-edge", version, about = "The Edgewise edge worker")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Rank a bundle through the guest module and natively, and explain the result.
+    Rank(RankArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RankArgs {
+    /// The guest module [default: the one `cargo xtask guest` builds].
+    #[arg(long)]
+    module: Option<PathBuf>,
+    /// A bundle file (v1). Needs --model. Without it a synthetic bundle is generated.
+    #[arg(long, requires = "model")]
+    bundle: Option<PathBuf>,
+    /// A model artifact file (v1).
+    #[arg(long, requires = "bundle")]
+    model: Option<PathBuf>,
+    /// Synthetic candidates to generate.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    candidates: u32,
+    /// Synthetic embedding dimension.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    dim: u16,
+    /// Items to return.
+    #[arg(short, long, default_value_t = 10)]
+    k: u32,
+    /// Seed for the synthetic data and the user context.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Also write the synthetic bundle and model to this directory.
+    #[arg(long)]
+    write_to: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Rank(a) => rank(a),
+    }
+}
+
+fn rank(a: RankArgs) -> Result<()> {
+    let now_ms = 1_700_000_000_000;
+    let (bundle_bytes, model_bytes, ctx) = match (&a.bundle, &a.model) {
+        (Some(b), Some(m)) => {
+            let bundle =
+                std::fs::read(b).with_context(|| format!("reading bundle {}", b.display()))?;
+            let model =
+                std::fs::read(m).with_context(|| format!("reading model {}", m.display()))?;
+            let mut ctx = RankContext::new(a.k, now_ms);
+            ctx.session = edgewise_core::SessionState::new(0);
+            (bundle, model, ctx)
+        }
+        _ => {
+            let spec = synth::Spec::new(a.candidates as usize, a.dim, a.seed);
+            let bundle = synth::bundle(&spec, now_ms);
+            let model = synth::model(&spec, &[64, 32], 200, a.seed)
+                .encode()
+                .context("encoding the synthetic model")?;
+            (
+                bundle,
+                model,
+                synth::context(&spec, a.k, now_ms, a.seed + 1),
+            )
+        }
+    };
+    if let Some(dir) = &a.write_to {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("bundle.ewb"), &bundle_bytes)?;
+        std::fs::write(dir.join("model.ewm"), &model_bytes)?;
+        println!(
+            "wrote {} and {}",
+            dir.join("bundle.ewb").display(),
+            dir.join("model.ewm").display()
+        );
+    }
+    let bundle = Bundle::decode(&bundle_bytes).context("the bundle is invalid")?;
+    let model = Model::decode(&model_bytes).context("the model is invalid")?;
+    let digest = model::digest(&model_bytes);
+
+    // Native.
+    let mut ranker = Ranker::new();
+    let mut native = RankOutput::default();
+    let t = Instant::now();
+    ranker
+        .rank(&model, &bundle, &ctx, &mut native)
+        .context("native ranking failed")?;
+    let native_us = t.elapsed().as_secs_f64() * 1e6;
+
+    // Guest.
+    let path = a.module.clone().unwrap_or_else(guest::default_module_path);
+    if !path.exists() {
+        bail!(
+            "guest module not found at {}: build it with `cargo xtask guest` or pass --module",
+            path.display()
+        );
+    }
+    let engine = guest::default_engine()?;
+    let t = Instant::now();
+    let module = GuestModule::from_file(&engine, &path)?;
+    let compile_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut inst = module.instantiate()?;
+    inst.load_model(&model_bytes)?;
+    let t = Instant::now();
+    let (guest_out, model_match) = inst.rank(&bundle_bytes, &ctx)?;
+    let guest_us = t.elapsed().as_secs_f64() * 1e6;
+
+    let mut nb = Vec::new();
+    let mut gb = Vec::new();
+    let expected = bundle.header().model_digest;
+    let native_match = if expected == [0; 32] {
+        ModelMatch::Any
+    } else if expected == digest {
+        ModelMatch::Match
+    } else {
+        ModelMatch::Mismatch
+    };
+    abi::encode_result(&native, native_match, &mut nb);
+    abi::encode_result(&guest_out, model_match, &mut gb);
+
+    let h = bundle.header();
+    println!(
+        "bundle: {} candidates, d={}, {} features, {} sources, {} bytes ({:.1} bytes/candidate)",
+        bundle.len(),
+        h.dim,
+        h.n_features,
+        h.n_sources,
+        bundle_bytes.len(),
+        bundle_bytes.len() as f64 / bundle.len().max(1) as f64
+    );
+    println!(
+        "model:  sha256 {}, MLP {:?}, pre-rank keep {}, MMR λ {}, creator cap {}",
+        model::digest_hex(&digest),
+        model.mlp.iter().map(|l| l.outputs).collect::<Vec<_>>(),
+        model.prerank_keep,
+        model.diversity.mmr_lambda,
+        model.diversity.creator_cap
+    );
+    println!(
+        "guest:  {} (compiled in {compile_ms:.1} ms)",
+        path.display()
+    );
+    println!();
+    println!(
+        "{:>3}  {:>9}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}  sources",
+        "#", "item", "score", "pre", "logit", "mmr-pen", "creator"
+    );
+    for (pos, it) in guest_out.items.iter().enumerate() {
+        let row = it.row as usize;
+        let mask = bundle.source_mask(row);
+        let sources: Vec<&str> = SOURCE_NAMES
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| mask & (1 << j) != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        println!(
+            "{:>3}  {:>9}  {:>8.4}  {:>8.4}  {:>8.4}  {:>8.4}  {:>8}  {}",
+            pos + 1,
+            it.id,
+            it.score,
+            it.pre_score,
+            it.main_score,
+            it.mmr_penalty,
+            bundle.creator(row),
+            sources.join(",")
+        );
+    }
+    println!();
+    let mut counts = [0usize; 7];
+    for r in &guest_out.rows {
+        counts[r.outcome as usize] += 1;
+    }
+    let order = [
+        Outcome::Selected,
+        Outcome::Seen,
+        Outcome::BlockedCreator,
+        Outcome::Region,
+        Outcome::PreRankCut,
+        Outcome::CreatorCap,
+        Outcome::BelowTopK,
+    ];
+    let parts: Vec<String> = order
+        .iter()
+        .map(|o| format!("{}: {}", o.as_str(), counts[*o as usize]))
+        .collect();
+    println!("what happened to each candidate: {}", parts.join(", "));
+    println!(
+        "native ranking: {native_us:.0} µs (first call); guest ranking: {guest_us:.0} µs (first call)"
+    );
+    if nb == gb {
+        println!(
+            "guest and native results are bit-identical ({} result bytes)",
+            nb.len()
+        );
+        Ok(())
+    } else {
+        bail!("guest and native results differ: this is a determinism bug")
+    }
+}
