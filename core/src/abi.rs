@@ -148,21 +148,11 @@ pub fn encode_context(ctx: &RankContext, out: &mut Vec<u8>) {
     out.extend_from_slice(&(ctx.seen.len() as u32).to_le_bytes());
     out.extend_from_slice(&(ctx.blocked_creators.len() as u32).to_le_bytes());
     out.extend_from_slice(&(ctx.base.len() as u32).to_le_bytes());
-    let session_len = if ctx.session.dim() > 0 {
-        ctx.session.encoded_len()
-    } else {
-        0
-    };
+    let session_len = if ctx.session.dim() > 0 { ctx.session.encoded_len() } else { 0 };
     out.extend_from_slice(&(session_len as u32).to_le_bytes());
-    ctx.seen
-        .iter()
-        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
-    ctx.blocked_creators
-        .iter()
-        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
-    ctx.base
-        .iter()
-        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    ctx.seen.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    ctx.blocked_creators.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    ctx.base.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
     if session_len > 0 {
         ctx.session.encode_into(out);
     }
@@ -170,10 +160,7 @@ pub fn encode_context(ctx: &RankContext, out: &mut Vec<u8>) {
 
 /// Decodes an `EWCX` context into `ctx`, reusing its buffers. Never panics.
 pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), WireError> {
-    let bad = |reason| WireError::Malformed {
-        what: "context",
-        reason,
-    };
+    let bad = |reason| WireError::Malformed { what: "context", reason };
     if b.len() < CTX_FIXED {
         return Err(bad("shorter than its fixed header"));
     }
@@ -192,12 +179,7 @@ pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), WireError> 
         x.copy_from_slice(&b[at..at + 8]);
         u64::from_le_bytes(x)
     };
-    let (s, bl, d, l) = (
-        u32_at(40) as u64,
-        u32_at(44) as u64,
-        u32_at(48) as u64,
-        u32_at(52) as u64,
-    );
+    let (s, bl, d, l) = (u32_at(40) as u64, u32_at(44) as u64, u32_at(48) as u64, u32_at(52) as u64);
     let expected = CTX_FIXED as u64 + 8 * s + 4 * bl + 4 * d + l;
     if expected != b.len() as u64 {
         return Err(bad("section lengths do not add up to the context length"));
@@ -210,33 +192,22 @@ pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), WireError> 
     ctx.k = u32_at(8);
     ctx.prerank_keep = u32_at(12);
     ctx.now_ms = u64_at(16);
-    ctx.session_config = crate::session::SessionConfig {
-        session_share: share,
-        half_life_ms: u64_at(32),
-        ..Default::default()
-    };
+    ctx.session_config =
+        crate::session::SessionConfig { session_share: share, half_life_ms: u64_at(32), ..Default::default() };
     let mut at = CTX_FIXED;
     ctx.seen.clear();
-    ctx.seen
-        .extend(b[at..at + 8 * s as usize].chunks_exact(8).map(|c| {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(c);
-            u64::from_le_bytes(x)
-        }));
+    ctx.seen.extend(b[at..at + 8 * s as usize].chunks_exact(8).map(|c| {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(c);
+        u64::from_le_bytes(x)
+    }));
     at += 8 * s as usize;
     ctx.blocked_creators.clear();
-    ctx.blocked_creators.extend(
-        b[at..at + 4 * bl as usize]
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-    );
+    ctx.blocked_creators
+        .extend(b[at..at + 4 * bl as usize].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
     at += 4 * bl as usize;
     ctx.base.clear();
-    ctx.base.extend(
-        b[at..at + 4 * d as usize]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-    );
+    ctx.base.extend(b[at..at + 4 * d as usize].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
     at += 4 * d as usize;
     if ctx.base.iter().any(|x| !x.is_finite()) {
         return Err(bad("non-finite value in the base embedding"));
@@ -244,10 +215,7 @@ pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), WireError> 
     if l == 0 {
         ctx.session.reset();
     } else {
-        let n = ctx
-            .session
-            .decode_from(&b[at..])
-            .map_err(|_| bad("invalid session state"))?;
+        let n = ctx.session.decode_from(&b[at..]).map_err(|_| bad("invalid session state"))?;
         if n as u64 != l {
             return Err(bad("session state length does not match its header"));
         }
@@ -277,13 +245,7 @@ pub fn encode_result(r: &RankOutput, model_match: ModelMatch, out: &mut Vec<u8>)
     for it in &r.items {
         out.extend_from_slice(&it.id.to_le_bytes());
         out.extend_from_slice(&it.row.to_le_bytes());
-        for x in [
-            it.score,
-            it.pre_score,
-            it.main_score,
-            it.mmr_penalty,
-            it.mmr_score,
-        ] {
+        for x in [it.score, it.pre_score, it.main_score, it.mmr_penalty, it.mmr_score] {
             out.extend_from_slice(&x.to_le_bytes());
         }
     }
@@ -297,10 +259,7 @@ pub fn encode_result(r: &RankOutput, model_match: ModelMatch, out: &mut Vec<u8>)
 
 /// Decodes an `EWRS` result. Never panics.
 pub fn decode_result(b: &[u8]) -> Result<(RankOutput, ModelMatch), WireError> {
-    let bad = |reason| WireError::Malformed {
-        what: "result",
-        reason,
-    };
+    let bad = |reason| WireError::Malformed { what: "result", reason };
     if b.len() < RES_HEADER || b[..4] != RES_MAGIC || b[4] != 1 {
         return Err(bad("bad header"));
     }
@@ -392,8 +351,7 @@ impl Engine {
         self.result.clear();
         let Some((model, digest)) = self.model.as_ref() else {
             self.error.clear();
-            self.error
-                .push_str("no model loaded: call ew_load_model first");
+            self.error.push_str("no model loaded: call ew_load_model first");
             return Status::NoModel;
         };
         let b = match Bundle::decode(bundle) {

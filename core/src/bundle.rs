@@ -89,13 +89,7 @@ const FLAG_PERSONAL: u16 = 1;
 const ALIGN: u64 = 8;
 
 /// The candidate sources of seed 001, in the order of their source slots.
-pub const SOURCE_NAMES: [&str; 5] = [
-    "collaborative",
-    "content",
-    "trending",
-    "recent_similar",
-    "creator",
-];
+pub const SOURCE_NAMES: [&str; 5] = ["collaborative", "content", "trending", "recent_similar", "creator"];
 
 /// Who a bundle is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -387,40 +381,17 @@ fn layout_u64(n: u64, dim: u64, nf: u64, ns: u64) -> Option<[(u64, u64); 10]> {
 }
 
 fn total_len_u64(cols: &[(u64, u64); 10]) -> Option<u64> {
-    cols[9]
-        .1
-        .checked_add(ALIGN - 1)
-        .map(|x| x / ALIGN * ALIGN)?
-        .checked_add(TRAILER_LEN as u64)
+    cols[9].1.checked_add(ALIGN - 1).map(|x| x / ALIGN * ALIGN)?.checked_add(TRAILER_LEN as u64)
 }
 
-fn check_range(
-    field: &'static str,
-    value: u64,
-    min: u64,
-    max: u64,
-) -> Result<(), (&'static str, u64, u64, u64)> {
-    if value < min || value > max {
-        Err((field, value, min, max))
-    } else {
-        Ok(())
-    }
+fn check_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), (&'static str, u64, u64, u64)> {
+    if value < min || value > max { Err((field, value, min, max)) } else { Ok(()) }
 }
 
 fn check_shape(h: &BundleHeader) -> Result<(), (&'static str, u64, u64, u64)> {
     check_range("dim", u64::from(h.dim), 1, u64::from(MAX_DIM))?;
-    check_range(
-        "n_features",
-        u64::from(h.n_features),
-        0,
-        u64::from(MAX_FEATURES),
-    )?;
-    check_range(
-        "n_sources",
-        u64::from(h.n_sources),
-        0,
-        u64::from(MAX_SOURCES),
-    )?;
+    check_range("n_features", u64::from(h.n_features), 0, u64::from(MAX_FEATURES))?;
+    check_range("n_sources", u64::from(h.n_sources), 0, u64::from(MAX_SOURCES))?;
     Ok(())
 }
 
@@ -444,17 +415,9 @@ pub struct BundleBuilder {
 impl BundleBuilder {
     /// Starts a bundle with the given header (its `version` is ignored: [`VERSION`] is written).
     pub fn new(header: BundleHeader) -> Result<Self, BuildError> {
-        check_shape(&header).map_err(|(field, value, min, max)| BuildError::OutOfRange {
-            field,
-            value,
-            min,
-            max,
-        })?;
+        check_shape(&header).map_err(|(field, value, min, max)| BuildError::OutOfRange { field, value, min, max })?;
         Ok(Self {
-            header: BundleHeader {
-                version: VERSION,
-                ..header
-            },
+            header: BundleHeader { version: VERSION, ..header },
             ids: Vec::new(),
             scales: Vec::new(),
             retrieval: Vec::new(),
@@ -509,28 +472,16 @@ impl BundleBuilder {
             return Err(BuildError::TooManyRows { max: MAX_ROWS });
         }
         shape("embedding", usize::from(self.header.dim), c.embedding.len())?;
-        shape(
-            "features",
-            usize::from(self.header.n_features),
-            c.features.len(),
-        )?;
-        shape(
-            "source_ranks",
-            usize::from(self.header.n_sources),
-            c.source_ranks.len(),
-        )?;
+        shape("features", usize::from(self.header.n_features), c.features.len())?;
+        shape("source_ranks", usize::from(self.header.n_sources), c.source_ranks.len())?;
         if !c.scale.is_finite() || c.scale < 0.0 {
-            return Err(BuildError::NonFinite {
-                what: "embedding scale",
-            });
+            return Err(BuildError::NonFinite { what: "embedding scale" });
         }
         if c.features.iter().any(|x| !x.is_finite()) {
             return Err(BuildError::NonFinite { what: "features" });
         }
         if !c.retrieval_score.is_finite() {
-            return Err(BuildError::NonFinite {
-                what: "retrieval_score",
-            });
+            return Err(BuildError::NonFinite { what: "retrieval_score" });
         }
         let mut mask = 0u8;
         for (j, &r) in c.source_ranks.iter().enumerate() {
@@ -556,22 +507,13 @@ impl BundleBuilder {
         let h = &self.header;
         let n = self.ids.len() as u64;
         // The shape was checked in `new` and rows are capped, so this cannot overflow.
-        let cols = layout_u64(
-            n,
-            u64::from(h.dim),
-            u64::from(h.n_features),
-            u64::from(h.n_sources),
-        )
-        .unwrap_or([(0, 0); 10]);
+        let cols =
+            layout_u64(n, u64::from(h.dim), u64::from(h.n_features), u64::from(h.n_sources)).unwrap_or([(0, 0); 10]);
         let total = total_len_u64(&cols).unwrap_or(0) as usize;
         let mut out = Vec::with_capacity(total);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
-        let flags = if h.scope == Scope::Personal {
-            FLAG_PERSONAL
-        } else {
-            0
-        };
+        let flags = if h.scope == Scope::Personal { FLAG_PERSONAL } else { 0 };
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
         out.extend_from_slice(&(n as u32).to_le_bytes());
@@ -589,37 +531,21 @@ impl BundleBuilder {
         out.resize(HEADER_LEN, 0);
         let pad = |out: &mut Vec<u8>, to: u64| out.resize(to as usize, 0);
         pad(&mut out, cols[0].0);
-        self.ids
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        self.ids.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         pad(&mut out, cols[1].0);
-        self.scales
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        self.scales.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         pad(&mut out, cols[2].0);
-        self.retrieval
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        self.retrieval.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         pad(&mut out, cols[3].0);
-        self.creator
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        self.creator.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         pad(&mut out, cols[4].0);
-        self.category
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        self.category.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         pad(&mut out, cols[5].0);
-        self.region_mask
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        self.region_mask.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         pad(&mut out, cols[6].0);
-        self.features
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        self.features.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         pad(&mut out, cols[7].0);
-        self.source_ranks
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        self.source_ranks.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
         pad(&mut out, cols[8].0);
         out.extend_from_slice(&self.source_mask);
         pad(&mut out, cols[9].0);
@@ -633,15 +559,7 @@ impl BundleBuilder {
 }
 
 fn shape(what: &'static str, expected: usize, found: usize) -> Result<(), BuildError> {
-    if expected == found {
-        Ok(())
-    } else {
-        Err(BuildError::Shape {
-            what,
-            expected,
-            found,
-        })
-    }
+    if expected == found { Ok(()) } else { Err(BuildError::Shape { what, expected, found }) }
 }
 
 /// A validated, zero-copy view of a bundle.
@@ -673,10 +591,7 @@ impl<'a> Bundle<'a> {
     pub fn decode(bytes: &'a [u8]) -> Result<Self, BundleError> {
         let min = HEADER_LEN + TRAILER_LEN;
         if bytes.len() < min {
-            return Err(BundleError::TooShort {
-                len: bytes.len(),
-                min,
-            });
+            return Err(BundleError::TooShort { len: bytes.len(), min });
         }
         // From here on every fixed header offset is < 128 <= len.
         if bytes[..8] != MAGIC {
@@ -696,10 +611,7 @@ impl<'a> Bundle<'a> {
         }
         let header_len = rd_u32(bytes, 12);
         if header_len as usize != HEADER_LEN {
-            return Err(BundleError::BadHeaderLen {
-                found: header_len,
-                expected: HEADER_LEN as u32,
-            });
+            return Err(BundleError::BadHeaderLen { found: header_len, expected: HEADER_LEN as u32 });
         }
         for offset in [26usize, 27, 30, 31].into_iter().chain(80..HEADER_LEN) {
             if bytes[offset] != 0 {
@@ -711,11 +623,7 @@ impl<'a> Bundle<'a> {
         model_digest.copy_from_slice(&bytes[48..80]);
         let header = BundleHeader {
             version,
-            scope: if flags & FLAG_PERSONAL != 0 {
-                Scope::Personal
-            } else {
-                Scope::Regional
-            },
+            scope: if flags & FLAG_PERSONAL != 0 { Scope::Personal } else { Scope::Regional },
             region: bytes[25],
             dim: rd_u16(bytes, 20),
             n_features: rd_u16(bytes, 22),
@@ -726,26 +634,14 @@ impl<'a> Bundle<'a> {
             feature_schema_hash: rd_u64(bytes, 40),
             model_digest,
         };
-        let oor = |(field, value, min, max)| BundleError::OutOfRange {
-            field,
-            value,
-            min,
-            max,
-        };
+        let oor = |(field, value, min, max)| BundleError::OutOfRange { field, value, min, max };
         check_range("n_rows", u64::from(n), 0, u64::from(MAX_ROWS)).map_err(oor)?;
         check_shape(&header).map_err(oor)?;
-        let cols = layout_u64(
-            u64::from(n),
-            u64::from(header.dim),
-            u64::from(header.n_features),
-            u64::from(header.n_sources),
-        );
+        let cols =
+            layout_u64(u64::from(n), u64::from(header.dim), u64::from(header.n_features), u64::from(header.n_sources));
         let expected = cols.as_ref().and_then(total_len_u64).unwrap_or(u64::MAX);
         if expected != bytes.len() as u64 {
-            return Err(BundleError::LengthMismatch {
-                expected,
-                actual: bytes.len() as u64,
-            });
+            return Err(BundleError::LengthMismatch { expected, actual: bytes.len() as u64 });
         }
         // expected == len, so every column end fits in usize and inside `bytes`.
         let cols = cols.unwrap_or([(0, 0); 10]);
@@ -774,19 +670,12 @@ impl<'a> Bundle<'a> {
         };
         // Padding between columns must be zero, so every valid bundle has one encoding.
         for c in 0..cols.len() {
-            let gap_end = cols
-                .get(c + 1)
-                .map_or(total - TRAILER_LEN, |next| next.0 as usize);
+            let gap_end = cols.get(c + 1).map_or(total - TRAILER_LEN, |next| next.0 as usize);
             if let Some(offset) = (cols[c].1 as usize..gap_end).find(|&o| bytes[o] != 0) {
                 return Err(BundleError::ReservedNonZero { offset });
             }
         }
-        let view = Bundle {
-            header,
-            n: n as usize,
-            layout,
-            bytes,
-        };
+        let view = Bundle { header, n: n as usize, layout, bytes };
         view.validate_rows()?;
         Ok(view)
     }
@@ -797,25 +686,16 @@ impl<'a> Bundle<'a> {
             let row = i as u32;
             let s = self.scale(i);
             if !s.is_finite() {
-                return Err(BundleError::NonFinite {
-                    column: "scale",
-                    row,
-                });
+                return Err(BundleError::NonFinite { column: "scale", row });
             }
             if s < 0.0 {
                 return Err(BundleError::NegativeScale { row });
             }
             if !self.retrieval_score(i).is_finite() {
-                return Err(BundleError::NonFinite {
-                    column: "retrieval",
-                    row,
-                });
+                return Err(BundleError::NonFinite { column: "retrieval", row });
             }
             if self.features(i).any(|x| !x.is_finite()) {
-                return Err(BundleError::NonFinite {
-                    column: "features",
-                    row,
-                });
+                return Err(BundleError::NonFinite { column: "features", row });
             }
             let mask = self.source_mask(i);
             if ns < 8 && mask >> ns != 0 {
@@ -886,9 +766,7 @@ impl<'a> Bundle<'a> {
     pub fn features(&self, i: usize) -> impl Iterator<Item = f32> + 'a {
         let nf = usize::from(self.header.n_features);
         let start = self.layout.features.0 + 4 * nf * i;
-        self.bytes[start..start + 4 * nf]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        self.bytes[start..start + 4 * nf].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
     }
     /// Feature `j` of row `i`.
     pub fn feature(&self, i: usize, j: usize) -> f32 {
@@ -915,22 +793,14 @@ impl<'a> Bundle<'a> {
     }
 
     /// Row `i` as a [`QuantizedCandidate`], with its features and ranks copied into the given buffers.
-    pub fn row<'b>(
-        &self,
-        i: usize,
-        features: &'b mut Vec<f32>,
-        ranks: &'b mut Vec<u16>,
-    ) -> QuantizedCandidate<'b>
+    pub fn row<'b>(&self, i: usize, features: &'b mut Vec<f32>, ranks: &'b mut Vec<u16>) -> QuantizedCandidate<'b>
     where
         'a: 'b,
     {
         features.clear();
         features.extend(self.features(i));
         ranks.clear();
-        ranks.extend(
-            (0..usize::from(self.header.n_sources))
-                .map(|j| self.source_rank(i, j).unwrap_or(NO_RANK)),
-        );
+        ranks.extend((0..usize::from(self.header.n_sources)).map(|j| self.source_rank(i, j).unwrap_or(NO_RANK)));
         QuantizedCandidate {
             id: self.id(i),
             embedding: self.embedding(i),
@@ -1041,41 +911,23 @@ mod tests {
     #[test]
     fn typed_errors() {
         let bytes = sample(2);
-        assert!(matches!(
-            Bundle::decode(&bytes[..10]),
-            Err(BundleError::TooShort { .. })
-        ));
+        assert!(matches!(Bundle::decode(&bytes[..10]), Err(BundleError::TooShort { .. })));
         let mut b = bytes.clone();
         b[0] = b'X';
         assert_eq!(Bundle::decode(&b).unwrap_err(), BundleError::BadMagic);
         let mut b = bytes.clone();
         b[8] = 9;
-        assert!(matches!(
-            Bundle::decode(&b),
-            Err(BundleError::UnsupportedVersion { found: 9, .. })
-        ));
+        assert!(matches!(Bundle::decode(&b), Err(BundleError::UnsupportedVersion { found: 9, .. })));
         let mut b = bytes.clone();
         b[16] = 200;
-        assert!(matches!(
-            Bundle::decode(&b),
-            Err(BundleError::LengthMismatch { .. })
-        ));
+        assert!(matches!(Bundle::decode(&b), Err(BundleError::LengthMismatch { .. })));
         let mut b = bytes.clone();
         let last = b.len() - 12;
         b[last] ^= 1;
-        assert!(matches!(
-            Bundle::decode(&b),
-            Err(BundleError::ChecksumMismatch { .. })
-        ));
+        assert!(matches!(Bundle::decode(&b), Err(BundleError::ChecksumMismatch { .. })));
         let mut b = bytes.clone();
         b[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            Bundle::decode(&b),
-            Err(BundleError::OutOfRange {
-                field: "n_rows",
-                ..
-            })
-        ));
+        assert!(matches!(Bundle::decode(&b), Err(BundleError::OutOfRange { field: "n_rows", .. })));
     }
 
     #[test]
@@ -1091,21 +943,9 @@ mod tests {
             region_mask: 0,
             retrieval_score: 0.0,
         };
-        assert_eq!(
-            b.push(&bad),
-            Err(BuildError::NonFinite { what: "embedding" })
-        );
-        let short = Candidate {
-            embedding: &[1.0],
-            ..bad
-        };
-        assert!(matches!(
-            b.push(&short),
-            Err(BuildError::Shape {
-                what: "embedding",
-                ..
-            })
-        ));
+        assert_eq!(b.push(&bad), Err(BuildError::NonFinite { what: "embedding" }));
+        let short = Candidate { embedding: &[1.0], ..bad };
+        assert!(matches!(b.push(&short), Err(BuildError::Shape { what: "embedding", .. })));
         assert!(BundleBuilder::new(BundleHeader::new(0, 1, 0)).is_err());
         let _ = vec![0u8];
     }

@@ -23,12 +23,7 @@ pub fn bundle_bytes(data: &[u8]) -> Result<usize, BundleError> {
         assert!(b.retrieval_score(i).is_finite());
         assert!(b.features(i).all(f32::is_finite));
         assert_eq!(b.embedding(i).len(), b.dim());
-        let _ = (
-            b.creator(i),
-            b.category(i),
-            b.region_mask(i),
-            b.source_mask(i),
-        );
+        let _ = (b.creator(i), b.category(i), b.region_mask(i), b.source_mask(i));
     }
     let _ = sum;
     assert_eq!(bundle::reencode(&b), data, "decode/encode is not canonical");
@@ -39,11 +34,7 @@ pub fn bundle_bytes(data: &[u8]) -> Result<usize, BundleError> {
 pub fn model_bytes(data: &[u8]) -> Result<Model, ModelError> {
     let m = Model::decode(data)?;
     assert_eq!(m.validate(), Ok(()));
-    assert_eq!(
-        m.encode().as_deref(),
-        Ok(data),
-        "decode/encode is not canonical"
-    );
+    assert_eq!(m.encode().as_deref(), Ok(data), "decode/encode is not canonical");
     Ok(m)
 }
 

@@ -61,9 +61,6 @@ mod tests {
         let a = super::feature_schema_hash(&["year", "popularity"]);
         assert_eq!(a, super::feature_schema_hash(&["year", "popularity"]));
         assert_ne!(a, super::feature_schema_hash(&["popularity", "year"]));
-        assert_ne!(
-            super::feature_schema_hash(&["ab", "c"]),
-            super::feature_schema_hash(&["a", "bc"])
-        );
+        assert_ne!(super::feature_schema_hash(&["ab", "c"]), super::feature_schema_hash(&["a", "bc"]));
     }
 }

@@ -78,11 +78,7 @@ pub fn quantize_into(v: &[f32], out: &mut [i8]) -> f32 {
     }
     let scale = max / 127.0;
     for (o, &x) in out.iter_mut().zip(v) {
-        let q = if x.is_finite() {
-            libm::roundf(x / scale)
-        } else {
-            0.0
-        };
+        let q = if x.is_finite() { libm::roundf(x / scale) } else { 0.0 };
         // `as` saturates, and |q| <= 127 by construction anyway.
         *o = q.clamp(-127.0, 127.0) as i8;
     }
@@ -105,11 +101,7 @@ pub fn sigmoid(x: f32) -> f32 {
 /// `score` with NaN mapped to −∞, so that sorting never puts a NaN first.
 #[inline]
 pub fn sortable(score: f32) -> f32 {
-    if score.is_nan() {
-        f32::NEG_INFINITY
-    } else {
-        score
-    }
+    if score.is_nan() { f32::NEG_INFINITY } else { score }
 }
 
 #[cfg(test)]

@@ -14,13 +14,7 @@ use alloc::vec::Vec;
 /// * `preliminary[..shown]` keep their positions (`shown` is clipped to `k` and to the list).
 /// * The next positions come from `refined` in order, skipping ids already placed.
 /// * Then the unshown preliminary items, in order, skipping ids already placed.
-pub fn stable_merge(
-    preliminary: &[u64],
-    shown: usize,
-    refined: &[u64],
-    k: usize,
-    out: &mut Vec<u64>,
-) {
+pub fn stable_merge(preliminary: &[u64], shown: usize, refined: &[u64], k: usize, out: &mut Vec<u64>) {
     out.clear();
     let shown = shown.min(k).min(preliminary.len());
     for &id in &preliminary[..shown] {
@@ -57,14 +51,8 @@ pub fn kendall_tau(a: &[u64], b: &[u64]) -> Option<f64> {
     // Positions in `b` of the items of `a` that `b` also has, in `a`'s order.
     let mut pos: Vec<(u64, usize)> = b.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     pos.sort_unstable();
-    let seq: Vec<usize> = a
-        .iter()
-        .filter_map(|id| {
-            pos.binary_search_by_key(id, |&(x, _)| x)
-                .ok()
-                .map(|j| pos[j].1)
-        })
-        .collect();
+    let seq: Vec<usize> =
+        a.iter().filter_map(|id| pos.binary_search_by_key(id, |&(x, _)| x).ok().map(|j| pos[j].1)).collect();
     let n = seq.len();
     if n < 2 {
         return None;
@@ -115,9 +103,7 @@ mod tests {
     }
 
     fn distinct(max: usize) -> impl Strategy<Value = Vec<u64>> {
-        proptest::collection::btree_set(0u64..60, 0..max)
-            .prop_map(|s| s.into_iter().collect::<Vec<_>>())
-            .prop_shuffle()
+        proptest::collection::btree_set(0u64..60, 0..max).prop_map(|s| s.into_iter().collect::<Vec<_>>()).prop_shuffle()
     }
 
     proptest! {

@@ -271,14 +271,8 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], ModelError> {
-        let end = self
-            .at
-            .checked_add(n)
-            .ok_or(ModelError::Truncated { what })?;
-        let s = self
-            .b
-            .get(self.at..end)
-            .ok_or(ModelError::Truncated { what })?;
+        let end = self.at.checked_add(n).ok_or(ModelError::Truncated { what })?;
+        let s = self.b.get(self.at..end).ok_or(ModelError::Truncated { what })?;
         self.at = end;
         Ok(s)
     }
@@ -288,18 +282,11 @@ impl<'a> Reader<'a> {
     }
     fn f32(&mut self, what: &'static str) -> Result<f32, ModelError> {
         let x = f32::from_bits(self.u32(what)?);
-        if x.is_finite() {
-            Ok(x)
-        } else {
-            Err(ModelError::NonFinite { what })
-        }
+        if x.is_finite() { Ok(x) } else { Err(ModelError::NonFinite { what }) }
     }
     /// Reads `count` floats; the length is checked before anything is allocated.
     fn f32s(&mut self, count: usize, what: &'static str) -> Result<Vec<f32>, ModelError> {
-        let bytes = self.take(
-            count.checked_mul(4).ok_or(ModelError::Truncated { what })?,
-            what,
-        )?;
+        let bytes = self.take(count.checked_mul(4).ok_or(ModelError::Truncated { what })?, what)?;
         let mut v = Vec::with_capacity(count);
         for c in bytes.chunks_exact(4) {
             let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
@@ -313,24 +300,11 @@ impl<'a> Reader<'a> {
 }
 
 fn range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ModelError> {
-    if value < min || value > max {
-        Err(ModelError::OutOfRange {
-            field,
-            value,
-            min,
-            max,
-        })
-    } else {
-        Ok(())
-    }
+    if value < min || value > max { Err(ModelError::OutOfRange { field, value, min, max }) } else { Ok(()) }
 }
 
 fn finite(what: &'static str, xs: &[f32]) -> Result<(), ModelError> {
-    if xs.iter().all(|x| x.is_finite()) {
-        Ok(())
-    } else {
-        Err(ModelError::NonFinite { what })
-    }
+    if xs.iter().all(|x| x.is_finite()) { Ok(()) } else { Err(ModelError::NonFinite { what }) }
 }
 
 impl Model {
@@ -338,48 +312,19 @@ impl Model {
     pub fn input_dim(&self) -> usize {
         3 + usize::from(self.n_features)
             + usize::from(self.n_sources)
-            + if self.interaction {
-                usize::from(self.dim)
-            } else {
-                0
-            }
+            + if self.interaction { usize::from(self.dim) } else { 0 }
     }
 
     /// Checks every structural rule of the format.
     pub fn validate(&self) -> Result<(), ModelError> {
-        range(
-            "dim",
-            u64::from(self.dim),
-            1,
-            u64::from(crate::bundle::MAX_DIM),
-        )?;
-        range(
-            "n_features",
-            u64::from(self.n_features),
-            0,
-            u64::from(crate::bundle::MAX_FEATURES),
-        )?;
-        range(
-            "n_sources",
-            u64::from(self.n_sources),
-            0,
-            u64::from(crate::bundle::MAX_SOURCES),
-        )?;
+        range("dim", u64::from(self.dim), 1, u64::from(crate::bundle::MAX_DIM))?;
+        range("n_features", u64::from(self.n_features), 0, u64::from(crate::bundle::MAX_FEATURES))?;
+        range("n_sources", u64::from(self.n_sources), 0, u64::from(crate::bundle::MAX_SOURCES))?;
         range("n_layers", self.mlp.len() as u64, 1, u64::from(MAX_LAYERS))?;
-        range(
-            "prerank_keep",
-            u64::from(self.prerank_keep),
-            1,
-            u64::from(crate::bundle::MAX_ROWS),
-        )?;
+        range("prerank_keep", u64::from(self.prerank_keep), 1, u64::from(crate::bundle::MAX_ROWS))?;
         let lambda = self.diversity.mmr_lambda;
         if !(0.0..=1.0).contains(&lambda) {
-            return Err(ModelError::OutOfRange {
-                field: "mmr_lambda",
-                value: lambda.to_bits().into(),
-                min: 0,
-                max: 1,
-            });
+            return Err(ModelError::OutOfRange { field: "mmr_lambda", value: lambda.to_bits().into(), min: 0, max: 1 });
         }
         let p = &self.prerank;
         finite("pre-ranker", &[p.bias, p.w_dot, p.w_retrieval])?;
@@ -405,11 +350,7 @@ impl Model {
             range("layer width", l.inputs as u64, 1, u64::from(MAX_WIDTH))?;
             range("layer width", l.outputs as u64, 1, u64::from(MAX_WIDTH))?;
             if l.inputs != expected {
-                return Err(ModelError::LayerShape {
-                    layer: k,
-                    expected,
-                    found: l.inputs,
-                });
+                return Err(ModelError::LayerShape { layer: k, expected, found: l.inputs });
             }
             if l.weights.len() != l.inputs * l.outputs {
                 return Err(ModelError::Shape {
@@ -419,11 +360,7 @@ impl Model {
                 });
             }
             if l.bias.len() != l.outputs {
-                return Err(ModelError::Shape {
-                    what: "layer bias",
-                    expected: l.outputs,
-                    found: l.bias.len(),
-                });
+                return Err(ModelError::Shape { what: "layer bias", expected: l.outputs, found: l.bias.len() });
             }
             finite("layer weights", &l.weights)?;
             finite("layer bias", &l.bias)?;
@@ -441,11 +378,7 @@ impl Model {
         let mut out = Vec::new();
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
-        let flags = if self.interaction {
-            FLAG_INTERACTION
-        } else {
-            0
-        };
+        let flags = if self.interaction { FLAG_INTERACTION } else { 0 };
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
         out.extend_from_slice(&self.feature_schema_hash.to_le_bytes());
@@ -460,24 +393,14 @@ impl Model {
         out.extend_from_slice(&self.calibration.a.to_le_bytes());
         out.extend_from_slice(&self.calibration.b.to_le_bytes());
         out.resize(HEADER_LEN, 0);
-        let mut put = |xs: &[f32]| {
-            xs.iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes()))
-        };
-        put(&[
-            self.prerank.bias,
-            self.prerank.w_dot,
-            self.prerank.w_retrieval,
-        ]);
+        let mut put = |xs: &[f32]| xs.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+        put(&[self.prerank.bias, self.prerank.w_dot, self.prerank.w_retrieval]);
         put(&self.prerank.w_features);
         put(&self.prerank.w_sources);
         for l in &self.mlp {
             out.extend_from_slice(&(l.inputs as u32).to_le_bytes());
             out.extend_from_slice(&(l.outputs as u32).to_le_bytes());
-            l.weights
-                .iter()
-                .chain(&l.bias)
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+            l.weights.iter().chain(&l.bias).for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
         }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -489,18 +412,13 @@ impl Model {
     pub fn decode(bytes: &[u8]) -> Result<Self, ModelError> {
         let min = HEADER_LEN + 8;
         if bytes.len() < min {
-            return Err(ModelError::TooShort {
-                len: bytes.len(),
-                min,
-            });
+            return Err(ModelError::TooShort { len: bytes.len(), min });
         }
         if bytes[..8] != MAGIC {
             return Err(ModelError::BadMagic);
         }
         let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
-        let u32_at = |at: usize| {
-            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-        };
+        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
         let version = u16_at(8);
         if !(OLDEST_SUPPORTED_VERSION..=VERSION).contains(&version) {
             return Err(ModelError::UnsupportedVersion {
@@ -515,10 +433,7 @@ impl Model {
         }
         let header_len = u32_at(12);
         if header_len as usize != HEADER_LEN {
-            return Err(ModelError::BadHeaderLen {
-                found: header_len,
-                expected: HEADER_LEN as u32,
-            });
+            return Err(ModelError::BadHeaderLen { found: header_len, expected: HEADER_LEN as u32 });
         }
         for offset in [30usize, 31].into_iter().chain(52..HEADER_LEN) {
             if bytes[offset] != 0 {
@@ -541,24 +456,11 @@ impl Model {
         let n_sources = bytes[28];
         let n_layers = bytes[29];
         range("dim", u64::from(dim), 1, u64::from(crate::bundle::MAX_DIM))?;
-        range(
-            "n_features",
-            u64::from(n_features),
-            0,
-            u64::from(crate::bundle::MAX_FEATURES),
-        )?;
-        range(
-            "n_sources",
-            u64::from(n_sources),
-            0,
-            u64::from(crate::bundle::MAX_SOURCES),
-        )?;
+        range("n_features", u64::from(n_features), 0, u64::from(crate::bundle::MAX_FEATURES))?;
+        range("n_sources", u64::from(n_sources), 0, u64::from(crate::bundle::MAX_SOURCES))?;
         range("n_layers", u64::from(n_layers), 1, u64::from(MAX_LAYERS))?;
         let f32_at = |at: usize| f32::from_bits(u32_at(at));
-        let mut r = Reader {
-            b: &bytes[..body_end],
-            at: HEADER_LEN,
-        };
+        let mut r = Reader { b: &bytes[..body_end], at: HEADER_LEN };
         let prerank = PreRanker {
             bias: r.f32("pre-ranker")?,
             w_dot: r.f32("pre-ranker")?,
@@ -575,17 +477,10 @@ impl Model {
             let (inputs, outputs) = (inputs as usize, outputs as usize);
             let weights = r.f32s(inputs * outputs, "layer weights")?;
             let bias = r.f32s(outputs, "layer bias")?;
-            mlp.push(Layer {
-                inputs,
-                outputs,
-                weights,
-                bias,
-            });
+            mlp.push(Layer { inputs, outputs, weights, bias });
         }
         if r.at != body_end {
-            return Err(ModelError::TrailingBytes {
-                extra: body_end - r.at,
-            });
+            return Err(ModelError::TrailingBytes { extra: body_end - r.at });
         }
         let model = Model {
             feature_schema_hash: u64::from_le_bytes(fsh),
@@ -596,14 +491,8 @@ impl Model {
             prerank_keep: u32_at(32),
             prerank,
             mlp,
-            calibration: Platt {
-                a: f32_at(44),
-                b: f32_at(48),
-            },
-            diversity: Diversity {
-                creator_cap: u32_at(36),
-                mmr_lambda: f32_at(40),
-            },
+            calibration: Platt { a: f32_at(44), b: f32_at(48) },
+            diversity: Diversity { creator_cap: u32_at(36), mmr_lambda: f32_at(40) },
         };
         model.validate()?;
         Ok(model)
@@ -632,24 +521,11 @@ mod tests {
             },
             mlp: Vec::new(),
             calibration: Platt { a: 1.0, b: 0.0 },
-            diversity: Diversity {
-                mmr_lambda: 0.7,
-                creator_cap: 2,
-            },
+            diversity: Diversity { mmr_lambda: 0.7, creator_cap: 2 },
         };
         let inp = m.input_dim();
-        m.mlp.push(Layer {
-            inputs: inp,
-            outputs: 3,
-            weights: vec![0.01; inp * 3],
-            bias: vec![0.0; 3],
-        });
-        m.mlp.push(Layer {
-            inputs: 3,
-            outputs: 1,
-            weights: vec![1.0, -1.0, 0.5],
-            bias: vec![0.2],
-        });
+        m.mlp.push(Layer { inputs: inp, outputs: 3, weights: vec![0.01; inp * 3], bias: vec![0.0; 3] });
+        m.mlp.push(Layer { inputs: 3, outputs: 1, weights: vec![1.0, -1.0, 0.5], bias: vec![0.2] });
         m
     }
 
@@ -667,25 +543,13 @@ mod tests {
         m.mlp[1].outputs = 2;
         m.mlp[1].weights = vec![0.0; 6];
         m.mlp[1].bias = vec![0.0; 2];
-        assert_eq!(
-            m.validate(),
-            Err(ModelError::LastLayerOutputs { outputs: 2 })
-        );
+        assert_eq!(m.validate(), Err(ModelError::LastLayerOutputs { outputs: 2 }));
         let mut m = tiny();
         m.mlp[0].inputs -= 1;
-        assert!(matches!(
-            m.validate(),
-            Err(ModelError::LayerShape { layer: 0, .. })
-        ));
+        assert!(matches!(m.validate(), Err(ModelError::LayerShape { layer: 0, .. })));
         let mut m = tiny();
         m.diversity.mmr_lambda = 1.5;
-        assert!(matches!(
-            m.validate(),
-            Err(ModelError::OutOfRange {
-                field: "mmr_lambda",
-                ..
-            })
-        ));
+        assert!(matches!(m.validate(), Err(ModelError::OutOfRange { field: "mmr_lambda", .. })));
         let mut m = tiny();
         m.prerank.w_dot = f32::NAN;
         assert!(matches!(m.encode(), Err(ModelError::NonFinite { .. })));
@@ -694,21 +558,12 @@ mod tests {
     #[test]
     fn typed_decode_errors() {
         let bytes = tiny().encode().expect("encode");
-        assert!(matches!(
-            Model::decode(&bytes[..20]),
-            Err(ModelError::TooShort { .. })
-        ));
+        assert!(matches!(Model::decode(&bytes[..20]), Err(ModelError::TooShort { .. })));
         let mut b = bytes.clone();
         b[8] = 2;
-        assert!(matches!(
-            Model::decode(&b),
-            Err(ModelError::UnsupportedVersion { found: 2, .. })
-        ));
+        assert!(matches!(Model::decode(&b), Err(ModelError::UnsupportedVersion { found: 2, .. })));
         let mut b = bytes.clone();
         b[70] ^= 0x40;
-        assert!(matches!(
-            Model::decode(&b),
-            Err(ModelError::ChecksumMismatch { .. })
-        ));
+        assert!(matches!(Model::decode(&b), Err(ModelError::ChecksumMismatch { .. })));
     }
 }

@@ -55,12 +55,7 @@ pub struct RankContext {
 impl RankContext {
     /// A context with no history, returning `k` items, with region filtering off.
     pub fn new(k: u32, now_ms: u64) -> Self {
-        Self {
-            k,
-            now_ms,
-            region: REGION_ANY,
-            ..Self::default()
-        }
+        Self { k, now_ms, region: REGION_ANY, ..Self::default() }
     }
 }
 
@@ -216,13 +211,7 @@ fn best_first(a: &(f32, u32), b: &(f32, u32)) -> core::cmp::Ordering {
 }
 
 /// Pre-rank score of row `i` given the quantised query and its scale.
-pub fn prerank_score(
-    model: &Model,
-    bundle: &Bundle<'_>,
-    i: usize,
-    query_q: &[i8],
-    query_scale: f32,
-) -> f32 {
+pub fn prerank_score(model: &Model, bundle: &Bundle<'_>, i: usize, query_q: &[i8], query_scale: f32) -> f32 {
     let p = &model.prerank;
     let dot = dot_i8(query_q, bundle.embedding(i)) as f32 * (query_scale * bundle.scale(i));
     let mut s = p.bias + p.w_dot * dot + p.w_retrieval * bundle.retrieval_score(i);
@@ -256,16 +245,9 @@ pub fn mlp_input(
     input.push(bundle.retrieval_score(i));
     input.extend(bundle.features(i));
     let mask = bundle.source_mask(i);
-    input.extend(
-        (0..usize::from(model.n_sources)).map(|j| if mask & (1 << j) != 0 { 1.0 } else { 0.0 }),
-    );
+    input.extend((0..usize::from(model.n_sources)).map(|j| if mask & (1 << j) != 0 { 1.0 } else { 0.0 }));
     if model.interaction {
-        input.extend(
-            query_q
-                .iter()
-                .zip(emb)
-                .map(|(&a, &b)| (i32::from(a) * i32::from(b)) as f32 * s),
-        );
+        input.extend(query_q.iter().zip(emb).map(|(&a, &b)| (i32::from(a) * i32::from(b)) as f32 * s));
     }
 }
 
@@ -306,33 +288,14 @@ impl Ranker {
         out.rows.clear();
         let h = bundle.header();
         if h.feature_schema_hash != model.feature_schema_hash {
-            return Err(RankError::SchemaMismatch {
-                bundle: h.feature_schema_hash,
-                model: model.feature_schema_hash,
-            });
+            return Err(RankError::SchemaMismatch { bundle: h.feature_schema_hash, model: model.feature_schema_hash });
         }
         let shape = |what, bundle: usize, model: usize| {
-            if bundle == model {
-                Ok(())
-            } else {
-                Err(RankError::Shape {
-                    what,
-                    bundle,
-                    model,
-                })
-            }
+            if bundle == model { Ok(()) } else { Err(RankError::Shape { what, bundle, model }) }
         };
         shape("embedding dimension", bundle.dim(), usize::from(model.dim))?;
-        shape(
-            "feature count",
-            usize::from(h.n_features),
-            usize::from(model.n_features),
-        )?;
-        shape(
-            "source count",
-            usize::from(h.n_sources),
-            usize::from(model.n_sources),
-        )?;
+        shape("feature count", usize::from(h.n_features), usize::from(model.n_features))?;
+        shape("source count", usize::from(h.n_sources), usize::from(model.n_sources))?;
         let d = bundle.dim();
         self.build_query(ctx, d)?;
         let query_scale = math::quantize_into(&self.query, &mut self.query_q);
@@ -367,18 +330,9 @@ impl Ranker {
                 });
                 continue;
             };
-            out.rows.push(RowExplain {
-                outcome,
-                pre_score: nan,
-                main_score: nan,
-                calibrated: nan,
-            });
+            out.rows.push(RowExplain { outcome, pre_score: nan, main_score: nan, calibrated: nan });
         }
-        let keep = if ctx.prerank_keep > 0 {
-            ctx.prerank_keep
-        } else {
-            model.prerank_keep
-        } as usize;
+        let keep = if ctx.prerank_keep > 0 { ctx.prerank_keep } else { model.prerank_keep } as usize;
         if self.cand.len() > keep {
             self.cand.select_nth_unstable_by(keep, best_first);
             self.cand.truncate(keep);
@@ -388,15 +342,7 @@ impl Ranker {
         for c in self.cand.iter_mut() {
             let i = c.1 as usize;
             let pre = out.rows[i].pre_score;
-            mlp_input(
-                model,
-                bundle,
-                i,
-                &self.query_q,
-                query_scale,
-                pre,
-                &mut self.input,
-            );
+            mlp_input(model, bundle, i, &self.query_q, query_scale, pre, &mut self.input);
             let logit = mlp_forward(model, &self.input, &mut self.act_a, &mut self.act_b);
             let p = math::sigmoid(model.calibration.a * logit + model.calibration.b);
             let row = &mut out.rows[i];
@@ -414,16 +360,10 @@ impl Ranker {
 
     fn build_query(&mut self, ctx: &RankContext, d: usize) -> Result<(), RankError> {
         if !ctx.base.is_empty() && ctx.base.len() != d {
-            return Err(RankError::QueryDimension {
-                what: "base user embedding",
-                expected: d,
-                found: ctx.base.len(),
-            });
+            return Err(RankError::QueryDimension { what: "base user embedding", expected: d, found: ctx.base.len() });
         }
         if ctx.base.iter().any(|x| !x.is_finite()) {
-            return Err(RankError::NonFinite {
-                what: "base user embedding",
-            });
+            return Err(RankError::NonFinite { what: "base user embedding" });
         }
         self.query.clear();
         self.query.resize(d, 0.0);
@@ -436,19 +376,12 @@ impl Ranker {
             }
         } else {
             if ctx.session.dim() != d {
-                return Err(RankError::QueryDimension {
-                    what: "session state",
-                    expected: d,
-                    found: ctx.session.dim(),
-                });
+                return Err(RankError::QueryDimension { what: "session state", expected: d, found: ctx.session.dim() });
             }
-            ctx.session
-                .query_into(&ctx.session_config, base, ctx.now_ms, &mut self.query);
+            ctx.session.query_into(&ctx.session_config, base, ctx.now_ms, &mut self.query);
         }
         if self.query.iter().any(|x| !x.is_finite()) {
-            return Err(RankError::NonFinite {
-                what: "session query",
-            });
+            return Err(RankError::NonFinite { what: "session query" });
         }
         Ok(())
     }
@@ -508,12 +441,7 @@ impl Ranker {
                     if self.taken[t] {
                         continue;
                     }
-                    let s = cosine(
-                        ej,
-                        self.norms[j],
-                        bundle.embedding(self.cand[t].1 as usize),
-                        self.norms[t],
-                    );
+                    let s = cosine(ej, self.norms[j], bundle.embedding(self.cand[t].1 as usize), self.norms[t]);
                     if s > self.max_sim[t] {
                         self.max_sim[t] = s;
                     }
@@ -531,10 +459,7 @@ impl Ranker {
     }
 
     fn creator_count(&self, creator: u32) -> u32 {
-        self.creators
-            .iter()
-            .find(|(c, _)| *c == creator)
-            .map_or(0, |(_, n)| *n)
+        self.creators.iter().find(|(c, _)| *c == creator).map_or(0, |(_, n)| *n)
     }
 }
 
@@ -542,9 +467,5 @@ impl Ranker {
 /// (the per-row scales cancel). Zero if either row is all zero.
 pub fn cosine(a: &[i8], norm_a: f32, b: &[i8], norm_b: f32) -> f32 {
     let den = norm_a * norm_b;
-    if den == 0.0 {
-        0.0
-    } else {
-        dot_i8(a, b) as f32 / den
-    }
+    if den == 0.0 { 0.0 } else { dot_i8(a, b) as f32 / den }
 }

@@ -95,9 +95,7 @@ impl SessionConfig {
             Signal::Skip => self.w_skip,
             Signal::Hide => self.w_hide,
             Signal::Dwell { ms } if ms < self.dwell_min_ms => 0.0,
-            Signal::Dwell { ms } => {
-                (ms as f32 / self.dwell_ref_ms.max(1) as f32).min(self.dwell_max_weight)
-            }
+            Signal::Dwell { ms } => (ms as f32 / self.dwell_ref_ms.max(1) as f32).min(self.dwell_max_weight),
         }
     }
 }
@@ -148,12 +146,7 @@ pub struct SessionState {
 impl SessionState {
     /// An empty session of dimension `dim`.
     pub fn new(dim: usize) -> Self {
-        Self {
-            ema: alloc::vec![0.0; dim],
-            mass: 0.0,
-            events: 0,
-            last_ms: 0,
-        }
+        Self { ema: alloc::vec![0.0; dim], mass: 0.0, events: 0, last_ms: 0 }
     }
     /// Embedding dimension.
     pub fn dim(&self) -> usize {
@@ -184,15 +177,10 @@ impl SessionState {
         now_ms: u64,
     ) -> Result<(), SessionError> {
         if item.len() != self.ema.len() {
-            return Err(SessionError::Dimension {
-                expected: self.ema.len(),
-                found: item.len(),
-            });
+            return Err(SessionError::Dimension { expected: self.ema.len(), found: item.len() });
         }
         if item.iter().any(|x| !x.is_finite()) {
-            return Err(SessionError::NonFinite {
-                what: "item embedding",
-            });
+            return Err(SessionError::NonFinite { what: "item embedding" });
         }
         let w = cfg.weight(signal);
         if w == 0.0 || !w.is_finite() {
@@ -223,19 +211,9 @@ impl SessionState {
     ///
     /// `base` is the long-term user embedding, or `None` for an anonymous user.
     /// A `base` of the wrong length is ignored.
-    pub fn query_into(
-        &self,
-        cfg: &SessionConfig,
-        base: Option<&[f32]>,
-        now_ms: u64,
-        out: &mut [f32],
-    ) {
+    pub fn query_into(&self, cfg: &SessionConfig, base: Option<&[f32]>, now_ms: u64, out: &mut [f32]) {
         let base = base.filter(|b| b.len() == self.ema.len());
-        let inv_mass = if self.mass > 0.0 {
-            1.0 / self.mass
-        } else {
-            0.0
-        };
+        let inv_mass = if self.mass > 0.0 { 1.0 / self.mass } else { 0.0 };
         match base {
             Some(b) => {
                 let beta = self.share(cfg, now_ms);
@@ -267,9 +245,7 @@ impl SessionState {
         out.extend_from_slice(&self.events.to_le_bytes());
         out.extend_from_slice(&self.last_ms.to_le_bytes());
         out.extend_from_slice(&self.mass.to_le_bytes());
-        self.ema
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+        self.ema.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
         let crc = crc32fast::hash(&out[start..]);
         out.extend_from_slice(&crc.to_le_bytes());
     }
@@ -360,13 +336,11 @@ mod tests {
     fn click_pulls_towards_item_and_skip_pushes_away() {
         let cfg = SessionConfig::default();
         let mut s = SessionState::new(2);
-        s.observe(&cfg, Signal::Click, &[1.0, 0.0], 10)
-            .expect("observe");
+        s.observe(&cfg, Signal::Click, &[1.0, 0.0], 10).expect("observe");
         let mut q = [0.0f32; 2];
         s.query_into(&cfg, None, 10, &mut q);
         assert_eq!(q, [1.0, 0.0]);
-        s.observe(&cfg, Signal::Skip, &[0.0, 1.0], 20)
-            .expect("observe");
+        s.observe(&cfg, Signal::Skip, &[0.0, 1.0], 20).expect("observe");
         s.query_into(&cfg, None, 20, &mut q);
         assert!(q[0] > 0.0 && q[1] < 0.0, "{q:?}");
     }
@@ -375,8 +349,7 @@ mod tests {
     fn blend_is_70_30_then_decays() {
         let cfg = SessionConfig::default();
         let mut s = SessionState::new(1);
-        s.observe(&cfg, Signal::Like, &[1.0], 1_000)
-            .expect("observe");
+        s.observe(&cfg, Signal::Like, &[1.0], 1_000).expect("observe");
         let mut q = [0.0f32];
         s.query_into(&cfg, Some(&[0.0]), 1_000, &mut q);
         assert!((q[0] - 0.3).abs() < 1e-6, "{q:?}");
@@ -388,24 +361,18 @@ mod tests {
     fn neutral_signals_do_nothing() {
         let cfg = SessionConfig::default();
         let mut s = SessionState::new(2);
-        s.observe(&cfg, Signal::Impression, &[1.0, 1.0], 5)
-            .expect("observe");
-        s.observe(&cfg, Signal::Dwell { ms: 500 }, &[1.0, 1.0], 5)
-            .expect("observe");
+        s.observe(&cfg, Signal::Impression, &[1.0, 1.0], 5).expect("observe");
+        s.observe(&cfg, Signal::Dwell { ms: 500 }, &[1.0, 1.0], 5).expect("observe");
         assert!(s.is_empty());
-        assert!(
-            cfg.weight(Signal::Dwell { ms: 30_000 }) > cfg.weight(Signal::Dwell { ms: 15_000 })
-        );
+        assert!(cfg.weight(Signal::Dwell { ms: 30_000 }) > cfg.weight(Signal::Dwell { ms: 15_000 }));
     }
 
     #[test]
     fn recency_weighting() {
         let cfg = SessionConfig::default();
         let mut s = SessionState::new(2);
-        s.observe(&cfg, Signal::Click, &[1.0, 0.0], 1)
-            .expect("observe");
-        s.observe(&cfg, Signal::Click, &[0.0, 1.0], 2)
-            .expect("observe");
+        s.observe(&cfg, Signal::Click, &[1.0, 0.0], 1).expect("observe");
+        s.observe(&cfg, Signal::Click, &[0.0, 1.0], 2).expect("observe");
         let mut q = [0.0f32; 2];
         s.query_into(&cfg, None, 2, &mut q);
         assert!(q[1] > q[0], "newest interaction weighs most: {q:?}");
@@ -415,8 +382,7 @@ mod tests {
     fn out_of_order_never_rewinds_clock() {
         let cfg = SessionConfig::default();
         let mut s = SessionState::new(1);
-        s.observe(&cfg, Signal::Click, &[1.0], 100)
-            .expect("observe");
+        s.observe(&cfg, Signal::Click, &[1.0], 100).expect("observe");
         s.observe(&cfg, Signal::Click, &[1.0], 50).expect("observe");
         assert_eq!(s.last_ms(), 100);
     }
@@ -425,25 +391,16 @@ mod tests {
     fn encode_roundtrip_and_errors() {
         let cfg = SessionConfig::default();
         let mut s = SessionState::new(3);
-        s.observe(&cfg, Signal::Like, &[0.5, -0.5, 0.25], 42)
-            .expect("observe");
+        s.observe(&cfg, Signal::Like, &[0.5, -0.5, 0.25], 42).expect("observe");
         let b = s.encode();
         assert_eq!(b.len(), s.encoded_len());
         let (d, n) = SessionState::decode(&b).expect("decode");
         assert_eq!((d, n), (s.clone(), b.len()));
         let mut bad = b.clone();
         bad[24] ^= 1;
-        assert_eq!(
-            SessionState::decode(&bad),
-            Err(SessionError::Malformed {
-                reason: "checksum mismatch"
-            })
-        );
+        assert_eq!(SessionState::decode(&bad), Err(SessionError::Malformed { reason: "checksum mismatch" }));
         assert!(SessionState::decode(&b[..b.len() - 1]).is_err());
         assert!(s.observe(&cfg, Signal::Click, &[1.0], 1).is_err());
-        assert!(
-            s.observe(&cfg, Signal::Click, &[1.0, f32::NAN, 0.0], 1)
-                .is_err()
-        );
+        assert!(s.observe(&cfg, Signal::Click, &[1.0, f32::NAN, 0.0], 1).is_err());
     }
 }

@@ -41,16 +41,7 @@ pub struct Spec {
 impl Spec {
     /// The benchmark shape: `n` candidates of dimension `dim`, 8 features, 5 sources.
     pub fn new(n: usize, dim: u16, seed: u64) -> Self {
-        Self {
-            n,
-            dim,
-            n_features: 8,
-            n_sources: 5,
-            clusters: 16,
-            creators: (n as u32 / 8).max(1),
-            regions: 10,
-            seed,
-        }
+        Self { n, dim, n_features: 8, n_sources: 5, clusters: 16, creators: (n as u32 / 8).max(1), regions: 10, seed }
     }
 
     /// Feature names `f0`, `f1`, … of this spec.
@@ -81,9 +72,7 @@ fn unit(rng: &mut Pcg64Mcg, d: usize) -> Vec<f32> {
 /// Cluster centres of a spec (also used to place users).
 pub fn centres(spec: &Spec) -> Vec<Vec<f32>> {
     let mut rng = Pcg64Mcg::seed_from_u64(spec.seed ^ 0xC0FFEE);
-    (0..spec.clusters.max(1))
-        .map(|_| unit(&mut rng, usize::from(spec.dim)))
-        .collect()
+    (0..spec.clusters.max(1)).map(|_| unit(&mut rng, usize::from(spec.dim))).collect()
 }
 
 /// Float embeddings of the catalogue's items, in row order.
@@ -94,10 +83,7 @@ pub fn item_embeddings(spec: &Spec) -> Vec<Vec<f32>> {
     (0..spec.n)
         .map(|i| {
             let centre = &c[i % c.len()];
-            let mut v: Vec<f32> = centre
-                .iter()
-                .map(|x| x + 0.35 * normal(&mut rng) / libm::sqrtf(d as f32))
-                .collect();
+            let mut v: Vec<f32> = centre.iter().map(|x| x + 0.35 * normal(&mut rng) / libm::sqrtf(d as f32)).collect();
             let n = libm::sqrtf(v.iter().map(|x| x * x).sum::<f32>()).max(1e-6);
             v.iter_mut().for_each(|x| *x /= n);
             v
@@ -171,19 +157,12 @@ pub fn model(spec: &Spec, hidden: &[usize], prerank_keep: u32, seed: u64) -> Mod
             bias: 0.0,
             w_dot: 2.0,
             w_retrieval: 0.5,
-            w_features: (0..spec.n_features)
-                .map(|_| 0.1 * normal(&mut rng))
-                .collect(),
-            w_sources: (0..spec.n_sources)
-                .map(|_| 0.1 * rng.random::<f32>())
-                .collect(),
+            w_features: (0..spec.n_features).map(|_| 0.1 * normal(&mut rng)).collect(),
+            w_sources: (0..spec.n_sources).map(|_| 0.1 * rng.random::<f32>()).collect(),
         },
         mlp: Vec::new(),
         calibration: Platt { a: 1.0, b: -0.5 },
-        diversity: Diversity {
-            mmr_lambda: 0.8,
-            creator_cap: 2,
-        },
+        diversity: Diversity { mmr_lambda: 0.8, creator_cap: 2 },
     };
     let mut inputs = m.input_dim();
     for &w in hidden.iter().chain(&[1]) {
@@ -212,17 +191,10 @@ pub fn context(spec: &Spec, k: u32, now_ms: u64, seed: u64) -> RankContext {
     let c = centres(spec);
     let d = usize::from(spec.dim);
     let home = &c[rng.random_range(0..c.len())];
-    let base: Vec<f32> = home
-        .iter()
-        .map(|x| x + 0.2 * normal(&mut rng) / libm::sqrtf(d as f32))
-        .collect();
+    let base: Vec<f32> = home.iter().map(|x| x + 0.2 * normal(&mut rng) / libm::sqrtf(d as f32)).collect();
     let cfg = SessionConfig::default();
     let mut session = SessionState::new(d);
-    let embs = if spec.n > 0 {
-        item_embeddings(spec)
-    } else {
-        Vec::new()
-    };
+    let embs = if spec.n > 0 { item_embeddings(spec) } else { Vec::new() };
     let events = rng.random_range(0..6);
     for e in 0..events {
         if embs.is_empty() {
@@ -233,18 +205,12 @@ pub fn context(spec: &Spec, k: u32, now_ms: u64, seed: u64) -> RankContext {
             0 => Signal::Click,
             1 => Signal::Like,
             2 => Signal::Skip,
-            _ => Signal::Dwell {
-                ms: rng.random_range(1_000..40_000),
-            },
+            _ => Signal::Dwell { ms: rng.random_range(1_000..40_000) },
         };
-        let _ = session.observe(&cfg, signal, item, now_ms - 60_000 + e * 1_000);
+        let _ = session.observe(&cfg, signal, item, now_ms.saturating_sub(60_000) + e * 1_000);
     }
-    let seen = (0..rng.random_range(0..20))
-        .map(|_| 1_000_000 + rng.random_range(0..spec.n.max(1) as u64))
-        .collect();
-    let blocked = (0..rng.random_range(0..3))
-        .map(|_| rng.random_range(0..spec.creators.max(1)))
-        .collect();
+    let seen = (0..rng.random_range(0..20)).map(|_| 1_000_000 + rng.random_range(0..spec.n.max(1) as u64)).collect();
+    let blocked = (0..rng.random_range(0..3)).map(|_| rng.random_range(0..spec.creators.max(1))).collect();
     RankContext {
         now_ms,
         k,

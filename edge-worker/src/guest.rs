@@ -85,31 +85,20 @@ impl std::fmt::Debug for GuestModule {
 }
 
 impl GuestModule {
-    /// Compiles and checks module bytes (binary wasm, or WAT text).
+    /// Compiles and checks binary module bytes.
     pub fn new(engine: &Engine, bytes: &[u8]) -> Result<Self, GuestError> {
         let module = Module::new(engine, bytes).map_err(wt)?;
-        let imports: Vec<String> = module
-            .imports()
-            .map(|i| format!("{}::{}", i.module(), i.name()))
-            .collect();
+        let imports: Vec<String> = module.imports().map(|i| format!("{}::{}", i.module(), i.name())).collect();
         if let Some(first) = imports.first() {
-            return Err(GuestError::HasImports {
-                count: imports.len(),
-                first: first.clone(),
-            });
+            return Err(GuestError::HasImports { count: imports.len(), first: first.clone() });
         }
-        Ok(Self {
-            engine: engine.clone(),
-            module,
-        })
+        Ok(Self { engine: engine.clone(), module })
     }
 
     /// Reads, compiles and checks a module file.
     pub fn from_file(engine: &Engine, path: &Path) -> Result<Self, GuestError> {
-        let bytes = std::fs::read(path).map_err(|source| GuestError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| GuestError::Io { path: path.display().to_string(), source })?;
         Self::new(engine, &bytes)
     }
 
@@ -161,28 +150,18 @@ fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
 ) -> Result<TypedFunc<P, R>, GuestError> {
     instance
         .get_typed_func::<P, R>(&mut *store, name)
-        .map_err(|e| GuestError::MissingExport {
-            name,
-            reason: format!("{e:#}"),
-        })
+        .map_err(|e| GuestError::MissingExport { name, reason: format!("{e:#}") })
 }
 
 impl GuestInstance {
     fn new(mut store: Store<()>, instance: Instance) -> Result<Self, GuestError> {
-        let memory =
-            instance
-                .get_memory(&mut store, "memory")
-                .ok_or(GuestError::MissingExport {
-                    name: "memory",
-                    reason: "no exported memory".into(),
-                })?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or(GuestError::MissingExport { name: "memory", reason: "no exported memory".into() })?;
         let version: TypedFunc<(), u32> = func(&mut store, &instance, "ew_abi_version")?;
         let found = version.call(&mut store, ()).map_err(wt)?;
         if found != ABI_VERSION {
-            return Err(GuestError::AbiVersion {
-                found,
-                expected: ABI_VERSION,
-            });
+            return Err(GuestError::AbiVersion { found, expected: ABI_VERSION });
         }
         Ok(Self {
             alloc: func(&mut store, &instance, "ew_alloc")?,
@@ -210,10 +189,7 @@ impl GuestInstance {
             self.free.call(&mut self.store, (ptr, cap)).map_err(wt)?;
             self.buf = None;
         }
-        let cap = want
-            .max(64 * 1024)
-            .checked_next_power_of_two()
-            .unwrap_or(want);
+        let cap = want.max(64 * 1024).checked_next_power_of_two().unwrap_or(want);
         let ptr = self.alloc.call(&mut self.store, cap).map_err(wt)?;
         if ptr == 0 {
             return Err(GuestError::OutOfMemory(len));
@@ -224,9 +200,7 @@ impl GuestInstance {
 
     fn read(&mut self, ptr: u32, len: u32) -> Result<Vec<u8>, GuestError> {
         let mut v = vec![0u8; len as usize];
-        self.memory
-            .read(&self.store, ptr as usize, &mut v)
-            .map_err(wt)?;
+        self.memory.read(&self.store, ptr as usize, &mut v).map_err(wt)?;
         Ok(v)
     }
 
@@ -239,10 +213,7 @@ impl GuestInstance {
                     self.error_len.call(&mut self.store, ()).map_err(wt)?,
                 );
                 let message = String::from_utf8_lossy(&self.read(p, l)?).into_owned();
-                Err(GuestError::Call {
-                    status: status.unwrap_or(Status::Incompatible),
-                    message,
-                })
+                Err(GuestError::Call { status: status.unwrap_or(Status::Incompatible), message })
             }
         }
     }
@@ -250,13 +221,8 @@ impl GuestInstance {
     /// Loads a model artifact into the guest.
     pub fn load_model(&mut self, model: &[u8]) -> Result<(), GuestError> {
         let ptr = self.buffer(model.len())?;
-        self.memory
-            .write(&mut self.store, ptr as usize, model)
-            .map_err(wt)?;
-        let code = self
-            .load_model
-            .call(&mut self.store, (ptr, model.len() as u32))
-            .map_err(wt)?;
+        self.memory.write(&mut self.store, ptr as usize, model).map_err(wt)?;
+        let code = self.load_model.call(&mut self.store, (ptr, model.len() as u32)).map_err(wt)?;
         self.status(code)
     }
 
@@ -266,19 +232,10 @@ impl GuestInstance {
         let ptr = self.buffer(total)?;
         let data = self.memory.data_mut(&mut self.store);
         let (b0, c0) = (ptr as usize, ptr as usize + bundle.len());
-        data.get_mut(b0..c0)
-            .ok_or(GuestError::OutOfMemory(total))?
-            .copy_from_slice(bundle);
-        data.get_mut(c0..c0 + ctx.len())
-            .ok_or(GuestError::OutOfMemory(total))?
-            .copy_from_slice(ctx);
-        let code = self
-            .rank
-            .call(
-                &mut self.store,
-                (ptr, bundle.len() as u32, c0 as u32, ctx.len() as u32),
-            )
-            .map_err(wt)?;
+        data.get_mut(b0..c0).ok_or(GuestError::OutOfMemory(total))?.copy_from_slice(bundle);
+        data.get_mut(c0..c0 + ctx.len()).ok_or(GuestError::OutOfMemory(total))?.copy_from_slice(ctx);
+        let code =
+            self.rank.call(&mut self.store, (ptr, bundle.len() as u32, c0 as u32, ctx.len() as u32)).map_err(wt)?;
         self.status(code)?;
         let (p, l) = (
             self.result_ptr.call(&mut self.store, ()).map_err(wt)?,
@@ -288,11 +245,7 @@ impl GuestInstance {
     }
 
     /// Ranks an encoded bundle for `ctx` and decodes the result.
-    pub fn rank(
-        &mut self,
-        bundle: &[u8],
-        ctx: &RankContext,
-    ) -> Result<(RankOutput, ModelMatch), GuestError> {
+    pub fn rank(&mut self, bundle: &[u8], ctx: &RankContext) -> Result<(RankOutput, ModelMatch), GuestError> {
         let mut c = std::mem::take(&mut self.ctx_bytes);
         c.clear();
         abi::encode_context(ctx, &mut c);
@@ -308,13 +261,9 @@ pub fn default_module_path() -> std::path::PathBuf {
     if let Some(p) = std::env::var_os("EDGEWISE_GUEST_WASM") {
         return p.into();
     }
-    let target = match std::env::var_os("CARGO_TARGET_DIR")
-        .or(option_env!("CARGO_TARGET_DIR").map(Into::into))
-    {
+    let target = match std::env::var_os("CARGO_TARGET_DIR").or(option_env!("CARGO_TARGET_DIR").map(Into::into)) {
         Some(t) => std::path::PathBuf::from(t),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("target"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"),
     };
     target.join("wasm").join("edgewise_core.wasm")
 }

@@ -69,10 +69,8 @@ fn rank(a: RankArgs) -> Result<()> {
     let now_ms = 1_700_000_000_000;
     let (bundle_bytes, model_bytes, ctx) = match (&a.bundle, &a.model) {
         (Some(b), Some(m)) => {
-            let bundle =
-                std::fs::read(b).with_context(|| format!("reading bundle {}", b.display()))?;
-            let model =
-                std::fs::read(m).with_context(|| format!("reading model {}", m.display()))?;
+            let bundle = std::fs::read(b).with_context(|| format!("reading bundle {}", b.display()))?;
+            let model = std::fs::read(m).with_context(|| format!("reading model {}", m.display()))?;
             let mut ctx = RankContext::new(a.k, now_ms);
             ctx.session = edgewise_core::SessionState::new(0);
             (bundle, model, ctx)
@@ -80,25 +78,15 @@ fn rank(a: RankArgs) -> Result<()> {
         _ => {
             let spec = synth::Spec::new(a.candidates as usize, a.dim, a.seed);
             let bundle = synth::bundle(&spec, now_ms);
-            let model = synth::model(&spec, &[64, 32], 200, a.seed)
-                .encode()
-                .context("encoding the synthetic model")?;
-            (
-                bundle,
-                model,
-                synth::context(&spec, a.k, now_ms, a.seed + 1),
-            )
+            let model = synth::model(&spec, &[64, 32], 200, a.seed).encode().context("encoding the synthetic model")?;
+            (bundle, model, synth::context(&spec, a.k, now_ms, a.seed + 1))
         }
     };
     if let Some(dir) = &a.write_to {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("bundle.ewb"), &bundle_bytes)?;
         std::fs::write(dir.join("model.ewm"), &model_bytes)?;
-        println!(
-            "wrote {} and {}",
-            dir.join("bundle.ewb").display(),
-            dir.join("model.ewm").display()
-        );
+        println!("wrote {} and {}", dir.join("bundle.ewb").display(), dir.join("model.ewm").display());
     }
     let bundle = Bundle::decode(&bundle_bytes).context("the bundle is invalid")?;
     let model = Model::decode(&model_bytes).context("the model is invalid")?;
@@ -108,18 +96,13 @@ fn rank(a: RankArgs) -> Result<()> {
     let mut ranker = Ranker::new();
     let mut native = RankOutput::default();
     let t = Instant::now();
-    ranker
-        .rank(&model, &bundle, &ctx, &mut native)
-        .context("native ranking failed")?;
+    ranker.rank(&model, &bundle, &ctx, &mut native).context("native ranking failed")?;
     let native_us = t.elapsed().as_secs_f64() * 1e6;
 
     // Guest.
     let path = a.module.clone().unwrap_or_else(guest::default_module_path);
     if !path.exists() {
-        bail!(
-            "guest module not found at {}: build it with `cargo xtask guest` or pass --module",
-            path.display()
-        );
+        bail!("guest module not found at {}: build it with `cargo xtask guest` or pass --module", path.display());
     }
     let engine = guest::default_engine()?;
     let t = Instant::now();
@@ -162,10 +145,7 @@ fn rank(a: RankArgs) -> Result<()> {
         model.diversity.mmr_lambda,
         model.diversity.creator_cap
     );
-    println!(
-        "guest:  {} (compiled in {compile_ms:.1} ms)",
-        path.display()
-    );
+    println!("guest:  {} (compiled in {compile_ms:.1} ms)", path.display());
     println!();
     println!(
         "{:>3}  {:>9}  {:>8}  {:>8}  {:>8}  {:>8}  {:>8}  sources",
@@ -174,12 +154,8 @@ fn rank(a: RankArgs) -> Result<()> {
     for (pos, it) in guest_out.items.iter().enumerate() {
         let row = it.row as usize;
         let mask = bundle.source_mask(row);
-        let sources: Vec<&str> = SOURCE_NAMES
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| mask & (1 << j) != 0)
-            .map(|(_, n)| *n)
-            .collect();
+        let sources: Vec<&str> =
+            SOURCE_NAMES.iter().enumerate().filter(|(j, _)| mask & (1 << j) != 0).map(|(_, n)| *n).collect();
         println!(
             "{:>3}  {:>9}  {:>8.4}  {:>8.4}  {:>8.4}  {:>8.4}  {:>8}  {}",
             pos + 1,
@@ -206,19 +182,11 @@ fn rank(a: RankArgs) -> Result<()> {
         Outcome::CreatorCap,
         Outcome::BelowTopK,
     ];
-    let parts: Vec<String> = order
-        .iter()
-        .map(|o| format!("{}: {}", o.as_str(), counts[*o as usize]))
-        .collect();
+    let parts: Vec<String> = order.iter().map(|o| format!("{}: {}", o.as_str(), counts[*o as usize])).collect();
     println!("what happened to each candidate: {}", parts.join(", "));
-    println!(
-        "native ranking: {native_us:.0} µs (first call); guest ranking: {guest_us:.0} µs (first call)"
-    );
+    println!("native ranking: {native_us:.0} µs (first call); guest ranking: {guest_us:.0} µs (first call)");
     if nb == gb {
-        println!(
-            "guest and native results are bit-identical ({} result bytes)",
-            nb.len()
-        );
+        println!("guest and native results are bit-identical ({} result bytes)", nb.len());
         Ok(())
     } else {
         bail!("guest and native results differ: this is a determinism bug")

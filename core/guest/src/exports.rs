@@ -89,10 +89,7 @@ pub extern "C" fn ew_rank(bundle_ptr: u32, bundle_len: u32, ctx_ptr: u32, ctx_le
     let e = engine();
     match (bytes(bundle_ptr, bundle_len), bytes(ctx_ptr, ctx_len)) {
         (Some(b), Some(c)) => e.rank(b, c) as i32,
-        _ => e.set_error(
-            Status::BadPointer,
-            "bundle or context pointer is outside guest memory",
-        ) as i32,
+        _ => e.set_error(Status::BadPointer, "bundle or context pointer is outside guest memory") as i32,
     }
 }
 
