@@ -19,19 +19,26 @@ pub const LANES: usize = 8;
 
 /// Dot product of two `f32` slices in the fixed lane order described above.
 ///
+/// Lanes 0–3 and 4–7 are two [`wide::f32x4`] accumulators (SSE2 on x86-64,
+/// simd128 on wasm32, scalar elsewhere); each lane is an ordinary IEEE multiply
+/// then add, so every backend rounds exactly like the scalar definition.
+///
 /// Only the common prefix is used when the lengths differ.
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    use wide::f32x4;
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; LANES];
+    let mut lo = f32x4::ZERO;
+    let mut hi = f32x4::ZERO;
     let mut ca = a.chunks_exact(LANES);
     let mut cb = b.chunks_exact(LANES);
     for (x, y) in (&mut ca).zip(&mut cb) {
-        for j in 0..LANES {
-            acc[j] += x[j] * y[j];
-        }
+        lo += f32x4::from([x[0], x[1], x[2], x[3]]) * f32x4::from([y[0], y[1], y[2], y[3]]);
+        hi += f32x4::from([x[4], x[5], x[6], x[7]]) * f32x4::from([y[4], y[5], y[6], y[7]]);
     }
+    let (lo, hi) = (lo.to_array(), hi.to_array());
+    let mut acc = [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]];
     for (j, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
         acc[j] += x * y;
     }
@@ -50,15 +57,39 @@ pub fn reduce_lanes(acc: &[f32; LANES]) -> f32 {
 
 /// Exact integer dot product of two int8 vectors (only the common prefix).
 ///
+/// Eight elements at a time are widened to `i16` and multiplied-and-pair-added
+/// into `i32` lanes ([`wide::i16x8::dot`]: `pmaddwd` on x86-64,
+/// `i32x4.dot_i16x8_s` on wasm simd128). Integer sums are exact in any order.
 /// The largest possible magnitude is `len × 127 × 128`, which fits in `i32` for
 /// any vector shorter than 132,000 elements; embeddings are capped far below.
 #[inline]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    let mut acc = 0i32;
-    for (x, y) in a.iter().zip(b) {
-        acc += i32::from(*x) * i32::from(*y);
+    use wide::{i16x8, i32x4};
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let widen = |x: &[i8]| {
+        i16x8::from([
+            i16::from(x[0]),
+            i16::from(x[1]),
+            i16::from(x[2]),
+            i16::from(x[3]),
+            i16::from(x[4]),
+            i16::from(x[5]),
+            i16::from(x[6]),
+            i16::from(x[7]),
+        ])
+    };
+    let mut acc = i32x4::ZERO;
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        acc += widen(x).dot(widen(y));
     }
-    acc
+    let mut sum = acc.reduce_add();
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        sum += i32::from(*x) * i32::from(*y);
+    }
+    sum
 }
 
 /// Symmetric int8 quantisation of `v` into `out`, returning the scale.

@@ -1,1 +1,193 @@
-fn main() {}
+//! Ranking cost, native against the guest in wasmtime, and bundle size against JSON.
+//!
+//! `cargo bench -p edgewise-edge --bench rank` (after `cargo xtask guest`, or
+//! simply `cargo xtask bench`). For d = 64 and d = 256 it ranks 1,000
+//! candidates with 8 features and 5 sources, pre-ranks to 200, runs a 2-layer
+//! MLP (hidden 64 and 32) with the embedding interaction, applies MMR and the
+//! creator cap, and returns the top 20. Native and guest run in alternating
+//! rounds over the same requests, so machine noise hits both alike; the table
+//! gives medians over rounds and the ratio of the medians.
+//!
+//! Both columns do the same request: bundle and context arrive as bytes, the
+//! bundle is validated (checksum, every column), ranked, and the result is
+//! encoded. "native" runs [`edgewise_core::abi::Engine`] compiled for the host;
+//! "guest" runs the same code in wasmtime, plus the host-side work around the
+//! call: copying bundle and context into guest memory and reading the result out.
+
+use std::time::Instant;
+
+use edgewise_core::abi::{self, Engine, Status};
+use edgewise_core::bundle::{Bundle, SOURCE_NAMES};
+use edgewise_core::rank::{RankContext, RankOutput, Ranker};
+use edgewise_core::synth;
+use edgewise_edge::guest::{self, GuestModule};
+use serde_json::{Map, Value, json};
+
+const N: usize = 1000;
+const ROUNDS: usize = 41;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn quartiles(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 4], v[3 * v.len() / 4])
+}
+
+/// The same candidates as a JSON array, the way a JSON API would ship them.
+fn json_bytes(spec: &synth::Spec, bundle: &Bundle<'_>, quantized: bool) -> usize {
+    let floats = synth::item_embeddings(spec);
+    let rows: Vec<Value> = (0..bundle.len())
+        .map(|i| {
+            let mut sources = Map::new();
+            for (j, name) in SOURCE_NAMES.iter().enumerate().take(usize::from(bundle.header().n_sources)) {
+                if let Some(r) = bundle.source_rank(i, j) {
+                    sources.insert((*name).to_string(), json!(r));
+                }
+            }
+            let embedding =
+                if quantized { json!({"scale": bundle.scale(i), "q": bundle.embedding(i)}) } else { json!(floats[i]) };
+            json!({
+                "id": bundle.id(i),
+                "embedding": embedding,
+                "features": bundle.features(i).collect::<Vec<f32>>(),
+                "sources": sources,
+                "creator": bundle.creator(i),
+                "category": bundle.category(i),
+                "region_mask": bundle.region_mask(i),
+                "retrieval_score": bundle.retrieval_score(i),
+            })
+        })
+        .collect();
+    serde_json::to_vec(&Value::Array(rows)).map(|v| v.len()).unwrap_or(0)
+}
+
+struct Row {
+    dim: u16,
+    native_us: f64,
+    native_iqr: (f64, f64),
+    guest_us: f64,
+    guest_iqr: (f64, f64),
+    ratio: f64,
+    bundle_bpc: f64,
+    json_bpc: f64,
+    json_q_bpc: f64,
+}
+
+fn bench_dim(module: &GuestModule, dim: u16) -> Row {
+    let spec = synth::Spec::new(N, dim, 11);
+    let bundle_bytes = synth::bundle(&spec, 1_700_000_000_000);
+    let bundle = Bundle::decode(&bundle_bytes).expect("bundle decodes");
+    let model = synth::model(&spec, &[64, 32], 200, 11);
+    let model_bytes = model.encode().expect("model encodes");
+    let contexts: Vec<RankContext> = (0..32).map(|s| synth::context(&spec, 20, 1_700_000_000_000, 500 + s)).collect();
+
+    let mut ranker = Ranker::new();
+    let mut out = RankOutput::default();
+    let mut engine = Engine::new();
+    assert_eq!(engine.load_model(&model_bytes), Status::Ok);
+    let ctx_bytes: Vec<Vec<u8>> = contexts
+        .iter()
+        .map(|c| {
+            let mut v = Vec::new();
+            abi::encode_context(c, &mut v);
+            v
+        })
+        .collect();
+    let mut inst = module.instantiate().expect("instantiate");
+    inst.load_model(&model_bytes).expect("load model");
+    // Warm-up: sizes every buffer on both sides and checks they agree.
+    for (ctx, cb) in contexts.iter().zip(&ctx_bytes) {
+        ranker.rank(&model, &bundle, ctx, &mut out).expect("native");
+        let (g, _) = inst.rank(&bundle_bytes, ctx).expect("guest");
+        assert_eq!(
+            g.items.iter().map(|i| i.id).collect::<Vec<_>>(),
+            out.items.iter().map(|i| i.id).collect::<Vec<_>>()
+        );
+        assert_eq!(engine.rank(&bundle_bytes, cb), Status::Ok);
+        assert_eq!(engine.result(), &inst.rank_raw(&bundle_bytes, cb).expect("guest")[..], "bit-identical");
+    }
+    let (mut native, mut guest) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let mut run_native = || {
+            let t = Instant::now();
+            for cb in &ctx_bytes {
+                assert_eq!(engine.rank(&bundle_bytes, cb), Status::Ok);
+                std::hint::black_box(engine.result());
+            }
+            t.elapsed().as_secs_f64() * 1e6 / contexts.len() as f64
+        };
+        let mut run_guest = || {
+            let t = Instant::now();
+            for cb in &ctx_bytes {
+                std::hint::black_box(inst.rank_raw(&bundle_bytes, cb).expect("guest"));
+            }
+            t.elapsed().as_secs_f64() * 1e6 / contexts.len() as f64
+        };
+        if round % 2 == 0 {
+            native.push(run_native());
+            guest.push(run_guest());
+        } else {
+            guest.push(run_guest());
+            native.push(run_native());
+        }
+    }
+    let (native_us, guest_us) = (median(&mut native), median(&mut guest));
+    Row {
+        dim,
+        native_us,
+        native_iqr: quartiles(&mut native),
+        guest_us,
+        guest_iqr: quartiles(&mut guest),
+        ratio: guest_us / native_us,
+        bundle_bpc: bundle_bytes.len() as f64 / N as f64,
+        json_bpc: json_bytes(&spec, &bundle, false) as f64 / N as f64,
+        json_q_bpc: json_bytes(&spec, &bundle, true) as f64 / N as f64,
+    }
+}
+
+fn main() {
+    let path = guest::default_module_path();
+    if !path.exists() {
+        eprintln!(
+            "guest module not found at {}: run `cargo xtask guest` first (or `cargo xtask bench`)",
+            path.display()
+        );
+        std::process::exit(2);
+    }
+    let engine = guest::default_engine().expect("engine");
+    let module = GuestModule::from_file(&engine, &path).expect("guest module");
+    let rows: Vec<Row> = [64u16, 256].into_iter().map(|d| bench_dim(&module, d)).collect();
+
+    println!();
+    println!("ranking 1,000 candidates → pre-rank 200 → MLP 64·32 → calibrate → MMR + creator cap → top 20");
+    println!("(median over {ROUNDS} alternating rounds of 32 requests; IQR in brackets; guest = wasmtime 48, simd128)");
+    println!();
+    println!(
+        "| d   | native µs/req        | guest µs/req         | guest/native | bundle B/cand | JSON B/cand (f32) | bundle/JSON | JSON B/cand (int8) |"
+    );
+    println!(
+        "|-----|----------------------|----------------------|--------------|---------------|-------------------|-------------|--------------------|"
+    );
+    for r in &rows {
+        println!(
+            "| {:<3} | {:>7.1} [{:>5.1}–{:>5.1}] | {:>7.1} [{:>5.1}–{:>5.1}] | {:>12.2} | {:>13.1} | {:>17.1} | {:>11} | {:>18.1} |",
+            r.dim,
+            r.native_us,
+            r.native_iqr.0,
+            r.native_iqr.1,
+            r.guest_us,
+            r.guest_iqr.0,
+            r.guest_iqr.1,
+            r.ratio,
+            r.bundle_bpc,
+            r.json_bpc,
+            format!("1/{:.1}", r.json_bpc / r.bundle_bpc),
+            r.json_q_bpc,
+        );
+    }
+    println!();
+    println!("targets: guest/native ≤ 1.5 at d = 256; bundle ≤ 1/6 of JSON (f32) at d = 64");
+}
