@@ -29,7 +29,7 @@
 //! | 0 | `[u8; 4]` | `b"EWCX"` |
 //! | 4 | `u8` | version, 1 |
 //! | 5 | `u8` | region index ([`crate::bundle::REGION_ANY`] = no region filter) |
-//! | 6 | `u16` | reserved, 0 |
+//! | 6 | `u16` | flags: bit 0 = the host verified the bundle's checksum, check structure only ([`crate::bundle::Bundle::decode_prechecked`]); other bits 0 |
 //! | 8 | `u32` | `k` |
 //! | 12 | `u32` | pre-rank keep override (0 = the model's) |
 //! | 16 | `u64` | now, ms since the Unix epoch |
@@ -138,7 +138,7 @@ pub fn encode_context(ctx: &RankContext, out: &mut Vec<u8>) {
     out.extend_from_slice(&CTX_MAGIC);
     out.push(1);
     out.push(ctx.region);
-    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&u16::from(ctx.checksum_verified).to_le_bytes());
     out.extend_from_slice(&ctx.k.to_le_bytes());
     out.extend_from_slice(&ctx.prerank_keep.to_le_bytes());
     out.extend_from_slice(&ctx.now_ms.to_le_bytes());
@@ -170,7 +170,10 @@ pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), WireError> 
     if b[4] != 1 {
         return Err(bad("unsupported version"));
     }
-    if b[6] != 0 || b[7] != 0 || b[28..32] != [0; 4] {
+    if b[6] > 1 || b[7] != 0 {
+        return Err(bad("unknown flag bits"));
+    }
+    if b[28..32] != [0; 4] {
         return Err(bad("reserved bytes are not zero"));
     }
     let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
@@ -189,6 +192,7 @@ pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), WireError> 
         return Err(bad("session share is not in [0, 1]"));
     }
     ctx.region = b[5];
+    ctx.checksum_verified = b[6] & 1 != 0;
     ctx.k = u32_at(8);
     ctx.prerank_keep = u32_at(12);
     ctx.now_ms = u64_at(16);
@@ -354,13 +358,15 @@ impl Engine {
             self.error.push_str("no model loaded: call ew_load_model first");
             return Status::NoModel;
         };
-        let b = match Bundle::decode(bundle) {
-            Ok(b) => b,
-            Err(e) => return self.fail(Status::BadBundle, "invalid bundle", &e),
-        };
         if let Err(e) = decode_context(ctx, &mut self.ctx) {
             return self.fail(Status::BadContext, "invalid context", &e);
         }
+        let decoded =
+            if self.ctx.checksum_verified { Bundle::decode_prechecked(bundle) } else { Bundle::decode(bundle) };
+        let b = match decoded {
+            Ok(b) => b,
+            Err(e) => return self.fail(Status::BadBundle, "invalid bundle", &e),
+        };
         let expected = b.header().model_digest;
         let model_match = if expected == [0; 32] {
             ModelMatch::Any

@@ -571,24 +571,41 @@ pub struct Bundle<'a> {
     bytes: &'a [u8],
 }
 
+#[inline]
 fn rd_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
+#[inline]
 fn rd_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
+#[inline]
 fn rd_u64(b: &[u8], at: usize) -> u64 {
     let mut x = [0u8; 8];
     x.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(x)
 }
+#[inline]
 fn rd_f32(b: &[u8], at: usize) -> f32 {
     f32::from_bits(rd_u32(b, at))
 }
 
 impl<'a> Bundle<'a> {
-    /// Validates `bytes` and returns a view over them. Never panics, never allocates.
+    /// Validates `bytes` (checksum and structure) and returns a view over them.
+    /// Never panics, never allocates.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, BundleError> {
+        Self::decode_inner(bytes, true)
+    }
+
+    /// Validates everything but the checksum. For a host that ran
+    /// [`verify_checksum`] once when the bytes arrived (an edge cache, say) and
+    /// then ranks the same bundle many times. Still never panics on any input:
+    /// only corruption that keeps the structure valid goes unnoticed.
+    pub fn decode_prechecked(bytes: &'a [u8]) -> Result<Self, BundleError> {
+        Self::decode_inner(bytes, false)
+    }
+
+    fn decode_inner(bytes: &'a [u8], check_crc: bool) -> Result<Self, BundleError> {
         let min = HEADER_LEN + TRAILER_LEN;
         if bytes.len() < min {
             return Err(BundleError::TooShort { len: bytes.len(), min });
@@ -650,10 +667,8 @@ impl<'a> Bundle<'a> {
         if bytes[total - 4..] != END_MAGIC {
             return Err(BundleError::BadTrailer);
         }
-        let stored = rd_u32(bytes, total - TRAILER_LEN);
-        let computed = crc32fast::hash(&bytes[..total - TRAILER_LEN]);
-        if stored != computed {
-            return Err(BundleError::ChecksumMismatch { stored, computed });
+        if check_crc {
+            verify_checksum(bytes)?;
         }
         let layout = ColumnLayout {
             ids: r(0),
@@ -815,6 +830,16 @@ impl<'a> Bundle<'a> {
     }
 }
 
+/// Checks the trailer's CRC-32 against the bytes before it (nothing else).
+pub fn verify_checksum(bytes: &[u8]) -> Result<(), BundleError> {
+    let Some(body_len) = bytes.len().checked_sub(TRAILER_LEN) else {
+        return Err(BundleError::TooShort { len: bytes.len(), min: HEADER_LEN + TRAILER_LEN });
+    };
+    let stored = rd_u32(bytes, body_len);
+    let computed = crc32fast::hash(&bytes[..body_len]);
+    if stored == computed { Ok(()) } else { Err(BundleError::ChecksumMismatch { stored, computed }) }
+}
+
 /// Re-encodes a decoded bundle; the result is byte-identical to a canonical encoding.
 pub fn reencode(b: &Bundle<'_>) -> Vec<u8> {
     let mut builder = match BundleBuilder::new(*b.header()) {
@@ -928,6 +953,20 @@ mod tests {
         let mut b = bytes.clone();
         b[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(Bundle::decode(&b), Err(BundleError::OutOfRange { field: "n_rows", .. })));
+    }
+
+    #[test]
+    fn prechecked_decode_skips_only_the_checksum() {
+        let mut bytes = sample(3);
+        let n = bytes.len();
+        bytes[n - 8] ^= 0xFF; // corrupt the stored CRC
+        assert!(matches!(Bundle::decode(&bytes), Err(BundleError::ChecksumMismatch { .. })));
+        assert!(matches!(verify_checksum(&bytes), Err(BundleError::ChecksumMismatch { .. })));
+        assert_eq!(Bundle::decode_prechecked(&bytes).expect("structure is fine").len(), 3);
+        bytes[0] = b'X';
+        assert_eq!(Bundle::decode_prechecked(&bytes).unwrap_err(), BundleError::BadMagic);
+        assert!(matches!(Bundle::decode_prechecked(&bytes[..n - 1]), Err(BundleError::BadMagic)));
+        assert!(verify_checksum(&[1, 2, 3]).is_err());
     }
 
     #[test]

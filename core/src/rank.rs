@@ -25,7 +25,7 @@
 use alloc::vec::Vec;
 
 use crate::bundle::{Bundle, REGION_ANY};
-use crate::math::{self, dot_f32, dot_i8, sortable};
+use crate::math::{self, LANES, dot_f32, dot_i8, reduce_lanes, sortable};
 use crate::model::Model;
 use crate::session::{SessionConfig, SessionState};
 
@@ -50,6 +50,9 @@ pub struct RankContext {
     pub session_config: SessionConfig,
     /// Overrides the model's pre-rank keep count when non-zero.
     pub prerank_keep: u32,
+    /// For the guest ABI: the host already verified the bundle's checksum
+    /// ([`crate::bundle::verify_checksum`]), so the guest checks its structure only.
+    pub checksum_verified: bool,
 }
 
 impl RankContext {
@@ -227,7 +230,7 @@ pub fn prerank_score(model: &Model, bundle: &Bundle<'_>, i: usize, query_q: &[i8
     s
 }
 
-/// Writes row `i`'s MLP input vector (layout in [`crate::model`]) into `input`.
+/// Appends row `i`'s MLP input vector (layout in [`crate::model`]) to `input`.
 pub fn mlp_input(
     model: &Model,
     bundle: &Bundle<'_>,
@@ -237,7 +240,6 @@ pub fn mlp_input(
     pre: f32,
     input: &mut Vec<f32>,
 ) {
-    input.clear();
     let emb = bundle.embedding(i);
     let s = query_scale * bundle.scale(i);
     input.push(dot_i8(query_q, emb) as f32 * s);
@@ -251,7 +253,12 @@ pub fn mlp_input(
     }
 }
 
-/// Runs the MLP on `input`, using `a`/`b` as activation buffers; returns the logit.
+/// Runs the MLP on one input vector, using `a`/`b` as activation buffers; returns the logit.
+///
+/// This is the reference definition: every output is `dot_f32(row, x) + bias`
+/// ([`crate::math::dot_f32`]), followed by ReLU on every layer but the last.
+/// The ranker evaluates [`MLP_BATCH`] candidates at a time with
+/// [`mlp_forward_batch`], which gives bit-identical results.
 pub fn mlp_forward(model: &Model, input: &[f32], a: &mut Vec<f32>, b: &mut Vec<f32>) -> f32 {
     a.clear();
     a.extend_from_slice(input);
@@ -268,6 +275,75 @@ pub fn mlp_forward(model: &Model, input: &[f32], a: &mut Vec<f32>, b: &mut Vec<f
         core::mem::swap(a, b);
     }
     a.first().copied().unwrap_or(f32::NAN)
+}
+
+/// Candidates the MLP evaluates together.
+///
+/// Each weight chunk is loaded once for the whole batch, and the batch gives
+/// `2 × MLP_BATCH` independent accumulator chains, where a single fixed-lane dot
+/// product has only two; that is what keeps the MLP throughput-bound rather
+/// than latency-bound, natively and in wasm.
+pub const MLP_BATCH: usize = 4;
+
+/// One layer for [`MLP_BATCH`] candidates: `x` holds `MLP_BATCH` rows of
+/// `layer.inputs` values, `y` receives `MLP_BATCH` rows of `layer.outputs`.
+/// Lane for lane the same operations as [`crate::math::dot_f32`].
+fn layer_batch(layer: &crate::model::Layer, x: &[f32], y: &mut Vec<f32>, relu: bool) {
+    use wide::f32x4;
+    const B: usize = MLP_BATCH;
+    let (ni, no) = (layer.inputs, layer.outputs);
+    y.clear();
+    y.resize(B * no, 0.0);
+    let xs: [&[f32]; B] = core::array::from_fn(|b| &x[b * ni..(b + 1) * ni]);
+    let v = |s: &[f32]| f32x4::from([s[0], s[1], s[2], s[3]]);
+    let tail = ni - ni % LANES;
+    for (o, row) in layer.weights.chunks_exact(ni).enumerate() {
+        let mut lo = [f32x4::ZERO; B];
+        let mut hi = [f32x4::ZERO; B];
+        for (c, w) in row.chunks_exact(LANES).enumerate() {
+            let (wl, wh) = (v(&w[..4]), v(&w[4..]));
+            let at = c * LANES;
+            for b in 0..B {
+                let xb = &xs[b][at..at + LANES];
+                lo[b] += wl * v(&xb[..4]);
+                hi[b] += wh * v(&xb[4..]);
+            }
+        }
+        for (bi, xb) in xs.iter().enumerate() {
+            let (l, h) = (lo[bi].to_array(), hi[bi].to_array());
+            let mut acc = [l[0], l[1], l[2], l[3], h[0], h[1], h[2], h[3]];
+            for (j, (w, x)) in row[tail..].iter().zip(&xb[tail..]).enumerate() {
+                acc[j] += w * x;
+            }
+            let mut out = reduce_lanes(&acc) + layer.bias[o];
+            if relu && out < 0.0 {
+                out = 0.0;
+            }
+            y[bi * no + o] = out;
+        }
+    }
+}
+
+/// Runs the MLP on [`MLP_BATCH`] input vectors at once (`inputs` holds
+/// `MLP_BATCH × model.input_dim()` values; unused rows may hold anything) and
+/// writes the logits to `logits`. Bit-identical to [`mlp_forward`] per row.
+pub fn mlp_forward_batch(
+    model: &Model,
+    inputs: &[f32],
+    a: &mut Vec<f32>,
+    b: &mut Vec<f32>,
+    logits: &mut [f32; MLP_BATCH],
+) {
+    a.clear();
+    a.extend_from_slice(inputs);
+    let last = model.mlp.len().saturating_sub(1);
+    for (k, layer) in model.mlp.iter().enumerate() {
+        layer_batch(layer, a, b, k != last);
+        core::mem::swap(a, b);
+    }
+    for (bi, l) in logits.iter_mut().enumerate() {
+        *l = a.get(bi).copied().unwrap_or(f32::NAN);
+    }
 }
 
 impl Ranker {
@@ -338,18 +414,26 @@ impl Ranker {
             self.cand.truncate(keep);
         }
 
-        // 3–4. Main rank and calibration.
-        for c in self.cand.iter_mut() {
-            let i = c.1 as usize;
-            let pre = out.rows[i].pre_score;
-            mlp_input(model, bundle, i, &self.query_q, query_scale, pre, &mut self.input);
-            let logit = mlp_forward(model, &self.input, &mut self.act_a, &mut self.act_b);
-            let p = math::sigmoid(model.calibration.a * logit + model.calibration.b);
-            let row = &mut out.rows[i];
-            row.main_score = logit;
-            row.calibrated = p;
-            row.outcome = Outcome::BelowTopK;
-            c.0 = p;
+        // 3–4. Main rank and calibration, MLP_BATCH candidates at a time.
+        let width = model.input_dim();
+        let mut logits = [0.0f32; MLP_BATCH];
+        for start in (0..self.cand.len()).step_by(MLP_BATCH) {
+            let end = (start + MLP_BATCH).min(self.cand.len());
+            self.input.clear();
+            for c in &self.cand[start..end] {
+                let i = c.1 as usize;
+                mlp_input(model, bundle, i, &self.query_q, query_scale, out.rows[i].pre_score, &mut self.input);
+            }
+            self.input.resize(MLP_BATCH * width, 0.0);
+            mlp_forward_batch(model, &self.input, &mut self.act_a, &mut self.act_b, &mut logits);
+            for (c, &logit) in self.cand[start..end].iter_mut().zip(&logits) {
+                let p = math::sigmoid(model.calibration.a * logit + model.calibration.b);
+                let row = &mut out.rows[c.1 as usize];
+                row.main_score = logit;
+                row.calibrated = p;
+                row.outcome = Outcome::BelowTopK;
+                c.0 = p;
+            }
         }
         self.cand.sort_unstable_by(best_first);
 
@@ -468,4 +552,45 @@ impl Ranker {
 pub fn cosine(a: &[i8], norm_a: f32, b: &[i8], norm_b: f32) -> f32 {
     let den = norm_a * norm_b;
     if den == 0.0 { 0.0 } else { dot_i8(a, b) as f32 / den }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth;
+    use alloc::vec;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn batched_mlp_is_bit_identical_to_the_reference(
+            dim in 1u16..40, nf in 0u16..6, hidden in proptest::collection::vec(1usize..40, 0..3), seed in any::<u64>(),
+            xs in proptest::collection::vec(-50.0f32..50.0, 4 * 200),
+        ) {
+            let spec = synth::Spec { n: 0, dim, n_features: nf, n_sources: 5, clusters: 1, creators: 1, regions: 1, seed };
+            let model = synth::model(&spec, &hidden, 10, seed);
+            let w = model.input_dim();
+            let inputs: Vec<f32> = xs.iter().cycle().take(MLP_BATCH * w).copied().collect();
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let mut batch = [0.0f32; MLP_BATCH];
+            mlp_forward_batch(&model, &inputs, &mut a, &mut b, &mut batch);
+            for (r, got) in batch.iter().enumerate() {
+                let want = mlp_forward(&model, &inputs[r * w..(r + 1) * w], &mut a, &mut b);
+                prop_assert_eq!(got.to_bits(), want.to_bits());
+            }
+        }
+    }
+
+    #[test]
+    fn relu_keeps_negative_zero_like_the_reference() {
+        let spec =
+            synth::Spec { n: 0, dim: 1, n_features: 0, n_sources: 0, clusters: 1, creators: 1, regions: 1, seed: 1 };
+        let model = synth::model(&spec, &[3], 10, 1);
+        let inputs = vec![-0.0f32; MLP_BATCH * model.input_dim()];
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut batch = [0.0f32; MLP_BATCH];
+        mlp_forward_batch(&model, &inputs, &mut a, &mut b, &mut batch);
+        let want = mlp_forward(&model, &inputs[..model.input_dim()], &mut a, &mut b);
+        assert_eq!(batch[0].to_bits(), want.to_bits());
+    }
 }

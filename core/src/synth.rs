@@ -225,5 +225,6 @@ pub fn context(spec: &Spec, k: u32, now_ms: u64, seed: u64) -> RankContext {
         session,
         session_config: cfg,
         prerank_keep: 0,
+        checksum_verified: false,
     }
 }

@@ -178,13 +178,15 @@ proptest! {
     }
 
     #[test]
-    fn context_roundtrip(spec in spec_strategy(), k in any::<u32>(), seed in any::<u64>()) {
-        let ctx = synth::context(&spec, k, 5_000_000, seed);
+    fn context_roundtrip(spec in spec_strategy(), k in any::<u32>(), seed in any::<u64>(), verified in any::<bool>()) {
+        let mut ctx = synth::context(&spec, k, 5_000_000, seed);
+        ctx.checksum_verified = verified;
         let mut bytes = Vec::new();
         abi::encode_context(&ctx, &mut bytes);
         prop_assert!(check::context_bytes(&bytes));
         let mut back = RankContext::default();
         abi::decode_context(&bytes, &mut back).expect("decodes");
+        prop_assert_eq!(back.checksum_verified, verified);
         prop_assert_eq!(back.seen, ctx.seen);
         prop_assert_eq!(back.base, ctx.base);
         prop_assert_eq!(back.session, ctx.session);

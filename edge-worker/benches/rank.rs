@@ -13,6 +13,12 @@
 //! encoded. "native" runs [`edgewise_core::abi::Engine`] compiled for the host;
 //! "guest" runs the same code in wasmtime, plus the host-side work around the
 //! call: copying bundle and context into guest memory and reading the result out.
+//!
+//! Each dimension is measured twice. "every request": the bundle's CRC-32 is
+//! checked on every ranking. "once at ingest": the host verified the checksum
+//! when the bundle entered its cache and the ranking checks structure only
+//! (`Bundle::decode_prechecked`), which is how an edge ranks a cached regional
+//! bundle for many users. Both sides always do the same work.
 
 use std::time::Instant;
 
@@ -66,6 +72,7 @@ fn json_bytes(spec: &synth::Spec, bundle: &Bundle<'_>, quantized: bool) -> usize
 
 struct Row {
     dim: u16,
+    checksum: &'static str,
     native_us: f64,
     native_iqr: (f64, f64),
     guest_us: f64,
@@ -76,13 +83,15 @@ struct Row {
     json_q_bpc: f64,
 }
 
-fn bench_dim(module: &GuestModule, dim: u16) -> Row {
+fn bench_dim(module: &GuestModule, dim: u16, prechecked: bool) -> Row {
     let spec = synth::Spec::new(N, dim, 11);
     let bundle_bytes = synth::bundle(&spec, 1_700_000_000_000);
     let bundle = Bundle::decode(&bundle_bytes).expect("bundle decodes");
     let model = synth::model(&spec, &[64, 32], 200, 11);
     let model_bytes = model.encode().expect("model encodes");
-    let contexts: Vec<RankContext> = (0..32).map(|s| synth::context(&spec, 20, 1_700_000_000_000, 500 + s)).collect();
+    let contexts: Vec<RankContext> = (0..32)
+        .map(|s| RankContext { checksum_verified: prechecked, ..synth::context(&spec, 20, 1_700_000_000_000, 500 + s) })
+        .collect();
 
     let mut ranker = Ranker::new();
     let mut out = RankOutput::default();
@@ -137,6 +146,7 @@ fn bench_dim(module: &GuestModule, dim: u16) -> Row {
     let (native_us, guest_us) = (median(&mut native), median(&mut guest));
     Row {
         dim,
+        checksum: if prechecked { "once at ingest" } else { "every request" },
         native_us,
         native_iqr: quartiles(&mut native),
         guest_us,
@@ -159,22 +169,26 @@ fn main() {
     }
     let engine = guest::default_engine().expect("engine");
     let module = GuestModule::from_file(&engine, &path).expect("guest module");
-    let rows: Vec<Row> = [64u16, 256].into_iter().map(|d| bench_dim(&module, d)).collect();
+    let rows: Vec<Row> = [(64u16, false), (64, true), (256, false), (256, true)]
+        .into_iter()
+        .map(|(d, p)| bench_dim(&module, d, p))
+        .collect();
 
     println!();
     println!("ranking 1,000 candidates → pre-rank 200 → MLP 64·32 → calibrate → MMR + creator cap → top 20");
     println!("(median over {ROUNDS} alternating rounds of 32 requests; IQR in brackets; guest = wasmtime 48, simd128)");
     println!();
     println!(
-        "| d   | native µs/req        | guest µs/req         | guest/native | bundle B/cand | JSON B/cand (f32) | bundle/JSON | JSON B/cand (int8) |"
+        "| d   | bundle checksum | native µs/req         | guest µs/req          | guest/native | bundle B/cand | JSON B/cand (f32) | bundle/JSON | JSON B/cand (int8) |"
     );
     println!(
-        "|-----|----------------------|----------------------|--------------|---------------|-------------------|-------------|--------------------|"
+        "|-----|-----------------|-----------------------|-----------------------|--------------|---------------|-------------------|-------------|--------------------|"
     );
     for r in &rows {
         println!(
-            "| {:<3} | {:>7.1} [{:>5.1}–{:>5.1}] | {:>7.1} [{:>5.1}–{:>5.1}] | {:>12.2} | {:>13.1} | {:>17.1} | {:>11} | {:>18.1} |",
+            "| {:<3} | {:<15} | {:>7.1} [{:>6.1}–{:>6.1}] | {:>7.1} [{:>6.1}–{:>6.1}] | {:>12.2} | {:>13.1} | {:>17.1} | {:>11} | {:>18.1} |",
             r.dim,
+            r.checksum,
             r.native_us,
             r.native_iqr.0,
             r.native_iqr.1,

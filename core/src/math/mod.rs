@@ -13,6 +13,9 @@
 //! 3. Transcendentals (`exp`, `sqrt`, `round`) come from the `libm` crate, a
 //!    portable software implementation, never from the platform's libm.
 
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_simd;
+
 /// Number of independent accumulators in [`dot_f32`]. Eight `f32` lanes are two
 /// 128-bit vectors (SSE2, NEON or simd128), which keeps both pipelines busy.
 pub const LANES: usize = 8;
@@ -57,33 +60,47 @@ pub fn reduce_lanes(acc: &[f32; LANES]) -> f32 {
 
 /// Exact integer dot product of two int8 vectors (only the common prefix).
 ///
-/// Eight elements at a time are widened to `i16` and multiplied-and-pair-added
-/// into `i32` lanes ([`wide::i16x8::dot`]: `pmaddwd` on x86-64,
-/// `i32x4.dot_i16x8_s` on wasm simd128). Integer sums are exact in any order.
-/// The largest possible magnitude is `len × 127 × 128`, which fits in `i32` for
-/// any vector shorter than 132,000 elements; embeddings are capped far below.
+/// Sixteen bytes at a time: each 16-byte block is reinterpreted as eight `i16`
+/// lanes; `(v << 8) >> 8` sign-extends the even bytes and `v >> 8` the odd ones,
+/// and [`wide::i16x8::dot`] multiplies and pair-adds them into `i32` lanes
+/// (`pmaddwd` on x86-64, `i32x4.dot_i16x8_s` on wasm simd128). Integer sums are
+/// exact in any order. The largest possible magnitude is `len × 127 × 128`,
+/// which fits in `i32` for any vector shorter than 132,000 elements; embeddings
+/// are capped far below.
 #[inline]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        wasm_simd::dot_i8(a, b)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        dot_i8_portable(a, b)
+    }
+}
+
+/// The portable [`dot_i8`] (used on every target but wasm32 with simd128).
+#[inline]
+pub fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
     use wide::{i16x8, i32x4};
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let widen = |x: &[i8]| {
-        i16x8::from([
-            i16::from(x[0]),
-            i16::from(x[1]),
-            i16::from(x[2]),
-            i16::from(x[3]),
-            i16::from(x[4]),
-            i16::from(x[5]),
-            i16::from(x[6]),
-            i16::from(x[7]),
-        ])
+    // Little-endian lanes: byte 2j is the low half of i16 lane j on every target.
+    let lanes = |x: &[i8]| {
+        let mut w = [0i16; 8];
+        for (j, p) in w.iter_mut().enumerate() {
+            *p = i16::from_le_bytes([x[2 * j] as u8, x[2 * j + 1] as u8]);
+        }
+        i16x8::from(w)
     };
     let mut acc = i32x4::ZERO;
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
+    let mut ca = a.chunks_exact(16);
+    let mut cb = b.chunks_exact(16);
     for (x, y) in (&mut ca).zip(&mut cb) {
-        acc += widen(x).dot(widen(y));
+        let (vx, vy) = (lanes(x), lanes(y));
+        let (ex, ey): (i16x8, i16x8) = ((vx << 8u32) >> 8u32, (vy << 8u32) >> 8u32);
+        let (ox, oy): (i16x8, i16x8) = (vx >> 8u32, vy >> 8u32);
+        acc += ex.dot(ey) + ox.dot(oy);
     }
     let mut sum = acc.reduce_add();
     for (x, y) in ca.remainder().iter().zip(cb.remainder()) {

@@ -1,0 +1,39 @@
+//! wasm32 simd128 kernels, used when the crate is compiled with
+//! `target-feature=+simd128` (the guest module is).
+//!
+//! Only integer kernels live here: their results are exact, so they are equal
+//! to the portable versions by construction, and the guest-vs-native
+//! conformance test checks it anyway. The portable code would also compile to
+//! simd128, but LLVM rewrites its widening into byte shuffles that wasm engines
+//! lower poorly; here the widening is the native `extend_{low,high}_i8x16_s`.
+#![allow(unsafe_code)]
+
+use core::arch::wasm32::{
+    i16x8_extend_high_i8x16, i16x8_extend_low_i8x16, i32x4_add, i32x4_dot_i16x8, i32x4_extract_lane, i32x4_splat, v128,
+    v128_load,
+};
+
+/// Exact `i8 × i8 → i32` dot product of the common prefix of `a` and `b`.
+#[inline]
+pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let n = a.len().min(b.len());
+    let mut acc = i32x4_splat(0);
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: `i + 16 <= n <= a.len(), b.len()`, so both 16-byte reads are in
+        // bounds; `v128_load` has no alignment requirement.
+        let (x, y) =
+            unsafe { (v128_load(a.as_ptr().add(i).cast::<v128>()), v128_load(b.as_ptr().add(i).cast::<v128>())) };
+        acc = i32x4_add(acc, i32x4_dot_i16x8(i16x8_extend_low_i8x16(x), i16x8_extend_low_i8x16(y)));
+        acc = i32x4_add(acc, i32x4_dot_i16x8(i16x8_extend_high_i8x16(x), i16x8_extend_high_i8x16(y)));
+        i += 16;
+    }
+    let mut sum = i32x4_extract_lane::<0>(acc)
+        + i32x4_extract_lane::<1>(acc)
+        + i32x4_extract_lane::<2>(acc)
+        + i32x4_extract_lane::<3>(acc);
+    for (x, y) in a[i..n].iter().zip(&b[i..n]) {
+        sum += i32::from(*x) * i32::from(*y);
+    }
+    sum
+}
