@@ -182,19 +182,43 @@ impl SessionState {
         if item.iter().any(|x| !x.is_finite()) {
             return Err(SessionError::NonFinite { what: "item embedding" });
         }
+        self.apply(cfg, signal, item.iter().copied(), now_ms);
+        Ok(())
+    }
+
+    /// Observes an interaction with an item given as an int8 row and its scale,
+    /// as a bundle stores it ([`crate::bundle::Bundle::embedding`]); no allocation.
+    pub fn observe_quantized(
+        &mut self,
+        cfg: &SessionConfig,
+        signal: Signal,
+        item: &[i8],
+        scale: f32,
+        now_ms: u64,
+    ) -> Result<(), SessionError> {
+        if item.len() != self.ema.len() {
+            return Err(SessionError::Dimension { expected: self.ema.len(), found: item.len() });
+        }
+        if !scale.is_finite() {
+            return Err(SessionError::NonFinite { what: "item embedding scale" });
+        }
+        self.apply(cfg, signal, item.iter().map(|&q| f32::from(q) * scale), now_ms);
+        Ok(())
+    }
+
+    fn apply(&mut self, cfg: &SessionConfig, signal: Signal, item: impl Iterator<Item = f32>, now_ms: u64) {
         let w = cfg.weight(signal);
         if w == 0.0 || !w.is_finite() {
-            return Ok(());
+            return;
         }
         let a = (cfg.alpha * libm::fabsf(w)).clamp(0.0, 1.0);
         let sign = if w > 0.0 { 1.0 } else { -1.0 };
-        for (e, &x) in self.ema.iter_mut().zip(item) {
+        for (e, x) in self.ema.iter_mut().zip(item) {
             *e = (1.0 - a) * *e + a * sign * x;
         }
         self.mass = (1.0 - a) * self.mass + a;
         self.events = self.events.saturating_add(1);
         self.last_ms = self.last_ms.max(now_ms);
-        Ok(())
     }
 
     /// Current share β of the session in the blend, after time decay.
@@ -385,6 +409,20 @@ mod tests {
         s.observe(&cfg, Signal::Click, &[1.0], 100).expect("observe");
         s.observe(&cfg, Signal::Click, &[1.0], 50).expect("observe");
         assert_eq!(s.last_ms(), 100);
+    }
+
+    #[test]
+    fn quantized_rows_match_dequantized_floats() {
+        let cfg = SessionConfig::default();
+        let (q, scale) = ([10i8, -127, 64], 0.01f32);
+        let f: alloc::vec::Vec<f32> = q.iter().map(|&x| f32::from(x) * scale).collect();
+        let mut a = SessionState::new(3);
+        let mut b = SessionState::new(3);
+        a.observe(&cfg, Signal::Like, &f, 9).expect("observe");
+        b.observe_quantized(&cfg, Signal::Like, &q, scale, 9).expect("observe");
+        assert_eq!(a, b);
+        assert!(b.observe_quantized(&cfg, Signal::Like, &q[..2], scale, 9).is_err());
+        assert!(b.observe_quantized(&cfg, Signal::Like, &q, f32::NAN, 9).is_err());
     }
 
     #[test]

@@ -263,7 +263,10 @@ pub fn default_module_path() -> std::path::PathBuf {
     }
     let target = match std::env::var_os("CARGO_TARGET_DIR").or(option_env!("CARGO_TARGET_DIR").map(Into::into)) {
         Some(t) => std::path::PathBuf::from(t),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"),
+        None => {
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            manifest.parent().unwrap_or(manifest).join("target")
+        }
     };
     target.join("wasm").join("edgewise_core.wasm")
 }

@@ -41,15 +41,19 @@ struct RankArgs {
     /// A model artifact file (v1).
     #[arg(long, requires = "bundle")]
     model: Option<PathBuf>,
+    /// A rank context file (`EWCX`, see `edgewise_core::abi`): the user's session,
+    /// seen items, region, time and k. Without it: an anonymous user, no history.
+    #[arg(long, requires = "bundle")]
+    context: Option<PathBuf>,
     /// Synthetic candidates to generate.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     candidates: u32,
     /// Synthetic embedding dimension.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
     dim: u16,
-    /// Items to return.
-    #[arg(short, long, default_value_t = 10)]
-    k: u32,
+    /// Items to return [default: the context file's k, else 10].
+    #[arg(short, long)]
+    k: Option<u32>,
     /// Seed for the synthetic data and the user context.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -71,22 +75,36 @@ fn rank(a: RankArgs) -> Result<()> {
         (Some(b), Some(m)) => {
             let bundle = std::fs::read(b).with_context(|| format!("reading bundle {}", b.display()))?;
             let model = std::fs::read(m).with_context(|| format!("reading model {}", m.display()))?;
-            let mut ctx = RankContext::new(a.k, now_ms);
-            ctx.session = edgewise_core::SessionState::new(0);
+            let ctx = match &a.context {
+                Some(c) => {
+                    let bytes = std::fs::read(c).with_context(|| format!("reading context {}", c.display()))?;
+                    let mut ctx = RankContext::default();
+                    abi::decode_context(&bytes, &mut ctx)
+                        .with_context(|| format!("the context file {} is invalid", c.display()))?;
+                    ctx
+                }
+                None => RankContext::new(10, now_ms),
+            };
             (bundle, model, ctx)
         }
         _ => {
             let spec = synth::Spec::new(a.candidates as usize, a.dim, a.seed);
             let bundle = synth::bundle(&spec, now_ms);
             let model = synth::model(&spec, &[64, 32], 200, a.seed).encode().context("encoding the synthetic model")?;
-            (bundle, model, synth::context(&spec, a.k, now_ms, a.seed + 1))
+            (bundle, model, synth::context(&spec, 10, now_ms, a.seed + 1))
         }
     };
+    let ctx = RankContext { k: a.k.unwrap_or(ctx.k), ..ctx };
     if let Some(dir) = &a.write_to {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::write(dir.join("bundle.ewb"), &bundle_bytes)?;
-        std::fs::write(dir.join("model.ewm"), &model_bytes)?;
-        println!("wrote {} and {}", dir.join("bundle.ewb").display(), dir.join("model.ewm").display());
+        let mut ctx_bytes = Vec::new();
+        abi::encode_context(&ctx, &mut ctx_bytes);
+        for (name, bytes) in [("bundle.ewb", &bundle_bytes), ("model.ewm", &model_bytes), ("context.ewcx", &ctx_bytes)]
+        {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
     }
     let bundle = Bundle::decode(&bundle_bytes).context("the bundle is invalid")?;
     let model = Model::decode(&model_bytes).context("the model is invalid")?;
