@@ -143,6 +143,9 @@ fn test(root: &Path) -> Result<()> {
             "warnings",
         ]))
     })?;
+    step("docs (warnings are errors)", &mut || {
+        run(cargo().args(["doc", "--workspace", "--no-deps", "--profile", "ci"]).env("RUSTDOCFLAGS", "-D warnings"))
+    })?;
     step("tests", &mut || run(cargo().args(["test", "--workspace", "--profile", "ci"])))?;
     step("benches compile", &mut || run(cargo().args(["bench", "--workspace", "--no-run", "--profile", "ci"])))?;
     step("fuzz targets compile", &mut || run(cargo().args(["build", "--manifest-path", "core/fuzz/Cargo.toml"])))?;
