@@ -88,8 +88,11 @@ pub const ALL_REGIONS: u32 = u32::MAX;
 const FLAG_PERSONAL: u16 = 1;
 const ALIGN: u64 = 8;
 
-/// The candidate sources of seed 001, in the order of their source slots.
-pub const SOURCE_NAMES: [&str; 5] = ["collaborative", "content", "trending", "recent_similar", "creator"];
+/// Names of the source slots, in slot order: the five candidate sources of
+/// seed 001, then `fresh` (newest eligible items) and `popular` (most engaged
+/// overall), which fill regional bundles and back-fill cold starts.
+pub const SOURCE_NAMES: [&str; 7] =
+    ["collaborative", "content", "trending", "recent_similar", "creator", "fresh", "popular"];
 
 /// Who a bundle is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,70 @@
 //! # edgewise-origin
 //!
-//! Will become the `edgewise-origin` server (axum + tokio): the durable item
-//! and event store, sharded ANN retrieval and the other candidate sources,
-//! fusion and eligibility, candidate bundles with HTTP caching, the model
-//! registry, and the import / train / eval CLI. It builds bundles with
-//! `edgewise_core::bundle::BundleBuilder` and ranks at the origin with the
-//! native core (`edgewise_core::rank`).
+//! The Edgewise origin: it sees the whole catalogue and turns a request into a
+//! compact candidate bundle that every HTTP cache on the way can keep correctly.
 //!
-//! Not built yet (its own issue).
+//! | module | purpose |
+//! |---|---|
+//! | [`config`] | layered configuration (defaults ← file ← `EDGEWISE__…` env ← flags) |
+//! | [`store`] | the durable redb store: items, users, event ids, trending, models |
+//! | [`item`] | items, their JSON validation, batch bodies |
+//! | [`user`] | events, per-user state with event-time rules, trending decay |
+//! | [`index`] | sharded inner-product search with in-search filtering, soft deletes, background rebuilds |
+//! | [`catalogue`] | the in-memory view retrieval reads |
+//! | [`sources`] | the five candidate sources, deadlines, budgets, back-fill |
+//! | [`fusion`] | seed 001's RRF-style fusion |
+//! | [`bundles`] | encoding candidates as bundles |
+//! | [`http`] | the axum API |
+//! | [`metrics`] | Prometheus metrics |
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+pub mod bundles;
+pub mod catalogue;
+pub mod config;
+pub mod error;
+pub mod fusion;
+pub mod http;
+pub mod index;
+pub mod item;
+pub mod metrics;
+pub mod sources;
+pub mod store;
+pub mod user;
+
+pub use config::Config;
+pub use http::{AppState, app};
+
+/// Opens the store in `cfg.data_dir` and returns a state that is not ready yet.
+pub fn open(cfg: Config) -> anyhow::Result<Arc<AppState>> {
+    let store = store::Store::open(&cfg.data_dir)?;
+    let catalogue = Arc::new(catalogue::Catalogue::new(&cfg));
+    let metrics = metrics::Metrics::new()?;
+    Ok(Arc::new(AppState::new(cfg, store, catalogue, metrics)))
+}
+
+/// Start-up recovery: loads every item and trending counter from the store
+/// into the catalogue and indexes, reporting progress, then marks the state ready.
+pub fn recover(state: &AppState, mut progress: impl FnMut(u64, u64)) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let total = state.store.item_count()?;
+    state.store.for_each_item(|item| state.catalogue.upsert(item), |n| progress(n, total))?;
+    for ((region, item), v) in state.store.trending()? {
+        state.catalogue.set_trending(region, item, v);
+    }
+    state.metrics.index_items.set(state.catalogue.len() as i64);
+    tracing::info!(items = total, seconds = start.elapsed().as_secs_f64(), "catalogue and index loaded from the store");
+    state.ready.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,82 @@
+//! Turning fused candidates into candidate bundles (`edgewise_core::bundle`).
+
+use edgewise_core::bundle::{BundleBuilder, BundleHeader, Candidate, NO_RANK, Scope};
+use sha2::{Digest, Sha256};
+
+use crate::catalogue::Catalogue;
+use crate::config::Config;
+use crate::sources::{Retrieved, SLOTS};
+
+/// A built bundle and its content address.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// Encoded bundle.
+    pub bytes: bytes::Bytes,
+    /// Lower-case hex sha256 of `bytes`.
+    pub digest: String,
+    /// Regional or personal.
+    pub scope: Scope,
+    /// Region the bundle was built for.
+    pub region: Option<u8>,
+    /// Rows.
+    pub rows: usize,
+}
+
+/// Why a bundle could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build bundle: {0}")]
+pub struct BuildError(String);
+
+/// Encodes `retrieved` as a bundle. Rows whose item was deleted meanwhile are skipped.
+pub fn build(
+    cfg: &Config,
+    cat: &Catalogue,
+    retrieved: &Retrieved,
+    scope: Scope,
+    region: Option<u8>,
+    now_ms: u64,
+    model_digest: [u8; 32],
+) -> Result<Built, BuildError> {
+    let dim = u16::try_from(cfg.index.dim).map_err(|_| BuildError("index.dim does not fit u16".into()))?;
+    let nf = u16::try_from(cfg.features.names.len()).map_err(|_| BuildError("too many features".into()))?;
+    let mut h = BundleHeader::new(dim, nf, SLOTS as u8);
+    h.scope = scope;
+    h.region = region.unwrap_or(edgewise_core::bundle::REGION_ANY);
+    h.created_at_ms = now_ms;
+    h.feature_schema_hash = cfg.schema_hash();
+    h.model_digest = model_digest;
+    h.sources_contributed = retrieved.contributed;
+    h.sources_timed_out = retrieved.timed_out;
+    let mut b = BundleBuilder::new(h).map_err(|e| BuildError(e.to_string()))?;
+    let mut ranks = [NO_RANK; SLOTS];
+    for row in &retrieved.rows {
+        let Some(item) = cat.get(row.id) else { continue };
+        for (slot, r) in ranks.iter_mut().zip(&row.ranks) {
+            *slot = r.unwrap_or(NO_RANK);
+        }
+        b.push(&Candidate {
+            id: item.id,
+            embedding: &item.embedding,
+            features: &item.features,
+            source_ranks: &ranks,
+            creator: item.creator,
+            category: item.categories.first().copied().unwrap_or(0),
+            region_mask: item.region_mask,
+            retrieval_score: row.score as f32,
+        })
+        .map_err(|e| BuildError(format!("item {}: {e}", item.id)))?;
+    }
+    let rows = b.len();
+    let bytes = b.finish();
+    let digest = hex(&Sha256::digest(&bytes));
+    Ok(Built { bytes: bytes.into(), digest, scope, region, rows })
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

@@ -1,0 +1,201 @@
+//! The in-memory view of the catalogue that retrieval reads: every live item,
+//! items per creator by recency, trending counters per region, and the ANN
+//! indexes. It is rebuilt from the durable [`crate::store::Store`] at start-up
+//! and updated after each acknowledged write.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use crate::config::Config;
+use crate::index::{Filter, Hit, ShardedIndex, TopK};
+use crate::item::Item;
+use crate::user::trending_value;
+
+/// Items ordered newest first: (creation time, id).
+type Recency = BTreeSet<(std::cmp::Reverse<u64>, u64)>;
+/// item → (decayed score, time of the score).
+type Counters = HashMap<u64, (f64, u64)>;
+
+/// Live items and the structures built over them.
+#[derive(Debug)]
+pub struct Catalogue {
+    items: RwLock<HashMap<u64, Arc<Item>>>,
+    /// creator → (created_at, id), iterated newest first.
+    by_creator: RwLock<HashMap<u32, Recency>>,
+    /// All items by recency: (created_at, id), newest first.
+    by_time: RwLock<Recency>,
+    /// region → item → (decayed score, time of score).
+    trending: RwLock<HashMap<u8, Counters>>,
+    /// Item embeddings.
+    pub index: ShardedIndex,
+    /// Content embeddings (only when `index.content_dim > 0`).
+    pub content: Option<ShardedIndex>,
+    half_life_ms: f64,
+}
+
+fn poisoned<T>(e: std::sync::PoisonError<T>) -> T {
+    e.into_inner()
+}
+
+impl Catalogue {
+    /// An empty catalogue with exact (flat) indexes.
+    pub fn new(cfg: &Config) -> Self {
+        let shards = cfg.index.shard_count();
+        Self::with_indexes(
+            cfg,
+            ShardedIndex::flat(shards, cfg.index.dim),
+            (cfg.index.content_dim > 0).then(|| ShardedIndex::flat(shards, cfg.index.content_dim)),
+        )
+    }
+
+    /// An empty catalogue over the given indexes.
+    pub fn with_indexes(cfg: &Config, index: ShardedIndex, content: Option<ShardedIndex>) -> Self {
+        Self {
+            items: RwLock::default(),
+            by_creator: RwLock::default(),
+            by_time: RwLock::default(),
+            trending: RwLock::default(),
+            index,
+            content,
+            half_life_ms: cfg.retrieval.trending_half_life_s * 1000.0,
+        }
+    }
+
+    /// Adds or replaces an item.
+    pub fn upsert(&self, item: Item) {
+        let item = Arc::new(item);
+        if let Some(old) = self.items.write().unwrap_or_else(poisoned).insert(item.id, item.clone()) {
+            self.unlink(&old);
+        }
+        self.index.add(item.id, &item.embedding, item.region_mask);
+        if let (Some(ci), Some(c)) = (&self.content, &item.content) {
+            ci.add(item.id, c, item.region_mask);
+        }
+        let key = (std::cmp::Reverse(item.created_at_ms), item.id);
+        self.by_creator.write().unwrap_or_else(poisoned).entry(item.creator).or_default().insert(key);
+        self.by_time.write().unwrap_or_else(poisoned).insert(key);
+    }
+
+    fn unlink(&self, old: &Item) {
+        let key = (std::cmp::Reverse(old.created_at_ms), old.id);
+        if let Some(set) = self.by_creator.write().unwrap_or_else(poisoned).get_mut(&old.creator) {
+            set.remove(&key);
+        }
+        self.by_time.write().unwrap_or_else(poisoned).remove(&key);
+    }
+
+    /// Removes an item (soft delete in the indexes); returns whether it was there.
+    pub fn remove(&self, id: u64) -> bool {
+        let Some(old) = self.items.write().unwrap_or_else(poisoned).remove(&id) else { return false };
+        self.unlink(&old);
+        self.index.remove(id);
+        if let Some(ci) = &self.content {
+            ci.remove(id);
+        }
+        true
+    }
+
+    /// An item by id.
+    pub fn get(&self, id: u64) -> Option<Arc<Item>> {
+        self.items.read().unwrap_or_else(poisoned).get(&id).cloned()
+    }
+
+    /// Number of live items.
+    pub fn len(&self) -> usize {
+        self.items.read().unwrap_or_else(poisoned).len()
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Live item embeddings with their region masks, for an index rebuild.
+    pub fn live_vectors(&self, content: bool) -> Vec<(u64, Vec<f32>, u32)> {
+        let items = self.items.read().unwrap_or_else(poisoned);
+        items
+            .values()
+            .filter_map(|it| {
+                let v = if content { it.content.clone()? } else { it.embedding.clone() };
+                Some((it.id, v, it.region_mask))
+            })
+            .collect()
+    }
+
+    /// Sets a trending counter (after the store committed it).
+    pub fn set_trending(&self, region: u8, item: u64, value: (f64, u64)) {
+        self.trending.write().unwrap_or_else(poisoned).entry(region).or_default().insert(item, value);
+    }
+
+    /// The `k` hottest items in `region` at `now_ms` with `filter(id)`.
+    pub fn trending(&self, region: u8, now_ms: u64, k: usize, filter: &Filter<'_>) -> Vec<Hit> {
+        let t = self.trending.read().unwrap_or_else(poisoned);
+        let items = self.items.read().unwrap_or_else(poisoned);
+        let mut top = TopK::new(k);
+        if let Some(m) = t.get(&region) {
+            for (&id, &v) in m {
+                if items.get(&id).is_some_and(|it| filter(id, it.region_mask)) {
+                    top.push(id, trending_value(v, now_ms, self.half_life_ms) as f32);
+                }
+            }
+        }
+        top.into_sorted()
+    }
+
+    /// The `k` most engaged items over all regions at `now_ms` with `filter(id)`.
+    pub fn popular(&self, now_ms: u64, k: usize, filter: &Filter<'_>) -> Vec<Hit> {
+        let t = self.trending.read().unwrap_or_else(poisoned);
+        let items = self.items.read().unwrap_or_else(poisoned);
+        let mut sum: HashMap<u64, f64> = HashMap::new();
+        for m in t.values() {
+            for (&id, &v) in m {
+                *sum.entry(id).or_default() += trending_value(v, now_ms, self.half_life_ms);
+            }
+        }
+        let mut top = TopK::new(k);
+        for (id, s) in sum {
+            if items.get(&id).is_some_and(|it| filter(id, it.region_mask)) {
+                top.push(id, s as f32);
+            }
+        }
+        top.into_sorted()
+    }
+
+    /// The `k` newest items with `filter(id)`; the score is the creation time in hours.
+    pub fn fresh(&self, k: usize, filter: &Filter<'_>) -> Vec<Hit> {
+        let by_time = self.by_time.read().unwrap_or_else(poisoned);
+        let items = self.items.read().unwrap_or_else(poisoned);
+        by_time
+            .iter()
+            .filter(|(_, id)| items.get(id).is_some_and(|it| filter(*id, it.region_mask)))
+            .take(k)
+            .map(|(std::cmp::Reverse(t), id)| (*id, (*t as f64 / 3.6e6) as f32))
+            .collect()
+    }
+
+    /// The newest items of `creators` (taken in the given order of preference), `k` in all.
+    pub fn newest_by_creators(&self, creators: &[u32], k: usize, filter: &Filter<'_>) -> Vec<Hit> {
+        let by_creator = self.by_creator.read().unwrap_or_else(poisoned);
+        let items = self.items.read().unwrap_or_else(poisoned);
+        let mut lists: Vec<_> = creators.iter().filter_map(|c| by_creator.get(c)).map(|s| s.iter()).collect();
+        let mut out = Vec::new();
+        // Round-robin over creators so one prolific creator does not take the whole budget.
+        let mut rank = 0usize;
+        while out.len() < k && !lists.is_empty() {
+            lists.retain_mut(|it| {
+                if out.len() >= k {
+                    return false;
+                }
+                for (_, id) in it.by_ref() {
+                    if items.get(id).is_some_and(|item| filter(*id, item.region_mask)) {
+                        out.push((*id, -(rank as f32)));
+                        rank += 1;
+                        return true;
+                    }
+                }
+                false
+            });
+        }
+        out
+    }
+}

@@ -1,0 +1,323 @@
+//! Layered configuration: built-in defaults, then a TOML file, then
+//! `EDGEWISE__SECTION__KEY` environment variables, then command-line flags.
+//!
+//! Every field has a default that works, so `edgewise-origin serve` with no
+//! file runs as is. Example file:
+//!
+//! ```toml
+//! [server]
+//! listen = "0.0.0.0:8080"
+//!
+//! [index]
+//! dim = 64
+//! shards = 4
+//!
+//! [features]
+//! names = ["year", "popularity"]
+//!
+//! [retrieval.budgets]
+//! collaborative = 0.5
+//! ```
+//!
+//! The same key from the environment: `EDGEWISE__INDEX__SHARDS=4`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded store and index files live.
+    pub data_dir: PathBuf,
+    /// HTTP server.
+    pub server: ServerConfig,
+    /// The ANN index.
+    pub index: IndexConfig,
+    /// The item feature schema.
+    pub features: FeatureConfig,
+    /// Multi-source retrieval.
+    pub retrieval: RetrievalConfig,
+    /// Cache headers.
+    pub cache: CacheConfig,
+    /// API keys.
+    pub auth: AuthConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("edgewise-data"),
+            server: ServerConfig::default(),
+            index: IndexConfig::default(),
+            features: FeatureConfig::default(),
+            retrieval: RetrievalConfig::default(),
+            cache: CacheConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request body, in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Requests served at once; beyond it the server answers 429 with `Retry-After`.
+    pub max_in_flight: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), max_body_bytes: 16 << 20, max_in_flight: 512 }
+    }
+}
+
+/// ANN index settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// Item embedding dimension; every item must have exactly this many values.
+    pub dim: usize,
+    /// Content-embedding dimension; 0 disables the content index.
+    pub content_dim: usize,
+    /// Number of shards; 0 means one per CPU core.
+    pub shards: usize,
+    /// A shard is rebuilt in the background once this share of its entries is deleted.
+    pub rebuild_deleted_ratio: f64,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self { dim: 64, content_dim: 0, shards: 0, rebuild_deleted_ratio: 0.2 }
+    }
+}
+
+impl IndexConfig {
+    /// The shard count with `0` resolved to the number of cores.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 { self.shards } else { std::thread::available_parallelism().map_or(1, usize::from) }
+    }
+}
+
+/// The item feature schema: names in bundle column order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeatureConfig {
+    /// Feature names. Items may omit a feature (it is 0); unknown names are refused.
+    pub names: Vec<String>,
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        Self { names: vec!["popularity".into(), "freshness".into()] }
+    }
+}
+
+/// Multi-source retrieval settings (defaults from seed 001).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrievalConfig {
+    /// Candidates in a personalized bundle when the request gives no `k`.
+    pub default_k: usize,
+    /// Largest `k` a request may ask for.
+    pub max_k: usize,
+    /// Share of `k` each source is asked for.
+    pub budgets: BTreeMap<String, f64>,
+    /// Weight of each source in the fusion.
+    pub weights: BTreeMap<String, f64>,
+    /// Deadline per source, in milliseconds.
+    pub deadline_ms: u64,
+    /// How many of the user's last interactions seed the recent-similar source.
+    pub recent_seeds: usize,
+    /// Half-life of trending counters, in seconds.
+    pub trending_half_life_s: f64,
+    /// Failure drills: make a source slow or fail, to rehearse degraded retrieval
+    /// (and to test it). Keyed by source name.
+    pub drills: BTreeMap<String, Drill>,
+}
+
+/// A failure drill for one source.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Drill {
+    /// Extra latency before the source answers, in ms.
+    pub delay_ms: u64,
+    /// The source returns an error.
+    pub fail: bool,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        let budgets =
+            [("collaborative", 0.5), ("content", 0.2), ("trending", 0.1), ("recent_similar", 0.15), ("creator", 0.05)];
+        let weights =
+            [("collaborative", 1.0), ("content", 0.9), ("trending", 0.7), ("recent_similar", 0.85), ("creator", 0.8)];
+        Self {
+            default_k: 500,
+            max_k: 5000,
+            budgets: budgets.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            weights: weights.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            deadline_ms: 50,
+            recent_seeds: 3,
+            trending_half_life_s: 6.0 * 3600.0,
+            drills: BTreeMap::new(),
+        }
+    }
+}
+
+/// Cache-Control lifetimes, in seconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// `max-age` of personalized bundles (`private`).
+    pub personal_max_age: u64,
+    /// `s-maxage` of regional bundles; also how long the origin reuses one.
+    pub regional_s_maxage: u64,
+    /// `stale-while-revalidate` of regional bundles.
+    pub stale_while_revalidate: u64,
+    /// `stale-if-error` of regional bundles.
+    pub stale_if_error: u64,
+    /// Bytes of recently built bundles kept for `GET /v1/bundles/{digest}`.
+    pub bundle_cache_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            personal_max_age: 30,
+            regional_s_maxage: 60,
+            stale_while_revalidate: 30,
+            stale_if_error: 600,
+            bundle_cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// API keys. Empty lists mean "no key needed" for that class of route.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Keys for `PUT /v1/items`, `DELETE /v1/items/{id}`, `POST /v1/events`.
+    pub ingest_keys: Vec<String>,
+    /// Keys for `PUT /v1/models`.
+    pub admin_keys: Vec<String>,
+    /// Keys for read routes; empty means reads are open.
+    pub read_keys: Vec<String>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults ← `file` ← environment ← `overrides` (a partial config from flags).
+    pub fn load(file: Option<&Path>, overrides: &[(&str, figment::value::Value)]) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError(format!("config file {} does not exist", f.display())));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("EDGEWISE__").split("__").lowercase(true));
+        for (key, value) in overrides {
+            fig = fig.merge(Serialized::global(key, value.clone()));
+        }
+        let cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError(m));
+        if self.index.dim == 0 || self.index.dim > usize::from(edgewise_core::bundle::MAX_DIM) {
+            return bad(format!("index.dim = {} must be in 1..={}", self.index.dim, edgewise_core::bundle::MAX_DIM));
+        }
+        if self.features.names.len() > usize::from(edgewise_core::bundle::MAX_FEATURES) {
+            return bad(format!(
+                "features.names has {} names; at most {}",
+                self.features.names.len(),
+                edgewise_core::bundle::MAX_FEATURES
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.index.rebuild_deleted_ratio) {
+            return bad("index.rebuild_deleted_ratio must be in [0, 1]".into());
+        }
+        for name in self.retrieval.drills.keys() {
+            if !crate::sources::Source::ALL.iter().any(|s| s.name() == name) {
+                return bad(format!("retrieval.drills names an unknown source {name:?}"));
+            }
+        }
+        for (what, map) in [("budgets", &self.retrieval.budgets), ("weights", &self.retrieval.weights)] {
+            for (name, v) in map {
+                if !crate::sources::Source::ALL.iter().any(|s| s.name() == name) {
+                    return bad(format!("retrieval.{what} names an unknown source {name:?}"));
+                }
+                if !v.is_finite() || *v < 0.0 {
+                    return bad(format!("retrieval.{what}.{name} = {v} must be a finite, non-negative number"));
+                }
+            }
+        }
+        if self.retrieval.default_k == 0 || self.retrieval.default_k > self.retrieval.max_k {
+            return bad("retrieval.default_k must be in 1..=retrieval.max_k".into());
+        }
+        if self.retrieval.max_k > edgewise_core::bundle::MAX_ROWS as usize {
+            return bad(format!("retrieval.max_k must be at most {}", edgewise_core::bundle::MAX_ROWS));
+        }
+        Ok(())
+    }
+
+    /// The feature-schema hash bundles carry.
+    pub fn schema_hash(&self) -> u64 {
+        edgewise_core::feature_schema_hash(&self.features.names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = std::env::temp_dir().join(format!("ew-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[index]\ndim = 32\nshards = 3\n[retrieval.budgets]\ncollaborative = 0.6\n")
+            .expect("write");
+        let cfg = Config::load(Some(&file), &[("index.shards", 5.into())]).expect("loads");
+        assert_eq!(cfg.index.dim, 32);
+        assert_eq!(cfg.index.shards, 5, "flags override the file");
+        assert_eq!(cfg.retrieval.budgets["collaborative"], 0.6);
+        assert_eq!(cfg.retrieval.budgets["content"], 0.2, "unset keys keep their defaults");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_message() {
+        let dir = std::env::temp_dir().join(format!("ew-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[index]\ndimension = 32\n").expect("write");
+        let err = Config::load(Some(&file), &[]).expect_err("unknown key");
+        assert!(err.to_string().contains("dimension"), "{err}");
+        std::fs::write(&file, "[retrieval.budgets]\nviral = 0.5\n").expect("write");
+        let err = Config::load(Some(&file), &[]).expect_err("unknown source");
+        assert!(err.to_string().contains("viral"), "{err}");
+        assert!(Config::load(Some(Path::new("/no/such/file.toml")), &[]).is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! Items: the catalogue entries, their JSON form and its validation, and
+//! batch bodies (a JSON array or NDJSON) shared with events.
+//!
+//! ```json
+//! {"id": 42, "embedding": [0.1, -0.3, ...], "creator": 7, "categories": [3, 9],
+//!  "regions": [0, 4], "created_at": 1700000000000, "features": {"popularity": 0.8},
+//!  "content_embedding": [...]}
+//! ```
+//!
+//! `regions` (indices 0–31) may be omitted: the item is eligible everywhere.
+//! `features` uses the configured names; a missing feature is 0, an unknown
+//! name or a non-number is refused. `content_embedding` is needed only when the
+//! content index is enabled (`index.content_dim > 0`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// A catalogue item as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// Item id.
+    pub id: u64,
+    /// Embedding (`index.dim` values).
+    pub embedding: Vec<f32>,
+    /// Content embedding (`index.content_dim` values), if the content index is on.
+    pub content: Option<Vec<f32>>,
+    /// Creator id.
+    pub creator: u32,
+    /// Category ids; the first is the bundle's category column.
+    pub categories: Vec<u32>,
+    /// Region eligibility bitmask (bit r = region r); all ones = everywhere.
+    pub region_mask: u32,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Feature values in schema order.
+    pub features: Vec<f32>,
+}
+
+/// The JSON form of an item.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemJson {
+    id: u64,
+    embedding: Vec<f64>,
+    #[serde(default)]
+    content_embedding: Option<Vec<f64>>,
+    #[serde(default)]
+    creator: u32,
+    #[serde(default)]
+    categories: Vec<u32>,
+    #[serde(default)]
+    regions: Option<Vec<u8>>,
+    #[serde(default)]
+    created_at: u64,
+    #[serde(default)]
+    features: std::collections::BTreeMap<String, f64>,
+}
+
+fn finite_f32(v: &[f64], what: &str) -> Result<Vec<f32>, String> {
+    v.iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let y = x as f32;
+            if y.is_finite() { Ok(y) } else { Err(format!("{what}[{i}] = {x} is not a finite f32")) }
+        })
+        .collect()
+}
+
+/// Region indices to a mask; `None` = everywhere.
+pub fn region_mask(regions: Option<&[u8]>) -> Result<u32, String> {
+    match regions {
+        None => Ok(u32::MAX),
+        Some(rs) => {
+            let mut m = 0u32;
+            for &r in rs {
+                if r >= 32 {
+                    return Err(format!("region {r} is out of range (0..=31)"));
+                }
+                m |= 1 << r;
+            }
+            Ok(m)
+        }
+    }
+}
+
+impl Item {
+    /// Parses and validates one JSON item against the configuration.
+    pub fn from_json(value: serde_json::Value, cfg: &Config) -> Result<Item, String> {
+        let j: ItemJson = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        if j.embedding.len() != cfg.index.dim {
+            return Err(format!(
+                "embedding has {} values, the index dimension is {}",
+                j.embedding.len(),
+                cfg.index.dim
+            ));
+        }
+        let embedding = finite_f32(&j.embedding, "embedding")?;
+        let content = match (cfg.index.content_dim, j.content_embedding) {
+            (0, None) => None,
+            (0, Some(_)) => {
+                return Err("content_embedding given but the content index is disabled (index.content_dim = 0)".into());
+            }
+            (d, Some(c)) if c.len() == d => Some(finite_f32(&c, "content_embedding")?),
+            (d, Some(c)) => return Err(format!("content_embedding has {} values, index.content_dim is {d}", c.len())),
+            (_, None) => None,
+        };
+        let mut features = vec![0.0f32; cfg.features.names.len()];
+        for (name, value) in &j.features {
+            let Some(slot) = cfg.features.names.iter().position(|n| n == name) else {
+                return Err(format!("unknown feature {name:?} (the schema is {:?})", cfg.features.names));
+            };
+            let v = *value as f32;
+            if !v.is_finite() {
+                return Err(format!("feature {name:?} = {value} is not a finite f32"));
+            }
+            features[slot] = v;
+        }
+        Ok(Item {
+            id: j.id,
+            embedding,
+            content,
+            creator: j.creator,
+            categories: j.categories,
+            region_mask: region_mask(j.regions.as_deref())?,
+            created_at_ms: j.created_at,
+            features,
+        })
+    }
+
+    /// The JSON form (as `GET /v1/items/{id}` returns it).
+    pub fn to_json(&self, cfg: &Config) -> serde_json::Value {
+        let regions: Option<Vec<u8>> =
+            (self.region_mask != u32::MAX).then(|| (0u8..32).filter(|r| self.region_mask & (1 << r) != 0).collect());
+        let features: serde_json::Map<String, serde_json::Value> =
+            cfg.features.names.iter().zip(&self.features).map(|(n, v)| (n.clone(), serde_json::json!(v))).collect();
+        serde_json::json!({
+            "id": self.id,
+            "embedding": self.embedding,
+            "content_embedding": self.content,
+            "creator": self.creator,
+            "categories": self.categories,
+            "regions": regions,
+            "created_at": self.created_at_ms,
+            "features": features,
+        })
+    }
+
+    /// Whether the item may be shown in `region` (`None`: no region filter).
+    pub fn eligible_in(&self, region: Option<u8>) -> bool {
+        region.is_none_or(|r| r < 32 && self.region_mask & (1 << r) != 0)
+    }
+}
+
+/// Why a batch body could not be split into records.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Neither a JSON array nor NDJSON.
+    #[error("body is not a JSON array or NDJSON: {0}")]
+    Syntax(String),
+    /// No records.
+    #[error("body holds no records")]
+    Empty,
+}
+
+/// Splits a batch body into JSON values: a JSON array, or one JSON object per
+/// line (NDJSON). A line that is not JSON becomes an `Err` entry with its line
+/// number, so the other records still go through.
+pub fn split_batch(body: &[u8]) -> Result<Vec<Result<serde_json::Value, String>>, BatchError> {
+    let text = std::str::from_utf8(body).map_err(|e| BatchError::Syntax(format!("not UTF-8: {e}")))?;
+    let trimmed = text.trim_start();
+    let records = if trimmed.starts_with('[') {
+        let values: Vec<serde_json::Value> =
+            serde_json::from_str(text).map_err(|e| BatchError::Syntax(e.to_string()))?;
+        values.into_iter().map(Ok).collect()
+    } else {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(n, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", n + 1)))
+            .collect::<Vec<_>>()
+    };
+    if records.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cfg() -> Config {
+        let mut c = Config::default();
+        c.index.dim = 3;
+        c
+    }
+
+    #[test]
+    fn valid_item_round_trips() {
+        let c = cfg();
+        let v = json!({"id": 5, "embedding": [0.5, -1, 2], "creator": 2, "categories": [4], "regions": [1, 3],
+                       "created_at": 99, "features": {"popularity": 0.25}});
+        let item = Item::from_json(v, &c).expect("valid");
+        assert_eq!(item.region_mask, 0b1010);
+        assert_eq!(item.features, vec![0.25, 0.0]);
+        assert!(item.eligible_in(Some(3)) && !item.eligible_in(Some(0)) && item.eligible_in(None));
+        assert_eq!(Item::from_json(item.to_json(&c), &c).expect("round trip"), item);
+    }
+
+    #[test]
+    fn invalid_items_say_why() {
+        let c = cfg();
+        let cases = [
+            (json!({"id": 1, "embedding": [1, 2]}), "dimension is 3"),
+            (json!({"id": 1, "embedding": [1, 2, 1e300]}), "not a finite f32"),
+            (json!({"id": 1, "embedding": [1, 2, 3], "features": {"color": 1}}), "unknown feature"),
+            (json!({"id": 1, "embedding": [1, 2, 3], "features": {"popularity": "high"}}), "invalid type"),
+            (json!({"id": 1, "embedding": [1, 2, 3], "colour": 1}), "unknown field"),
+            (json!({"id": 1, "embedding": [1, 2, 3], "regions": [40]}), "out of range"),
+            (json!({"id": -1, "embedding": [1, 2, 3]}), "invalid value"),
+        ];
+        for (v, want) in cases {
+            let err = Item::from_json(v.clone(), &c).expect_err("invalid");
+            assert!(err.contains(want), "{v}: {err}");
+        }
+    }
+
+    #[test]
+    fn batches_split_as_array_or_ndjson() {
+        assert_eq!(split_batch(b"[{\"a\":1},{\"b\":2}]").expect("array").len(), 2);
+        let recs = split_batch(b"{\"a\":1}\n\nnot json\n{\"b\":2}\n").expect("ndjson");
+        assert_eq!(recs.len(), 3);
+        assert!(recs[1].as_ref().expect_err("bad line").starts_with("line 3"));
+        assert!(matches!(split_batch(b"[1,"), Err(BatchError::Syntax(_))));
+        assert!(matches!(split_batch(b"  \n"), Err(BatchError::Empty)));
+    }
+}

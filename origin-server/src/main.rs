@@ -1,0 +1,187 @@
+//! `edgewise-origin`: the Edgewise origin server and its command-line tools.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use edgewise_origin::{Config, item::Item};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser, Debug)]
+#[command(name = "edgewise-origin", version, about = "The Edgewise origin server")]
+struct Cli {
+    /// Configuration file (TOML); `EDGEWISE__SECTION__KEY` variables and flags override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir`).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Serve the HTTP API.
+    Serve {
+        /// Address to listen on (overrides `server.listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Number of index shards (overrides `index.shards`; 0 = one per core).
+        #[arg(long)]
+        shards: Option<usize>,
+    },
+    /// Import data into the data directory (the server must not be running on it).
+    Import {
+        #[command(subcommand)]
+        what: ImportCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportCmd {
+    /// Items from an NDJSON file, one item per line (the `PUT /v1/items` format).
+    Items {
+        /// The NDJSON file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Skip malformed lines (each is reported) instead of stopping at the first.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+}
+
+fn overrides(cli: &Cli) -> Vec<(&'static str, figment::value::Value)> {
+    let mut o = Vec::new();
+    if let Some(d) = &cli.data_dir {
+        o.push(("data_dir", d.display().to_string().into()));
+    }
+    if let Cmd::Serve { listen, shards } = &cli.cmd {
+        if let Some(l) = listen {
+            o.push(("server.listen", l.to_string().into()));
+        }
+        if let Some(s) = shards {
+            o.push(("index.shards", (*s as u64).into()));
+        }
+    }
+    o
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let cfg = Config::load(cli.config.as_deref(), &overrides(&cli))?;
+    match &cli.cmd {
+        Cmd::Serve { .. } => serve(cfg),
+        Cmd::Import { what: ImportCmd::Items { file, skip_invalid } } => import_items(cfg, file, *skip_invalid),
+    }
+}
+
+fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn serve(cfg: Config) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listen = cfg.server.listen;
+        tracing::info!(data_dir = %cfg.data_dir.display(), %listen, shards = cfg.index.shard_count(), "starting");
+        let state = edgewise_origin::open(cfg)?;
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "listening; /readyz answers 503 until the index is loaded");
+        let loader = state.clone();
+        let load = tokio::task::spawn_blocking(move || {
+            let pb = progress_bar(0, "loading items");
+            let r = edgewise_origin::recover(&loader, |n, total| {
+                pb.set_length(total);
+                pb.set_position(n);
+            });
+            pb.finish_and_clear();
+            r
+        });
+        let server = tokio::spawn(edgewise_origin::serve(state, listener, shutdown_signal()));
+        load.await.context("start-up recovery panicked")??;
+        server.await.context("server task failed")??;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutdown signal received; draining in-flight requests");
+}
+
+fn import_items(cfg: Config, file: &PathBuf, skip_invalid: bool) -> Result<()> {
+    let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let store = edgewise_origin::store::Store::open(&cfg.data_dir)
+        .with_context(|| format!("cannot open the store in {} (is a server running on it?)", cfg.data_dir.display()))?;
+    let pb = progress_bar(size, "importing items");
+    let reader = std::io::BufReader::new(f);
+    let (mut batch, mut imported, mut skipped, mut read) = (Vec::new(), 0u64, 0u64, 0u64);
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}: cannot read line", file.display(), n + 1))?;
+        read += line.len() as u64 + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = serde_json::from_str(&line).map_err(|e| e.to_string()).and_then(|v| Item::from_json(v, &cfg));
+        match parsed {
+            Ok(item) => batch.push(item),
+            Err(e) if skip_invalid => {
+                pb.suspend(|| eprintln!("{}:{}: skipped: {e}", file.display(), n + 1));
+                skipped += 1;
+            }
+            Err(e) => bail!("{}:{}: {e} (use --skip-invalid to skip malformed lines)", file.display(), n + 1),
+        }
+        if batch.len() >= 10_000 {
+            store.put_items(&batch)?;
+            imported += batch.len() as u64;
+            batch.clear();
+            pb.set_position(read);
+        }
+    }
+    store.put_items(&batch)?;
+    imported += batch.len() as u64;
+    pb.finish_and_clear();
+    println!("imported {imported} items into {} ({skipped} malformed lines skipped)", cfg.data_dir.display());
+    Ok(())
+}

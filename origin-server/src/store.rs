@@ -1,0 +1,276 @@
+//! The durable store: one redb database file in the data directory.
+//!
+//! redb commits with `Durability::Immediate` by default: when `commit`
+//! returns, the data is on disk (fsync), so every write the API acknowledges
+//! survives `kill -9`. Each API batch is one transaction: a batch is applied
+//! entirely or not at all.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `items` | item id | postcard [`Item`] |
+//! | `users` | user id | postcard [`UserState`] |
+//! | `events` | event id | event time (ms): the idempotency record |
+//! | `trending` | (region, item id) | (decayed score, time of the score in ms) |
+//! | `models` | sha256 hex | model artifact bytes |
+//! | `meta` | key | bytes |
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::item::Item;
+use crate::user::UserState;
+
+const ITEMS: TableDefinition<u64, &[u8]> = TableDefinition::new("items");
+const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
+const EVENTS: TableDefinition<&str, u64> = TableDefinition::new("events");
+const TRENDING: TableDefinition<(u8, u64), (f64, u64)> = TableDefinition::new("trending");
+const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed (I/O, corruption, a lock held by another process).
+    #[error("store: {0}")]
+    Db(String),
+    /// A stored value could not be decoded.
+    #[error("store: corrupt {table} record {key}: {reason}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// Key.
+        key: String,
+        /// Decoder message.
+        reason: String,
+    },
+}
+
+fn db<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// The open database.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+/// A trending counter: (region, item) → (decayed score, time of the score in ms).
+pub type TrendingEntry = ((u8, u64), (f64, u64));
+
+/// What the store needs to know about an event.
+pub trait EventRecord {
+    /// Idempotency key.
+    fn id(&self) -> &str;
+    /// User id.
+    fn user(&self) -> u64;
+    /// Event time, ms since the Unix epoch.
+    fn time_ms(&self) -> u64;
+}
+
+/// A trending-counter increment produced by an event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrendBump {
+    /// Region.
+    pub region: u8,
+    /// Item.
+    pub item: u64,
+    /// Weight added at `at_ms`.
+    pub weight: f64,
+    /// Event time.
+    pub at_ms: u64,
+}
+
+/// What applying one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// First time this event id was seen.
+    Applied,
+    /// The event id was already recorded; nothing changed.
+    Duplicate,
+}
+
+impl Store {
+    /// Opens (or creates) `dir/edgewise.redb`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(format!("creating {}: {e}", dir.display())))?;
+        let path = dir.join("edgewise.redb");
+        let database =
+            Database::create(&path).map_err(|e| StoreError::Db(format!("opening {}: {e}", path.display())))?;
+        let tx = database.begin_write().map_err(db)?;
+        {
+            tx.open_table(ITEMS).map_err(db)?;
+            tx.open_table(USERS).map_err(db)?;
+            tx.open_table(EVENTS).map_err(db)?;
+            tx.open_table(TRENDING).map_err(db)?;
+            tx.open_table(MODELS).map_err(db)?;
+            tx.open_table(META).map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(Self { db: database })
+    }
+
+    /// Upserts items in one transaction; returns, per item, whether it existed before.
+    pub fn put_items(&self, items: &[Item]) -> Result<Vec<bool>, StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let mut existed = Vec::with_capacity(items.len());
+        {
+            let mut t = tx.open_table(ITEMS).map_err(db)?;
+            for it in items {
+                let bytes = postcard::to_allocvec(it).map_err(db)?;
+                existed.push(t.insert(it.id, bytes.as_slice()).map_err(db)?.is_some());
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(existed)
+    }
+
+    /// Deletes an item; returns whether it existed.
+    pub fn delete_item(&self, id: u64) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let existed = tx.open_table(ITEMS).map_err(db)?.remove(id).map_err(db)?.is_some();
+        tx.commit().map_err(db)?;
+        Ok(existed)
+    }
+
+    /// Number of items.
+    pub fn item_count(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        tx.open_table(ITEMS).map_err(db)?.len().map_err(db)
+    }
+
+    /// Visits every item in id order (start-up recovery). `progress` is called every 10,000 items.
+    pub fn for_each_item(&self, mut f: impl FnMut(Item), mut progress: impl FnMut(u64)) -> Result<(), StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(ITEMS).map_err(db)?;
+        let mut n = 0u64;
+        for row in t.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            let item: Item = postcard::from_bytes(v.value()).map_err(|e| StoreError::Corrupt {
+                table: "items",
+                key: k.value().to_string(),
+                reason: e.to_string(),
+            })?;
+            f(item);
+            n += 1;
+            if n.is_multiple_of(10_000) {
+                progress(n);
+            }
+        }
+        progress(n);
+        Ok(())
+    }
+
+    /// Reads one user's state.
+    pub fn user(&self, id: u64) -> Result<Option<UserState>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(USERS).map_err(db)?;
+        let Some(v) = t.get(id).map_err(db)? else { return Ok(None) };
+        postcard::from_bytes(v.value()).map(Some).map_err(|e| StoreError::Corrupt {
+            table: "users",
+            key: id.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Applies a batch of events in one transaction.
+    ///
+    /// For each event whose id is not yet recorded, `apply` updates the user's
+    /// state (a default one for a new user) and may return a trending bump,
+    /// which `merge` folds into the stored counter. An id already recorded is
+    /// a duplicate and changes nothing. Returns the outcome per event and the
+    /// new value of every counter that changed.
+    pub fn apply_events<E: EventRecord>(
+        &self,
+        events: &[E],
+        mut apply: impl FnMut(&E, &mut UserState) -> Option<TrendBump>,
+        merge: impl Fn(Option<(f64, u64)>, &TrendBump) -> (f64, u64),
+    ) -> Result<(Vec<EventOutcome>, Vec<TrendingEntry>), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut bumped = std::collections::BTreeMap::new();
+        {
+            let mut ids = tx.open_table(EVENTS).map_err(db)?;
+            let mut users = tx.open_table(USERS).map_err(db)?;
+            let mut trending = tx.open_table(TRENDING).map_err(db)?;
+            let mut cache: std::collections::HashMap<u64, UserState> = std::collections::HashMap::new();
+            for e in events {
+                if ids.get(e.id()).map_err(db)?.is_some() {
+                    outcomes.push(EventOutcome::Duplicate);
+                    continue;
+                }
+                ids.insert(e.id(), e.time_ms()).map_err(db)?;
+                let uid = e.user();
+                let state = match cache.entry(uid) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        let state = match users.get(uid).map_err(db)? {
+                            Some(v) => postcard::from_bytes(v.value()).map_err(|er| StoreError::Corrupt {
+                                table: "users",
+                                key: uid.to_string(),
+                                reason: er.to_string(),
+                            })?,
+                            None => UserState::default(),
+                        };
+                        slot.insert(state)
+                    }
+                };
+                if let Some(b) = apply(e, state) {
+                    let key = (b.region, b.item);
+                    let current = trending.get(key).map_err(db)?.map(|v| v.value());
+                    let next = merge(current, &b);
+                    trending.insert(key, next).map_err(db)?;
+                    bumped.insert(key, next);
+                }
+                outcomes.push(EventOutcome::Applied);
+            }
+            for (uid, state) in &cache {
+                let bytes = postcard::to_allocvec(state).map_err(db)?;
+                users.insert(*uid, bytes.as_slice()).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok((outcomes, bumped.into_iter().collect()))
+    }
+
+    /// Every trending counter (start-up recovery).
+    pub fn trending(&self) -> Result<Vec<TrendingEntry>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(TRENDING).map_err(db)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            out.push((k.value(), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Stores a model artifact under its digest.
+    pub fn put_model(&self, digest_hex: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(MODELS).map_err(db)?.insert(digest_hex, bytes).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// Reads a model artifact.
+    pub fn model(&self, digest_hex: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(MODELS).map_err(db)?;
+        Ok(t.get(digest_hex).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Writes a metadata value.
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(META).map_err(db)?.insert(key, value).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// Reads a metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(META).map_err(db)?;
+        Ok(t.get(key).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+}

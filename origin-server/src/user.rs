@@ -1,0 +1,333 @@
+//! Feedback events, per-user state, and time-decayed trending counters.
+//!
+//! # Event-time rules (seed 001, race condition 2)
+//! Events may arrive late or out of order. An older event never overwrites
+//! newer state:
+//! * sets (seen, hidden) are unions, so order does not matter;
+//! * ordered lists (recent items, engaged creators) are kept sorted by event
+//!   time, so a late event lands at its place instead of at the top;
+//! * vectors (the base embedding, the content profile, the session embedding)
+//!   move only for events at least as new as the last one that moved them;
+//!   a late event still counts for the sets, lists and trending.
+//! * trending counters decay exponentially, so a late event is added with the
+//!   weight it has at the counter's time: exact whatever the arrival order.
+
+use serde::{Deserialize, Serialize};
+
+use edgewise_core::session::{SessionConfig, SessionState, Signal};
+
+use crate::item::Item;
+use crate::store::{EventRecord, TrendBump};
+
+/// Cap on the recent-items list.
+pub const RECENT_CAP: usize = 50;
+/// Cap on the seen set (oldest entries are forgotten first).
+pub const SEEN_CAP: usize = 5_000;
+/// Cap on the engaged-creators list.
+pub const CREATORS_CAP: usize = 20;
+/// Step of the long-term embedding EMA (seed 001, "incremental embedding updates").
+pub const BASE_ALPHA: f32 = 0.1;
+
+/// Kinds of feedback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// Shown.
+    Impression,
+    /// Opened.
+    Click,
+    /// Liked.
+    Like,
+    /// Scrolled past.
+    Skip,
+    /// "Not interested".
+    Hide,
+    /// Stayed on screen (`dwell_ms`).
+    Dwell,
+}
+
+/// One feedback event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// Idempotency key (1–128 bytes).
+    pub event_id: String,
+    /// User id.
+    pub user: u64,
+    /// Item id.
+    pub item: u64,
+    /// Kind.
+    pub kind: EventKind,
+    /// Event time, ms since the Unix epoch.
+    pub time: u64,
+    /// Region index (0–31) the event happened in.
+    pub region: u8,
+    /// Dwell time for `dwell` events.
+    #[serde(default)]
+    pub dwell_ms: Option<u32>,
+}
+
+impl EventRecord for Event {
+    fn id(&self) -> &str {
+        &self.event_id
+    }
+    fn user(&self) -> u64 {
+        self.user
+    }
+    fn time_ms(&self) -> u64 {
+        self.time
+    }
+}
+
+impl Event {
+    /// Parses and validates one JSON event.
+    pub fn from_json(v: serde_json::Value) -> Result<Self, String> {
+        let e: Event = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        if e.event_id.is_empty() || e.event_id.len() > 128 {
+            return Err(format!("event_id must be 1 to 128 bytes, got {}", e.event_id.len()));
+        }
+        if e.region >= 32 {
+            return Err(format!("region {} is out of range (0..=31)", e.region));
+        }
+        match (e.kind, e.dwell_ms) {
+            (EventKind::Dwell, None) => return Err("a dwell event needs dwell_ms".into()),
+            (k, Some(_)) if k != EventKind::Dwell => return Err("dwell_ms is only valid on dwell events".into()),
+            _ => {}
+        }
+        Ok(e)
+    }
+
+    /// The core session signal of this event.
+    pub fn signal(&self) -> Signal {
+        match self.kind {
+            EventKind::Impression => Signal::Impression,
+            EventKind::Click => Signal::Click,
+            EventKind::Like => Signal::Like,
+            EventKind::Skip => Signal::Skip,
+            EventKind::Hide => Signal::Hide,
+            EventKind::Dwell => Signal::Dwell { ms: self.dwell_ms.unwrap_or(0) },
+        }
+    }
+}
+
+/// Everything the origin keeps about a user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserState {
+    /// Long-term embedding (empty until the first positive event or training).
+    pub base: Vec<f32>,
+    /// Event time of the last event that moved `base`.
+    pub base_ms: u64,
+    /// Content profile (empty unless the content index is on).
+    pub content: Vec<f32>,
+    /// Event time of the last event that moved `content`.
+    pub content_ms: u64,
+    /// The core session state, `EWSS`-encoded (empty: none yet).
+    pub session: Vec<u8>,
+    /// Positively engaged items, newest first: (item, event time).
+    pub recent: Vec<(u64, u64)>,
+    /// Items shown or interacted with, oldest first.
+    pub seen: Vec<u64>,
+    /// Items the user hid.
+    pub hidden: Vec<u64>,
+    /// Engaged creators, newest first: (creator, event time).
+    pub creators: Vec<(u32, u64)>,
+}
+
+fn ema(v: &mut Vec<f32>, x: &[f32], alpha: f32) {
+    if v.len() != x.len() {
+        // First update, or the dimension changed (a retrained catalogue): restart from the item.
+        v.clear();
+        v.extend_from_slice(x);
+        return;
+    }
+    for (a, b) in v.iter_mut().zip(x) {
+        *a = (1.0 - alpha) * *a + alpha * b;
+    }
+}
+
+impl UserState {
+    /// Applies one event; `item` is the catalogue entry if it still exists.
+    /// Returns the trending increment the event causes, if any.
+    pub fn apply(&mut self, e: &Event, item: Option<&Item>, session_cfg: &SessionConfig) -> Option<TrendBump> {
+        if !self.seen.contains(&e.item) {
+            self.seen.push(e.item);
+            if self.seen.len() > SEEN_CAP {
+                self.seen.remove(0);
+            }
+        }
+        if e.kind == EventKind::Hide && !self.hidden.contains(&e.item) {
+            self.hidden.push(e.item);
+        }
+        let signal = e.signal();
+        let weight = session_cfg.weight(signal);
+        let item = item?;
+        let dim = item.embedding.len();
+        let mut s = match SessionState::decode(&self.session) {
+            Ok((s, _)) if s.dim() == dim => s,
+            _ => SessionState::new(dim),
+        };
+        // Vectors move only for events at least as new as the last one that moved them.
+        if e.time >= s.last_ms() && s.observe(session_cfg, signal, &item.embedding, e.time).is_ok() {
+            self.session = s.encode();
+        }
+        if weight <= 0.0 {
+            return (e.kind == EventKind::Impression).then_some(TrendBump {
+                region: e.region,
+                item: e.item,
+                weight: 0.05,
+                at_ms: e.time,
+            });
+        }
+        // Ordered lists: insert at the event's place in time.
+        self.recent.retain(|&(i, _)| i != e.item);
+        let at = self.recent.partition_point(|&(_, t)| t > e.time);
+        self.recent.insert(at, (e.item, e.time));
+        self.recent.truncate(RECENT_CAP);
+        let prev = self.creators.iter().find(|(c, _)| *c == item.creator).map_or(0, |&(_, t)| t);
+        self.creators.retain(|&(c, _)| c != item.creator);
+        let t = prev.max(e.time);
+        let at = self.creators.partition_point(|&(_, ct)| ct > t);
+        self.creators.insert(at, (item.creator, t));
+        self.creators.truncate(CREATORS_CAP);
+        if e.time >= self.base_ms {
+            ema(&mut self.base, &item.embedding, BASE_ALPHA);
+            self.base_ms = e.time;
+        }
+        if let Some(c) = &item.content
+            && e.time >= self.content_ms
+        {
+            ema(&mut self.content, c, BASE_ALPHA);
+            self.content_ms = e.time;
+        }
+        Some(TrendBump { region: e.region, item: e.item, weight: f64::from(weight), at_ms: e.time })
+    }
+
+    /// The session state, if any.
+    pub fn session_state(&self) -> Option<SessionState> {
+        SessionState::decode(&self.session).ok().map(|(s, _)| s)
+    }
+
+    /// The query for collaborative retrieval: the base embedding blended with
+    /// the session (core `session` module, 70/30 by default).
+    pub fn query(&self, session_cfg: &SessionConfig, now_ms: u64, dim: usize) -> Option<Vec<f32>> {
+        let base = (self.base.len() == dim).then_some(self.base.as_slice());
+        let session = self.session_state().filter(|s| s.dim() == dim && !s.is_empty());
+        match (base, session) {
+            (None, None) => None,
+            (Some(b), None) => Some(b.to_vec()),
+            (b, Some(s)) => {
+                let mut q = vec![0.0; dim];
+                s.query_into(session_cfg, b, now_ms, &mut q);
+                Some(q)
+            }
+        }
+    }
+}
+
+/// Folds an increment into an exponentially decaying counter `(score, at_ms)`.
+///
+/// The counter is kept at the time of its newest contribution; an older
+/// increment is decayed to that time before it is added, a newer one decays the
+/// counter first. Either way the result equals the sum of every increment
+/// decayed to the counter's time, independent of arrival order.
+pub fn trending_merge(current: Option<(f64, u64)>, bump: &TrendBump, half_life_ms: f64) -> (f64, u64) {
+    let decay = |dt: u64| (-(dt as f64) / half_life_ms.max(1.0) * std::f64::consts::LN_2).exp();
+    match current {
+        None => (bump.weight, bump.at_ms),
+        Some((score, at)) if bump.at_ms >= at => (score * decay(bump.at_ms - at) + bump.weight, bump.at_ms),
+        Some((score, at)) => (score + bump.weight * decay(at - bump.at_ms), at),
+    }
+}
+
+/// A counter's value at `now_ms`.
+pub fn trending_value((score, at): (f64, u64), now_ms: u64, half_life_ms: f64) -> f64 {
+    let dt = now_ms.saturating_sub(at) as f64;
+    score * (-dt / half_life_ms.max(1.0) * std::f64::consts::LN_2).exp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn item(id: u64, creator: u32, e: Vec<f32>) -> Item {
+        Item {
+            id,
+            embedding: e,
+            content: None,
+            creator,
+            categories: vec![],
+            region_mask: u32::MAX,
+            created_at_ms: 0,
+            features: vec![],
+        }
+    }
+
+    fn ev(id: &str, item: u64, kind: EventKind, time: u64) -> Event {
+        Event { event_id: id.into(), user: 1, item, kind, time, region: 2, dwell_ms: None }
+    }
+
+    #[test]
+    fn late_events_never_overwrite_newer_state() {
+        let cfg = SessionConfig::default();
+        let (a, b) = (item(1, 10, vec![1.0, 0.0]), item(2, 20, vec![0.0, 1.0]));
+        let mut s = UserState::default();
+        s.apply(&ev("x", 2, EventKind::Click, 200), Some(&b), &cfg);
+        let after_new = s.clone();
+        s.apply(&ev("y", 1, EventKind::Click, 100), Some(&a), &cfg);
+        assert_eq!(s.recent, vec![(2, 200), (1, 100)], "the late event lands below the newer one");
+        assert_eq!(s.creators[0], (20, 200));
+        assert_eq!(s.base, after_new.base, "a late event does not move the base embedding");
+        assert_eq!(s.session, after_new.session, "nor the session embedding");
+        assert!(s.seen.contains(&1), "but it still counts as seen");
+    }
+
+    #[test]
+    fn event_validation() {
+        let ok = serde_json::json!({"event_id": "e", "user": 1, "item": 2, "kind": "dwell", "time": 5, "region": 1, "dwell_ms": 9000});
+        assert!(Event::from_json(ok).is_ok());
+        for (v, want) in [
+            (
+                serde_json::json!({"event_id": "e", "user": 1, "item": 2, "kind": "dwell", "time": 5, "region": 1}),
+                "needs dwell_ms",
+            ),
+            (
+                serde_json::json!({"event_id": "e", "user": 1, "item": 2, "kind": "poke", "time": 5, "region": 1}),
+                "unknown variant",
+            ),
+            (
+                serde_json::json!({"event_id": "", "user": 1, "item": 2, "kind": "click", "time": 5, "region": 1}),
+                "1 to 128",
+            ),
+            (
+                serde_json::json!({"event_id": "e", "user": 1, "item": 2, "kind": "click", "time": 5, "region": 77}),
+                "out of range",
+            ),
+        ] {
+            let err = Event::from_json(v).expect_err("invalid");
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn trending_is_independent_of_arrival_order(mut bumps in proptest::collection::vec((0u64..1_000_000, 0.1f64..5.0), 1..20), seed in any::<u64>()) {
+            let half = 100_000.0;
+            let total = |order: &[(u64, f64)]| {
+                let mut c = None;
+                for &(at, w) in order {
+                    c = Some(trending_merge(c, &TrendBump { region: 0, item: 1, weight: w, at_ms: at }, half));
+                }
+                c.map(|c| trending_value(c, 2_000_000, half)).unwrap_or(0.0)
+            };
+            let a = total(&bumps);
+            let mut rng = seed;
+            for i in (1..bumps.len()).rev() {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                bumps.swap(i, (rng >> 33) as usize % (i + 1));
+            }
+            let b = total(&bumps);
+            prop_assert!((a - b).abs() <= 1e-9 * a.max(1.0), "{a} vs {b}");
+        }
+    }
+}
