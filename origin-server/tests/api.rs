@@ -179,7 +179,7 @@ async fn bad_input_on_every_route_is_a_4xx_with_a_message() {
         (reqwest::Method::GET, "/v1/bundles/xyz", None, StatusCode::BAD_REQUEST),
         (
             reqwest::Method::GET,
-            &"/v1/bundles/0000000000000000000000000000000000000000000000000000000000000000",
+            "/v1/bundles/0000000000000000000000000000000000000000000000000000000000000000",
             None,
             StatusCode::NOT_FOUND,
         ),
@@ -239,7 +239,7 @@ async fn events_are_idempotent_and_personalize_the_bundle() {
         assert_ne!(contributed & (1 << slot), 0, "{s} contributed (mask {contributed:#b})");
     }
     // Collaborative retrieval found the clicked cluster: most top rows are from cluster 0.
-    let top_cluster0 = (0..10).filter(|&i| (b.id(i) - 1000) % 6 == 0).count();
+    let top_cluster0 = (0..10).filter(|&i| (b.id(i) - 1000).is_multiple_of(6)).count();
     assert!(top_cluster0 >= 6, "only {top_cluster0} of the top 10 are from the engaged cluster");
     s.stop().await;
 }
