@@ -10,6 +10,10 @@
 //! | `GET /v1/users/{id}/candidates?k=&region=` | personalized bundle, `private` |
 //! | `GET /v1/regions/{region}/bundle?k=` | regional bundle, `public, s-maxage, stale-while-revalidate, stale-if-error` |
 //! | `GET /v1/bundles/{digest}` | a recently built bundle by sha256, `immutable` |
+//! | `PUT /v1/models?rollout=stable\|canary&percent=` | registers a model artifact (admin key) |
+//! | `GET /v1/models/{digest}` | a model artifact, `immutable` |
+//! | `GET /v1/models/current?user=` | the manifest, and the model this user gets (sticky canary) |
+//! | `POST /v1/rank` | the refined ranking computed at the origin, with every stage explained |
 //!
 //! Cacheable responses carry a strong ETag (the bundle's sha256; a compressed
 //! representation gets its own, e.g. `"<sha>-gzip"`), answer `If-None-Match`
@@ -41,6 +45,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::item::{Item, split_batch};
 use crate::metrics::Metrics;
+use crate::models::{Canary, Loaded, Manifest, digest_bytes};
 use crate::sources::{self, Request as SourceRequest, Retrieved, Source};
 use crate::store::{EventOutcome, Store};
 use crate::user::{Event, trending_merge};
@@ -62,8 +67,10 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Session blending (the core's defaults).
     pub session: SessionConfig,
-    /// sha256 of the current model (all zero until one is registered).
-    pub model_digest: RwLock<[u8; 32]>,
+    /// Which models are live.
+    pub manifest: RwLock<Manifest>,
+    /// Decoded models.
+    pub models: Loaded,
     regional: moka::future::Cache<(u8, usize), Arc<Built>>,
     by_digest: moka::future::Cache<String, Arc<Built>>,
     in_flight: Arc<Semaphore>,
@@ -94,7 +101,8 @@ impl AppState {
             metrics,
             ready: AtomicBool::new(false),
             session: SessionConfig::default(),
-            model_digest: RwLock::new([0; 32]),
+            manifest: RwLock::new(Manifest::default()),
+            models: Loaded::default(),
             regional,
             by_digest,
             in_flight,
@@ -120,6 +128,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/users/{id}/candidates", get(candidates))
         .route("/v1/regions/{region}/bundle", get(regional_bundle))
         .route("/v1/bundles/{digest}", get(bundle_by_digest))
+        .route("/v1/models", put(put_model))
+        .route("/v1/models/current", get(current_model))
+        .route("/v1/models/{digest}", get(get_model))
+        .route("/v1/rank", axum::routing::post(rank))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(middleware::from_fn(representation_etag))
@@ -407,6 +419,48 @@ fn personal_plan(cfg: &Config) -> Vec<(Source, f64, f64)> {
 pub const REGIONAL_PLAN: [(Source, f64, f64); 3] =
     [(Source::Trending, 0.5, 1.0), (Source::Fresh, 0.25, 0.6), (Source::Popular, 0.25, 0.8)];
 
+/// The model digest `user` gets (`None`: the stable model).
+fn model_for(st: &AppState, user: Option<u64>) -> Option<String> {
+    st.manifest.read().unwrap_or_else(std::sync::PoisonError::into_inner).for_user(user).map(str::to_owned)
+}
+
+/// Retrieval and bundle building for one user (shared by `/candidates` and `/rank`).
+async fn personal_bundle(
+    st: &Arc<AppState>,
+    user: u64,
+    region: Option<u8>,
+    k: usize,
+) -> Result<(Option<crate::user::UserState>, Retrieved, Arc<Built>, u64), ApiError> {
+    let now = now_ms();
+    let st2 = st.clone();
+    let state = tokio::task::spawn_blocking(move || st2.store.user(user)).await.map_err(ApiError::internal)??;
+    let exclude = state.as_ref().map(|u| u.seen.iter().chain(&u.hidden).copied().collect()).unwrap_or_default();
+    let query = state.as_ref().and_then(|u| u.query(&st.session, now, st.cfg.index.dim));
+    let req = Arc::new(SourceRequest {
+        catalogue: st.catalogue.clone(),
+        user: state.clone(),
+        region,
+        now_ms: now,
+        query,
+        exclude,
+        recent_seeds: st.cfg.retrieval.recent_seeds,
+    });
+    let retrieved =
+        sources::retrieve(req, &personal_plan(&st.cfg), k, &st.cfg.retrieval, &[Source::Fresh, Source::Popular]).await;
+    record_sources(st, &retrieved);
+    let digest = model_for(st, Some(user)).and_then(|d| digest_bytes(&d)).unwrap_or([0; 32]);
+    let built = Arc::new(
+        bundles::build(&st.cfg, &st.catalogue, &retrieved, Scope::Personal, region, now, digest)
+            .map_err(ApiError::internal)?,
+    );
+    st.by_digest.insert(built.digest.clone(), built.clone()).await;
+    Ok((state, retrieved, built, now))
+}
+
+fn dropped_names(r: &Retrieved) -> Vec<&'static str> {
+    r.reports.iter().filter(|r| r.dropped.is_some()).map(|r| r.name).collect()
+}
+
 async fn candidates(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -419,36 +473,247 @@ async fn candidates(
     let user = parse_id(&user, "user id")?;
     let k = parse_k(q.k.as_deref(), &st.cfg)?;
     let region = q.region.as_deref().map(parse_region).transpose()?;
-    let now = now_ms();
-    let st2 = st.clone();
-    let state = tokio::task::spawn_blocking(move || st2.store.user(user)).await.map_err(ApiError::internal)??;
-    let exclude = state.as_ref().map(|u| u.seen.iter().chain(&u.hidden).copied().collect()).unwrap_or_default();
-    let query = state.as_ref().and_then(|u| u.query(&st.session, now, st.cfg.index.dim));
-    let req = Arc::new(SourceRequest {
-        catalogue: st.catalogue.clone(),
-        user: state,
-        region,
-        now_ms: now,
-        query,
-        exclude,
-        recent_seeds: st.cfg.retrieval.recent_seeds,
-    });
-    let retrieved =
-        sources::retrieve(req, &personal_plan(&st.cfg), k, &st.cfg.retrieval, &[Source::Fresh, Source::Popular]).await;
-    record_sources(&st, &retrieved);
-    let digest = *st.model_digest.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let built = Arc::new(
-        bundles::build(&st.cfg, &st.catalogue, &retrieved, Scope::Personal, region, now, digest)
-            .map_err(ApiError::internal)?,
-    );
-    st.by_digest.insert(built.digest.clone(), built.clone()).await;
+    let (_, retrieved, built, _) = personal_bundle(&st, user, region, k).await?;
     let cc = format!("private, max-age={}", st.cfg.cache.personal_max_age);
     let mut resp = bundle_response(&built, &cc, &headers);
-    let dropped: Vec<&str> = retrieved.reports.iter().filter(|r| r.dropped.is_some()).map(|r| r.name).collect();
-    if let Ok(v) = HeaderValue::from_str(&dropped.join(",")) {
+    if let Ok(v) = HeaderValue::from_str(&dropped_names(&retrieved).join(",")) {
         resp.headers_mut().insert("x-edgewise-sources-dropped", v);
     }
     Ok(resp)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelQuery {
+    rollout: Option<String>,
+    percent: Option<String>,
+}
+
+async fn put_model(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<ModelQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if st.cfg.auth.admin_keys.is_empty() {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "model uploads are disabled: configure auth.admin_keys"));
+    }
+    check_key(&st.cfg.auth.admin_keys, &headers)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let model =
+        edgewise_core::model::Model::decode(&body).map_err(|e| ApiError::bad_request(format!("invalid model: {e}")))?;
+    let cfg = &st.cfg;
+    let mismatch = |what: &str, model: String, want: String| {
+        Err(ApiError::bad_request(format!("the model's {what} is {model}, the catalogue's is {want}")))
+    };
+    if model.feature_schema_hash != cfg.schema_hash() {
+        return mismatch(
+            "feature-schema hash",
+            format!("{:#018x}", model.feature_schema_hash),
+            format!("{:#018x} (features {:?})", cfg.schema_hash(), cfg.features.names),
+        );
+    }
+    if usize::from(model.dim) != cfg.index.dim {
+        return mismatch("embedding dimension", model.dim.to_string(), cfg.index.dim.to_string());
+    }
+    if usize::from(model.n_sources) != sources::SLOTS {
+        return mismatch("source-slot count", model.n_sources.to_string(), sources::SLOTS.to_string());
+    }
+    let digest = edgewise_core::model::digest_hex(&edgewise_core::model::digest(&body));
+    let mut next = st.manifest.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    match q.rollout.as_deref().unwrap_or("stable") {
+        "stable" => {
+            if q.percent.is_some() {
+                return Err(ApiError::bad_request("percent only applies to rollout=canary"));
+            }
+            next.stable = Some(digest.clone());
+            if next.canary.as_ref().is_some_and(|c| c.digest == digest) {
+                next.canary = None;
+            }
+        }
+        "canary" => {
+            let percent = match q.percent.as_deref().map(str::parse::<u8>) {
+                Some(Ok(p)) if (1..=100).contains(&p) => p,
+                _ => return Err(ApiError::bad_request("rollout=canary needs percent=1..100")),
+            };
+            next.canary = Some(Canary { digest: digest.clone(), percent });
+        }
+        other => return Err(ApiError::bad_request(format!("rollout={other:?} must be stable or canary"))),
+    }
+    let manifest_json = serde_json::to_vec(&next).map_err(ApiError::internal)?;
+    let (st2, d2) = (st.clone(), digest.clone());
+    tokio::task::spawn_blocking(move || {
+        st2.store.put_model(&d2, &body)?;
+        st2.store.put_meta("manifest", &manifest_json)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    *st.manifest.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next.clone();
+    // Bundles built before now name the old model; rebuild regional ones on next request.
+    st.regional.invalidate_all();
+    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({"digest": digest, "manifest": next}))).into_response())
+}
+
+fn check_digest(d: &str) -> Result<(), ApiError> {
+    if d.len() == 64 && d.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("a digest is 64 lower-case hex digits (sha256)"))
+    }
+}
+
+async fn get_model(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(digest): Path<String>,
+) -> Result<Response, ApiError> {
+    check_key(&st.cfg.auth.read_keys, &headers)?;
+    check_digest(&digest)?;
+    let (st2, d2) = (st.clone(), digest.clone());
+    let bytes = tokio::task::spawn_blocking(move || st2.store.model(&d2)).await.map_err(ApiError::internal)??;
+    let bytes = bytes.ok_or_else(|| ApiError::not_found(format!("model {digest} is not registered")))?;
+    let mut h = HeaderMap::new();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{digest}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("model model-{digest}")) {
+        h.insert("surrogate-key", v.clone());
+        h.insert("cache-tag", v);
+    }
+    if etag_matches(&headers, &digest) {
+        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
+    }
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.edgewise.model"));
+    Ok((StatusCode::OK, h, bytes).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CurrentQuery {
+    user: Option<String>,
+}
+
+async fn current_model(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<CurrentQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    check_key(&st.cfg.auth.read_keys, &headers)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let user = q.user.as_deref().map(|u| parse_id(u, "user id")).transpose()?;
+    let manifest = st.manifest.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let Some(chosen) = manifest.for_user(user).map(str::to_owned) else {
+        return Err(ApiError::not_found("no model is registered yet (PUT /v1/models)"));
+    };
+    let body = serde_json::to_vec(&serde_json::json!({
+        "digest": chosen,
+        "url": format!("/v1/models/{chosen}"),
+        "stable": manifest.stable,
+        "canary": manifest.canary,
+    }))
+    .map_err(ApiError::internal)?;
+    let etag = bundles::hex(&<sha2::Sha256 as sha2::Digest>::digest(&body));
+    let mut h = HeaderMap::new();
+    let cc = if user.is_some() { "private, max-age=60" } else { "public, max-age=60" };
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cc));
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    h.insert("surrogate-key", HeaderValue::from_static("model-manifest"));
+    h.insert("cache-tag", HeaderValue::from_static("model-manifest"));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    if etag_matches(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
+    }
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok((StatusCode::OK, h, body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RankBody {
+    user: u64,
+    #[serde(default)]
+    region: Option<u8>,
+    #[serde(default)]
+    k: Option<u32>,
+    #[serde(default)]
+    candidates: Option<usize>,
+}
+
+async fn rank(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    check_key(&st.cfg.auth.read_keys, &headers)?;
+    require_ready(&st)?;
+    let b: RankBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid rank request: {e}")))?;
+    let k = b.k.unwrap_or(20);
+    if !(1..=1000).contains(&k) {
+        return Err(ApiError::bad_request("k must be in 1..=1000"));
+    }
+    let n = b.candidates.unwrap_or(st.cfg.retrieval.default_k);
+    if !(1..=st.cfg.retrieval.max_k).contains(&n) {
+        return Err(ApiError::bad_request(format!("candidates must be in 1..={}", st.cfg.retrieval.max_k)));
+    }
+    if let Some(r) = b.region
+        && r >= 32
+    {
+        return Err(ApiError::bad_request("region must be in 0..=31"));
+    }
+    let Some(digest) = model_for(&st, Some(b.user)) else {
+        return Err(ApiError::new(StatusCode::CONFLICT, "no model is registered yet (PUT /v1/models)"));
+    };
+    let st2 = st.clone();
+    let d2 = digest.clone();
+    let model = tokio::task::spawn_blocking(move || st2.models.get(&d2, || st2.store.model(&d2).ok().flatten()))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal(format!("registered model {digest} cannot be loaded")))?;
+    let (user, retrieved, built, now) = personal_bundle(&st, b.user, b.region, n).await?;
+    let bundle = edgewise_core::bundle::Bundle::decode(&built.bytes).map_err(ApiError::internal)?;
+    let mut ctx = edgewise_core::rank::RankContext::new(k, now);
+    ctx.region = b.region.unwrap_or(edgewise_core::bundle::REGION_ANY);
+    if let Some(u) = &user {
+        ctx.seen = u.seen.iter().chain(&u.hidden).copied().collect();
+        if u.base.len() == st.cfg.index.dim {
+            ctx.base = u.base.clone();
+        }
+        if let Some(s) = u.session_state().filter(|s| s.dim() == st.cfg.index.dim) {
+            ctx.session = s;
+        }
+    }
+    let mut out = edgewise_core::rank::RankOutput::default();
+    edgewise_core::rank::Ranker::new()
+        .rank(&model, &bundle, &ctx, &mut out)
+        .map_err(|e| ApiError::internal(format!("ranking failed: {e}")))?;
+    let names = edgewise_core::bundle::SOURCE_NAMES;
+    let items: Vec<serde_json::Value> = out
+        .items
+        .iter()
+        .map(|it| {
+            let mask = bundle.source_mask(it.row as usize);
+            let sources: Vec<&str> = names.iter().enumerate().filter(|(j, _)| mask & (1 << j) != 0).map(|(_, n)| *n).collect();
+            serde_json::json!({
+                "id": it.id, "score": it.score, "pre_score": it.pre_score, "main_score": it.main_score,
+                "mmr_penalty": it.mmr_penalty, "retrieval_score": bundle.retrieval_score(it.row as usize), "sources": sources,
+            })
+        })
+        .collect();
+    let mut outcomes = std::collections::BTreeMap::new();
+    for r in &out.rows {
+        *outcomes.entry(r.outcome.as_str()).or_insert(0u32) += 1;
+    }
+    Ok(axum::Json(serde_json::json!({
+        "user": b.user,
+        "model": digest,
+        "bundle": built.digest,
+        "candidates": bundle.len(),
+        "sources_dropped": dropped_names(&retrieved),
+        "stages": outcomes,
+        "items": items,
+    }))
+    .into_response())
 }
 
 async fn regional_bundle(
@@ -483,7 +748,7 @@ async fn regional_bundle(
             });
             let retrieved = sources::retrieve(req, &REGIONAL_PLAN, k, &st2.cfg.retrieval, &[Source::Fresh]).await;
             record_sources(&st2, &retrieved);
-            let digest = *st2.model_digest.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let digest = model_for(&st2, None).and_then(|d| digest_bytes(&d)).unwrap_or([0; 32]);
             let built =
                 bundles::build(&st2.cfg, &st2.catalogue, &retrieved, Scope::Regional, Some(region), now, digest)?;
             Ok::<_, bundles::BuildError>(Arc::new(built))

@@ -16,6 +16,7 @@
 //! | [`bundles`] | encoding candidates as bundles |
 //! | [`http`] | the axum API |
 //! | [`metrics`] | Prometheus metrics |
+//! | [`models`] | the model registry and its canary manifest |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -30,6 +31,7 @@ pub mod http;
 pub mod index;
 pub mod item;
 pub mod metrics;
+pub mod models;
 pub mod sources;
 pub mod store;
 pub mod user;
@@ -51,6 +53,11 @@ pub fn recover(state: &AppState, mut progress: impl FnMut(u64, u64)) -> anyhow::
     let start = Instant::now();
     let total = state.store.item_count()?;
     state.store.for_each_item(|item| state.catalogue.upsert(item), |n| progress(n, total))?;
+    if let Some(m) = state.store.meta("manifest")? {
+        let manifest: models::Manifest =
+            serde_json::from_slice(&m).map_err(|e| anyhow::anyhow!("the stored model manifest is corrupt: {e}"))?;
+        *state.manifest.write().unwrap_or_else(std::sync::PoisonError::into_inner) = manifest;
+    }
     for ((region, item), v) in state.store.trending()? {
         state.catalogue.set_trending(region, item, v);
     }

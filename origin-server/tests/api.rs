@@ -112,7 +112,8 @@ async fn click_events(s: &Server, user: u64, items: impl Iterator<Item = u64>, p
             json!({"event_id": format!("{prefix}-{n}"), "user": user, "item": it, "kind": "click", "time": now - 60_000 + n as u64, "region": 1})
         })
         .collect();
-    let r = s.client.post(s.u("/v1/events")).json(&evs).send().await.expect("request");
+    // Servers without ingest keys accept any key; the auth test configures this one.
+    let r = s.client.post(s.u("/v1/events")).bearer_auth("ingest-secret").json(&evs).send().await.expect("request");
     assert_eq!(r.status(), StatusCode::OK);
     r.json().await.expect("json")
 }
@@ -382,5 +383,155 @@ async fn state_survives_a_restart() {
         s.client.get(s.u("/v1/users/5/candidates?k=100")).send().await.expect("request").bytes().await.expect("body");
     let b = Bundle::decode(&bytes).expect("bundle");
     assert!((0..b.len()).all(|i| b.id(i) != 1003 && b.id(i) != 1004), "the seen set survived");
+    s.stop().await;
+}
+
+fn model_bytes(cfg: &Config, seed: u64) -> Vec<u8> {
+    let spec =
+        synth::Spec { n: 0, dim: DIM as u16, n_features: 2, n_sources: 7, clusters: 1, creators: 1, regions: 1, seed };
+    let mut m = synth::model(&spec, &[16, 8], 100, seed);
+    m.feature_schema_hash = cfg.schema_hash();
+    m.encode().expect("model encodes")
+}
+
+#[tokio::test]
+async fn model_registry_canary_and_origin_ranking() {
+    let mut cfg = config(data_dir("models"));
+    cfg.auth.admin_keys = vec!["admin-secret".into()];
+    cfg.auth.ingest_keys = vec!["ingest-secret".into()];
+    let s = Server::start(cfg.clone()).await;
+    let c = &s.client;
+
+    // Keys.
+    let r = c.put(s.u("/v1/items")).json(&items()).send().await.expect("request");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = c.put(s.u("/v1/items")).bearer_auth("ingest-secret").json(&items()).send().await.expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    let (m1, m2) = (model_bytes(&cfg, 1), model_bytes(&cfg, 2));
+    assert_eq!(
+        c.put(s.u("/v1/models")).body(m1.clone()).send().await.expect("request").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        c.put(s.u("/v1/models")).bearer_auth("ingest-secret").body(m1.clone()).send().await.expect("request").status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // No model yet.
+    assert_eq!(c.get(s.u("/v1/models/current")).send().await.expect("request").status(), StatusCode::NOT_FOUND);
+    let r = c.post(s.u("/v1/rank")).json(&json!({"user": 1})).send().await.expect("request");
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+
+    // Bad models are refused with the reason.
+    let bad = c.put(s.u("/v1/models")).bearer_auth("admin-secret").body("junk").send().await.expect("request");
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let mut other = cfg.clone();
+    other.features.names = vec!["year".into(), "popularity".into()];
+    let r = c
+        .put(s.u("/v1/models"))
+        .bearer_auth("admin-secret")
+        .body(model_bytes(&other, 1))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.expect("text").contains("feature-schema hash"));
+
+    // Stable, then a 50% canary.
+    let r = c.put(s.u("/v1/models")).bearer_auth("admin-secret").body(m1.clone()).send().await.expect("request");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let d1 = r.json::<Value>().await.expect("json")["digest"].as_str().expect("digest").to_string();
+    let r = c
+        .put(s.u("/v1/models?rollout=canary&percent=50"))
+        .bearer_auth("admin-secret")
+        .body(m2.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let d2 = r.json::<Value>().await.expect("json")["digest"].as_str().expect("digest").to_string();
+
+    let r = c.get(s.u(&format!("/v1/models/{d1}"))).send().await.expect("request");
+    assert_eq!(r.headers()["cache-control"], "public, max-age=31536000, immutable");
+    let etag = r.headers()["etag"].to_str().expect("etag").to_string();
+    assert_eq!(r.bytes().await.expect("body").to_vec(), m1);
+    let r = c.get(s.u(&format!("/v1/models/{d1}"))).header("if-none-match", etag).send().await.expect("request");
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+
+    let mut on_canary = 0;
+    for user in 0..200u64 {
+        let v: Value = c
+            .get(s.u(&format!("/v1/models/current?user={user}")))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        let d = v["digest"].as_str().expect("digest");
+        assert!(d == d1 || d == d2);
+        if d == d2 {
+            on_canary += 1;
+        }
+        let again: Value = c
+            .get(s.u(&format!("/v1/models/current?user={user}")))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(again["digest"], v["digest"], "sticky per user");
+        if user < 5 {
+            // Personal bundles name the model their user gets.
+            let bytes = c
+                .get(s.u(&format!("/v1/users/{user}/candidates")))
+                .send()
+                .await
+                .expect("request")
+                .bytes()
+                .await
+                .expect("body");
+            let b = Bundle::decode(&bytes).expect("bundle");
+            assert_eq!(edgewise_core::model::digest_hex(&b.header().model_digest), d);
+        }
+    }
+    assert!((70..130).contains(&on_canary), "{on_canary} of 200 users on a 50% canary");
+
+    // Ranking at the origin, explained.
+    click_events(&s, 3, (0..4).map(|n| 1000 + 6 * n), "rank").await;
+    let r = c
+        .post(s.u("/v1/rank"))
+        .bearer_auth("ingest-secret")
+        .json(&json!({"user": 3, "region": 1, "k": 10, "candidates": 80}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["items"].as_array().expect("items").len(), 10);
+    assert_eq!(v["candidates"], 80);
+    assert_eq!(v["stages"]["selected"], 10, "{v}");
+    let explained: u64 = v["stages"].as_object().expect("stages").values().filter_map(Value::as_u64).sum();
+    assert_eq!(explained, 80, "every candidate's fate is explained: {v}");
+    let first = &v["items"][0];
+    for key in ["id", "score", "pre_score", "main_score", "mmr_penalty", "sources"] {
+        assert!(!first[key].is_null(), "{key} missing in {first}");
+    }
+    for (body, want) in [
+        (json!({"user": 3, "k": 0}), StatusCode::BAD_REQUEST),
+        (json!({"user": 3, "region": 99}), StatusCode::BAD_REQUEST),
+        (json!({"user": "x"}), StatusCode::BAD_REQUEST),
+        (json!({"user": 3, "colour": 1}), StatusCode::BAD_REQUEST),
+    ] {
+        assert_eq!(c.post(s.u("/v1/rank")).json(&body).send().await.expect("request").status(), want, "{body}");
+    }
+    s.stop().await;
+
+    // The manifest survives a restart.
+    let s = Server::start(cfg).await;
+    let v: Value = s.client.get(s.u("/v1/models/current")).send().await.expect("request").json().await.expect("json");
+    assert_eq!(v["stable"], d1.as_str());
+    assert_eq!(v["canary"]["digest"], d2.as_str());
     s.stop().await;
 }
