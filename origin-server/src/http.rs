@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /livez`, `GET /readyz` | liveness; readiness (the index is loaded) |
 //! | `GET /metrics` | Prometheus metrics |
+//! | `GET /openapi.json` | the OpenAPI 3.1 document ([`ApiDoc`]), generated from these handlers |
 //! | `PUT /v1/items` | batch upsert, JSON array or NDJSON, a status per item (ingest key) |
 //! | `GET /v1/items/{id}`, `DELETE /v1/items/{id}` | one item (delete needs the ingest key) |
 //! | `POST /v1/events` | batch of feedback events, idempotent by `event_id` (ingest key) |
@@ -42,13 +43,48 @@ use tokio::sync::Semaphore;
 use crate::bundles::{self, Built};
 use crate::catalogue::Catalogue;
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::item::{Item, split_batch};
+use crate::error::{ApiError, ErrorBody};
+use crate::item::{Item, ItemJson, split_batch};
 use crate::metrics::Metrics;
 use crate::models::{Canary, Loaded, Manifest, digest_bytes};
 use crate::sources::{self, Request as SourceRequest, Retrieved, Source};
 use crate::store::{EventOutcome, Store};
 use crate::user::{Event, trending_merge};
+
+/// The outcome of one record of a batch.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BatchResult {
+    /// Position in the batch (0-based; NDJSON blank lines are not counted).
+    pub index: usize,
+    /// Item id (items).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    /// Event id (events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// `created`, `updated`, `applied`, `duplicate` or `error`.
+    pub status: &'static str,
+    /// Why the record was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The response to a batch write: 200 if any record was accepted, else 400.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BatchResponse {
+    /// Records written.
+    pub accepted: usize,
+    /// Records refused.
+    pub rejected: usize,
+    /// One entry per record, in order.
+    pub results: Vec<BatchResult>,
+}
+
+impl BatchResult {
+    fn error(index: usize, e: String) -> Self {
+        Self { index, id: None, event_id: None, status: "error", error: Some(e) }
+    }
+}
 
 /// Media type of candidate bundles.
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.edgewise.bundle";
@@ -122,6 +158,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { axum::Json(<ApiDoc as utoipa::OpenApi>::openapi()) }))
         .route("/v1/items", put(put_items))
         .route("/v1/items/{id}", get(get_item).delete(delete_item))
         .route("/v1/events", axum::routing::post(post_events))
@@ -136,6 +173,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(middleware::from_fn(representation_etag))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+            tracing::info_span!("request", method = %req.method(), route, uri = %req.uri())
+        }))
         .with_state(state)
 }
 
@@ -198,6 +239,8 @@ fn check_key(keys: &[String], headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "the index is loaded"), (status = 503, description = "still loading")))]
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     if st.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready").into_response()
@@ -206,6 +249,8 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     st.metrics.index_items.set(st.catalogue.len() as i64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
@@ -215,11 +260,17 @@ fn require_ready(st: &AppState) -> Result<(), ApiError> {
     if st.ready.load(Ordering::Acquire) { Ok(()) } else { Err(ApiError::unavailable("the index is still loading")) }
 }
 
+#[utoipa::path(put, path = "/v1/items", tag = "items",
+    request_body(content = Vec<ItemJson>, description = "a JSON array of items, or NDJSON (one item per line)"),
+    responses((status = 200, body = BatchResponse, description = "a status per item; at least one accepted"),
+        (status = 400, body = BatchResponse, description = "no item accepted, or the body is not JSON/NDJSON"),
+        (status = 401, body = ErrorBody), (status = 413, description = "body larger than server.max_body_bytes")),
+    security(("api_key" = [])))]
 async fn put_items(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     check_key(&st.cfg.auth.ingest_keys, &headers)?;
     require_ready(&st)?;
     let records = split_batch(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let mut results: Vec<serde_json::Value> = Vec::with_capacity(records.len());
+    let mut results: Vec<BatchResult> = Vec::with_capacity(records.len());
     let mut valid = Vec::new();
     let mut slots = Vec::new();
     for (n, r) in records.into_iter().enumerate() {
@@ -227,9 +278,9 @@ async fn put_items(State(st): State<Arc<AppState>>, headers: HeaderMap, body: By
             Ok(item) => {
                 slots.push(n);
                 valid.push(item);
-                results.push(serde_json::Value::Null);
+                results.push(BatchResult::error(n, String::new()));
             }
-            Err(e) => results.push(serde_json::json!({"index": n, "status": "error", "error": e})),
+            Err(e) => results.push(BatchResult::error(n, e)),
         }
     }
     let accepted = valid.len();
@@ -243,8 +294,13 @@ async fn put_items(State(st): State<Arc<AppState>>, headers: HeaderMap, body: By
         .map_err(ApiError::internal)?;
         let existed = existed?;
         for ((item, slot), was) in valid.into_iter().zip(slots).zip(existed) {
-            results[slot] =
-                serde_json::json!({"index": slot, "id": item.id, "status": if was { "updated" } else { "created" }});
+            results[slot] = BatchResult {
+                index: slot,
+                id: Some(item.id),
+                event_id: None,
+                status: if was { "updated" } else { "created" },
+                error: None,
+            };
             st.catalogue.upsert(item);
         }
         st.metrics.writes.with_label_values(&["item", "accepted"]).inc_by(accepted as u64);
@@ -252,14 +308,15 @@ async fn put_items(State(st): State<Arc<AppState>>, headers: HeaderMap, body: By
     let rejected = results.len() - accepted;
     st.metrics.writes.with_label_values(&["item", "rejected"]).inc_by(rejected as u64);
     let status = if accepted == 0 { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    Ok((status, axum::Json(serde_json::json!({"accepted": accepted, "rejected": rejected, "results": results})))
-        .into_response())
+    Ok((status, axum::Json(BatchResponse { accepted, rejected, results })).into_response())
 }
 
 fn parse_id(s: &str, what: &str) -> Result<u64, ApiError> {
     s.parse().map_err(|_| ApiError::bad_request(format!("{what} {s:?} is not an unsigned 64-bit integer")))
 }
 
+#[utoipa::path(get, path = "/v1/items/{id}", tag = "items", params(("id" = u64, Path, description = "item id")),
+    responses((status = 200, body = ItemJson), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_item(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -271,6 +328,9 @@ async fn get_item(
     Ok(axum::Json(item.to_json(&st.cfg)).into_response())
 }
 
+#[utoipa::path(delete, path = "/v1/items/{id}", tag = "items", params(("id" = u64, Path, description = "item id")),
+    responses((status = 204, description = "deleted"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
 async fn delete_item(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -297,11 +357,16 @@ async fn delete_item(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    request_body(content = Vec<Event>, description = "a JSON array of events, or NDJSON; idempotent by event_id"),
+    responses((status = 200, body = BatchResponse), (status = 400, body = BatchResponse), (status = 401, body = ErrorBody),
+        (status = 413, description = "body too large")),
+    security(("api_key" = [])))]
 async fn post_events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     check_key(&st.cfg.auth.ingest_keys, &headers)?;
     require_ready(&st)?;
     let records = split_batch(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let mut results: Vec<serde_json::Value> = Vec::with_capacity(records.len());
+    let mut results: Vec<BatchResult> = Vec::with_capacity(records.len());
     let mut valid = Vec::new();
     let mut slots = Vec::new();
     for (n, r) in records.into_iter().enumerate() {
@@ -309,9 +374,9 @@ async fn post_events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: 
             Ok(e) => {
                 slots.push(n);
                 valid.push(e);
-                results.push(serde_json::Value::Null);
+                results.push(BatchResult::error(n, String::new()));
             }
-            Err(e) => results.push(serde_json::json!({"index": n, "status": "error", "error": e})),
+            Err(e) => results.push(BatchResult::error(n, e)),
         }
     }
     let applied_count = valid.len();
@@ -337,14 +402,14 @@ async fn post_events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: 
         for ((e, slot), o) in valid.iter().zip(slots).zip(outcomes) {
             let status = if o == EventOutcome::Applied { "applied" } else { "duplicate" };
             st.metrics.writes.with_label_values(&["event", status]).inc();
-            results[slot] = serde_json::json!({"index": slot, "event_id": e.event_id, "status": status});
+            results[slot] =
+                BatchResult { index: slot, id: None, event_id: Some(e.event_id.clone()), status, error: None };
         }
     }
     let rejected = results.len() - applied_count;
     st.metrics.writes.with_label_values(&["event", "rejected"]).inc_by(rejected as u64);
     let status = if applied_count == 0 { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    Ok((status, axum::Json(serde_json::json!({"accepted": applied_count, "rejected": rejected, "results": results})))
-        .into_response())
+    Ok((status, axum::Json(BatchResponse { accepted: applied_count, rejected, results })).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -461,6 +526,11 @@ fn dropped_names(r: &Retrieved) -> Vec<&'static str> {
     r.reports.iter().filter(|r| r.dropped.is_some()).map(|r| r.name).collect()
 }
 
+#[utoipa::path(get, path = "/v1/users/{id}/candidates", tag = "bundles",
+    params(("id" = u64, Path, description = "user id"), ("k" = Option<usize>, Query, description = "candidates (default retrieval.default_k)"),
+        ("region" = Option<u8>, Query, description = "the user's region, 0–31")),
+    responses((status = 200, description = "a personalized candidate bundle (Cache-Control: private)", content_type = "application/vnd.edgewise.bundle", body = Vec<u8>),
+        (status = 304, description = "If-None-Match matched"), (status = 400, body = ErrorBody)))]
 async fn candidates(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -489,6 +559,12 @@ struct ModelQuery {
     percent: Option<String>,
 }
 
+#[utoipa::path(put, path = "/v1/models", tag = "models",
+    params(("rollout" = Option<String>, Query, description = "stable (default) or canary"), ("percent" = Option<u8>, Query, description = "canary share, 1–100")),
+    request_body(content = Vec<u8>, content_type = "application/vnd.edgewise.model", description = "a model artifact (edgewise_core::model v1)"),
+    responses((status = 201, description = "registered; returns the digest and the manifest"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
 async fn put_model(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -562,6 +638,9 @@ fn check_digest(d: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/v1/models/{digest}", tag = "models", params(("digest" = String, Path, description = "sha256, hex")),
+    responses((status = 200, description = "the artifact (immutable)", content_type = "application/vnd.edgewise.model", body = Vec<u8>),
+        (status = 304, description = "If-None-Match matched"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_model(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -595,6 +674,9 @@ struct CurrentQuery {
     user: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/models/current", tag = "models",
+    params(("user" = Option<u64>, Query, description = "the user; picks stable or canary by a sticky hash")),
+    responses((status = 200, description = "digest, url, stable and canary"), (status = 404, body = ErrorBody)))]
 async fn current_model(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -631,18 +713,49 @@ async fn current_model(
     Ok((StatusCode::OK, h, body).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// A request for the refined ranking computed at the origin.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RankBody {
-    user: u64,
+pub struct RankBody {
+    /// User id.
+    pub user: u64,
+    /// The user's region, 0–31.
     #[serde(default)]
-    region: Option<u8>,
+    pub region: Option<u8>,
+    /// Items to return, 1–1000 (default 20).
     #[serde(default)]
-    k: Option<u32>,
+    pub k: Option<u32>,
+    /// Candidates to retrieve and rank (default retrieval.default_k).
     #[serde(default)]
-    candidates: Option<usize>,
+    pub candidates: Option<usize>,
 }
 
+/// The OpenAPI document, generated from the handler annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Edgewise origin API", description = "Catalogue, events, candidate bundles, models and ranking."),
+    paths(readyz, metrics, put_items, get_item, delete_item, post_events, candidates, regional_bundle, bundle_by_digest,
+        put_model, get_model, current_model, rank),
+    components(schemas(ItemJson, Event, crate::user::EventKind, BatchResponse, BatchResult, ErrorBody, RankBody, Manifest, Canary)),
+    modifiers(&ApiKeyScheme)
+)]
+pub struct ApiDoc;
+
+struct ApiKeyScheme;
+impl utoipa::Modify for ApiKeyScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let comps = doc.components.get_or_insert_with(Default::default);
+        comps.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[utoipa::path(post, path = "/v1/rank", tag = "ranking", request_body = RankBody,
+    responses((status = 200, description = "the ranking with every stage explained"), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "no model registered")))]
 async fn rank(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     check_key(&st.cfg.auth.read_keys, &headers)?;
     require_ready(&st)?;
@@ -716,6 +829,10 @@ async fn rank(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) 
     .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/regions/{region}/bundle", tag = "bundles",
+    params(("region" = u8, Path, description = "region, 0–31"), ("k" = Option<usize>, Query, description = "candidates")),
+    responses((status = 200, description = "a regional bundle (public, s-maxage, stale-while-revalidate, stale-if-error)", content_type = "application/vnd.edgewise.bundle", body = Vec<u8>),
+        (status = 304, description = "If-None-Match matched"), (status = 400, body = ErrorBody)))]
 async fn regional_bundle(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -767,6 +884,9 @@ async fn regional_bundle(
     Ok(bundle_response(&built, &cc, &headers))
 }
 
+#[utoipa::path(get, path = "/v1/bundles/{digest}", tag = "bundles", params(("digest" = String, Path, description = "sha256, hex")),
+    responses((status = 200, description = "the bundle (immutable)", content_type = "application/vnd.edgewise.bundle", body = Vec<u8>),
+        (status = 304, description = "If-None-Match matched"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn bundle_by_digest(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,

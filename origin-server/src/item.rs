@@ -37,24 +37,32 @@ pub struct Item {
     pub features: Vec<f32>,
 }
 
-/// The JSON form of an item.
-#[derive(Debug, Deserialize)]
+/// The JSON form of an item (`PUT /v1/items`, `GET /v1/items/{id}`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ItemJson {
-    id: u64,
-    embedding: Vec<f64>,
+pub struct ItemJson {
+    /// Item id.
+    pub id: u64,
+    /// Embedding, exactly `index.dim` finite numbers.
+    pub embedding: Vec<f64>,
+    /// Content embedding, `index.content_dim` numbers (only when the content index is on).
     #[serde(default)]
-    content_embedding: Option<Vec<f64>>,
+    pub content_embedding: Option<Vec<f64>>,
+    /// Creator id.
     #[serde(default)]
-    creator: u32,
+    pub creator: u32,
+    /// Category ids; the first is the bundle's category column.
     #[serde(default)]
-    categories: Vec<u32>,
+    pub categories: Vec<u32>,
+    /// Regions (0–31) the item may be shown in; omitted = everywhere.
     #[serde(default)]
-    regions: Option<Vec<u8>>,
+    pub regions: Option<Vec<u8>>,
+    /// Creation time, ms since the Unix epoch.
     #[serde(default)]
-    created_at: u64,
+    pub created_at: u64,
+    /// Feature values by configured name; a missing feature is 0.
     #[serde(default)]
-    features: std::collections::BTreeMap<String, f64>,
+    pub features: std::collections::BTreeMap<String, f64>,
 }
 
 fn finite_f32(v: &[f64], what: &str) -> Result<Vec<f32>, String> {

@@ -14,7 +14,7 @@ use edgewise_core::model::Model;
 use serde::{Deserialize, Serialize};
 
 /// The canary part of the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Canary {
     /// Model digest.
     pub digest: String,
@@ -23,7 +23,7 @@ pub struct Canary {
 }
 
 /// Which models are live.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Manifest {
     /// The model most users get.
     pub stable: Option<String>,

@@ -29,7 +29,7 @@ pub const CREATORS_CAP: usize = 20;
 pub const BASE_ALPHA: f32 = 0.1;
 
 /// Kinds of feedback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     /// Shown.
@@ -47,7 +47,7 @@ pub enum EventKind {
 }
 
 /// One feedback event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
     /// Idempotency key (1–128 bytes).

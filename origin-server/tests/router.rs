@@ -1,0 +1,94 @@
+//! The router called directly, without a socket (`tower::ServiceExt::oneshot`).
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use edgewise_origin::Config;
+use tower::ServiceExt;
+
+fn state(name: &str) -> std::sync::Arc<edgewise_origin::AppState> {
+    let dir = std::env::temp_dir().join(format!("ew-router-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = Config { data_dir: dir, ..Config::default() };
+    cfg.index.dim = 4;
+    cfg.index.shards = 1;
+    edgewise_origin::open(cfg).expect("opens")
+}
+
+async fn call(app: axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
+    let req = Request::builder().method(method).uri(uri).body(Body::from(body.to_string())).expect("request");
+    let resp = app.oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24).await.expect("body");
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn readiness_follows_recovery() {
+    let st = state("ready");
+    let app = edgewise_origin::app(st.clone());
+    assert_eq!(call(app.clone(), "GET", "/livez", "").await.0, StatusCode::OK);
+    assert_eq!(call(app.clone(), "GET", "/readyz", "").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    // Writes wait for the index too.
+    let (status, body) = call(app.clone(), "PUT", "/v1/items", r#"[{"id":1,"embedding":[1,2,3,4]}]"#).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    edgewise_origin::recover(&st, |_, _| {}).expect("recovers");
+    assert_eq!(call(app.clone(), "GET", "/readyz", "").await.0, StatusCode::OK);
+    let (status, body) = call(app, "PUT", "/v1/items", r#"[{"id":1,"embedding":[1,2,3,4]}]"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn openapi_documents_every_route() {
+    let st = state("openapi");
+    let app = edgewise_origin::app(st);
+    let (status, body) = call(app, "GET", "/openapi.json", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."));
+    let paths = doc["paths"].as_object().expect("paths");
+    let want = [
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/v1/items", "put"),
+        ("/v1/items/{id}", "get"),
+        ("/v1/items/{id}", "delete"),
+        ("/v1/events", "post"),
+        ("/v1/users/{id}/candidates", "get"),
+        ("/v1/regions/{region}/bundle", "get"),
+        ("/v1/bundles/{digest}", "get"),
+        ("/v1/models", "put"),
+        ("/v1/models/{digest}", "get"),
+        ("/v1/models/current", "get"),
+        ("/v1/rank", "post"),
+    ];
+    for (path, method) in want {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not documented");
+    }
+    assert_eq!(paths.values().map(|p| p.as_object().map_or(0, |o| o.len())).sum::<usize>(), want.len());
+    for schema in ["ItemJson", "Event", "BatchResponse", "ErrorBody", "RankBody", "Manifest"] {
+        assert!(doc["components"]["schemas"].get(schema).is_some(), "schema {schema} missing");
+    }
+}
+
+#[tokio::test]
+async fn overload_answers_429_with_retry_after() {
+    let dir = std::env::temp_dir().join(format!("ew-router-{}-overload", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = Config { data_dir: dir, ..Config::default() };
+    cfg.index.dim = 4;
+    cfg.server.max_in_flight = 1;
+    cfg.retrieval.deadline_ms = 2_000;
+    cfg.retrieval.drills.insert("trending".into(), edgewise_origin::config::Drill { delay_ms: 400, fail: false });
+    let st = edgewise_origin::open(cfg).expect("opens");
+    edgewise_origin::recover(&st, |_, _| {}).expect("recovers");
+    let app = edgewise_origin::app(st);
+    // One slow request holds the only slot...
+    let slow = tokio::spawn(call(app.clone(), "GET", "/v1/regions/1/bundle", ""));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // ...so the next one is refused at once.
+    let req = Request::builder().uri("/livez").body(Body::empty()).expect("request");
+    let resp = app.oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(slow.await.expect("task").0, StatusCode::OK);
+}
