@@ -1,0 +1,176 @@
+//! The candidates endpoint under open-loop load on loopback.
+//!
+//! `cargo bench -p edgewise-origin --bench candidates [-- --items N --seconds S]`
+//!
+//! Loads N synthetic clustered items (default 100,000, d = 64) and 2,000 users
+//! with 20 interactions each into a fresh data directory, serves it on
+//! 127.0.0.1, then sends `GET /v1/users/{u}/candidates?k=500&region=r` at fixed
+//! rates. The load is open-loop: requests leave on a fixed schedule whether or
+//! not earlier ones have returned, and latency is measured from each request's
+//! scheduled time, so a slow server cannot hide its queueing (no coordinated
+//! omission). The rate doubles until p99 passes 50 ms. Prints one table.
+
+use std::time::{Duration, Instant};
+
+use edgewise_core::synth;
+use edgewise_origin::Config;
+use edgewise_origin::item::Item;
+use edgewise_origin::user::{Event, EventKind, trending_merge};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let n_items = arg("--items", 100_000) as usize;
+    let seconds = arg("--seconds", 5);
+    let n_users = 2_000u64;
+    let dir = std::env::temp_dir().join(format!("ew-bench-candidates-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = Config { data_dir: dir.clone(), ..Config::default() };
+    cfg.index.dim = 64;
+    let spec = synth::Spec {
+        n: n_items,
+        dim: 64,
+        n_features: 2,
+        n_sources: 5,
+        clusters: 64,
+        creators: 5_000,
+        regions: 8,
+        seed: 1,
+    };
+    eprintln!("loading {n_items} items and {n_users} users ...");
+    let state = edgewise_origin::open(cfg.clone()).expect("store");
+    let embs = synth::item_embeddings(&spec);
+    let items: Vec<Item> = embs
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| Item {
+            id: i as u64,
+            embedding: e,
+            content: None,
+            creator: (i % 5_000) as u32,
+            categories: vec![(i % 64) as u32],
+            region_mask: if i % 5 == 0 { 1 << (i % 8) } else { u32::MAX },
+            created_at_ms: 1_700_000_000_000 + i as u64,
+            features: vec![(i % 100) as f32 / 100.0, 0.5],
+        })
+        .collect();
+    for chunk in items.chunks(10_000) {
+        state.store.put_items(chunk).expect("put");
+    }
+    edgewise_origin::recover(&state, |_, _| {}).expect("recover");
+    let now = edgewise_origin::http::now_ms();
+    let mut rng = 7u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let events: Vec<Event> = (0..n_users)
+        .flat_map(|u| {
+            let home = next() % 64;
+            (0..20u64)
+                .map(|j| Event {
+                    event_id: format!("{u}-{j}"),
+                    user: u,
+                    item: (home + 64 * (next() % (n_items as u64 / 64))) % n_items as u64,
+                    kind: if j % 3 == 0 { EventKind::Like } else { EventKind::Click },
+                    time: now - 3_600_000 + j * 1000,
+                    region: (u % 8) as u8,
+                    dwell_ms: None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let session = state.session;
+    let half = cfg.retrieval.trending_half_life_s * 1000.0;
+    for chunk in events.chunks(5_000) {
+        let (_, bumped) = state
+            .store
+            .apply_events(
+                chunk,
+                |e, st| st.apply(e, state.catalogue.get(e.item).as_deref(), &session),
+                |c, b| trending_merge(c, b, half),
+            )
+            .expect("events");
+        for ((r, i), v) in bumped {
+            state.catalogue.set_trending(r, i, v);
+        }
+    }
+
+    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let listener = server_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let st2 = state.clone();
+    server_rt.spawn(async move { edgewise_origin::serve(st2, listener, std::future::pending()).await });
+
+    let client_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
+    println!();
+    println!(
+        "GET /v1/users/{{u}}/candidates?k=500 — {n_items} items (d = 64), {n_users} users, open-loop on loopback, {seconds} s per rate"
+    );
+    println!();
+    println!("| offered req/s | completed | p50 ms | p99 ms | max ms | errors |");
+    println!("|---------------|-----------|--------|--------|--------|--------|");
+    let mut rate = 25u64;
+    loop {
+        let (lat, errors) = client_rt.block_on(run_rate(&client, addr, rate, seconds, n_users));
+        let mut l = lat.clone();
+        let (p50, p99, max) = (percentile(&mut l, 0.5), percentile(&mut l, 0.99), percentile(&mut l, 1.0));
+        println!("| {rate:>13} | {:>9} | {p50:>6.1} | {p99:>6.1} | {max:>6.1} | {errors:>6} |", lat.len());
+        if p99 > 50.0 || errors > lat.len() / 10 || rate >= 12_800 {
+            break;
+        }
+        rate *= 2;
+    }
+    println!();
+    println!("the last row is the first rate whose p99 passed 50 ms (or the cap)");
+    drop(server_rt);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn run_rate(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    rate: u64,
+    seconds: u64,
+    users: u64,
+) -> (Vec<f64>, usize) {
+    let total = rate * seconds;
+    let gap = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let scheduled = start + gap * i as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let c = client.clone();
+        let url = format!("http://{addr}/v1/users/{}/candidates?k=500&region={}", (i * 7919) % users, i % 8);
+        set.spawn(async move {
+            let ok = match c.get(url).send().await {
+                Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                _ => false,
+            };
+            (ok, scheduled.elapsed().as_secs_f64() * 1e3)
+        });
+    }
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((true, ms)) => lat.push(ms),
+            _ => errors += 1,
+        }
+    }
+    (lat, errors)
+}
