@@ -122,6 +122,26 @@ impl Catalogue {
             .collect()
     }
 
+    /// Shards (of the item index, or of the content index when `true`) whose
+    /// tombstones passed `ratio` and that are not being rebuilt yet.
+    pub fn shards_to_rebuild(&self, ratio: f64) -> Vec<(bool, usize)> {
+        let mut v: Vec<(bool, usize)> =
+            self.index.shards_needing_rebuild(ratio).into_iter().map(|s| (false, s)).collect();
+        if let Some(ci) = &self.content {
+            v.extend(ci.shards_needing_rebuild(ratio).into_iter().map(|s| (true, s)));
+        }
+        v
+    }
+
+    /// Rebuilds one shard from the live items; `false` if it was already being rebuilt.
+    pub fn rebuild(&self, content: bool, shard: usize) -> bool {
+        match (content, &self.content) {
+            (false, _) => self.index.rebuild_shard(shard, || self.live_vectors(false)),
+            (true, Some(ci)) => ci.rebuild_shard(shard, || self.live_vectors(true)),
+            (true, None) => false,
+        }
+    }
+
     /// Sets a trending counter (after the store committed it).
     pub fn set_trending(&self, region: u8, item: u64, value: (f64, u64)) {
         self.trending.write().unwrap_or_else(poisoned).entry(region).or_default().insert(item, value);

@@ -346,12 +346,13 @@ async fn delete_item(
     if !existed {
         return Err(ApiError::not_found(format!("item {id} does not exist")));
     }
-    let ratio = st.cfg.index.rebuild_deleted_ratio;
-    for shard in st.catalogue.index.shards_needing_rebuild(ratio) {
+    for (content, shard) in st.catalogue.shards_to_rebuild(st.cfg.index.rebuild_deleted_ratio) {
         let cat = st.catalogue.clone();
         tokio::task::spawn_blocking(move || {
-            tracing::info!(shard, "rebuilding index shard in the background");
-            cat.index.rebuild_shard(shard, || cat.live_vectors(false));
+            tracing::info!(shard, content, "rebuilding an index shard in the background");
+            if cat.rebuild(content, shard) {
+                tracing::info!(shard, content, "index shard rebuilt and swapped in");
+            }
         });
     }
     Ok(StatusCode::NO_CONTENT.into_response())

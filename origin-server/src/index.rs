@@ -285,10 +285,13 @@ impl ShardedIndex {
         self.len() == 0
     }
 
-    /// Shards whose share of tombstones is above `ratio`.
+    /// Shards whose share of tombstones is above `ratio` and that are not being rebuilt already.
     pub fn shards_needing_rebuild(&self, ratio: f64) -> Vec<usize> {
         (0..self.slots.len())
             .filter(|&i| {
+                if self.slots[i].pending.lock().unwrap_or_else(poisoned).is_some() {
+                    return false;
+                }
                 let cur = self.slots[i].current.read().unwrap_or_else(poisoned);
                 let total = cur.len() + cur.deleted();
                 total > 0 && cur.deleted() as f64 / total as f64 > ratio
@@ -300,10 +303,17 @@ impl ShardedIndex {
     /// while queries keep reading the old one, then swaps the new one in.
     ///
     /// `live` is called after the write log is opened, so every write is either
-    /// in the snapshot, in the log, or both (replaying is idempotent).
-    pub fn rebuild_shard(&self, i: usize, live: impl FnOnce() -> Vec<(u64, Vec<f32>, u32)>) {
-        let Some(slot) = self.slots.get(i) else { return };
-        *slot.pending.lock().unwrap_or_else(poisoned) = Some(Vec::new());
+    /// in the snapshot, in the log, or both (replaying is idempotent). Returns
+    /// `false` (and does nothing) if that shard is already being rebuilt.
+    pub fn rebuild_shard(&self, i: usize, live: impl FnOnce() -> Vec<(u64, Vec<f32>, u32)>) -> bool {
+        let Some(slot) = self.slots.get(i) else { return false };
+        {
+            let mut pending = slot.pending.lock().unwrap_or_else(poisoned);
+            if pending.is_some() {
+                return false;
+            }
+            *pending = Some(Vec::new());
+        }
         let mut fresh = (self.factory)();
         for (id, v, m) in live() {
             if shard_of(id, self.slots.len()) == i {
@@ -318,6 +328,7 @@ impl ShardedIndex {
             }
         }
         *slot.current.write().unwrap_or_else(poisoned) = fresh;
+        true
     }
 }
 
@@ -392,7 +403,7 @@ mod tests {
         let to_rebuild = idx.shards_needing_rebuild(0.2);
         assert!(!to_rebuild.is_empty());
         for s in to_rebuild {
-            idx.rebuild_shard(s, || data[120..].iter().map(|(id, v)| (*id, v.clone(), 1)).collect());
+            assert!(idx.rebuild_shard(s, || data[120..].iter().map(|(id, v)| (*id, v.clone(), 1)).collect()));
         }
         assert_eq!(idx.shards_needing_rebuild(0.2), Vec::<usize>::new());
         assert_eq!(idx.search(&q, 10, &|_, _| true), before);
@@ -406,8 +417,11 @@ mod tests {
         idx.add(2, &[0.0, 1.0], 1);
         idx.remove(2);
         idx.rebuild_shard(0, || {
-            // A write lands while the new shard is being built from a snapshot.
+            // A write lands while the new shard is being built from a snapshot...
             idx.add(3, &[5.0, 5.0], 1);
+            // ...and a second rebuild of the same shard is refused meanwhile.
+            assert!(!idx.rebuild_shard(0, Vec::new));
+            assert!(idx.shards_needing_rebuild(0.0).is_empty());
             vec![(1, vec![1.0, 0.0], 1)]
         });
         let hits = idx.search(&[1.0, 1.0], 5, &|_, _| true);
