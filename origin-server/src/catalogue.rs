@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
-use crate::config::Config;
+use crate::config::{Config, IndexKind};
 use crate::index::{Filter, Hit, ShardedIndex, TopK};
 use crate::item::Item;
 use crate::user::trending_value;
@@ -38,14 +38,15 @@ fn poisoned<T>(e: std::sync::PoisonError<T>) -> T {
 }
 
 impl Catalogue {
-    /// An empty catalogue with exact (flat) indexes.
-    pub fn new(cfg: &Config) -> Self {
+    /// An empty catalogue with the configured kind of index.
+    pub fn new(cfg: &Config) -> Result<Self, String> {
         let shards = cfg.index.shard_count();
-        Self::with_indexes(
-            cfg,
-            ShardedIndex::flat(shards, cfg.index.dim),
-            (cfg.index.content_dim > 0).then(|| ShardedIndex::flat(shards, cfg.index.content_dim)),
-        )
+        let make = |dim: usize| match cfg.index.kind {
+            IndexKind::Flat => Ok(ShardedIndex::flat(shards, dim)),
+            IndexKind::Hnsw => ShardedIndex::hnsw(shards, dim, cfg.index.hnsw_params()),
+        };
+        let content = if cfg.index.content_dim > 0 { Some(make(cfg.index.content_dim)?) } else { None };
+        Ok(Self::with_indexes(cfg, make(cfg.index.dim)?, content))
     }
 
     /// An empty catalogue over the given indexes.
@@ -58,6 +59,32 @@ impl Catalogue {
             index,
             content,
             half_life_ms: cfg.retrieval.trending_half_life_s * 1000.0,
+        }
+    }
+
+    /// Adds many new items, building the index shards in parallel (start-up
+    /// recovery into an empty catalogue; use [`upsert`](Self::upsert) to replace items).
+    pub fn bulk_upsert(&self, items: Vec<Item>) {
+        let mut vectors = Vec::with_capacity(items.len());
+        let mut contents = Vec::new();
+        for it in &items {
+            vectors.push((it.id, it.embedding.clone(), it.region_mask));
+            if let Some(c) = &it.content {
+                contents.push((it.id, c.clone(), it.region_mask));
+            }
+        }
+        self.index.bulk_add(vectors);
+        if let Some(ci) = &self.content {
+            ci.bulk_add(contents);
+        }
+        let mut map = self.items.write().unwrap_or_else(poisoned);
+        let mut by_creator = self.by_creator.write().unwrap_or_else(poisoned);
+        let mut by_time = self.by_time.write().unwrap_or_else(poisoned);
+        for it in items {
+            let key = (std::cmp::Reverse(it.created_at_ms), it.id);
+            by_creator.entry(it.creator).or_default().insert(key);
+            by_time.insert(key);
+            map.insert(it.id, Arc::new(it));
         }
     }
 

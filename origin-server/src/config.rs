@@ -93,15 +93,52 @@ pub struct IndexConfig {
     pub shards: usize,
     /// A shard is rebuilt in the background once this share of its entries is deleted.
     pub rebuild_deleted_ratio: f64,
+    /// `hnsw` (USearch) or `flat` (exact scan; for tests and recall measurements).
+    pub kind: IndexKind,
+    /// HNSW graph degree `M`.
+    pub connectivity: usize,
+    /// HNSW `ef_construction`.
+    pub expansion_add: usize,
+    /// HNSW `ef` at query time (a query for more results uses its `k`).
+    pub expansion_search: usize,
+}
+
+/// The shard index implementation.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexKind {
+    /// Approximate, USearch HNSW.
+    #[default]
+    Hnsw,
+    /// Exact scan.
+    Flat,
 }
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        Self { dim: 64, content_dim: 0, shards: 0, rebuild_deleted_ratio: 0.2 }
+        Self {
+            dim: 64,
+            content_dim: 0,
+            shards: 0,
+            rebuild_deleted_ratio: 0.2,
+            kind: IndexKind::Hnsw,
+            connectivity: 16,
+            expansion_add: 200,
+            expansion_search: 100,
+        }
     }
 }
 
 impl IndexConfig {
+    /// HNSW parameters.
+    pub fn hnsw_params(&self) -> crate::index::hnsw::HnswParams {
+        crate::index::hnsw::HnswParams {
+            connectivity: self.connectivity,
+            expansion_add: self.expansion_add,
+            expansion_search: self.expansion_search,
+        }
+    }
+
     /// The shard count with `0` resolved to the number of cores.
     pub fn shard_count(&self) -> usize {
         if self.shards > 0 { self.shards } else { std::thread::available_parallelism().map_or(1, usize::from) }
@@ -250,6 +287,9 @@ impl Config {
                 self.features.names.len(),
                 edgewise_core::bundle::MAX_FEATURES
             ));
+        }
+        if self.index.connectivity < 2 || self.index.expansion_add == 0 || self.index.expansion_search == 0 {
+            return bad("index.connectivity must be at least 2, and the expansions at least 1".into());
         }
         if !(0.0..=1.0).contains(&self.index.rebuild_deleted_ratio) {
             return bad("index.rebuild_deleted_ratio must be in [0, 1]".into());

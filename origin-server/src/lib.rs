@@ -42,7 +42,7 @@ pub use http::{AppState, app};
 /// Opens the store in `cfg.data_dir` and returns a state that is not ready yet.
 pub fn open(cfg: Config) -> anyhow::Result<Arc<AppState>> {
     let store = store::Store::open(&cfg.data_dir)?;
-    let catalogue = Arc::new(catalogue::Catalogue::new(&cfg));
+    let catalogue = Arc::new(catalogue::Catalogue::new(&cfg).map_err(|e| anyhow::anyhow!(e))?);
     let metrics = metrics::Metrics::new()?;
     Ok(Arc::new(AppState::new(cfg, store, catalogue, metrics)))
 }
@@ -52,7 +52,10 @@ pub fn open(cfg: Config) -> anyhow::Result<Arc<AppState>> {
 pub fn recover(state: &AppState, mut progress: impl FnMut(u64, u64)) -> anyhow::Result<()> {
     let start = Instant::now();
     let total = state.store.item_count()?;
-    state.store.for_each_item(|item| state.catalogue.upsert(item), |n| progress(n, total))?;
+    // Items are read first, then every index shard is built in parallel.
+    let mut items = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    state.store.for_each_item(|item| items.push(item), |n| progress(n, total))?;
+    state.catalogue.bulk_upsert(items);
     if let Some(m) = state.store.meta("manifest")? {
         let manifest: models::Manifest =
             serde_json::from_slice(&m).map_err(|e| anyhow::anyhow!("the stored model manifest is corrupt: {e}"))?;

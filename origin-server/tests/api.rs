@@ -541,7 +541,13 @@ async fn deletes_trigger_background_rebuilds_and_never_resurface() {
     let s = Server::start(config(data_dir("rebuild"))).await;
     put_items(&s, &items()).await;
     for id in 1000..1120u64 {
-        let r = s.client.delete(s.u(&format!("/v1/items/{id}"))).bearer_auth("ingest-secret").send().await.expect("request");
+        let r = s
+            .client
+            .delete(s.u(&format!("/v1/items/{id}")))
+            .bearer_auth("ingest-secret")
+            .send()
+            .await
+            .expect("request");
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
     }
     // The rebuilds run in the background; wait for them to swap in.
@@ -551,7 +557,8 @@ async fn deletes_trigger_background_rebuilds_and_never_resurface() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(s.state.catalogue.index.len(), 180);
-    let bytes = s.client.get(s.u("/v1/users/77/candidates?k=200")).send().await.expect("request").bytes().await.expect("body");
+    let bytes =
+        s.client.get(s.u("/v1/users/77/candidates?k=200")).send().await.expect("request").bytes().await.expect("body");
     let b = Bundle::decode(&bytes).expect("bundle");
     assert_eq!(b.len(), 180, "every live item, and only live items");
     assert!((0..b.len()).all(|i| b.id(i) >= 1120));

@@ -19,6 +19,8 @@ use std::sync::{Mutex, RwLock};
 
 use rayon::prelude::*;
 
+pub mod hnsw;
+
 /// One search hit: item id and inner-product score.
 pub type Hit = (u64, f32);
 
@@ -229,6 +231,38 @@ impl ShardedIndex {
     /// Exact (flat) shards.
     pub fn flat(shards: usize, dim: usize) -> Self {
         Self::new(shards, dim, Box::new(move || Box::new(FlatIndex::new(dim))))
+    }
+
+    /// HNSW (USearch) shards.
+    pub fn hnsw(shards: usize, dim: usize, params: hnsw::HnswParams) -> Result<Self, String> {
+        // Fail early, here, rather than inside the factory.
+        hnsw::HnswIndex::new(dim, params)?;
+        Ok(Self::new(
+            shards,
+            dim,
+            Box::new(move || match hnsw::HnswIndex::new(dim, params) {
+                Ok(i) => Box::new(i) as Box<dyn VectorIndex>,
+                Err(e) => {
+                    tracing::error!(error = %e, "falling back to an exact shard");
+                    Box::new(FlatIndex::new(dim))
+                }
+            }),
+        ))
+    }
+
+    /// Adds many vectors at once, building every shard in parallel.
+    pub fn bulk_add(&self, entries: Vec<(u64, Vec<f32>, u32)>) {
+        let mut parts: Vec<Vec<(u64, Vec<f32>, u32)>> = (0..self.slots.len()).map(|_| Vec::new()).collect();
+        for e in entries {
+            parts[shard_of(e.0, self.slots.len())].push(e);
+        }
+        self.slots.par_iter().zip(parts).for_each(|(slot, part)| {
+            let _pending = slot.pending.lock().unwrap_or_else(poisoned);
+            let mut cur = slot.current.write().unwrap_or_else(poisoned);
+            for (id, v, m) in part {
+                cur.add(id, &v, m);
+            }
+        });
     }
 
     /// Number of shards.
