@@ -14,8 +14,10 @@
 //! Every source runs on the blocking pool under a deadline. A source that fails
 //! or misses its deadline is dropped and reported (bundle header, `/metrics`).
 //! Budgets it leaves unused (failed, or fewer results than its share) pass on to
-//! the other sources in proportion to their shares ("water-filling"). Every
-//! source is asked for up to `k` results so that extra budget can be honoured.
+//! the other sources in proportion to their shares ("water-filling"). Each
+//! source is asked for twice its budget (at least 16, at most `k`), so it can
+//! take over most of a failed source's share without making every request pay
+//! for `k` results from every source.
 //! If the fused list is still short (a cold start: no history), it is
 //! back-filled with the region's `fresh` and then `popular` items, which carry
 //! their own source slots, so every bundle is full whenever the catalogue
@@ -229,8 +231,11 @@ pub async fn retrieve(
     backfill: &[Source],
 ) -> Retrieved {
     let deadline = Duration::from_millis(cfg.deadline_ms);
+    let total_share: f64 = plan.iter().map(|p| p.1).sum();
     let mut tasks = Vec::new();
-    for &(source, _, _) in plan {
+    for &(source, share, _) in plan {
+        let budget = if total_share > 0.0 { (k as f64 * share / total_share).ceil() as usize } else { k };
+        let ask = (2 * budget).max(16).min(k);
         let req = req.clone();
         let drill = cfg.drills.get(source.name()).cloned().unwrap_or_default();
         tasks.push(tokio::spawn(async move {
@@ -239,7 +244,7 @@ pub async fn retrieve(
                 if drill.delay_ms > 0 {
                     std::thread::sleep(Duration::from_millis(drill.delay_ms));
                 }
-                if drill.fail { Err("failed (drill)") } else { Ok(req.run(source, k)) }
+                if drill.fail { Err("failed (drill)") } else { Ok(req.run(source, ask)) }
             });
             let r = match tokio::time::timeout(deadline, work).await {
                 Ok(Ok(r)) => r,
