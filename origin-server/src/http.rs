@@ -269,20 +269,7 @@ fn require_ready(st: &AppState) -> Result<(), ApiError> {
 async fn put_items(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     check_key(&st.cfg.auth.ingest_keys, &headers)?;
     require_ready(&st)?;
-    let records = split_batch(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let mut results: Vec<BatchResult> = Vec::with_capacity(records.len());
-    let mut valid = Vec::new();
-    let mut slots = Vec::new();
-    for (n, r) in records.into_iter().enumerate() {
-        match r.and_then(|v| Item::from_json(v, &st.cfg)) {
-            Ok(item) => {
-                slots.push(n);
-                valid.push(item);
-                results.push(BatchResult::error(n, String::new()));
-            }
-            Err(e) => results.push(BatchResult::error(n, e)),
-        }
-    }
+    let (mut results, valid, slots) = validate_batch(&body, |v| Item::from_json(v, &st.cfg))?;
     let accepted = valid.len();
     if accepted > 0 {
         let st2 = st.clone();
@@ -309,6 +296,29 @@ async fn put_items(State(st): State<Arc<AppState>>, headers: HeaderMap, body: By
     st.metrics.writes.with_label_values(&["item", "rejected"]).inc_by(rejected as u64);
     let status = if accepted == 0 { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     Ok((status, axum::Json(BatchResponse { accepted, rejected, results })).into_response())
+}
+
+/// Splits a batch body and validates each record: returns one result slot per
+/// record (errors filled in), the valid records, and their positions.
+fn validate_batch<T>(
+    body: &[u8],
+    parse: impl Fn(serde_json::Value) -> Result<T, String>,
+) -> Result<(Vec<BatchResult>, Vec<T>, Vec<usize>), ApiError> {
+    let records = split_batch(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut results = Vec::with_capacity(records.len());
+    let (mut valid, mut slots) = (Vec::new(), Vec::new());
+    for (n, r) in records.into_iter().enumerate() {
+        match r.and_then(&parse) {
+            Ok(x) => {
+                slots.push(n);
+                valid.push(x);
+                // Overwritten with the write's outcome once it is committed.
+                results.push(BatchResult::error(n, String::new()));
+            }
+            Err(e) => results.push(BatchResult::error(n, e)),
+        }
+    }
+    Ok((results, valid, slots))
 }
 
 fn parse_id(s: &str, what: &str) -> Result<u64, ApiError> {
@@ -366,20 +376,7 @@ async fn delete_item(
 async fn post_events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     check_key(&st.cfg.auth.ingest_keys, &headers)?;
     require_ready(&st)?;
-    let records = split_batch(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let mut results: Vec<BatchResult> = Vec::with_capacity(records.len());
-    let mut valid = Vec::new();
-    let mut slots = Vec::new();
-    for (n, r) in records.into_iter().enumerate() {
-        match r.and_then(Event::from_json) {
-            Ok(e) => {
-                slots.push(n);
-                valid.push(e);
-                results.push(BatchResult::error(n, String::new()));
-            }
-            Err(e) => results.push(BatchResult::error(n, e)),
-        }
-    }
+    let (mut results, valid, slots) = validate_batch(&body, Event::from_json)?;
     let applied_count = valid.len();
     if applied_count > 0 {
         let st2 = st.clone();
