@@ -269,7 +269,7 @@ fn require_ready(st: &AppState) -> Result<(), ApiError> {
 async fn put_items(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     check_key(&st.cfg.auth.ingest_keys, &headers)?;
     require_ready(&st)?;
-    let (mut results, valid, slots) = validate_batch(&body, |v| Item::from_json(v, &st.cfg))?;
+    let Validated { mut results, valid, slots } = validate_batch(&body, |v| Item::from_json(v, &st.cfg))?;
     let accepted = valid.len();
     if accepted > 0 {
         let st2 = st.clone();
@@ -298,12 +298,21 @@ async fn put_items(State(st): State<Arc<AppState>>, headers: HeaderMap, body: By
     Ok((status, axum::Json(BatchResponse { accepted, rejected, results })).into_response())
 }
 
-/// Splits a batch body and validates each record: returns one result slot per
-/// record (errors filled in), the valid records, and their positions.
+/// A batch body split and validated record by record.
+struct Validated<T> {
+    /// One slot per record; refused records carry their error already.
+    results: Vec<BatchResult>,
+    /// The valid records...
+    valid: Vec<T>,
+    /// ...and their positions in the batch.
+    slots: Vec<usize>,
+}
+
+/// Splits a batch body and validates each record with `parse`.
 fn validate_batch<T>(
     body: &[u8],
     parse: impl Fn(serde_json::Value) -> Result<T, String>,
-) -> Result<(Vec<BatchResult>, Vec<T>, Vec<usize>), ApiError> {
+) -> Result<Validated<T>, ApiError> {
     let records = split_batch(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut results = Vec::with_capacity(records.len());
     let (mut valid, mut slots) = (Vec::new(), Vec::new());
@@ -318,7 +327,7 @@ fn validate_batch<T>(
             Err(e) => results.push(BatchResult::error(n, e)),
         }
     }
-    Ok((results, valid, slots))
+    Ok(Validated { results, valid, slots })
 }
 
 fn parse_id(s: &str, what: &str) -> Result<u64, ApiError> {
@@ -376,7 +385,7 @@ async fn delete_item(
 async fn post_events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     check_key(&st.cfg.auth.ingest_keys, &headers)?;
     require_ready(&st)?;
-    let (mut results, valid, slots) = validate_batch(&body, Event::from_json)?;
+    let Validated { mut results, valid, slots } = validate_batch(&body, Event::from_json)?;
     let applied_count = valid.len();
     if applied_count > 0 {
         let st2 = st.clone();
