@@ -25,6 +25,11 @@ pub struct HnswParams {
     pub expansion_search: usize,
 }
 
+/// Concurrent callers a shard supports: four per core plus headroom.
+fn search_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from) * 4 + 16
+}
+
 /// One HNSW shard.
 pub struct HnswIndex {
     index: Index,
@@ -58,10 +63,15 @@ impl HnswIndex {
     }
 
     /// Reserves room for `n` more entries (bulk loads call this once).
+    ///
+    /// USearch also needs a slot per concurrent caller: a search beyond the
+    /// reserved slots fails at once instead of waiting. Searches run on rayon's
+    /// pool (one thread per core) and on the callers' threads, so reserve well
+    /// above that.
     pub fn reserve_more(&mut self, n: usize) {
         let want = self.slots + n;
         if want > self.index.capacity()
-            && let Err(e) = self.index.reserve(want)
+            && let Err(e) = self.index.reserve_capacity_and_threads(want, search_threads())
         {
             tracing::error!(error = %e, "USearch could not reserve capacity");
         }
@@ -121,5 +131,33 @@ impl VectorIndex for HnswIndex {
 
     fn deleted(&self) -> usize {
         self.deleted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: USearch refuses searches beyond its reserved thread slots,
+    /// which showed up as empty results under concurrency.
+    #[test]
+    fn concurrent_searches_all_get_results() {
+        let mut idx =
+            HnswIndex::new(4, HnswParams { connectivity: 8, expansion_add: 32, expansion_search: 32 }).expect("index");
+        for id in 0..500u64 {
+            let v = [(id % 7) as f32, (id % 11) as f32, (id % 13) as f32, 1.0];
+            idx.add(id, &v, u32::MAX);
+        }
+        let idx = &idx;
+        std::thread::scope(|s| {
+            for t in 0..32 {
+                s.spawn(move || {
+                    for _ in 0..20 {
+                        let hits = idx.search(&[1.0, t as f32, 2.0, 1.0], 10, &|_, _| true);
+                        assert_eq!(hits.len(), 10, "a concurrent search came back short");
+                    }
+                });
+            }
+        });
     }
 }
