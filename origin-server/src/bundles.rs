@@ -68,15 +68,6 @@ pub fn build(
     }
     let rows = b.len();
     let bytes = b.finish();
-    let digest = hex(&Sha256::digest(&bytes));
+    let digest = edgewise_core::model::digest_hex(&Sha256::digest(&bytes).into());
     Ok(Built { bytes: bytes.into(), digest, scope, region, rows })
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }

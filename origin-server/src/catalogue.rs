@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use crate::config::{Config, IndexKind};
-use crate::index::{Filter, Hit, ShardedIndex, TopK};
+use crate::index::{Filter, Hit, ShardedIndex, TopK, poisoned};
 use crate::item::Item;
 use crate::user::trending_value;
 
@@ -31,10 +31,6 @@ pub struct Catalogue {
     /// Content embeddings (only when `index.content_dim > 0`).
     pub content: Option<ShardedIndex>,
     half_life_ms: f64,
-}
-
-fn poisoned<T>(e: std::sync::PoisonError<T>) -> T {
-    e.into_inner()
 }
 
 impl Catalogue {

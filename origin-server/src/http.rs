@@ -703,7 +703,7 @@ async fn current_model(
         "canary": manifest.canary,
     }))
     .map_err(ApiError::internal)?;
-    let etag = bundles::hex(&<sha2::Sha256 as sha2::Digest>::digest(&body));
+    let etag = edgewise_core::model::digest_hex(&<sha2::Sha256 as sha2::Digest>::digest(&body).into());
     let mut h = HeaderMap::new();
     let cc = if user.is_some() { "private, max-age=60" } else { "public, max-age=60" };
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cc));
@@ -900,9 +900,7 @@ async fn bundle_by_digest(
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
     check_key(&st.cfg.auth.read_keys, &headers)?;
-    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return Err(ApiError::bad_request("a bundle digest is 64 lower-case hex digits (sha256)"));
-    }
+    check_digest(&digest)?;
     let Some(built) = st.by_digest.get(&digest).await else {
         st.metrics.cache.with_label_values(&["digest", "miss"]).inc();
         return Err(ApiError::not_found(format!("bundle {digest} is unknown or has expired from the bundle cache")));

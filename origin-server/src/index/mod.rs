@@ -214,7 +214,7 @@ pub fn shard_of(id: u64, shards: usize) -> usize {
     (z % shards.max(1) as u64) as usize
 }
 
-fn poisoned<T>(e: std::sync::PoisonError<T>) -> T {
+pub(crate) fn poisoned<T>(e: std::sync::PoisonError<T>) -> T {
     // A panic while holding a shard lock cannot leave the index half-written
     // in a way that breaks searching (writes are single calls), so carry on.
     e.into_inner()
