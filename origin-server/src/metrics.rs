@@ -20,6 +20,8 @@ pub struct Metrics {
     pub index_items: IntGauge,
     /// Items and events written, by kind and outcome.
     pub writes: IntCounterVec,
+    /// How each index was brought up at start-up: `snapshot` (loaded) or `rebuild`.
+    pub index_loads: IntCounterVec,
 }
 
 impl Metrics {
@@ -47,6 +49,10 @@ impl Metrics {
             cache: IntCounterVec::new(Opts::new("bundle_cache_total", "Bundle cache lookups"), &["cache", "result"])?,
             index_items: IntGauge::new("index_items", "Live items in the ANN index")?,
             writes: IntCounterVec::new(Opts::new("writes_total", "Items and events written"), &["kind", "outcome"])?,
+            index_loads: IntCounterVec::new(
+                Opts::new("index_loads_total", "Indexes brought up at start-up, from a snapshot or rebuilt"),
+                &["index", "how"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.http_seconds.clone()))?;
@@ -56,6 +62,7 @@ impl Metrics {
         m.registry.register(Box::new(m.cache.clone()))?;
         m.registry.register(Box::new(m.index_items.clone()))?;
         m.registry.register(Box::new(m.writes.clone()))?;
+        m.registry.register(Box::new(m.index_loads.clone()))?;
         Ok(m)
     }
 

@@ -12,7 +12,7 @@
 //! | `events` | event id | event time (ms): the idempotency record |
 //! | `trending` | (region, item id) | (decayed score, time of the score in ms) |
 //! | `models` | sha256 hex | model artifact bytes |
-//! | `meta` | key | bytes |
+//! | `meta` | key | bytes: the model manifest, the item generation |
 
 use std::path::Path;
 
@@ -48,6 +48,21 @@ pub enum StoreError {
 
 fn db<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Db(e.to_string())
+}
+
+/// `meta` key of the item generation (`u64`, little-endian).
+const GENERATION: &str = "item_generation";
+
+fn decode_generation(b: &[u8]) -> u64 {
+    b.try_into().map_or(0, u64::from_le_bytes)
+}
+
+/// Bumps the item generation inside a write transaction.
+fn bump_generation(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = tx.open_table(META).map_err(db)?;
+    let current = meta.get(GENERATION).map_err(db)?.map_or(0, |v| decode_generation(v.value()));
+    meta.insert(GENERATION, current.wrapping_add(1).to_le_bytes().as_slice()).map_err(db)?;
+    Ok(())
 }
 
 /// The open database.
@@ -121,6 +136,7 @@ impl Store {
                 let bytes = postcard::to_allocvec(it).map_err(db)?;
                 existed.push(t.insert(it.id, bytes.as_slice()).map_err(db)?.is_some());
             }
+            bump_generation(&tx)?;
         }
         tx.commit().map_err(db)?;
         Ok(existed)
@@ -130,8 +146,19 @@ impl Store {
     pub fn delete_item(&self, id: u64) -> Result<bool, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
         let existed = tx.open_table(ITEMS).map_err(db)?.remove(id).map_err(db)?.is_some();
+        if existed {
+            bump_generation(&tx)?;
+        }
         tx.commit().map_err(db)?;
         Ok(existed)
+    }
+
+    /// The item generation: it changes with every committed item write, so an
+    /// index snapshot stamped with it matches the items exactly when it is equal.
+    pub fn item_generation(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(META).map_err(db)?;
+        Ok(t.get(GENERATION).map_err(db)?.map_or(0, |v| decode_generation(v.value())))
     }
 
     /// Number of items.

@@ -2,8 +2,6 @@
 //! while a client writes items and events as fast as it can. After every
 //! restart, every write the server acknowledged must be there.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -11,48 +9,11 @@ use serde_json::{Value, json};
 const KILLS: usize = 20;
 const DIM: usize = 8;
 
-struct Origin {
-    child: Child,
-    url: String,
-}
+mod common;
+use common::Origin;
 
-/// Starts the server on an ephemeral port and waits until `/readyz` says ready.
 async fn start(data_dir: &std::path::Path) -> Origin {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgewise-origin"))
-        .args(["--log-format", "json", "--data-dir"])
-        .arg(data_dir)
-        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "2"])
-        .env("EDGEWISE__INDEX__DIM", DIM.to_string())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the server starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && let Some(addr) = v["fields"]["addr"].as_str()
-            {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("the server logs its address");
-    let url = format!("http://{addr}");
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "server never became ready");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Origin { child, url }
+    Origin::start(data_dir, 2, &[("EDGEWISE__INDEX__DIM", DIM.to_string())]).await
 }
 
 fn item(id: u64) -> Value {
@@ -125,9 +86,7 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
             tokio::spawn(async move { c.put(format!("{u}/v1/items")).json(&body).send().await })
         };
         tokio::time::sleep(Duration::from_millis(rng % 3)).await;
-        let mut child = origin.child;
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
+        origin.kill();
         // If the racing write was acknowledged before the kill landed, it must survive too.
         if let Ok(Ok(r)) = write.await
             && r.status() == 200
@@ -140,9 +99,7 @@ async fn acknowledged_writes_survive_repeated_sigkill() {
         let r = client.get(format!("{}/v1/items/{id}", origin.url)).send().await.expect("request");
         assert_eq!(r.status(), 200, "final check: acknowledged item {id} was lost");
     }
-    let mut child = origin.child;
-    child.kill().expect("kill");
-    child.wait().expect("reaped");
+    origin.kill();
     println!("{KILLS} SIGKILLs: {} acknowledged items and {} events, none lost", acked_items.len(), acked_events.len());
     let _ = std::fs::remove_dir_all(&dir);
 }

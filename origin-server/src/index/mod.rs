@@ -15,11 +15,13 @@
 //! against it.
 
 use std::collections::{BinaryHeap, HashMap};
+use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
 use rayon::prelude::*;
 
 pub mod hnsw;
+pub mod snapshot;
 
 /// One search hit: item id and inner-product score.
 pub type Hit = (u64, f32);
@@ -31,10 +33,26 @@ pub type Filter<'a> = dyn Fn(u64, u32) -> bool + Sync + 'a;
 pub trait VectorIndex: Send + Sync {
     /// Adds or replaces a vector with its region mask.
     fn add(&mut self, id: u64, v: &[f32], mask: u32);
+    /// Adds or replaces many vectors (start-up loads and rebuilds); an
+    /// implementation may insert them in parallel.
+    fn bulk_add(&mut self, entries: Vec<(u64, Vec<f32>, u32)>) {
+        for (id, v, mask) in entries {
+            self.add(id, &v, mask);
+        }
+    }
     /// Soft-deletes a vector; unknown ids are ignored.
     fn remove(&mut self, id: u64);
     /// The best `k` live entries for which `filter(id, mask)` holds, best first.
     fn search(&self, q: &[f32], k: usize, filter: &Filter<'_>) -> Vec<Hit>;
+    /// The best `k` live entries, best first, with no filter to call.
+    fn search_unfiltered(&self, q: &[f32], k: usize) -> Vec<Hit> {
+        self.search(q, k, &|_, _| true)
+    }
+    /// The shard's state as bytes for a snapshot file, or `None` if this kind
+    /// of index is cheaper to rebuild than to save.
+    fn snapshot(&self) -> Option<Result<Vec<u8>, String>> {
+        None
+    }
     /// Live entries.
     fn len(&self) -> usize;
     /// Tombstoned entries still taking space.
@@ -191,11 +209,14 @@ struct Slot {
 
 /// Builds an empty shard index.
 pub type Factory = dyn Fn() -> Box<dyn VectorIndex> + Send + Sync;
+/// Builds a shard from its snapshot payload.
+pub type Restorer = dyn Fn(&[u8]) -> Result<Box<dyn VectorIndex>, String> + Send + Sync;
 
 /// `S` shards behind one search interface.
 pub struct ShardedIndex {
     slots: Vec<Slot>,
     factory: Box<Factory>,
+    restorer: Option<Box<Restorer>>,
     dim: usize,
 }
 
@@ -225,7 +246,7 @@ impl ShardedIndex {
     pub fn new(shards: usize, dim: usize, factory: Box<Factory>) -> Self {
         let slots =
             (0..shards.max(1)).map(|_| Slot { current: RwLock::new(factory()), pending: Mutex::new(None) }).collect();
-        Self { slots, factory, dim }
+        Self { slots, factory, restorer: None, dim }
     }
 
     /// Exact (flat) shards.
@@ -237,7 +258,7 @@ impl ShardedIndex {
     pub fn hnsw(shards: usize, dim: usize, params: hnsw::HnswParams) -> Result<Self, String> {
         // Fail early, here, rather than inside the factory.
         hnsw::HnswIndex::new(dim, params)?;
-        Ok(Self::new(
+        let mut me = Self::new(
             shards,
             dim,
             Box::new(move || match hnsw::HnswIndex::new(dim, params) {
@@ -247,7 +268,78 @@ impl ShardedIndex {
                     Box::new(FlatIndex::new(dim))
                 }
             }),
-        ))
+        );
+        me.restorer = Some(Box::new(move |payload| {
+            hnsw::HnswIndex::restore(dim, params, payload).map(|i| Box::new(i) as Box<dyn VectorIndex>)
+        }));
+        Ok(me)
+    }
+
+    fn expect(&self, shard: usize, generation: u64) -> snapshot::Expect {
+        snapshot::Expect { shard: shard as u32, shards: self.slots.len() as u32, dim: self.dim as u32, generation }
+    }
+
+    /// Whether this kind of index is saved to snapshots (exact shards are not).
+    pub fn snapshots_supported(&self) -> bool {
+        self.restorer.is_some()
+    }
+
+    /// Saves every shard to `dir` as `{name}-{i}-of-{S}.ewix`, stamped with the
+    /// store's item `generation`; returns the bytes written. Other snapshot
+    /// files of `name` (another shard count) are removed.
+    pub fn save_snapshots(&self, dir: &Path, name: &str, generation: u64) -> Result<u64, snapshot::SnapshotError> {
+        if !self.snapshots_supported() {
+            return Ok(0);
+        }
+        std::fs::create_dir_all(dir).map_err(|source| snapshot::SnapshotError::Io { path: dir.to_owned(), source })?;
+        let mut written = 0u64;
+        let mut keep = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            let path = snapshot::path(dir, name, i, self.slots.len());
+            let payload = slot.current.read().unwrap_or_else(poisoned).snapshot();
+            let Some(payload) = payload else { continue };
+            let payload = payload.map_err(|reason| snapshot::SnapshotError::Invalid { path: path.clone(), reason })?;
+            let bytes = snapshot::encode(self.expect(i, generation), &payload);
+            snapshot::write_atomic(&path, &bytes)?;
+            written += bytes.len() as u64;
+            keep.push(path);
+        }
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                let ours = p.file_name().and_then(|f| f.to_str()).is_some_and(|f| f.starts_with(&format!("{name}-")));
+                if ours && !keep.contains(&p) {
+                    let _ = std::fs::remove_file(&p);
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// Replaces every shard with its snapshot in `dir`, all or nothing: if any
+    /// shard's file is missing, stale, corrupt or of another layout, nothing
+    /// changes and the reason is returned (the caller rebuilds instead).
+    pub fn load_snapshots(&self, dir: &Path, name: &str, generation: u64) -> Result<(), snapshot::SnapshotError> {
+        let Some(restore) = &self.restorer else {
+            return Err(snapshot::SnapshotError::Missing(dir.join(name)));
+        };
+        let mut loaded = Vec::with_capacity(self.slots.len());
+        for i in 0..self.slots.len() {
+            let path = snapshot::path(dir, name, i, self.slots.len());
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(snapshot::SnapshotError::Missing(path));
+                }
+                Err(source) => return Err(snapshot::SnapshotError::Io { path, source }),
+            };
+            let payload = snapshot::decode(&path, &bytes, self.expect(i, generation))?;
+            loaded.push(restore(payload).map_err(|reason| snapshot::SnapshotError::Invalid { path, reason })?);
+        }
+        for (slot, shard) in self.slots.iter().zip(loaded) {
+            *slot.current.write().unwrap_or_else(poisoned) = shard;
+        }
+        Ok(())
     }
 
     /// Adds many vectors at once, building every shard in parallel.
@@ -258,11 +350,15 @@ impl ShardedIndex {
         }
         self.slots.par_iter().zip(parts).for_each(|(slot, part)| {
             let _pending = slot.pending.lock().unwrap_or_else(poisoned);
-            let mut cur = slot.current.write().unwrap_or_else(poisoned);
-            for (id, v, m) in part {
-                cur.add(id, &v, m);
-            }
+            slot.current.write().unwrap_or_else(poisoned).bulk_add(part);
         });
+    }
+
+    /// Empties every shard.
+    pub fn clear(&self) {
+        for slot in &self.slots {
+            *slot.current.write().unwrap_or_else(poisoned) = (self.factory)();
+        }
     }
 
     /// Number of shards.
@@ -300,8 +396,18 @@ impl ShardedIndex {
 
     /// Scatter-gather search: the best `k` entries with `filter(id, mask)` over all shards.
     pub fn search(&self, q: &[f32], k: usize, filter: &Filter<'_>) -> Vec<Hit> {
+        self.gather(k, |shard| shard.search(q, k, filter))
+    }
+
+    /// Scatter-gather search with no filter.
+    pub fn search_unfiltered(&self, q: &[f32], k: usize) -> Vec<Hit> {
+        self.gather(k, |shard| shard.search_unfiltered(q, k))
+    }
+
+    /// Runs `search` on every shard in parallel and merges the best `k`.
+    fn gather(&self, k: usize, search: impl Fn(&dyn VectorIndex) -> Vec<Hit> + Sync) -> Vec<Hit> {
         let parts: Vec<Vec<Hit>> =
-            self.slots.par_iter().map(|s| s.current.read().unwrap_or_else(poisoned).search(q, k, filter)).collect();
+            self.slots.par_iter().map(|s| search(s.current.read().unwrap_or_else(poisoned).as_ref())).collect();
         let mut top = TopK::new(k);
         for (id, score) in parts.into_iter().flatten() {
             top.push(id, score);
@@ -349,11 +455,8 @@ impl ShardedIndex {
             *pending = Some(Vec::new());
         }
         let mut fresh = (self.factory)();
-        for (id, v, m) in live() {
-            if shard_of(id, self.slots.len()) == i {
-                fresh.add(id, &v, m);
-            }
-        }
+        let shards = self.slots.len();
+        fresh.bulk_add(live().into_iter().filter(|e| shard_of(e.0, shards) == i).collect());
         let mut pending = slot.pending.lock().unwrap_or_else(poisoned);
         for op in pending.take().unwrap_or_default() {
             match op {
