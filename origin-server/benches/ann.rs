@@ -280,6 +280,7 @@ fn main() -> Result<()> {
     }
     let ours_build = start.elapsed().as_secs_f64();
     pb.finish();
+    let kernels = ours.acceleration();
 
     // hnswlib: same data through files.
     let work = datasets::cache_dir().join("ann-bench");
@@ -383,6 +384,7 @@ fn main() -> Result<()> {
         "dataset": "glove-6b-50d (cosine)", "base": base_rows.len(), "queries": queries.len(), "k": K,
         "m": M, "ef_construction": EF_CONSTRUCTION, "rounds": rounds, "build_threads": threads,
         "build_seconds": {"edgewise": ours_build, "hnswlib": peer.built_s},
+        "usearch": usearch::version(), "usearch_kernels": kernels,
         "curves": {"edgewise": curves[0], "edgewise_filter_path": curves[1], "hnswlib": curves[2]},
         "qps_at_recall": at,
     });

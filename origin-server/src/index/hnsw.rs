@@ -73,6 +73,11 @@ impl HnswIndex {
         Ok(Self { index, dim, ids: Vec::new(), masks: Vec::new(), slot_of: HashMap::new() })
     }
 
+    /// The SIMD kernel family USearch picked for this CPU (e.g. `skylake`).
+    pub fn acceleration(&self) -> String {
+        self.index.hardware_acceleration()
+    }
+
     /// Changes the search beam width `ef` (benchmarks sweep it).
     pub fn set_expansion_search(&self, ef: usize) {
         self.index.change_expansion_search(ef.max(1));
