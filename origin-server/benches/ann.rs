@@ -33,7 +33,7 @@ use edgewise_origin::datasets::{self, GLOVE_50, GLOVE_50_NPY};
 use edgewise_origin::index::hnsw::{HnswIndex, HnswParams};
 use edgewise_origin::index::{Hit, ShardedIndex, VectorIndex};
 use edgewise_origin::plot::{LineChart, Series};
-use indicatif::{ProgressBar, ProgressStyle};
+use edgewise_origin::progress_bar;
 use rayon::prelude::*;
 
 const K: usize = 10;
@@ -58,17 +58,6 @@ fn out_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
     target.join("edgewise-bench")
-}
-
-fn bar(len: u64, msg: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template("{msg:<28} [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_message(msg.to_string());
-    pb
 }
 
 /// A virtualenv in the cache with hnswlib; returns its python.
@@ -258,7 +247,7 @@ fn main() -> Result<()> {
     // Exact truth, over 2 exact shards in parallel.
     let exact = ShardedIndex::flat(threads, dim);
     exact.bulk_add(base_rows.iter().map(|&r| (r as u64, all.row(r).to_vec(), u32::MAX)).collect());
-    let pb = bar(queries.len() as u64, "exact top 10");
+    let pb = progress_bar(queries.len() as u64, "exact top 10");
     let truth: Vec<Vec<u64>> = queries
         .iter()
         .map(|q| {
@@ -272,7 +261,7 @@ fn main() -> Result<()> {
     // Ours: one shard, built on every core, in chunks so progress shows.
     let params = HnswParams { connectivity: M, expansion_add: EF_CONSTRUCTION, expansion_search: 64 };
     let mut ours = HnswIndex::new(dim, params).map_err(anyhow::Error::msg)?;
-    let pb = bar(base_rows.len() as u64, "edgewise (USearch) build");
+    let pb = progress_bar(base_rows.len() as u64, "edgewise (USearch) build");
     let start = Instant::now();
     for chunk in base_rows.chunks(10_000) {
         ours.bulk_add(chunk.iter().map(|&r| (r as u64, all.row(r).to_vec(), u32::MAX)).collect());
@@ -307,7 +296,7 @@ fn main() -> Result<()> {
     let names = ["edgewise (USearch)", "edgewise, filter path", "hnswlib"];
     let mut secs: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); efs.len()]; 3];
     let mut recalls = vec![vec![0.0; efs.len()]; 3];
-    let pb = bar((rounds * efs.len()) as u64, "single-thread searches");
+    let pb = progress_bar((rounds * efs.len()) as u64, "single-thread searches");
     for _ in 0..rounds {
         for (e, &ef) in efs.iter().enumerate() {
             for (side, filtered) in [(0, false), (1, true)] {

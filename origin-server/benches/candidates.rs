@@ -8,7 +8,9 @@
 //! rates. The load is open-loop: requests leave on a fixed schedule whether or
 //! not earlier ones have returned, and latency is measured from each request's
 //! scheduled time, so a slow server cannot hide its queueing (no coordinated
-//! omission). The rate doubles until p99 passes 50 ms. Prints one table.
+//! omission). The rate doubles until p99 passes 50 ms. Prints the latency
+//! table, then each source's mean latency at each rate (from the server's
+//! Prometheus histograms), which shows where the time goes.
 
 use std::time::{Duration, Instant};
 
@@ -125,8 +127,21 @@ fn main() {
     println!("| offered req/s | completed | p50 ms | p99 ms | max ms | errors |");
     println!("|---------------|-----------|--------|--------|--------|--------|");
     let mut rate = 25u64;
+    let mut rates = Vec::new();
+    let mut per_source: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut before = latency_sums(&state);
     loop {
         let (lat, errors) = client_rt.block_on(run_rate(&client, addr, rate, seconds, n_users));
+        let after = latency_sums(&state);
+        rates.push(rate);
+        for ((name, n1, s1), (_, n0, s0)) in after.iter().zip(&before) {
+            let mean = if n1 > n0 { (s1 - s0) / (n1 - n0) as f64 * 1e3 } else { f64::NAN };
+            match per_source.iter_mut().find(|(n, _)| n == name) {
+                Some((_, v)) => v.push(mean),
+                None => per_source.push((name.clone(), vec![mean])),
+            }
+        }
+        before = after;
         let mut l = lat.clone();
         let (p50, p99, max) = (percentile(&mut l, 0.5), percentile(&mut l, 0.99), percentile(&mut l, 1.0));
         println!("| {rate:>13} | {:>9} | {p50:>6.1} | {p99:>6.1} | {max:>6.1} | {errors:>6} |", lat.len());
@@ -137,8 +152,37 @@ fn main() {
     }
     println!();
     println!("the last row is the first rate whose p99 passed 50 ms (or the cap)");
+    // Where the time goes: each source's mean latency at each rate (deltas of /metrics' histograms).
+    println!();
+    print!("| mean ms at offered req/s |");
+    for r in &rates {
+        print!(" {r} |");
+    }
+    println!();
+    println!("|---|{}", "---:|".repeat(rates.len()));
+    for (name, means) in &per_source {
+        print!("| {name} |");
+        for m in means {
+            print!(" {m:.2} |");
+        }
+        println!();
+    }
     drop(server_rt);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// (name, calls, total seconds) of every source, and of the whole request, so far.
+fn latency_sums(state: &edgewise_origin::AppState) -> Vec<(String, u64, f64)> {
+    let mut v = Vec::new();
+    for name in edgewise_core::bundle::SOURCE_NAMES.iter().take(5) {
+        if let Ok(h) = state.metrics.source_seconds.get_metric_with_label_values(&[name]) {
+            v.push((name.to_string(), h.get_sample_count(), h.get_sample_sum()));
+        }
+    }
+    if let Ok(h) = state.metrics.http_seconds.get_metric_with_label_values(&["/v1/users/{id}/candidates", "200"]) {
+        v.push(("whole request (server side)".to_string(), h.get_sample_count(), h.get_sample_sum()));
+    }
+    v
 }
 
 async fn run_rate(

@@ -53,6 +53,19 @@ pub fn open(cfg: Config) -> anyhow::Result<Arc<AppState>> {
     Ok(Arc::new(AppState::new(cfg, store, catalogue, metrics)))
 }
 
+/// A progress bar on stderr for long steps (import, start-up, benchmarks):
+/// message, bar, count, rate and time left. Hidden when stderr is not a terminal.
+pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg:<28} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
 /// Where index snapshots live: `<data_dir>/index/`.
 pub fn snapshot_dir(cfg: &Config) -> std::path::PathBuf {
     cfg.data_dir.join("index")

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use edgewise_origin::{Config, item::Item};
-use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser, Debug)]
 #[command(name = "edgewise-origin", version, about = "The Edgewise origin server")]
@@ -92,17 +91,6 @@ fn main() -> Result<()> {
     }
 }
 
-fn progress_bar(total: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(total);
-    pb.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_message(what.to_string());
-    pb
-}
-
 fn serve(cfg: Config) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -114,7 +102,7 @@ fn serve(cfg: Config) -> Result<()> {
         tracing::info!(addr = %listener.local_addr()?, "listening; /readyz answers 503 until the index is loaded");
         let loader = state.clone();
         let load = tokio::task::spawn_blocking(move || {
-            let pb = progress_bar(0, "loading items");
+            let pb = edgewise_origin::progress_bar(0, "loading items");
             let r = edgewise_origin::recover(&loader, |n, total| {
                 pb.set_length(total);
                 pb.set_position(n);
@@ -165,7 +153,7 @@ fn import_items(cfg: Config, file: &PathBuf, skip_invalid: bool) -> Result<()> {
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     let store = edgewise_origin::store::Store::open(&cfg.data_dir)
         .with_context(|| format!("cannot open the store in {} (is a server running on it?)", cfg.data_dir.display()))?;
-    let pb = progress_bar(size, "importing items");
+    let pb = edgewise_origin::progress_bar(size, "importing items");
     let reader = std::io::BufReader::new(f);
     let (mut batch, mut imported, mut skipped, mut read) = (Vec::new(), 0u64, 0u64, 0u64);
     for (n, line) in reader.lines().enumerate() {
