@@ -12,6 +12,7 @@
 //! | `events` | event id | event time (ms): the idempotency record |
 //! | `trending` | (region, item id) | (decayed score, time of the score in ms) |
 //! | `models` | sha256 hex | model artifact bytes |
+//! | `interactions` | (user, event time ms, item, kind) | nothing: the log of applied events, in user and time order |
 //! | `meta` | key | bytes: the model manifest, the item generation |
 
 use std::path::Path;
@@ -26,6 +27,8 @@ const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
 const EVENTS: TableDefinition<&str, u64> = TableDefinition::new("events");
 const TRENDING: TableDefinition<(u8, u64), (f64, u64)> = TableDefinition::new("trending");
 const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
+/// (user, event time in ms, item, kind code): the durable interaction log that training reads.
+const INTERACTIONS: TableDefinition<(u64, u64, u64, u8), ()> = TableDefinition::new("interactions");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// Store errors.
@@ -82,6 +85,23 @@ pub trait EventRecord {
     fn user(&self) -> u64;
     /// Event time, ms since the Unix epoch.
     fn time_ms(&self) -> u64;
+    /// Item id.
+    fn item(&self) -> u64;
+    /// Kind, as a stable one-byte code.
+    fn kind_code(&self) -> u8;
+}
+
+/// One entry of the interaction log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Interaction {
+    /// User id.
+    pub user: u64,
+    /// Event time, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// Item id.
+    pub item: u64,
+    /// Kind code ([`EventRecord::kind_code`]).
+    pub kind: u8,
 }
 
 /// A trending-counter increment produced by an event.
@@ -120,6 +140,7 @@ impl Store {
             tx.open_table(EVENTS).map_err(db)?;
             tx.open_table(TRENDING).map_err(db)?;
             tx.open_table(MODELS).map_err(db)?;
+            tx.open_table(INTERACTIONS).map_err(db)?;
             tx.open_table(META).map_err(db)?;
         }
         tx.commit().map_err(db)?;
@@ -221,6 +242,7 @@ impl Store {
             let mut ids = tx.open_table(EVENTS).map_err(db)?;
             let mut users = tx.open_table(USERS).map_err(db)?;
             let mut trending = tx.open_table(TRENDING).map_err(db)?;
+            let mut log = tx.open_table(INTERACTIONS).map_err(db)?;
             let mut cache: std::collections::HashMap<u64, UserState> = std::collections::HashMap::new();
             for e in events {
                 if ids.get(e.id()).map_err(db)?.is_some() {
@@ -228,6 +250,7 @@ impl Store {
                     continue;
                 }
                 ids.insert(e.id(), e.time_ms()).map_err(db)?;
+                log.insert((e.user(), e.time_ms(), e.item(), e.kind_code()), ()).map_err(db)?;
                 let uid = e.user();
                 let state = match cache.entry(uid) {
                     std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
@@ -259,6 +282,20 @@ impl Store {
         }
         tx.commit().map_err(db)?;
         Ok((outcomes, bumped.into_iter().collect()))
+    }
+
+    /// Visits the interaction log in (user, time, item) order; returns how many entries there were.
+    pub fn for_each_interaction(&self, mut f: impl FnMut(Interaction)) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(INTERACTIONS).map_err(db)?;
+        let mut n = 0;
+        for row in t.iter().map_err(db)? {
+            let (k, _) = row.map_err(db)?;
+            let (user, time_ms, item, kind) = k.value();
+            f(Interaction { user, time_ms, item, kind });
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Every trending counter (start-up recovery).

@@ -28,12 +28,13 @@ pub const CREATORS_CAP: usize = 20;
 /// Step of the long-term embedding EMA (seed 001, "incremental embedding updates").
 pub const BASE_ALPHA: f32 = 0.1;
 
-/// Kinds of feedback.
+/// Kinds of feedback. The discriminants are the interaction log's codes: never reorder them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[repr(u8)]
 pub enum EventKind {
     /// Shown.
-    Impression,
+    Impression = 0,
     /// Opened.
     Click,
     /// Liked.
@@ -76,6 +77,28 @@ impl EventRecord for Event {
     }
     fn time_ms(&self) -> u64 {
         self.time
+    }
+    fn item(&self) -> u64 {
+        self.item
+    }
+    fn kind_code(&self) -> u8 {
+        self.kind.code()
+    }
+}
+
+impl EventKind {
+    /// Every kind, in code order.
+    pub const ALL: [EventKind; 6] =
+        [EventKind::Impression, EventKind::Click, EventKind::Like, EventKind::Skip, EventKind::Hide, EventKind::Dwell];
+
+    /// The stable one-byte code stored in the interaction log.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind of a stored code.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code)).copied()
     }
 }
 
@@ -280,6 +303,45 @@ mod tests {
         assert_eq!(s.base, after_new.base, "a late event does not move the base embedding");
         assert_eq!(s.session, after_new.session, "nor the session embedding");
         assert!(s.seen.contains(&1), "but it still counts as seen");
+    }
+
+    #[test]
+    fn kind_codes_round_trip() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::from_code(k.code()), Some(k));
+        }
+        assert_eq!(EventKind::from_code(6), None);
+        assert_eq!(EventKind::Dwell.code(), 5, "stored codes never change");
+    }
+
+    #[test]
+    fn the_interaction_log_keeps_applied_events_once_in_user_and_time_order() {
+        let dir = std::env::temp_dir().join(format!("ew-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = crate::store::Store::open(&dir).expect("store");
+        let cfg = SessionConfig::default();
+        let mut evs = vec![ev("b", 2, EventKind::Like, 300), ev("a", 1, EventKind::Click, 100)];
+        evs.push(Event { user: 0, ..ev("c", 3, EventKind::Skip, 200) });
+        let apply = |events: &[Event]| {
+            store
+                .apply_events(events, |e, st| st.apply(e, None, &cfg), |c, b| trending_merge(c, b, 1000.0))
+                .expect("applies")
+        };
+        apply(&evs);
+        apply(&evs[..1]); // a duplicate id changes nothing
+        let mut log = Vec::new();
+        assert_eq!(store.for_each_interaction(|i| log.push(i)).expect("reads"), 3);
+        let got: Vec<(u64, u64, u64, Option<EventKind>)> =
+            log.iter().map(|i| (i.user, i.time_ms, i.item, EventKind::from_code(i.kind))).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 200, 3, Some(EventKind::Skip)),
+                (1, 100, 1, Some(EventKind::Click)),
+                (1, 300, 2, Some(EventKind::Like))
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
