@@ -5,12 +5,35 @@
 //! version. [`GuestInstance`] is one instantiated guest with a loaded model;
 //! [`GuestInstance::rank`] copies a bundle and a context into the guest, calls
 //! `ew_rank`, and decodes the result. Guest buffers are reused between calls.
+//!
+//! # The sandbox
+//! An edge node runs guests it did not write next to other tenants, so
+//! [`sandboxed_engine`] builds an engine whose guests cannot take more than
+//! their share ([`Limits`]):
+//! * **time**: epoch interruption. A ticker thread advances the engine's epoch
+//!   every [`EPOCH_TICK`], and every operation (loading a model, ranking a
+//!   bundle) gets a deadline in ticks; past it the guest traps and the call
+//!   returns [`GuestError::Deadline`];
+//! * **memory**: each instance's linear memory is capped (`memory.grow`
+//!   beyond the cap returns −1 to the guest, as the spec says);
+//! * **fuel** (optional): a deterministic instruction budget, for tests;
+//! * **instances** come from wasmtime's pooling allocator through an
+//!   [`InstancePre`], so instantiation is a few microseconds.
+//!
+//! A guest that traps or runs out of time or fuel fails only that operation.
+//! Its instance is then *poisoned* (its allocator may have been interrupted
+//! half-way) and refuses further calls ([`GuestError::Poisoned`]): the host
+//! drops it and instantiates a fresh one. [`default_engine`] has no limits;
+//! the command-line tools and the conformance tests use it.
 
 use std::path::Path;
+use std::time::Duration;
 
 use edgewise_core::abi::{self, ABI_VERSION, ModelMatch, Status};
 use edgewise_core::rank::{RankContext, RankOutput};
-use wasmtime::{Engine, Instance, Memory, Module, Store, TypedFunc};
+use wasmtime::{
+    Engine, Instance, InstancePre, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc,
+};
 
 /// Errors from loading or calling the guest.
 #[derive(Debug, thiserror::Error)]
@@ -65,17 +88,140 @@ pub enum GuestError {
     /// The guest's result bytes are malformed.
     #[error("guest returned a malformed result: {0}")]
     BadResult(#[from] abi::WireError),
+    /// The guest ran past its deadline and was interrupted.
+    #[error("guest interrupted after its {limit_ms} ms deadline")]
+    Deadline {
+        /// The deadline, in ms.
+        limit_ms: u64,
+    },
+    /// The guest used up its fuel.
+    #[error("guest ran out of fuel ({fuel} units)")]
+    OutOfFuel {
+        /// The fuel it had.
+        fuel: u64,
+    },
+    /// The guest trapped (an `unreachable`, an out-of-bounds access, a panic).
+    #[error("guest trapped: {0}")]
+    Trap(String),
+    /// An earlier call trapped or was interrupted; this instance must be replaced.
+    #[error("guest instance is poisoned by an earlier failure; instantiate a fresh one")]
+    Poisoned,
+}
+
+impl GuestError {
+    /// A short, stable name for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GuestError::Deadline { .. } => "deadline",
+            GuestError::OutOfFuel { .. } => "fuel",
+            GuestError::Trap(_) => "trap",
+            GuestError::OutOfMemory(_) => "memory",
+            GuestError::Poisoned => "poisoned",
+            GuestError::Call { .. } => "status",
+            GuestError::BadResult(_) => "bad_result",
+            _ => "host",
+        }
+    }
 }
 
 fn wt(e: impl std::fmt::Display) -> GuestError {
     GuestError::Wasmtime(format!("{e:#}"))
 }
 
-/// A compiled, checked guest module.
+/// How often the epoch advances; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// What one guest may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget of one operation (loading a model, ranking a bundle).
+    pub deadline: Duration,
+    /// Largest linear memory of one instance, in bytes.
+    pub memory_bytes: usize,
+    /// Fuel per operation, a deterministic instruction budget; `None` = unmetered.
+    pub fuel: Option<u64>,
+    /// Instances the pooling allocator holds at once.
+    pub instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { deadline: Duration::from_millis(10), memory_bytes: 64 << 20, fuel: None, instances: 128 }
+    }
+}
+
+impl Limits {
+    fn ticks(&self) -> u64 {
+        let tick = EPOCH_TICK.as_nanos().max(1);
+        u64::try_from(self.deadline.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// A store's data: its instance's memory limiter.
+pub struct Host {
+    limits: StoreLimits,
+}
+
+/// Sets the deadline and fuel for the next operation of a sandboxed store.
+fn arm(store: &mut Store<Host>, limits: Option<&Limits>) -> Result<(), GuestError> {
+    if let Some(l) = limits {
+        store.set_epoch_deadline(l.ticks());
+        if let Some(fuel) = l.fuel {
+            store.set_fuel(fuel).map_err(wt)?;
+        }
+    }
+    Ok(())
+}
+
+/// Names a failed call: deadline, fuel, trap, or another wasmtime error.
+fn classify(e: &wasmtime::Error, limits: Option<&Limits>) -> GuestError {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => GuestError::Deadline {
+            limit_ms: limits.map_or(0, |l| u64::try_from(l.deadline.as_millis()).unwrap_or(u64::MAX)),
+        },
+        Some(wasmtime::Trap::OutOfFuel) => GuestError::OutOfFuel { fuel: limits.and_then(|l| l.fuel).unwrap_or(0) },
+        Some(t) => GuestError::Trap(t.to_string()),
+        None => wt(e),
+    }
+}
+
+/// An engine whose guests run under `limits`: epoch deadlines (with a ticker
+/// thread that stops when the engine is dropped), optional fuel, and the
+/// pooling allocator sized for `limits.instances` instances of at most
+/// `limits.memory_bytes` of memory.
+pub fn sandboxed_engine(limits: &Limits) -> Result<Engine, GuestError> {
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_core_instances(limits.instances)
+        .total_memories(limits.instances)
+        .total_tables(limits.instances)
+        .max_memory_size(limits.memory_bytes);
+    let mut config = wasmtime::Config::new();
+    config
+        .epoch_interruption(true)
+        .consume_fuel(limits.fuel.is_some())
+        .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    let engine = Engine::new(&config).map_err(wt)?;
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("edgewise-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map_err(|e| GuestError::Wasmtime(format!("cannot start the epoch ticker: {e}")))?;
+    Ok(engine)
+}
+
+/// A compiled, checked guest module, ready to instantiate.
 #[derive(Clone)]
 pub struct GuestModule {
     engine: Engine,
     module: Module,
+    pre: InstancePre<Host>,
+    limits: Option<Limits>,
 }
 
 impl std::fmt::Debug for GuestModule {
@@ -85,14 +231,25 @@ impl std::fmt::Debug for GuestModule {
 }
 
 impl GuestModule {
-    /// Compiles and checks binary module bytes.
+    /// Compiles and checks binary module bytes, to run without limits.
     pub fn new(engine: &Engine, bytes: &[u8]) -> Result<Self, GuestError> {
+        Self::build(engine, bytes, None)
+    }
+
+    /// Compiles and checks binary module bytes, to run under `limits`;
+    /// `engine` must come from [`sandboxed_engine`] with the same limits.
+    pub fn sandboxed(engine: &Engine, bytes: &[u8], limits: Limits) -> Result<Self, GuestError> {
+        Self::build(engine, bytes, Some(limits))
+    }
+
+    fn build(engine: &Engine, bytes: &[u8], limits: Option<Limits>) -> Result<Self, GuestError> {
         let module = Module::new(engine, bytes).map_err(wt)?;
         let imports: Vec<String> = module.imports().map(|i| format!("{}::{}", i.module(), i.name())).collect();
         if let Some(first) = imports.first() {
             return Err(GuestError::HasImports { count: imports.len(), first: first.clone() });
         }
-        Ok(Self { engine: engine.clone(), module })
+        let pre = Linker::<Host>::new(engine).instantiate_pre(&module).map_err(wt)?;
+        Ok(Self { engine: engine.clone(), module, pre, limits })
     }
 
     /// Reads, compiles and checks a module file.
@@ -107,11 +264,17 @@ impl GuestModule {
         &self.module
     }
 
-    /// A fresh instance in its own store.
+    /// A fresh instance in its own store (from the pool, when sandboxed).
     pub fn instantiate(&self) -> Result<GuestInstance, GuestError> {
-        let mut store = Store::new(&self.engine, ());
-        let instance = Instance::new(&mut store, &self.module, &[]).map_err(wt)?;
-        GuestInstance::new(store, instance)
+        let mut limits = StoreLimitsBuilder::new();
+        if let Some(l) = &self.limits {
+            limits = limits.memory_size(l.memory_bytes);
+        }
+        let mut store = Store::new(&self.engine, Host { limits: limits.build() });
+        store.limiter(|h| &mut h.limits);
+        arm(&mut store, self.limits.as_ref())?;
+        let instance = self.pre.instantiate(&mut store).map_err(|e| classify(&e, self.limits.as_ref()))?;
+        GuestInstance::new(store, instance, self.limits)
     }
 }
 
@@ -122,7 +285,10 @@ pub fn default_engine() -> Result<Engine, GuestError> {
 
 /// An instantiated guest.
 pub struct GuestInstance {
-    store: Store<()>,
+    store: Store<Host>,
+    limits: Option<Limits>,
+    /// Set once a call trapped or ran out of time or fuel.
+    poisoned: bool,
     memory: Memory,
     alloc: TypedFunc<u32, u32>,
     free: TypedFunc<(u32, u32), ()>,
@@ -144,7 +310,7 @@ impl std::fmt::Debug for GuestInstance {
 }
 
 fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
-    store: &mut Store<()>,
+    store: &mut Store<Host>,
     instance: &Instance,
     name: &'static str,
 ) -> Result<TypedFunc<P, R>, GuestError> {
@@ -154,12 +320,12 @@ fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
 }
 
 impl GuestInstance {
-    fn new(mut store: Store<()>, instance: Instance) -> Result<Self, GuestError> {
+    fn new(mut store: Store<Host>, instance: Instance, limits: Option<Limits>) -> Result<Self, GuestError> {
         let memory = instance
             .get_memory(&mut store, "memory")
             .ok_or(GuestError::MissingExport { name: "memory", reason: "no exported memory".into() })?;
         let version: TypedFunc<(), u32> = func(&mut store, &instance, "ew_abi_version")?;
-        let found = version.call(&mut store, ()).map_err(wt)?;
+        let found = version.call(&mut store, ()).map_err(|e| classify(&e, limits.as_ref()))?;
         if found != ABI_VERSION {
             return Err(GuestError::AbiVersion { found, expected: ABI_VERSION });
         }
@@ -174,9 +340,38 @@ impl GuestInstance {
             error_len: func(&mut store, &instance, "ew_error_len")?,
             memory,
             store,
+            limits,
+            poisoned: false,
             buf: None,
             ctx_bytes: Vec::new(),
         })
+    }
+
+    /// Classifies a failed call, and poisons the instance if the guest was stopped.
+    fn fail(&mut self, e: wasmtime::Error) -> GuestError {
+        let err = classify(&e, self.limits.as_ref());
+        if matches!(err, GuestError::Deadline { .. } | GuestError::OutOfFuel { .. } | GuestError::Trap(_)) {
+            self.poisoned = true;
+        }
+        err
+    }
+
+    /// Starts an operation: refuses a poisoned instance, sets the deadline and fuel.
+    fn begin(&mut self) -> Result<(), GuestError> {
+        if self.poisoned {
+            return Err(GuestError::Poisoned);
+        }
+        arm(&mut self.store, self.limits.as_ref())
+    }
+
+    /// Whether an earlier call trapped or was stopped (the instance must be replaced).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// The guest's linear memory size in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.data_size(&self.store)
     }
 
     /// Ensures the reusable guest buffer holds at least `len` bytes; returns its pointer.
@@ -186,11 +381,11 @@ impl GuestInstance {
             if cap >= want {
                 return Ok(ptr);
             }
-            self.free.call(&mut self.store, (ptr, cap)).map_err(wt)?;
+            self.free.call(&mut self.store, (ptr, cap)).map_err(|e| self.fail(e))?;
             self.buf = None;
         }
         let cap = want.max(64 * 1024).checked_next_power_of_two().unwrap_or(want);
-        let ptr = self.alloc.call(&mut self.store, cap).map_err(wt)?;
+        let ptr = self.alloc.call(&mut self.store, cap).map_err(|e| self.fail(e))?;
         if ptr == 0 {
             return Err(GuestError::OutOfMemory(len));
         }
@@ -208,10 +403,8 @@ impl GuestInstance {
         match Status::from_code(code) {
             Some(Status::Ok) => Ok(()),
             status => {
-                let (p, l) = (
-                    self.error_ptr.call(&mut self.store, ()).map_err(wt)?,
-                    self.error_len.call(&mut self.store, ()).map_err(wt)?,
-                );
+                let p = self.error_ptr.call(&mut self.store, ()).map_err(|e| self.fail(e))?;
+                let l = self.error_len.call(&mut self.store, ()).map_err(|e| self.fail(e))?;
                 let message = String::from_utf8_lossy(&self.read(p, l)?).into_owned();
                 Err(GuestError::Call { status: status.unwrap_or(Status::Incompatible), message })
             }
@@ -220,27 +413,29 @@ impl GuestInstance {
 
     /// Loads a model artifact into the guest.
     pub fn load_model(&mut self, model: &[u8]) -> Result<(), GuestError> {
+        self.begin()?;
         let ptr = self.buffer(model.len())?;
         self.memory.write(&mut self.store, ptr as usize, model).map_err(wt)?;
-        let code = self.load_model.call(&mut self.store, (ptr, model.len() as u32)).map_err(wt)?;
+        let code = self.load_model.call(&mut self.store, (ptr, model.len() as u32)).map_err(|e| self.fail(e))?;
         self.status(code)
     }
 
     /// Ranks an encoded bundle with an encoded (`EWCX`) context; returns the `EWRS` result bytes.
     pub fn rank_raw(&mut self, bundle: &[u8], ctx: &[u8]) -> Result<Vec<u8>, GuestError> {
+        self.begin()?;
         let total = bundle.len() + ctx.len();
         let ptr = self.buffer(total)?;
         let data = self.memory.data_mut(&mut self.store);
         let (b0, c0) = (ptr as usize, ptr as usize + bundle.len());
         data.get_mut(b0..c0).ok_or(GuestError::OutOfMemory(total))?.copy_from_slice(bundle);
         data.get_mut(c0..c0 + ctx.len()).ok_or(GuestError::OutOfMemory(total))?.copy_from_slice(ctx);
-        let code =
-            self.rank.call(&mut self.store, (ptr, bundle.len() as u32, c0 as u32, ctx.len() as u32)).map_err(wt)?;
+        let code = self
+            .rank
+            .call(&mut self.store, (ptr, bundle.len() as u32, c0 as u32, ctx.len() as u32))
+            .map_err(|e| self.fail(e))?;
         self.status(code)?;
-        let (p, l) = (
-            self.result_ptr.call(&mut self.store, ()).map_err(wt)?,
-            self.result_len.call(&mut self.store, ()).map_err(wt)?,
-        );
+        let p = self.result_ptr.call(&mut self.store, ()).map_err(|e| self.fail(e))?;
+        let l = self.result_len.call(&mut self.store, ()).map_err(|e| self.fail(e))?;
         self.read(p, l)
     }
 

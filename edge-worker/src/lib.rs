@@ -5,7 +5,9 @@
 //!
 //! Today this crate holds [`guest`], the host side of the guest ABI
 //! ([`edgewise_core::abi`]): it compiles the module, checks its imports and ABI
-//! version, and ranks bundles through it. The HTTP feed server, the regional
+//! version, and ranks bundles through it, optionally inside the sandbox
+//! (epoch deadlines, a memory cap, fuel, pooled instances from an
+//! `InstancePre`) that `tests/sandbox.rs` attacks with hostile guests. The HTTP feed server, the regional
 //! cache and the speculative-then-refined protocol build on it (issue 5).
 //! The `edgewise-edge` binary currently offers `rank`, which ranks a bundle
 //! through the guest and natively and prints both with their explanations.
