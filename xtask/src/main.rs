@@ -111,9 +111,21 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     run(cargo().args(["bench", "--package", "edgewise-edge", "--bench", "rank"]).args(extra))
 }
 
+/// Installs Debian packages whose marker file is missing (`apt-get`, as root).
+fn ensure_apt(packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().filter(|(_, file)| !Path::new(file).exists()).map(|(p, _)| *p).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing))
+}
+
 fn test(root: &Path) -> Result<()> {
     let start = Instant::now();
     ensure_toolchain(&[GUEST_TARGET, BARE_TARGET], &["rustfmt", "clippy"])?;
+    // The chart tests render text with DejaVu Sans.
+    ensure_apt(&[("fonts-dejavu-core", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")])?;
     let mut steps: Vec<(String, f64)> = Vec::new();
     let mut step = |name: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
         let t = Instant::now();
