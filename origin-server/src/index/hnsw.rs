@@ -36,6 +36,9 @@ fn search_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from) * 4 + 16
 }
 
+/// Inserts of at least this many vectors run in parallel.
+const PARALLEL_FROM: usize = 256;
+
 /// A slot whose item was replaced or removed.
 const TOMBSTONE: u64 = u64::MAX;
 
@@ -178,16 +181,19 @@ impl VectorIndex for HnswIndex {
             placed.push((slot, v));
         }
         let index = &self.index;
-        let failed: Vec<u64> = placed
-            .par_iter()
-            .filter_map(|(slot, v)| match index.add(*slot, v) {
-                Ok(()) => None,
-                Err(e) => {
-                    tracing::error!(slot, error = %e, "USearch refused a vector");
-                    Some(*slot)
-                }
-            })
-            .collect();
+        let insert = |(slot, v): &(u64, Vec<f32>)| match index.add(*slot, v) {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(slot, error = %e, "USearch refused a vector");
+                Some(*slot)
+            }
+        };
+        // A few vectors (an API upsert) go in on this thread; a bulk load fans out on rayon.
+        let failed: Vec<u64> = if placed.len() < PARALLEL_FROM {
+            placed.iter().filter_map(insert).collect()
+        } else {
+            placed.par_iter().filter_map(insert).collect()
+        };
         for slot in failed {
             let id = std::mem::replace(&mut self.ids[slot as usize], TOMBSTONE);
             self.slot_of.remove(&id);
