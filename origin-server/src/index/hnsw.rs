@@ -166,7 +166,12 @@ impl VectorIndex for HnswIndex {
 
     /// Inserts on rayon's pool: USearch's graph takes concurrent inserts.
     fn bulk_add(&mut self, entries: Vec<(u64, Vec<f32>, u32)>) {
-        let entries: Vec<(u64, Vec<f32>, u32)> = entries.into_iter().filter(|e| e.1.len() == self.dim).collect();
+        // The last entry of an id wins. Dropping the earlier ones here matters: retiring a
+        // slot that is not in the graph yet would leave it there, live, once inserted.
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        let mut entries: Vec<(u64, Vec<f32>, u32)> =
+            entries.into_iter().rev().filter(|e| e.1.len() == self.dim && seen.insert(e.0)).collect();
+        entries.reverse();
         if entries.is_empty() {
             return;
         }
@@ -305,6 +310,17 @@ mod tests {
             assert_eq!(back.search_unfiltered(&q, 10), idx.search_unfiltered(&q, 10));
         }
         assert!(HnswIndex::restore(3, params(), &payload[..20]).is_err(), "a cut payload is refused");
+    }
+
+    /// Regression: an id given twice in one batch left its first slot live in the graph.
+    #[test]
+    fn a_batch_that_repeats_an_id_keeps_the_last_vector_only() {
+        let mut idx = HnswIndex::new(2, params()).expect("index");
+        idx.bulk_add(vec![(1, vec![1.0, 0.0], 1), (2, vec![0.0, 1.0], 1), (1, vec![-1.0, 0.0], 1)]);
+        assert_eq!((idx.len(), idx.deleted()), (2, 0));
+        let hits = idx.search_unfiltered(&[1.0, 0.0], 2);
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(hits[1].1, -1.0, "item 1 is found with its last vector");
     }
 
     #[test]
