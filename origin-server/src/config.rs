@@ -251,28 +251,135 @@ pub struct AuthConfig {
     pub read_keys: Vec<String>,
 }
 
+/// The file in a data directory that records the schema of its data.
+pub const DATA_SCHEMA_FILE: &str = "schema.toml";
+
+/// The schema a data directory was built with: the index dimensions and the
+/// feature names. Written as a partial configuration file ([`DATA_SCHEMA_FILE`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DataSchema {
+    /// `[index]`.
+    pub index: SchemaIndex,
+    /// `[features]`.
+    pub features: SchemaFeatures,
+}
+
+/// The `[index]` part of a [`DataSchema`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaIndex {
+    /// `index.dim`.
+    pub dim: usize,
+    /// `index.content_dim`.
+    pub content_dim: usize,
+}
+
+/// The `[features]` part of a [`DataSchema`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaFeatures {
+    /// `features.names`.
+    pub names: Vec<String>,
+}
+
+impl std::fmt::Display for DataSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "index.dim = {}, index.content_dim = {}, features.names = {:?}",
+            self.index.dim, self.index.content_dim, self.features.names
+        )
+    }
+}
+
+impl DataSchema {
+    /// Reads `dir`'s schema file, if there is one.
+    pub fn read(dir: &Path) -> Result<Option<Self>, ConfigError> {
+        let path = dir.join(DATA_SCHEMA_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml_schema(&text).map(Some).map_err(|e| ConfigError(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ConfigError(format!("reading {}: {e}", path.display()))),
+        }
+    }
+
+    /// Writes it as `dir`'s schema file (atomically: a temporary file, then a rename).
+    pub fn write(&self, dir: &Path) -> Result<(), ConfigError> {
+        let path = dir.join(DATA_SCHEMA_FILE);
+        let tmp = dir.join(format!("{DATA_SCHEMA_FILE}.tmp"));
+        let names: Vec<String> = self.features.names.iter().map(|n| format!("{n:?}")).collect();
+        let text = format!(
+            "# Written by edgewise-origin: the schema of the data in this directory.\n\
+             [index]\ndim = {}\ncontent_dim = {}\n\n[features]\nnames = [{}]\n",
+            self.index.dim,
+            self.index.content_dim,
+            names.join(", ")
+        );
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, text))
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| ConfigError(format!("writing {}: {e}", path.display())))
+    }
+}
+
+fn toml_schema(text: &str) -> Result<DataSchema, String> {
+    Figment::from(Toml::string(text)).extract().map_err(|e| e.to_string())
+}
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
-pub struct ConfigError(String);
+pub struct ConfigError(pub String);
 
 impl Config {
-    /// Loads defaults ← `file` ← environment ← `overrides` (a partial config from flags).
+    /// Loads defaults ← the data directory's schema ← `file` ← environment ←
+    /// `overrides` (a partial config from flags).
+    ///
+    /// A data directory that holds imported data records the schema it was
+    /// built with ([`DATA_SCHEMA_FILE`]); it is the layer just above the
+    /// defaults, so `serve --data-dir DIR` needs no flags. A higher layer that
+    /// contradicts it is an error: the stored items would not fit.
     pub fn load(file: Option<&Path>, overrides: &[(&str, figment::value::Value)]) -> Result<Self, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(f) = file {
-            if !f.exists() {
-                return Err(ConfigError(format!("config file {} does not exist", f.display())));
+        let layered = |schema: Option<&Path>| -> Result<Config, ConfigError> {
+            let mut fig = Figment::from(Serialized::defaults(Config::default()));
+            if let Some(s) = schema {
+                fig = fig.merge(Toml::file(s));
             }
-            fig = fig.merge(Toml::file(f));
+            if let Some(f) = file {
+                if !f.exists() {
+                    return Err(ConfigError(format!("config file {} does not exist", f.display())));
+                }
+                fig = fig.merge(Toml::file(f));
+            }
+            fig = fig.merge(Env::prefixed("EDGEWISE__").split("__").lowercase(true));
+            for (key, value) in overrides {
+                fig = fig.merge(Serialized::global(key, value.clone()));
+            }
+            fig.extract().map_err(|e| ConfigError(e.to_string()))
+        };
+        let mut cfg = layered(None)?;
+        if let Some(stored) = DataSchema::read(&cfg.data_dir)? {
+            cfg = layered(Some(&cfg.data_dir.join(DATA_SCHEMA_FILE)))?;
+            let effective = cfg.data_schema();
+            if effective != stored {
+                return Err(ConfigError(format!(
+                    "{} records {stored}, but the configuration asks for {effective}; \
+                     use the recorded schema or another data directory",
+                    cfg.data_dir.join(DATA_SCHEMA_FILE).display()
+                )));
+            }
         }
-        fig = fig.merge(Env::prefixed("EDGEWISE__").split("__").lowercase(true));
-        for (key, value) in overrides {
-            fig = fig.merge(Serialized::global(key, value.clone()));
-        }
-        let cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The schema part of this configuration (what stored items depend on).
+    pub fn data_schema(&self) -> DataSchema {
+        DataSchema {
+            index: SchemaIndex { dim: self.index.dim, content_dim: self.index.content_dim },
+            features: SchemaFeatures { names: self.features.names.clone() },
+        }
     }
 
     /// Checks values that types alone cannot.
@@ -359,5 +466,27 @@ mod tests {
         let err = Config::load(Some(&file), &[]).expect_err("unknown source");
         assert!(err.to_string().contains("viral"), "{err}");
         assert!(Config::load(Some(Path::new("/no/such/file.toml")), &[]).is_err());
+    }
+
+    #[test]
+    fn a_data_directory_schema_is_a_layer_and_contradictions_are_refused() {
+        let dir = std::env::temp_dir().join(format!("ew-config-schema-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut base = Config::default();
+        base.index.dim = 16;
+        base.index.content_dim = 20;
+        base.features.names = vec!["popularity".into(), "year".into()];
+        base.data_schema().write(&dir).expect("write");
+        assert_eq!(DataSchema::read(&dir).expect("read"), Some(base.data_schema()));
+        let d = dir.display().to_string();
+        let cfg = Config::load(None, &[("data_dir", d.clone().into())]).expect("loads");
+        assert_eq!(cfg.data_schema(), base.data_schema(), "the stored schema replaces the defaults");
+        let err = Config::load(None, &[("data_dir", d.clone().into()), ("index.dim", 32.into())])
+            .expect_err("a contradicting flag");
+        assert!(err.to_string().contains("index.dim = 16"), "{err}");
+        std::fs::write(dir.join(DATA_SCHEMA_FILE), "[index]\ndim = \"x\"\n").expect("write");
+        let err = Config::load(None, &[("data_dir", d.into())]).expect_err("a corrupt schema file");
+        assert!(err.to_string().contains(DATA_SCHEMA_FILE), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

