@@ -344,7 +344,13 @@ async fn get_item(
     check_key(&st.cfg.auth.read_keys, &headers)?;
     let id = parse_id(&id, "item id")?;
     let item = st.catalogue.get(id).ok_or_else(|| ApiError::not_found(format!("item {id} does not exist")))?;
-    Ok(axum::Json(item.to_json(&st.cfg)).into_response())
+    let st2 = st.clone();
+    let titles = tokio::task::spawn_blocking(move || st2.store.titles(&[id])).await.map_err(ApiError::internal)??;
+    let mut json = item.to_json(&st.cfg);
+    if let (Some(t), Some(obj)) = (titles.get(&id), json.as_object_mut()) {
+        obj.insert("title".into(), serde_json::json!(t));
+    }
+    Ok(axum::Json(json).into_response())
 }
 
 #[utoipa::path(delete, path = "/v1/items/{id}", tag = "items", params(("id" = u64, Path, description = "item id")),
@@ -809,6 +815,9 @@ async fn rank(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) 
         .rank(&model, &bundle, &ctx, &mut out)
         .map_err(|e| ApiError::internal(format!("ranking failed: {e}")))?;
     let names = edgewise_core::bundle::SOURCE_NAMES;
+    let ids: Vec<u64> = out.items.iter().map(|it| it.id).collect();
+    let st2 = st.clone();
+    let titles = tokio::task::spawn_blocking(move || st2.store.titles(&ids)).await.map_err(ApiError::internal)??;
     let items: Vec<serde_json::Value> = out
         .items
         .iter()
@@ -816,7 +825,7 @@ async fn rank(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) 
             let mask = bundle.source_mask(it.row as usize);
             let sources: Vec<&str> = names.iter().enumerate().filter(|(j, _)| mask & (1 << j) != 0).map(|(_, n)| *n).collect();
             serde_json::json!({
-                "id": it.id, "score": it.score, "pre_score": it.pre_score, "main_score": it.main_score,
+                "id": it.id, "title": titles.get(&it.id), "score": it.score, "pre_score": it.pre_score, "main_score": it.main_score,
                 "mmr_penalty": it.mmr_penalty, "retrieval_score": bundle.retrieval_score(it.row as usize), "sources": sources,
             })
         })

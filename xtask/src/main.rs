@@ -3,7 +3,8 @@
 //! | command | what it does |
 //! |---|---|
 //! | `cargo xtask guest` | builds `edgewise_core.wasm` (wasm32-unknown-unknown, simd128, the `guest` profile) into `<target>/wasm/` |
-//! | `cargo xtask demo` | the main job: builds the guest, then ranks a generated bundle natively and through the guest and explains the ranking |
+//! | `cargo xtask demo` | the main job: imports MovieLens-100K, trains, starts the origin and prints users' feeds |
+//! | `cargo xtask rank-demo` | builds the guest, then ranks a generated bundle natively and through the guest and explains the ranking |
 //! | `cargo xtask test` | every test and check CI runs (README's test command) |
 //! | `cargo xtask bench` | the native-vs-guest ranking benchmark |
 //!
@@ -26,11 +27,12 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match args.first().map(String::as_str) {
         Some("guest") => guest(&root).map(|_| ()),
-        Some("demo") => demo(&root, &args[1..]),
+        Some("demo") => movielens_demo(&root, &args[1..]),
+        Some("rank-demo") => demo(&root, &args[1..]),
         Some("test") => test(&root),
         Some("bench") => bench(&root, &args[1..]),
         other => {
-            eprintln!("usage: cargo xtask <guest | demo [rank options] | test | bench>");
+            eprintln!("usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench>");
             if let Some(o) = other {
                 bail!("unknown command {o:?}");
             }
@@ -103,6 +105,86 @@ fn demo(root: &Path, extra: &[String]) -> Result<()> {
     run(cmd.args(extra))?;
     println!("\nNext: `cargo xtask test` runs every test; `cargo xtask bench` measures native against the guest.");
     println!("`edgewise-edge rank --help` ranks your own bundle and model files (formats: ARCHITECTURE.md).");
+    Ok(())
+}
+
+/// The main job: MovieLens-100K imported, trained on and served, with a few users' feeds.
+fn movielens_demo(root: &Path, extra: &[String]) -> Result<()> {
+    let port: u16 = match extra {
+        [] => 8080,
+        [flag, p] if flag == "--port" => p.parse().with_context(|| format!("--port {p:?} is not a port number"))?,
+        other => bail!("unknown demo arguments {other:?} (usage: cargo xtask demo [--port N])"),
+    };
+    run(cargo().args(["build", "--release", "--package", "edgewise-origin"]))?;
+    let bin = target_dir(root).join("release").join("edgewise-origin");
+    let data = target_dir(root).join("demo").join("ml-100k");
+    if data.exists() {
+        std::fs::remove_dir_all(&data).with_context(|| format!("cannot clear {}", data.display()))?;
+    }
+    let origin = |args: &[&str]| {
+        let mut c = Command::new(&bin);
+        c.arg("--data-dir").arg(&data).args(args);
+        c
+    };
+    run(&mut origin(&["import", "movielens"]))?;
+    run(&mut origin(&["train"]))?;
+    run(&mut origin(&["eval"]))?;
+    let listen = format!("127.0.0.1:{port}");
+    let base = format!("http://{listen}");
+    println!("\n==> starting the origin on {base} (embedded default configuration, the data directory's schema)");
+    let mut server = origin(&["serve", "--listen", &listen]).spawn().context("cannot start the origin")?;
+    let ready = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        ureq::get(&format!("{base}/readyz")).call().is_ok()
+    });
+    if !ready {
+        let _ = server.kill();
+        bail!("the origin did not become ready on {base} within 60 s (is the port free? try --port)");
+    }
+    for user in [1u64, 42, 405] {
+        let body = serde_json::json!({ "user": user, "k": 8 }).to_string();
+        let text = ureq::post(&format!("{base}/v1/rank"))
+            .header("content-type", "application/json")
+            .send(body.as_str())
+            .and_then(|mut r| r.body_mut().read_to_string())
+            .with_context(|| format!("POST /v1/rank for user {user}"))?;
+        let v: serde_json::Value = serde_json::from_str(&text).context("the rank response is not JSON")?;
+        println!(
+            "\nFeed of user {user} ({} candidates, model {}):",
+            v["candidates"],
+            &v["model"].as_str().unwrap_or("?")[..12.min(v["model"].as_str().map_or(0, str::len))]
+        );
+        println!("  {:<52} {:>7}  sources", "title", "score");
+        for it in v["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let sources: Vec<&str> = it["sources"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| s.as_str())
+                .collect();
+            let title = it["title"].as_str().map_or_else(|| format!("item {}", it["id"]), str::to_string);
+            println!(
+                "  {:<52} {:>7.4}  {}",
+                title.chars().take(52).collect::<String>(),
+                it["score"].as_f64().unwrap_or(f64::NAN),
+                sources.join(", ")
+            );
+        }
+    }
+    println!("\nThe origin keeps serving {base} until Ctrl-C. Next:");
+    println!("  curl -s -X POST {base}/v1/rank -H 'content-type: application/json' -d '{{\"user\": 7, \"k\": 10}}'");
+    println!("  curl -s '{base}/v1/users/7/candidates?k=100' -o bundle.ewb     # the binary candidate bundle");
+    println!("  curl -s {base}/v1/regions/3/bundle -o regional.ewb          # a cacheable regional bundle");
+    println!("  curl -s {base}/v1/items/50 ; curl -s {base}/openapi.json ; curl -s {base}/metrics");
+    println!("  offline figures: {} and the PNGs beside it", data.join("eval").join("eval.json").display());
+    println!(
+        "  the edge worker and the web page are documented in README.md once they exist; `cargo xtask rank-demo` ranks through the Wasm guest."
+    );
+    let status = server.wait().context("waiting for the origin")?;
+    if !status.success() {
+        bail!("the origin exited with {status}");
+    }
     Ok(())
 }
 
