@@ -12,4 +12,6 @@
 //! The `edgewise-edge` binary currently offers `rank`, which ranks a bundle
 //! through the guest and natively and prints both with their explanations.
 
+pub mod cache;
 pub mod guest;
+pub mod server;

@@ -28,6 +28,27 @@ struct Cli {
 enum Cmd {
     /// Rank a bundle through the guest module and natively, and explain the result.
     Rank(RankArgs),
+    /// Serve the regional cache in front of an origin.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// The origin's base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    origin: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    listen: std::net::SocketAddr,
+    /// Most bytes of responses the cache holds (least recently used first out).
+    #[arg(long, default_value_t = 256 << 20)]
+    cache_bytes: u64,
+    /// Timeout of one origin request, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    origin_timeout_ms: u64,
+    /// Admin keys for `POST /admin/purge` (repeatable; none: the route is open).
+    #[arg(long = "admin-key")]
+    admin_keys: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -66,7 +87,35 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Rank(a) => rank(a),
+        Cmd::Serve(a) => serve(a),
     }
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let url = a.origin.trim_end_matches('/');
+    if !(url.starts_with("http://") && url.len() > "http://".len()) {
+        bail!("--origin {:?} must be an http:// URL (https origins need a TLS-terminating proxy for now)", a.origin);
+    }
+    if a.cache_bytes == 0 {
+        bail!("--cache-bytes must be at least 1");
+    }
+    let cache =
+        edgewise_edge::cache::Cache::new(url, a.cache_bytes, std::time::Duration::from_millis(a.origin_timeout_ms))?;
+    let state = std::sync::Arc::new(edgewise_edge::server::EdgeState { cache, admin_keys: a.admin_keys });
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
+        tracing::info!(addr = %listener.local_addr()?, origin = url, "edge listening");
+        axum::serve(listener, edgewise_edge::server::app(state))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
 }
 
 fn rank(a: RankArgs) -> Result<()> {

@@ -1,0 +1,453 @@
+//! The regional cache: an HTTP shared cache (RFC 9111) in front of the origin,
+//! for bundles and models.
+//!
+//! What it follows, from the origin's `Cache-Control`:
+//!
+//! | directive | effect |
+//! |---|---|
+//! | `s-maxage` | freshness lifetime (a shared cache prefers it to `max-age`) |
+//! | `max-age` | freshness lifetime when there is no `s-maxage` |
+//! | `private`, `no-store` | never stored: personalized bundles are never shared across users |
+//! | `no-cache` | stored, but revalidated before every use |
+//! | `stale-while-revalidate` | once stale, served for this long while one background request revalidates |
+//! | `stale-if-error` | once stale, served for this long when the origin fails (connection error or 5xx) |
+//! | `immutable` | never revalidated while fresh |
+//!
+//! The age of a response is the origin's `Age` plus the time it spent here.
+//! Revalidation sends `If-None-Match` with the stored ETag; a 304 refreshes the
+//! stored headers and keeps the body. Concurrent misses for one key wait for a
+//! single origin request (coalescing). Memory is bounded by bytes, evicting the
+//! least recently used entry first (moka with the LRU policy and a byte
+//! weigher). Entries can be purged by surrogate key (`Surrogate-Key` /
+//! `Cache-Tag`). Every response says how it was served ([`Status`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::policy::EvictionPolicy;
+
+/// The parsed `Cache-Control` of a response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    /// `max-age`, seconds.
+    pub max_age: Option<u64>,
+    /// `s-maxage`, seconds.
+    pub s_maxage: Option<u64>,
+    /// `stale-while-revalidate`, seconds.
+    pub stale_while_revalidate: Option<u64>,
+    /// `stale-if-error`, seconds.
+    pub stale_if_error: Option<u64>,
+    /// `private`.
+    pub private: bool,
+    /// `no-store`.
+    pub no_store: bool,
+    /// `no-cache`.
+    pub no_cache: bool,
+    /// `immutable`.
+    pub immutable: bool,
+}
+
+impl CacheControl {
+    /// Parses a header value; unknown directives are ignored, as RFC 9111 requires.
+    pub fn parse(value: &str) -> Self {
+        let mut cc = CacheControl::default();
+        for part in value.split(',') {
+            let part = part.trim();
+            let (name, arg) = match part.split_once('=') {
+                Some((n, a)) => (n.trim().to_ascii_lowercase(), Some(a.trim().trim_matches('"'))),
+                None => (part.to_ascii_lowercase(), None),
+            };
+            let secs = arg.and_then(|a| a.parse::<u64>().ok());
+            match name.as_str() {
+                "max-age" => cc.max_age = secs,
+                "s-maxage" => cc.s_maxage = secs,
+                "stale-while-revalidate" => cc.stale_while_revalidate = secs,
+                "stale-if-error" => cc.stale_if_error = secs,
+                "private" => cc.private = true,
+                "no-store" => cc.no_store = true,
+                "no-cache" => cc.no_cache = true,
+                "immutable" => cc.immutable = true,
+                _ => {}
+            }
+        }
+        cc
+    }
+
+    /// Whether a shared cache may store the response.
+    pub fn storable(&self) -> bool {
+        !self.private && !self.no_store && (self.s_maxage.is_some() || self.max_age.is_some() || self.no_cache)
+    }
+
+    /// The freshness lifetime for a shared cache.
+    pub fn lifetime(&self) -> Duration {
+        if self.no_cache {
+            return Duration::ZERO;
+        }
+        Duration::from_secs(self.s_maxage.or(self.max_age).unwrap_or(0))
+    }
+}
+
+/// How a response was served (the `X-Edgewise-Cache` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Fresh from the cache.
+    Hit,
+    /// Fetched from the origin (not cached, or not storable).
+    Miss,
+    /// Stale from the cache: while revalidating, or because the origin failed.
+    Stale,
+    /// The origin confirmed the stored copy (304).
+    Revalidated,
+}
+
+impl Status {
+    /// The header value and metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Hit => "hit",
+            Status::Miss => "miss",
+            Status::Stale => "stale",
+            Status::Revalidated => "revalidated",
+        }
+    }
+}
+
+/// A stored (or just fetched) response.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Body.
+    pub body: Bytes,
+    /// `ETag`, if any.
+    pub etag: Option<String>,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// The raw `Cache-Control`.
+    pub cache_control_raw: String,
+    /// Parsed `Cache-Control`.
+    pub cache_control: CacheControl,
+    /// Surrogate keys (`Surrogate-Key` and `Cache-Tag`, space or comma separated).
+    pub surrogate_keys: Vec<String>,
+    /// The origin's `Age` when received.
+    pub age_at_receipt: Duration,
+    /// When it was received (or last revalidated).
+    pub received: Instant,
+}
+
+impl Stored {
+    /// Current age.
+    pub fn age(&self, now: Instant) -> Duration {
+        self.age_at_receipt + now.saturating_duration_since(self.received)
+    }
+}
+
+/// What [`Cache::get`] returns.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The response.
+    pub response: Arc<Stored>,
+    /// How it was served.
+    pub status: Status,
+    /// Its age now, in whole seconds (the `Age` header).
+    pub age_secs: u64,
+}
+
+/// Why a request could not be served.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CacheError {
+    /// The origin could not be reached or failed, and nothing usable was stored.
+    #[error("origin unavailable: {0}")]
+    Origin(String),
+    /// The origin answered with a client error (passed on with its status).
+    #[error("origin answered {status}: {body}")]
+    Upstream {
+        /// Status code.
+        status: u16,
+        /// Body (truncated).
+        body: String,
+    },
+}
+
+/// Cache counters (exported by `/metrics`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Served per [`Status`]: hit, miss, stale, revalidated.
+    pub served: [std::sync::atomic::AtomicU64; 4],
+    /// Requests sent to the origin.
+    pub origin_requests: std::sync::atomic::AtomicU64,
+}
+
+/// The cache.
+#[derive(Clone)]
+pub struct Cache {
+    origin: String,
+    client: reqwest::Client,
+    entries: moka::sync::Cache<String, Arc<Stored>>,
+    inflight: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    revalidating: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Counters.
+    pub counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("origin", &self.origin).field("entries", &self.entries.entry_count()).finish()
+    }
+}
+
+fn header(h: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+enum Fetched {
+    Full(Stored),
+    NotModified(reqwest::header::HeaderMap),
+}
+
+impl Cache {
+    /// A cache in front of `origin` (`http://host:port`), holding at most `max_bytes` of bodies.
+    pub fn new(origin: &str, max_bytes: u64, timeout: Duration) -> Result<Self, CacheError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| CacheError::Origin(format!("cannot build the HTTP client: {e}")))?;
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|k: &String, v: &Arc<Stored>| u32::try_from(k.len() + v.body.len() + 256).unwrap_or(u32::MAX))
+            .eviction_policy(EvictionPolicy::lru())
+            .build();
+        Ok(Cache {
+            origin: origin.trim_end_matches('/').to_string(),
+            client,
+            entries,
+            inflight: Arc::default(),
+            revalidating: Arc::default(),
+            counters: Arc::default(),
+        })
+    }
+
+    /// The origin's base URL.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Stored entries.
+    pub fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held (the weigher's total).
+    pub fn bytes(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
+    }
+
+    async fn fetch(&self, path: &str, etag: Option<&str>) -> Result<Fetched, CacheError> {
+        self.counters.origin_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut req = self.client.get(format!("{}{path}", self.origin));
+        if let Some(e) = etag {
+            req = req.header("if-none-match", e);
+        }
+        let resp = req.send().await.map_err(|e| CacheError::Origin(e.to_string()))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(Fetched::NotModified(headers));
+        }
+        if status.is_server_error() {
+            return Err(CacheError::Origin(format!("origin answered {status}")));
+        }
+        let body = resp.bytes().await.map_err(|e| CacheError::Origin(e.to_string()))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+            return Err(CacheError::Upstream { status: status.as_u16(), body: text });
+        }
+        let raw = header(&headers, "cache-control").unwrap_or_default();
+        let mut keys: Vec<String> = Vec::new();
+        for name in ["surrogate-key", "cache-tag"] {
+            if let Some(v) = header(&headers, name) {
+                keys.extend(v.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(Fetched::Full(Stored {
+            body,
+            etag: header(&headers, "etag"),
+            content_type: header(&headers, "content-type"),
+            cache_control: CacheControl::parse(&raw),
+            cache_control_raw: raw,
+            surrogate_keys: keys,
+            age_at_receipt: Duration::from_secs(header(&headers, "age").and_then(|a| a.parse().ok()).unwrap_or(0)),
+            received: Instant::now(),
+        }))
+    }
+
+    fn count(&self, s: Status) -> Status {
+        let i = match s {
+            Status::Hit => 0,
+            Status::Miss => 1,
+            Status::Stale => 2,
+            Status::Revalidated => 3,
+        };
+        self.counters.served[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        s
+    }
+
+    fn served(&self, response: Arc<Stored>, status: Status) -> Served {
+        let age_secs = response.age(Instant::now()).as_secs();
+        Served { response, status: self.count(status), age_secs }
+    }
+
+    /// Applies a 304's headers to a stored entry.
+    fn refreshed(old: &Stored, h: &reqwest::header::HeaderMap) -> Stored {
+        let mut s = old.clone();
+        if let Some(raw) = header(h, "cache-control") {
+            s.cache_control = CacheControl::parse(&raw);
+            s.cache_control_raw = raw;
+        }
+        if let Some(e) = header(h, "etag") {
+            s.etag = Some(e);
+        }
+        s.age_at_receipt = Duration::from_secs(header(h, "age").and_then(|a| a.parse().ok()).unwrap_or(0));
+        s.received = Instant::now();
+        s
+    }
+
+    /// Fetches or revalidates `path` and stores the result when storable.
+    async fn refresh(&self, path: &str, stale: Option<Arc<Stored>>) -> Result<(Arc<Stored>, Status), CacheError> {
+        match self.fetch(path, stale.as_ref().and_then(|s| s.etag.as_deref())).await? {
+            Fetched::NotModified(h) => {
+                let Some(old) = stale else {
+                    return Err(CacheError::Origin("origin answered 304 to an unconditional request".into()));
+                };
+                let s = Arc::new(Self::refreshed(&old, &h));
+                self.entries.insert(path.to_string(), s.clone());
+                Ok((s, Status::Revalidated))
+            }
+            Fetched::Full(s) => {
+                let s = Arc::new(s);
+                if s.cache_control.storable() {
+                    self.entries.insert(path.to_string(), s.clone());
+                } else {
+                    self.entries.invalidate(path);
+                }
+                Ok((s, Status::Miss))
+            }
+        }
+    }
+
+    /// Serves `path` (the origin path and query, the cache key).
+    pub async fn get(&self, path: &str) -> Result<Served, CacheError> {
+        let now = Instant::now();
+        if let Some(s) = self.entries.get(path) {
+            let age = s.age(now);
+            let life = s.cache_control.lifetime();
+            if age < life {
+                return Ok(self.served(s, Status::Hit));
+            }
+            let swr = Duration::from_secs(s.cache_control.stale_while_revalidate.unwrap_or(0));
+            if age < life + swr {
+                self.revalidate_in_background(path, s.clone());
+                return Ok(self.served(s, Status::Stale));
+            }
+        }
+        // A miss or an expired entry: one request per key at a time.
+        let lock = {
+            let mut m = self.inflight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            m.entry(path.to_string()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        let result = self.get_locked(path).await;
+        {
+            let mut m = self.inflight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if Arc::strong_count(&lock) <= 2 {
+                m.remove(path);
+            }
+        }
+        result
+    }
+
+    async fn get_locked(&self, path: &str) -> Result<Served, CacheError> {
+        let stored = self.entries.get(path);
+        if let Some(s) = &stored
+            && s.age(Instant::now()) < s.cache_control.lifetime()
+        {
+            // Another request refreshed it while this one waited.
+            return Ok(self.served(s.clone(), Status::Hit));
+        }
+        match self.refresh(path, stored.clone()).await {
+            Ok((s, status)) => Ok(self.served(s, status)),
+            Err(e @ CacheError::Upstream { .. }) => Err(e),
+            Err(e) => {
+                if let Some(s) = stored {
+                    let sie = Duration::from_secs(s.cache_control.stale_if_error.unwrap_or(0));
+                    if s.age(Instant::now()) < s.cache_control.lifetime() + sie {
+                        tracing::warn!(path, error = %e, "origin failed; serving a stale copy (stale-if-error)");
+                        return Ok(self.served(s, Status::Stale));
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn revalidate_in_background(&self, path: &str, stale: Arc<Stored>) {
+        {
+            let mut r = self.revalidating.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !r.insert(path.to_string()) {
+                return;
+            }
+        }
+        let this = self.clone();
+        let path = path.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = this.refresh(&path, Some(stale)).await {
+                tracing::warn!(path, error = %e, "background revalidation failed; the stale copy stays");
+            }
+            this.revalidating.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&path);
+        });
+    }
+
+    /// Drops every entry tagged with `key`; returns how many.
+    pub fn purge(&self, key: &str) -> usize {
+        let doomed: Vec<Arc<String>> =
+            self.entries.iter().filter(|(_, v)| v.surrogate_keys.iter().any(|k| k == key)).map(|(k, _)| k).collect();
+        for k in &doomed {
+            self.entries.invalidate(k.as_str());
+        }
+        doomed.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_origins_directives() {
+        let cc = CacheControl::parse("public, max-age=0, s-maxage=60, stale-while-revalidate=30, stale-if-error=600");
+        assert_eq!(cc.s_maxage, Some(60));
+        assert_eq!(cc.max_age, Some(0));
+        assert_eq!(cc.lifetime(), Duration::from_secs(60), "s-maxage wins in a shared cache");
+        assert_eq!((cc.stale_while_revalidate, cc.stale_if_error), (Some(30), Some(600)));
+        assert!(cc.storable());
+        let p = CacheControl::parse("private, max-age=30");
+        assert!(p.private && !p.storable(), "a shared cache never stores private responses");
+        let i = CacheControl::parse("public, max-age=31536000, immutable");
+        assert!(i.immutable && i.storable());
+        assert_eq!(i.lifetime(), Duration::from_secs(31_536_000));
+        assert!(!CacheControl::parse("no-store, max-age=5").storable());
+        let nc = CacheControl::parse("no-cache");
+        assert!(nc.storable() && nc.lifetime().is_zero(), "no-cache: stored, always revalidated");
+        assert!(!CacheControl::parse("").storable(), "no lifetime, no storing");
+        assert_eq!(CacheControl::parse("MAX-AGE=\"7\", x-unknown=1").max_age, Some(7));
+    }
+}

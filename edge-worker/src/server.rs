@@ -1,0 +1,120 @@
+//! The edge's HTTP server: the regional cache in front of the origin.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /v1/...` | proxied to the origin through the [`crate::cache`]: regional bundles, immutable bundles and models are stored as their `Cache-Control` allows; personalized (`private`) bundles pass through and are never stored |
+//! | `POST /admin/purge` | `{"surrogate_key": "region-4"}` drops every entry with that key (needs an admin key when one is configured) |
+//! | `/livez`, `/readyz` | liveness; readiness |
+//!
+//! Every proxied response carries `Age` and `X-Edgewise-Cache`
+//! (`hit`, `miss`, `stale`, `revalidated`), and answers a matching
+//! `If-None-Match` with 304.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::cache::{Cache, CacheError};
+
+/// Shared server state.
+#[derive(Debug)]
+pub struct EdgeState {
+    /// The regional cache.
+    pub cache: Cache,
+    /// Keys accepted on admin routes; empty: admin routes are open.
+    pub admin_keys: Vec<String>,
+}
+
+/// The router.
+pub fn app(state: Arc<EdgeState>) -> Router {
+    Router::new()
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .route("/admin/purge", post(purge))
+        .route("/v1/{*rest}", get(proxy))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+async fn proxy(State(st): State<Arc<EdgeState>>, req: Request) -> Response {
+    let path = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), ToString::to_string);
+    let served = match st.cache.get(&path).await {
+        Ok(s) => s,
+        Err(CacheError::Upstream { status, body }) => {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            return (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
+        Err(e @ CacheError::Origin(_)) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let r = &served.response;
+    let mut headers = HeaderMap::new();
+    let mut set = |name: header::HeaderName, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            headers.insert(name, v);
+        }
+    };
+    set(header::AGE, &served.age_secs.to_string());
+    set(header::HeaderName::from_static("x-edgewise-cache"), served.status.as_str());
+    set(header::CACHE_CONTROL, &r.cache_control_raw);
+    if let Some(ct) = &r.content_type {
+        set(header::CONTENT_TYPE, ct);
+    }
+    if !r.surrogate_keys.is_empty() {
+        set(header::HeaderName::from_static("surrogate-key"), &r.surrogate_keys.join(" "));
+    }
+    if let Some(etag) = &r.etag {
+        set(header::ETAG, etag);
+        let matches = req
+            .headers()
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        if matches {
+            return (StatusCode::NOT_MODIFIED, headers).into_response();
+        }
+    }
+    (StatusCode::OK, headers, r.body.clone()).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeBody {
+    surrogate_key: String,
+}
+
+async fn purge(State(st): State<Arc<EdgeState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !st.admin_keys.is_empty() {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+        match given {
+            None => {
+                return error(StatusCode::UNAUTHORIZED, "this route needs an admin key (Authorization: Bearer KEY)");
+            }
+            Some(k) if !st.admin_keys.iter().any(|a| a == k) => {
+                return error(StatusCode::FORBIDDEN, "the key is not an admin key");
+            }
+            Some(_) => {}
+        }
+    }
+    let b: PurgeBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"surrogate_key\": \"...\"}}: {e}")),
+    };
+    if b.surrogate_key.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "surrogate_key is empty");
+    }
+    let n = st.cache.purge(&b.surrogate_key);
+    tracing::info!(key = b.surrogate_key, purged = n, "purge");
+    axum::Json(serde_json::json!({ "purged": n })).into_response()
+}

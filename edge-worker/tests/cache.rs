@@ -1,0 +1,236 @@
+//! The regional cache over real sockets: a scripted origin (axum on
+//! 127.0.0.1) that counts its requests, and the edge server in front of it.
+//! Each HTTP caching rule has its own test.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use edgewise_edge::cache::Cache;
+use edgewise_edge::server::{EdgeState, app};
+
+/// What the scripted origin answers.
+#[derive(Default)]
+struct Script {
+    cache_control: Mutex<String>,
+    surrogate: Mutex<String>,
+    delay_ms: AtomicU64,
+    body_bytes: AtomicUsize,
+    requests: AtomicU64,
+    conditional: AtomicU64,
+    not_modified: AtomicU64,
+}
+
+async fn origin_handler(State(s): State<Arc<Script>>, req: Request) -> Response {
+    s.requests.fetch_add(1, Ordering::SeqCst);
+    let delay = s.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let path = req.uri().path().to_string();
+    let etag = format!("\"{}\"", path.len());
+    let mut h = HeaderMap::new();
+    let cc = s.cache_control.lock().expect("lock").clone();
+    h.insert("cache-control", HeaderValue::from_str(&cc).expect("header"));
+    h.insert("etag", HeaderValue::from_str(&etag).expect("header"));
+    h.insert("content-type", HeaderValue::from_static("application/vnd.edgewise.bundle"));
+    let sk = s.surrogate.lock().expect("lock").clone();
+    if !sk.is_empty() {
+        h.insert("surrogate-key", HeaderValue::from_str(&sk).expect("header"));
+    }
+    if let Some(inm) = req.headers().get("if-none-match") {
+        s.conditional.fetch_add(1, Ordering::SeqCst);
+        if inm.to_str().ok() == Some(etag.as_str()) {
+            s.not_modified.fetch_add(1, Ordering::SeqCst);
+            return (StatusCode::NOT_MODIFIED, h).into_response();
+        }
+    }
+    let n = s.body_bytes.load(Ordering::SeqCst);
+    let mut body = format!("body of {path}").into_bytes();
+    body.resize(body.len().max(n), b'.');
+    (StatusCode::OK, h, body).into_response()
+}
+
+struct Setup {
+    script: Arc<Script>,
+    origin_task: tokio::task::JoinHandle<()>,
+    edge: String,
+    cache: Cache,
+    client: reqwest::Client,
+}
+
+async fn setup(cache_control: &str, cache_bytes: u64, admin_keys: Vec<String>) -> Setup {
+    let script = Arc::new(Script::default());
+    *script.cache_control.lock().expect("lock") = cache_control.to_string();
+    let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin_url = format!("http://{}", origin.local_addr().expect("addr"));
+    let router =
+        axum::Router::new().route("/v1/{*rest}", axum::routing::get(origin_handler)).with_state(script.clone());
+    let origin_task = tokio::spawn(async move {
+        let _ = axum::serve(origin, router).await;
+    });
+    let cache = Cache::new(&origin_url, cache_bytes, Duration::from_secs(2)).expect("cache");
+    let state = Arc::new(EdgeState { cache: cache.clone(), admin_keys });
+    let edge = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let edge_url = format!("http://{}", edge.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(edge, app(state)).await;
+    });
+    Setup { script, origin_task, edge: edge_url, cache, client: reqwest::Client::new() }
+}
+
+impl Setup {
+    async fn get(&self, path: &str) -> (StatusCode, String, String, Option<u64>) {
+        let r = self.client.get(format!("{}{path}", self.edge)).send().await.expect("edge answers");
+        let status = r.status();
+        let cache = r.headers().get("x-edgewise-cache").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let age = r.headers().get("age").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let body = r.text().await.expect("body");
+        (status, cache, body, age)
+    }
+    fn origin_requests(&self) -> u64 {
+        self.script.requests.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_entry_is_a_hit_with_its_age() {
+    let s = setup("public, max-age=0, s-maxage=60", 1 << 20, vec![]).await;
+    let (st, how, body, _) = s.get("/v1/regions/4/bundle").await;
+    assert_eq!((st, how.as_str(), body.as_str()), (StatusCode::OK, "miss", "body of /v1/regions/4/bundle"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (st, how, body2, age) = s.get("/v1/regions/4/bundle").await;
+    assert_eq!((st, how.as_str()), (StatusCode::OK, "hit"), "s-maxage, not max-age=0, rules a shared cache");
+    assert_eq!(body2, body);
+    assert!(age.is_some_and(|a| a >= 1), "Age counts the time in the cache: {age:?}");
+    assert_eq!(s.origin_requests(), 1);
+}
+
+#[tokio::test]
+async fn a_stale_entry_is_served_while_one_request_revalidates() {
+    let s = setup("public, s-maxage=1, stale-while-revalidate=30", 1 << 20, vec![]).await;
+    s.get("/v1/regions/1/bundle").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    s.script.delay_ms.store(300, Ordering::SeqCst);
+    let start = std::time::Instant::now();
+    let (st, how, ..) = s.get("/v1/regions/1/bundle").await;
+    assert_eq!((st, how.as_str()), (StatusCode::OK, "stale"));
+    assert!(start.elapsed() < Duration::from_millis(250), "the stale copy does not wait for the origin");
+    let (_, how2, ..) = s.get("/v1/regions/1/bundle").await;
+    assert_eq!(how2, "stale", "still stale while the one revalidation runs");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.origin_requests(), 2, "one background revalidation for both stale requests");
+    assert_eq!(s.script.conditional.load(Ordering::SeqCst), 1, "the revalidation is conditional (If-None-Match)");
+    let (_, how3, ..) = s.get("/v1/regions/1/bundle").await;
+    assert_eq!(how3, "hit", "fresh again after the revalidation");
+}
+
+#[tokio::test]
+async fn stale_if_error_covers_a_stopped_origin_and_nothing_else() {
+    let s = setup("public, s-maxage=1, stale-if-error=60", 1 << 20, vec![]).await;
+    s.get("/v1/regions/2/bundle").await;
+    *s.script.cache_control.lock().expect("lock") = "public, s-maxage=1".into();
+    s.get("/v1/regions/3/bundle").await;
+    s.origin_task.abort();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (st, how, body, _) = s.get("/v1/regions/2/bundle").await;
+    assert_eq!((st, how.as_str(), body.as_str()), (StatusCode::OK, "stale", "body of /v1/regions/2/bundle"));
+    let (st, ..) = s.get("/v1/regions/3/bundle").await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "without stale-if-error an expired copy is not served");
+    let (st, _, body, _) = s.get("/v1/regions/9/bundle").await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "nothing cached: a clear 503");
+    assert!(body.contains("origin unavailable"), "{body}");
+}
+
+#[tokio::test]
+async fn an_expired_entry_is_revalidated_with_a_304() {
+    let s = setup("public, s-maxage=1", 1 << 20, vec![]).await;
+    s.get("/v1/bundles/abc").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (st, how, body, age) = s.get("/v1/bundles/abc").await;
+    assert_eq!((st, how.as_str(), body.as_str()), (StatusCode::OK, "revalidated", "body of /v1/bundles/abc"));
+    assert_eq!(age, Some(0), "a revalidated copy is as new as the 304");
+    assert_eq!(s.script.not_modified.load(Ordering::SeqCst), 1, "the origin answered 304, not the body");
+    let (_, how, ..) = s.get("/v1/bundles/abc").await;
+    assert_eq!(how, "hit");
+    // A client's own If-None-Match gets a 304 from the edge.
+    let etag = format!("\"{}\"", "/v1/bundles/abc".len());
+    let r =
+        s.client.get(format!("{}/v1/bundles/abc", s.edge)).header("if-none-match", etag).send().await.expect("edge");
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test]
+async fn private_bundles_are_never_stored_or_shared() {
+    let s = setup("private, max-age=30", 1 << 20, vec![]).await;
+    let (_, how1, b1, _) = s.get("/v1/users/1/candidates?k=10").await;
+    let (_, how2, b2, _) = s.get("/v1/users/2/candidates?k=10").await;
+    let (_, how3, b3, _) = s.get("/v1/users/1/candidates?k=10").await;
+    assert_eq!((how1.as_str(), how2.as_str(), how3.as_str()), ("miss", "miss", "miss"));
+    assert!(b1.contains("/users/1/") && b2.contains("/users/2/") && b3 == b1, "each user gets their own bundle");
+    assert_eq!(s.origin_requests(), 3, "a private response is never served from the shared cache");
+    assert_eq!(s.cache.len(), 0, "and never stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_make_one_origin_request() {
+    let s = setup("public, s-maxage=60", 1 << 20, vec![]).await;
+    s.script.delay_ms.store(200, Ordering::SeqCst);
+    let s = Arc::new(s);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        set.spawn(async move { s.get("/v1/regions/5/bundle").await });
+    }
+    let results = set.join_all().await;
+    assert!(results.iter().all(|r| r.0 == StatusCode::OK && r.2 == "body of /v1/regions/5/bundle"));
+    assert_eq!(s.origin_requests(), 1, "20 concurrent misses, 1 origin request");
+    let misses = results.iter().filter(|r| r.1 == "miss").count();
+    assert_eq!(misses, 1, "the others are served from the one fetch");
+}
+
+#[tokio::test]
+async fn purge_by_surrogate_key_needs_the_admin_key() {
+    let s = setup("public, s-maxage=60", 1 << 20, vec!["sekrit".into()]).await;
+    *s.script.surrogate.lock().expect("lock") = "bundle-regional region-4".into();
+    s.get("/v1/regions/4/bundle").await;
+    *s.script.surrogate.lock().expect("lock") = "bundle-regional region-6".into();
+    s.get("/v1/regions/6/bundle").await;
+    let purge = |key: Option<&str>, body: &str| {
+        let mut r = s.client.post(format!("{}/admin/purge", s.edge)).body(body.to_string());
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        r.send()
+    };
+    assert_eq!(purge(None, r#"{"surrogate_key":"region-4"}"#).await.expect("edge").status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        purge(Some("nope"), r#"{"surrogate_key":"region-4"}"#).await.expect("edge").status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(purge(Some("sekrit"), r#"{"key":"region-4"}"#).await.expect("edge").status(), StatusCode::BAD_REQUEST);
+    let r = purge(Some("sekrit"), r#"{"surrogate_key":"region-4"}"#).await.expect("edge");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<serde_json::Value>().await.expect("json")["purged"], 1);
+    assert_eq!(s.get("/v1/regions/4/bundle").await.1, "miss", "purged");
+    assert_eq!(s.get("/v1/regions/6/bundle").await.1, "hit", "other keys stay");
+}
+
+#[tokio::test]
+async fn memory_is_bounded_by_bytes_least_recently_used_first() {
+    let s = setup("public, s-maxage=60", 8 * 1024, vec![]).await;
+    s.script.body_bytes.store(2000, Ordering::SeqCst);
+    for i in 0..3 {
+        s.get(&format!("/v1/bundles/{i}")).await;
+    }
+    assert_eq!(s.get("/v1/bundles/0").await.1, "hit", "touch 0 so that 1 is the least recently used");
+    for i in 3..6 {
+        s.get(&format!("/v1/bundles/{i}")).await;
+    }
+    assert!(s.cache.bytes() <= 8 * 1024, "{} bytes held", s.cache.bytes());
+    assert_eq!(s.get("/v1/bundles/5").await.1, "hit", "the newest stays");
+    assert_eq!(s.get("/v1/bundles/1").await.1, "miss", "the least recently used went first");
+}
