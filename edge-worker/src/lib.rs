@@ -13,5 +13,6 @@
 //! through the guest and natively and prints both with their explanations.
 
 pub mod cache;
+pub mod feed;
 pub mod guest;
 pub mod server;

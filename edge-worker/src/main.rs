@@ -49,6 +49,12 @@ struct ServeArgs {
     /// Admin keys for `POST /admin/purge` (repeatable; none: the route is open).
     #[arg(long = "admin-key")]
     admin_keys: Vec<String>,
+    /// The guest module [default: the one `cargo xtask guest` builds].
+    #[arg(long)]
+    module: Option<PathBuf>,
+    /// How long a plain-JSON feed request waits for the refined ranking, in ms.
+    #[arg(long, default_value_t = 150)]
+    refine_deadline_ms: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -103,7 +109,20 @@ fn serve(a: ServeArgs) -> Result<()> {
     }
     let cache =
         edgewise_edge::cache::Cache::new(url, a.cache_bytes, std::time::Duration::from_millis(a.origin_timeout_ms))?;
-    let state = std::sync::Arc::new(edgewise_edge::server::EdgeState { cache, admin_keys: a.admin_keys });
+    let module_path = a.module.clone().unwrap_or_else(guest::default_module_path);
+    let limits = guest::Limits::default();
+    let engine = guest::sandboxed_engine(&limits)?;
+    let bytes = std::fs::read(&module_path).with_context(|| {
+        format!("cannot read the guest module {} (build it with `cargo xtask guest`)", module_path.display())
+    })?;
+    let module = GuestModule::sandboxed(&engine, &bytes, limits)?;
+    let ranking = std::sync::Arc::new(edgewise_edge::feed::Ranking::new(Some(module)));
+    let feed = edgewise_edge::feed::FeedConfig {
+        refine_deadline: std::time::Duration::from_millis(a.refine_deadline_ms),
+        ..Default::default()
+    };
+    let state =
+        std::sync::Arc::new(edgewise_edge::server::EdgeState { cache, admin_keys: a.admin_keys, ranking, feed });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener =

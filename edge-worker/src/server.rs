@@ -2,6 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
+//! | `GET\|POST /v1/feed` | the speculative-then-refined feed ([`crate::feed`]) |
 //! | `GET /v1/...` | proxied to the origin through the [`crate::cache`]: regional bundles, immutable bundles and models are stored as their `Cache-Control` allows; personalized (`private`) bundles pass through and are never stored |
 //! | `POST /admin/purge` | `{"surrogate_key": "region-4"}` drops every entry with that key (needs an admin key when one is configured) |
 //! | `/livez`, `/readyz` | liveness; readiness |
@@ -20,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::cache::{Cache, CacheError};
+use crate::feed::{self, FeedBody, FeedConfig, FeedRequest, Ranking};
 
 /// Shared server state.
 #[derive(Debug)]
@@ -28,6 +30,10 @@ pub struct EdgeState {
     pub cache: Cache,
     /// Keys accepted on admin routes; empty: admin routes are open.
     pub admin_keys: Vec<String>,
+    /// The guest and verified models.
+    pub ranking: Arc<Ranking>,
+    /// Feed settings.
+    pub feed: FeedConfig,
 }
 
 /// The router.
@@ -36,6 +42,7 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route("/admin/purge", post(purge))
+        .route("/v1/feed", get(feed_route).post(feed_route))
         .route("/v1/{*rest}", get(proxy))
         .with_state(state)
 }
@@ -117,4 +124,89 @@ async fn purge(State(st): State<Arc<EdgeState>>, headers: HeaderMap, body: Bytes
     let n = st.cache.purge(&b.surrogate_key);
     tracing::info!(key = b.surrogate_key, purged = n, "purge");
     axum::Json(serde_json::json!({ "purged": n })).into_response()
+}
+
+async fn feed_route(
+    State(st): State<Arc<EdgeState>>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ndjson =
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/x-ndjson"));
+    let parsed = if method == axum::http::Method::POST && !body.is_empty() {
+        match serde_json::from_slice::<FeedBody>(&body) {
+            Ok(b) => Some(b),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid feed body: {e}")),
+        }
+    } else {
+        None
+    };
+    let req = match FeedRequest::parse(&query, parsed, if ndjson { 3 } else { 0 }) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let start = std::time::Instant::now();
+    let (regional_path, personal_path) = feed::paths(&req, &st.feed);
+    let st2 = st.clone();
+    let ctx2 = req.ctx.clone();
+    let refined =
+        tokio::spawn(async move { feed::frame(&st2.cache, &st2.ranking, &personal_path, "refined", &ctx2).await });
+    let prelim = feed::frame(&st.cache, &st.ranking, &regional_path, "preliminary", &req.ctx).await;
+    let k = req.k as usize;
+    if ndjson {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(2);
+        let shown = req.shown;
+        tokio::spawn(async move {
+            let line = |v: &serde_json::Value| Bytes::from(format!("{v}\n"));
+            let p = prelim.ok();
+            match &p {
+                Some(f) => {
+                    let _ = tx.send(Ok(line(&serde_json::json!(f)))).await;
+                }
+                None => {
+                    let _ = tx
+                        .send(Ok(line(
+                            &serde_json::json!({"frame": "preliminary", "error": "no regional bundle available"}),
+                        )))
+                        .await;
+                }
+            }
+            let r = match refined.await {
+                Ok(Ok(mut f)) => {
+                    feed::merge_into(p.as_ref(), &mut f, shown, k);
+                    serde_json::json!(f)
+                }
+                Ok(Err(e)) => serde_json::json!({"frame": "refined", "error": e.to_string()}),
+                Err(e) => serde_json::json!({"frame": "refined", "error": e.to_string()}),
+            };
+            let _ = tx.send(Ok(line(&r))).await;
+        });
+        let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+        return ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response();
+    }
+    let left = st.feed.refine_deadline.saturating_sub(start.elapsed());
+    let refined = match tokio::time::timeout(left, refined).await {
+        Ok(Ok(Ok(f))) => Some(f),
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "personalized bundle unavailable; answering with the preliminary ranking");
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "refinement task failed");
+            None
+        }
+        Err(_) => None,
+    };
+    match (prelim, refined) {
+        (p, Some(mut f)) => {
+            feed::merge_into(p.as_ref().ok(), &mut f, req.shown, k);
+            axum::Json(f).into_response()
+        }
+        (Ok(p), None) => {
+            ([(header::HeaderName::from_static("x-edgewise-feed"), "preliminary")], axum::Json(p)).into_response()
+        }
+        (Err(e), None) => error(StatusCode::SERVICE_UNAVAILABLE, format!("no bundle available: {e}")),
+    }
 }

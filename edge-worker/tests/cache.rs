@@ -73,7 +73,12 @@ async fn setup(cache_control: &str, cache_bytes: u64, admin_keys: Vec<String>) -
         let _ = axum::serve(origin, router).await;
     });
     let cache = Cache::new(&origin_url, cache_bytes, Duration::from_secs(2)).expect("cache");
-    let state = Arc::new(EdgeState { cache: cache.clone(), admin_keys });
+    let state = Arc::new(EdgeState {
+        cache: cache.clone(),
+        admin_keys,
+        ranking: Arc::new(edgewise_edge::feed::Ranking::new(None)),
+        feed: edgewise_edge::feed::FeedConfig::default(),
+    });
     let edge = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let edge_url = format!("http://{}", edge.local_addr().expect("addr"));
     tokio::spawn(async move {

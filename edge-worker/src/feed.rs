@@ -1,0 +1,329 @@
+//! The feed: a speculative ranking at once, then a refined one.
+//!
+//! `GET|POST /v1/feed?user=&region=&k=&shown=`
+//!
+//! 1. **Preliminary.** The regional bundle (from the cache) is ranked by the
+//!    guest with the user's context: the POST body's session state and seen
+//!    items.
+//! 2. **Refined.** The personalized bundle is fetched from the origin (it is
+//!    `private`, so the cache passes it through) and ranked by the guest.
+//! 3. **Stable merge.** The first `shown` preliminary items keep their places
+//!    ([`edgewise_core::merge::stable_merge`]); the rest comes from the refined
+//!    ranking.
+//! 4. **Responses.** With `Accept: application/x-ndjson`, two frames,
+//!    preliminary then refined, each with its items, scores, timings, and the
+//!    cache status and digest of its bundle. Otherwise one JSON document: the
+//!    refined result if it is ready within the deadline (default 150 ms), else
+//!    the preliminary one with `X-Edgewise-Feed: preliminary`.
+//! 5. **Fallbacks.** Origin down: the cache serves stale bundles
+//!    (`stale-if-error`). Guest failure: the bundle's retrieval order, with
+//!    `"ranked_by": "retrieval-order"` and the failure counted. Nothing cached
+//!    and no origin: 503.
+//!
+//! Models are fetched through the cache by the digest the bundle names
+//! (`/v1/models/{digest}`), or the origin's current manifest when the bundle
+//! names none, and each is verified against its sha256 before it is used.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use edgewise_core::bundle::{Bundle, REGION_ANY};
+use edgewise_core::rank::RankContext;
+use edgewise_core::session::SessionState;
+use sha2::{Digest, Sha256};
+
+use crate::cache::{Cache, CacheError, Served};
+use crate::guest::{GuestError, GuestModule};
+
+/// Feed settings.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    /// How long a plain-JSON request waits for the refined result.
+    pub refine_deadline: Duration,
+    /// Candidates asked of the origin for each bundle.
+    pub candidates: usize,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self { refine_deadline: Duration::from_millis(150), candidates: 300 }
+    }
+}
+
+/// The guest module and verified models.
+pub struct Ranking {
+    /// The guest.
+    pub guest: RwLock<Option<Arc<GuestModule>>>,
+    models: RwLock<HashMap<String, Arc<Vec<u8>>>>,
+    /// Guest failures by kind.
+    pub failures: RwLock<HashMap<&'static str, u64>>,
+}
+
+impl std::fmt::Debug for Ranking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ranking").finish_non_exhaustive()
+    }
+}
+
+impl Ranking {
+    /// With `guest` loaded (or none yet).
+    pub fn new(guest: Option<GuestModule>) -> Self {
+        Self { guest: RwLock::new(guest.map(Arc::new)), models: RwLock::default(), failures: RwLock::default() }
+    }
+
+    /// The loaded guest.
+    pub fn guest(&self) -> Option<Arc<GuestModule>> {
+        self.guest.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn count_failure(&self, kind: &'static str) {
+        *self.failures.write().unwrap_or_else(std::sync::PoisonError::into_inner).entry(kind).or_default() += 1;
+    }
+}
+
+/// The user context a feed request carries (POST body).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedBody {
+    /// Items already seen.
+    #[serde(default)]
+    pub seen: Vec<u64>,
+    /// The serialized session state (`EWSS`, base64).
+    #[serde(default)]
+    pub session: Option<String>,
+    /// Request time, ms since the epoch (default: now).
+    #[serde(default)]
+    pub now_ms: Option<u64>,
+}
+
+/// Why a feed request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// Bad request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Neither bundle could be had.
+    #[error("no bundle available: {0}")]
+    Unavailable(String),
+}
+
+/// One ranked frame.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Frame {
+    /// `preliminary` or `refined`.
+    pub frame: &'static str,
+    /// The ranked items: id and score.
+    pub items: Vec<FrameItem>,
+    /// `guest` or `retrieval-order` (after a guest failure).
+    pub ranked_by: &'static str,
+    /// Bundle digest (sha256 of its bytes).
+    pub bundle_digest: String,
+    /// How the cache served the bundle.
+    pub bundle_cache: &'static str,
+    /// Model digest used.
+    pub model: String,
+    /// Milliseconds: fetching the bundle, ranking it.
+    pub timings_ms: Timings,
+    /// The merged list (refined frame only): shown preliminary items keep their places.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Vec<u64>>,
+}
+
+/// One item of a frame.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FrameItem {
+    /// Item id.
+    pub id: u64,
+    /// Calibrated score (the retrieval score after a guest failure).
+    pub score: f32,
+}
+
+/// Frame timings.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Timings {
+    /// Getting the bundle (cache or origin).
+    pub fetch: f64,
+    /// Ranking it.
+    pub rank: f64,
+}
+
+/// A parsed feed request.
+#[derive(Debug, Clone)]
+pub struct FeedRequest {
+    /// User.
+    pub user: u64,
+    /// Region.
+    pub region: u8,
+    /// Items to return.
+    pub k: u32,
+    /// Preliminary items the client shows before the refined frame.
+    pub shown: usize,
+    /// The context.
+    pub ctx: RankContext,
+}
+
+impl FeedRequest {
+    /// Parses the query and body.
+    pub fn parse(
+        query: &HashMap<String, String>,
+        body: Option<FeedBody>,
+        default_shown: usize,
+    ) -> Result<Self, FeedError> {
+        let bad = |m: String| FeedError::BadRequest(m);
+        let num = |name: &str| -> Result<Option<u64>, FeedError> {
+            query
+                .get(name)
+                .map(|v| v.parse::<u64>().map_err(|_| bad(format!("{name}={v:?} is not a number"))))
+                .transpose()
+        };
+        let user = num("user")?.ok_or_else(|| bad("the user query parameter is required".into()))?;
+        let region = match num("region")? {
+            None => 0,
+            Some(r) if r < 32 => r as u8,
+            Some(r) => return Err(bad(format!("region {r} is out of range (0..=31)"))),
+        };
+        let k = match num("k")? {
+            None => 20,
+            Some(k) if (1..=1000).contains(&k) => k as u32,
+            Some(k) => return Err(bad(format!("k = {k} must be in 1..=1000"))),
+        };
+        let shown = num("shown")?.map_or(default_shown, |s| s as usize).min(k as usize);
+        let body = body.unwrap_or_default();
+        let now = body.now_ms.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        });
+        let mut ctx = RankContext::new(k, now);
+        ctx.region = region;
+        ctx.seen = body.seen;
+        if let Some(s) = body.session {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s.as_bytes())
+                .map_err(|e| bad(format!("session is not base64: {e}")))?;
+            let (state, _) = SessionState::decode(&bytes).map_err(|e| bad(format!("session: {e}")))?;
+            ctx.session = state;
+        }
+        Ok(FeedRequest { user, region, k, shown, ctx })
+    }
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fetches and verifies the model `digest` (or the current one when `digest` is all zero).
+async fn model_for(cache: &Cache, ranking: &Ranking, digest: [u8; 32]) -> Result<(String, Arc<Vec<u8>>), String> {
+    let digest = if digest == [0; 32] {
+        let m = cache.get("/v1/models/current").await.map_err(|e| format!("model manifest: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&m.response.body).map_err(|e| format!("model manifest is not JSON: {e}"))?;
+        v["digest"].as_str().ok_or("the origin has no current model")?.to_string()
+    } else {
+        hex(&digest)
+    };
+    if let Some(m) = ranking.models.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&digest) {
+        return Ok((digest, m.clone()));
+    }
+    let served = cache.get(&format!("/v1/models/{digest}")).await.map_err(|e| format!("model {digest}: {e}"))?;
+    let actual = hex(&Sha256::digest(&served.response.body));
+    if actual != digest {
+        return Err(format!("model {digest} failed verification: its sha256 is {actual}"));
+    }
+    let bytes = Arc::new(served.response.body.to_vec());
+    ranking.models.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(digest.clone(), bytes.clone());
+    Ok((digest, bytes))
+}
+
+/// The bundle's rows in retrieval order (the fallback ranking), seen items removed.
+pub fn retrieval_order(bundle: &[u8], ctx: &RankContext) -> Vec<FrameItem> {
+    let Ok(b) = Bundle::decode(bundle) else { return Vec::new() };
+    let mut rows: Vec<FrameItem> = (0..b.len())
+        .filter(|&i| !ctx.seen.contains(&b.id(i)))
+        .filter(|&i| ctx.region == REGION_ANY || ctx.region >= 32 || b.region_mask(i) & (1 << ctx.region) != 0)
+        .map(|i| FrameItem { id: b.id(i), score: b.retrieval_score(i) })
+        .collect();
+    rows.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    rows.truncate(ctx.k as usize);
+    rows
+}
+
+/// Fetches one bundle and ranks it.
+pub async fn frame(
+    cache: &Cache,
+    ranking: &Arc<Ranking>,
+    path: &str,
+    name: &'static str,
+    ctx: &RankContext,
+) -> Result<Frame, CacheError> {
+    let t0 = Instant::now();
+    let served: Served = cache.get(path).await?;
+    let fetch = t0.elapsed().as_secs_f64() * 1e3;
+    let bundle = served.response.body.clone();
+    let bundle_digest = hex(&Sha256::digest(&bundle));
+    let t1 = Instant::now();
+    let header_digest = Bundle::decode(&bundle).map(|b| b.header().model_digest).unwrap_or([0; 32]);
+    let model = model_for(cache, ranking, header_digest).await;
+    let (items, ranked_by, model_name) = match (model, ranking.guest()) {
+        (Ok((digest, bytes)), Some(guest)) => {
+            let ctx2 = ctx.clone();
+            let b2 = bundle.clone();
+            let r = tokio::task::spawn_blocking(move || -> Result<Vec<FrameItem>, GuestError> {
+                let mut inst = guest.instantiate()?;
+                inst.load_model(&bytes)?;
+                let (out, _) = inst.rank(&b2, &ctx2)?;
+                Ok(out.items.iter().map(|i| FrameItem { id: i.id, score: i.score }).collect())
+            })
+            .await;
+            match r {
+                Ok(Ok(items)) => (items, "guest", digest),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, kind = e.kind(), "guest ranking failed; falling back to retrieval order");
+                    ranking.count_failure(e.kind());
+                    (retrieval_order(&bundle, ctx), "retrieval-order", digest)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "ranking task failed; falling back to retrieval order");
+                    ranking.count_failure("panic");
+                    (retrieval_order(&bundle, ctx), "retrieval-order", digest)
+                }
+            }
+        }
+        (Err(e), _) => {
+            tracing::warn!(error = %e, "no usable model; falling back to retrieval order");
+            ranking.count_failure("model");
+            (retrieval_order(&bundle, ctx), "retrieval-order", String::new())
+        }
+        (Ok((digest, _)), None) => {
+            ranking.count_failure("no-module");
+            (retrieval_order(&bundle, ctx), "retrieval-order", digest)
+        }
+    };
+    Ok(Frame {
+        frame: name,
+        items,
+        ranked_by,
+        bundle_digest,
+        bundle_cache: served.status.as_str(),
+        model: model_name,
+        timings_ms: Timings { fetch, rank: t1.elapsed().as_secs_f64() * 1e3 },
+        merged: None,
+    })
+}
+
+/// The origin paths of the two bundles.
+pub fn paths(r: &FeedRequest, cfg: &FeedConfig) -> (String, String) {
+    (
+        format!("/v1/regions/{}/bundle?k={}", r.region, cfg.candidates),
+        format!("/v1/users/{}/candidates?k={}&region={}", r.user, cfg.candidates, r.region),
+    )
+}
+
+/// Adds the stable merge of `prelim` and `refined` to `refined`.
+pub fn merge_into(prelim: Option<&Frame>, refined: &mut Frame, shown: usize, k: usize) {
+    let p: Vec<u64> = prelim.map(|f| f.items.iter().map(|i| i.id).collect()).unwrap_or_default();
+    let r: Vec<u64> = refined.items.iter().map(|i| i.id).collect();
+    let mut out = Vec::new();
+    edgewise_core::merge::stable_merge(&p, shown, &r, k, &mut out);
+    refined.merged = Some(out);
+}

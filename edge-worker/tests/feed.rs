@@ -1,0 +1,225 @@
+//! The edge end to end over real sockets: a real origin (`edgewise-origin`'s
+//! library, serving on 127.0.0.1) with items, a user's events and a
+//! registered model, and the edge with the real core guest in front of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgewise_core::bundle::Bundle;
+use edgewise_core::model::{Diversity, Layer, Model, Platt, PreRanker};
+use edgewise_core::rank::{RankContext, RankOutput, Ranker};
+use edgewise_edge::cache::Cache;
+use edgewise_edge::feed::{FeedConfig, Ranking};
+use edgewise_edge::guest::{self, GuestModule, Limits};
+use edgewise_edge::server::{EdgeState, app};
+use serde_json::{Value, json};
+
+const DIM: usize = 8;
+const NOW: u64 = 1_700_000_000_000;
+
+fn model(schema_hash: u64) -> Model {
+    let inputs = 3 + 2 + 7;
+    Model {
+        feature_schema_hash: schema_hash,
+        dim: DIM as u16,
+        n_features: 2,
+        n_sources: 7,
+        interaction: false,
+        prerank_keep: 100,
+        prerank: PreRanker {
+            bias: 0.0,
+            w_dot: 1.0,
+            w_retrieval: 0.5,
+            w_features: vec![0.2, 0.1],
+            w_sources: vec![0.0; 7],
+        },
+        mlp: vec![
+            Layer {
+                inputs,
+                outputs: 4,
+                weights: (0..inputs * 4).map(|i| ((i % 7) as f32 - 3.0) / 10.0).collect(),
+                bias: vec![0.1; 4],
+            },
+            Layer { inputs: 4, outputs: 1, weights: vec![0.5, -0.3, 0.8, 0.2], bias: vec![0.0] },
+        ],
+        calibration: Platt { a: 1.0, b: 0.0 },
+        diversity: Diversity { mmr_lambda: 0.9, creator_cap: 0 },
+    }
+}
+
+struct Rig {
+    origin: String,
+    edge: String,
+    client: reqwest::Client,
+}
+
+/// A deterministic embedding: item `i` leans towards cluster `i % 4`.
+fn embedding(i: u64) -> Vec<f64> {
+    (0..DIM).map(|d| if d as u64 == i % 4 { 1.0 } else { ((i * 31 + d as u64 * 7) % 11) as f64 / 40.0 }).collect()
+}
+
+async fn rig(name: &str) -> Rig {
+    let dir = std::env::temp_dir().join(format!("ew-edge-feed-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = edgewise_origin::Config { data_dir: dir, ..Default::default() };
+    cfg.index.dim = DIM;
+    cfg.index.shards = 1;
+    cfg.auth.admin_keys = vec!["admin".into()];
+    let schema = cfg.schema_hash();
+    let state = edgewise_origin::open(cfg).expect("origin opens");
+    edgewise_origin::recover(&state, |_, _| {}).expect("recovers");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(edgewise_origin::serve(state, listener, std::future::pending()));
+    let client = reqwest::Client::new();
+    let items: Vec<Value> = (1..=300u64)
+        .map(|i| {
+            json!({"id": i, "embedding": embedding(i), "creator": i % 13, "categories": [i % 5],
+            "created_at": NOW - i * 60_000, "features": {"popularity": (i % 10) as f64 / 10.0}})
+        })
+        .collect();
+    let r = client.put(format!("{origin}/v1/items")).json(&items).send().await.expect("items");
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+    let events: Vec<Value> = (0..6u64)
+        .map(|j| {
+            json!({"event_id": format!("e{j}"), "user": 7, "item": 4 * j + 1, "kind": "click",
+            "time": NOW - 1000 + j, "region": 0})
+        })
+        .collect();
+    let r = client.post(format!("{origin}/v1/events")).json(&events).send().await.expect("events");
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+    let bytes = model(schema).encode().expect("model encodes");
+    let r = client.put(format!("{origin}/v1/models")).bearer_auth("admin").body(bytes).send().await.expect("model");
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+
+    let path = guest::default_module_path();
+    let wasm =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (build it with `cargo xtask guest`)", path.display()));
+    let limits = Limits::default();
+    let engine = guest::sandboxed_engine(&limits).expect("engine");
+    let module = GuestModule::sandboxed(&engine, &wasm, limits).expect("guest compiles");
+    let state = Arc::new(EdgeState {
+        cache: Cache::new(&origin, 64 << 20, Duration::from_secs(5)).expect("cache"),
+        admin_keys: vec![],
+        ranking: Arc::new(Ranking::new(Some(module))),
+        feed: FeedConfig { refine_deadline: Duration::from_secs(5), candidates: 100 },
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let edge = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app(state)).await;
+    });
+    Rig { origin, edge, client }
+}
+
+/// Ranks the origin's copy of a bundle natively, with the same context.
+async fn native(rig: &Rig, digest: &str, ctx: &RankContext) -> Vec<(u64, f32)> {
+    let bundle = rig.client.get(format!("{}/v1/bundles/{digest}", rig.origin)).send().await.expect("bundle");
+    assert!(bundle.status().is_success(), "the origin still holds bundle {digest}");
+    let bytes = bundle.bytes().await.expect("bytes");
+    let b = Bundle::decode(&bytes).expect("decodes");
+    let current: Value = rig
+        .client
+        .get(format!("{}/v1/models/current", rig.origin))
+        .send()
+        .await
+        .expect("m")
+        .json()
+        .await
+        .expect("json");
+    let m = rig
+        .client
+        .get(format!("{}/v1/models/{}", rig.origin, current["digest"].as_str().expect("digest")))
+        .send()
+        .await
+        .expect("model")
+        .bytes()
+        .await
+        .expect("bytes");
+    let model = Model::decode(&m).expect("model decodes");
+    let mut out = RankOutput::default();
+    Ranker::new().rank(&model, &b, ctx, &mut out).expect("native ranks");
+    out.items.iter().map(|i| (i.id, i.score)).collect()
+}
+
+fn items(frame: &Value) -> Vec<(u64, f32)> {
+    frame["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| (i["id"].as_u64().expect("id"), i["score"].as_f64().expect("score") as f32))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_equals_the_native_ranking_of_the_same_bundle_and_context() {
+    let rig = rig("equal").await;
+    let seen = vec![2u64, 3, 5];
+    let body = json!({"seen": seen, "now_ms": NOW});
+    let r =
+        rig.client.post(format!("{}/v1/feed?user=7&region=0&k=10", rig.edge)).json(&body).send().await.expect("feed");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-edgewise-feed").is_none(), "the refined result arrived within the deadline");
+    let f: Value = r.json().await.expect("json");
+    assert_eq!(f["frame"], "refined");
+    assert_eq!(f["ranked_by"], "guest");
+    let got = items(&f);
+    assert_eq!(got.len(), 10);
+    assert!(got.iter().all(|(id, _)| !seen.contains(id)), "seen items are filtered");
+    let mut ctx = RankContext::new(10, NOW);
+    ctx.region = 0;
+    ctx.seen = seen.clone();
+    let want = native(&rig, f["bundle_digest"].as_str().expect("digest"), &ctx).await;
+    assert_eq!(got, want, "the guest at the edge ranks exactly as the native core");
+
+    // NDJSON: two frames, and the shown preliminary items keep their places.
+    let r = rig
+        .client
+        .post(format!("{}/v1/feed?user=7&region=0&k=10&shown=3", rig.edge))
+        .header("accept", "application/x-ndjson")
+        .json(&body)
+        .send()
+        .await
+        .expect("feed");
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let text = r.text().await.expect("body");
+    let frames: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON frame")).collect();
+    assert_eq!(frames.len(), 2, "{text}");
+    assert_eq!((frames[0]["frame"].as_str(), frames[1]["frame"].as_str()), (Some("preliminary"), Some("refined")));
+    for f in &frames {
+        assert!(f["bundle_cache"].is_string() && f["bundle_digest"].as_str().is_some_and(|d| d.len() == 64), "{f}");
+        assert!(f["timings_ms"]["rank"].as_f64().is_some(), "{f}");
+    }
+    let pre: Vec<u64> = items(&frames[0]).iter().map(|i| i.0).collect();
+    let merged: Vec<u64> =
+        frames[1]["merged"].as_array().expect("merged").iter().map(|v| v.as_u64().expect("id")).collect();
+    assert_eq!(&merged[..3], &pre[..3], "items already shown never jump");
+    assert_eq!(merged.len(), 10);
+    let uniq: std::collections::HashSet<_> = merged.iter().collect();
+    assert_eq!(uniq.len(), 10, "no duplicates");
+    // The regional bundle came from the cache the second time.
+    let r = rig.client.get(format!("{}/v1/feed?user=7&region=0&k=10", rig.edge)).send().await.expect("feed");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_feed_requests_get_a_4xx_that_names_the_problem() {
+    let rig = rig("bad").await;
+    for (q, body, want) in [
+        ("region=0", None, "user"),
+        ("user=x", None, "not a number"),
+        ("user=1&region=40", None, "region"),
+        ("user=1&k=0", None, "k = 0"),
+        ("user=1", Some("{\"seen\": \"no\"}"), "invalid feed body"),
+        ("user=1", Some("{\"session\": \"!!\"}"), "base64"),
+    ] {
+        let mut r = rig.client.post(format!("{}/v1/feed?{q}", rig.edge));
+        if let Some(b) = body {
+            r = r.header("content-type", "application/json").body(b);
+        }
+        let r = r.send().await.expect("edge answers");
+        assert_eq!(r.status(), 400, "{q}");
+        let text = r.text().await.expect("body");
+        assert!(text.contains(want), "{q}: {text}");
+    }
+}
