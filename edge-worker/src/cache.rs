@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moka::policy::EvictionPolicy;
 
+use crate::metrics::CacheMetrics;
+
 /// The parsed `Cache-Control` of a response.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheControl {
@@ -129,6 +131,8 @@ pub struct Stored {
     pub cache_control: CacheControl,
     /// Surrogate keys (`Surrogate-Key` and `Cache-Tag`, space or comma separated).
     pub surrogate_keys: Vec<String>,
+    /// A guest module's detached signature (`X-Edgewise-Signature`).
+    pub signature: Option<String>,
     /// The origin's `Age` when received.
     pub age_at_receipt: Duration,
     /// When it was received (or last revalidated).
@@ -169,15 +173,6 @@ pub enum CacheError {
     },
 }
 
-/// Cache counters (exported by `/metrics`).
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Served per [`Status`]: hit, miss, stale, revalidated.
-    pub served: [std::sync::atomic::AtomicU64; 4],
-    /// Requests sent to the origin.
-    pub origin_requests: std::sync::atomic::AtomicU64,
-}
-
 /// The cache.
 #[derive(Clone)]
 pub struct Cache {
@@ -186,8 +181,8 @@ pub struct Cache {
     entries: moka::sync::Cache<String, Arc<Stored>>,
     inflight: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     revalidating: Arc<Mutex<std::collections::HashSet<String>>>,
-    /// Counters.
-    pub counters: Arc<Counters>,
+    /// Counters (registered by the server's `/metrics`).
+    pub metrics: CacheMetrics,
 }
 
 impl std::fmt::Debug for Cache {
@@ -223,7 +218,7 @@ impl Cache {
             entries,
             inflight: Arc::default(),
             revalidating: Arc::default(),
-            counters: Arc::default(),
+            metrics: CacheMetrics::new().map_err(|e| CacheError::Origin(format!("metrics: {e}")))?,
         })
     }
 
@@ -250,7 +245,8 @@ impl Cache {
     }
 
     async fn fetch(&self, path: &str, etag: Option<&str>) -> Result<Fetched, CacheError> {
-        self.counters.origin_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.origin_requests.inc();
+        let _timer = self.metrics.origin_seconds.start_timer();
         let mut req = self.client.get(format!("{}{path}", self.origin));
         if let Some(e) = etag {
             req = req.header("if-none-match", e);
@@ -285,19 +281,14 @@ impl Cache {
             cache_control: CacheControl::parse(&raw),
             cache_control_raw: raw,
             surrogate_keys: keys,
+            signature: header(&headers, "x-edgewise-signature"),
             age_at_receipt: Duration::from_secs(header(&headers, "age").and_then(|a| a.parse().ok()).unwrap_or(0)),
             received: Instant::now(),
         }))
     }
 
     fn count(&self, s: Status) -> Status {
-        let i = match s {
-            Status::Hit => 0,
-            Status::Miss => 1,
-            Status::Stale => 2,
-            Status::Revalidated => 3,
-        };
-        self.counters.served[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.served.with_label_values(&[s.as_str()]).inc();
         s
     }
 

@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::{Cache, CacheError, Served};
 use crate::guest::{GuestError, GuestModule};
+use crate::metrics::GuestMetrics;
 
 /// Feed settings.
 #[derive(Debug, Clone)]
@@ -52,13 +53,28 @@ impl Default for FeedConfig {
     }
 }
 
-/// The guest module and verified models.
+/// The tenant a feed request uses when it names none.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// A tenant's guest module.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// The compiled module.
+    pub module: Arc<GuestModule>,
+    /// Where it came from: a file path or `origin:<digest>`.
+    pub source: String,
+}
+
+/// The guest modules by tenant, and verified models.
 pub struct Ranking {
-    /// The guest.
-    pub guest: RwLock<Option<Arc<GuestModule>>>,
+    tenants: RwLock<HashMap<String, Tenant>>,
+    /// The engine and limits new modules are compiled for (hot swaps).
+    pub sandbox: Option<(wasmtime::Engine, crate::guest::Limits)>,
+    /// The key modules must be signed by, if any.
+    pub public_key: Option<ed25519_dalek::VerifyingKey>,
     models: RwLock<HashMap<String, Arc<Vec<u8>>>>,
-    /// Guest failures by kind.
-    pub failures: RwLock<HashMap<&'static str, u64>>,
+    /// Guest failures and timings (registered by the server's `/metrics`).
+    pub metrics: GuestMetrics,
 }
 
 impl std::fmt::Debug for Ranking {
@@ -68,18 +84,53 @@ impl std::fmt::Debug for Ranking {
 }
 
 impl Ranking {
-    /// With `guest` loaded (or none yet).
-    pub fn new(guest: Option<GuestModule>) -> Self {
-        Self { guest: RwLock::new(guest.map(Arc::new)), models: RwLock::default(), failures: RwLock::default() }
+    /// With `guest` as the default tenant's module (or none yet).
+    pub fn new(guest: Option<GuestModule>) -> Result<Self, prometheus::Error> {
+        let r = Self {
+            tenants: RwLock::default(),
+            sandbox: None,
+            public_key: None,
+            models: RwLock::default(),
+            metrics: GuestMetrics::new()?,
+        };
+        if let Some(g) = guest {
+            r.swap(DEFAULT_TENANT, g, "startup".into());
+        }
+        Ok(r)
     }
 
-    /// The loaded guest.
+    /// The default tenant's module.
     pub fn guest(&self) -> Option<Arc<GuestModule>> {
-        self.guest.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.guest_for(DEFAULT_TENANT)
+    }
+
+    /// A tenant's module.
+    pub fn guest_for(&self, tenant: &str) -> Option<Arc<GuestModule>> {
+        self.tenants.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(tenant).map(|t| t.module.clone())
+    }
+
+    /// Every tenant and where its module came from.
+    pub fn tenants(&self) -> Vec<(String, String)> {
+        let t = self.tenants.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut v: Vec<(String, String)> = t.iter().map(|(k, v)| (k.clone(), v.source.clone())).collect();
+        v.sort();
+        v
+    }
+
+    /// Replaces (or adds) a tenant's module. Requests already ranking keep
+    /// the module they started with (they hold its `Arc`); later ones get the new one.
+    pub fn swap(&self, tenant: &str, module: GuestModule, source: String) {
+        let t = Tenant { module: Arc::new(module), source };
+        self.tenants.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(tenant.to_string(), t);
     }
 
     fn count_failure(&self, kind: &'static str) {
-        *self.failures.write().unwrap_or_else(std::sync::PoisonError::into_inner).entry(kind).or_default() += 1;
+        self.metrics.failures.with_label_values(&[kind]).inc();
+    }
+
+    /// Failures of `kind` so far.
+    pub fn failures(&self, kind: &str) -> u64 {
+        self.metrics.failures.with_label_values(&[kind]).get()
     }
 }
 
@@ -160,6 +211,8 @@ pub struct FeedRequest {
     pub k: u32,
     /// Preliminary items the client shows before the refined frame.
     pub shown: usize,
+    /// Whose guest module ranks ([`DEFAULT_TENANT`] unless `tenant=` names one).
+    pub tenant: String,
     /// The context.
     pub ctx: RankContext,
 }
@@ -204,7 +257,11 @@ impl FeedRequest {
             let (state, _) = SessionState::decode(&bytes).map_err(|e| bad(format!("session: {e}")))?;
             ctx.session = state;
         }
-        Ok(FeedRequest { user, region, k, shown, ctx })
+        let tenant = query.get("tenant").cloned().unwrap_or_else(|| DEFAULT_TENANT.to_string());
+        if tenant.is_empty() || tenant.len() > 64 {
+            return Err(bad("tenant must be 1 to 64 characters".into()));
+        }
+        Ok(FeedRequest { user, region, k, shown, tenant, ctx })
     }
 }
 
@@ -255,6 +312,7 @@ pub async fn frame(
     path: &str,
     name: &'static str,
     ctx: &RankContext,
+    tenant: &str,
 ) -> Result<Frame, CacheError> {
     let t0 = Instant::now();
     let served: Served = cache.get(path).await?;
@@ -264,12 +322,16 @@ pub async fn frame(
     let t1 = Instant::now();
     let header_digest = Bundle::decode(&bundle).map(|b| b.header().model_digest).unwrap_or([0; 32]);
     let model = model_for(cache, ranking, header_digest).await;
-    let (items, ranked_by, model_name) = match (model, ranking.guest()) {
+    let (items, ranked_by, model_name) = match (model, ranking.guest_for(tenant)) {
         (Ok((digest, bytes)), Some(guest)) => {
             let ctx2 = ctx.clone();
             let b2 = bundle.clone();
+            let m = ranking.metrics.clone();
             let r = tokio::task::spawn_blocking(move || -> Result<Vec<FrameItem>, GuestError> {
+                let t = Instant::now();
                 let mut inst = guest.instantiate()?;
+                m.instantiate_seconds.observe(t.elapsed().as_secs_f64());
+                let _timer = m.rank_seconds.start_timer();
                 inst.load_model(&bytes)?;
                 let (out, _) = inst.rank(&b2, &ctx2)?;
                 Ok(out.items.iter().map(|i| FrameItem { id: i.id, score: i.score }).collect())

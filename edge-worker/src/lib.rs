@@ -15,4 +15,6 @@
 pub mod cache;
 pub mod feed;
 pub mod guest;
+pub mod metrics;
+pub mod modules;
 pub mod server;

@@ -49,12 +49,24 @@ struct ServeArgs {
     /// Admin keys for `POST /admin/purge` (repeatable; none: the route is open).
     #[arg(long = "admin-key")]
     admin_keys: Vec<String>,
-    /// The guest module [default: the one `cargo xtask guest` builds].
-    #[arg(long)]
+    /// The guest module file [default: the one `cargo xtask guest` builds].
+    #[arg(long, conflicts_with = "module_digest")]
     module: Option<PathBuf>,
+    /// Fetch the guest module from the origin (`GET /v1/modules/{digest}`) instead, verified by sha256.
+    #[arg(long)]
+    module_digest: Option<String>,
+    /// ed25519 public key (64 hex digits or base64) that fetched modules must be signed by.
+    #[arg(long)]
+    public_key: Option<String>,
     /// How long a plain-JSON feed request waits for the refined ranking, in ms.
     #[arg(long, default_value_t = 150)]
     refine_deadline_ms: u64,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Requests served at once (429 with Retry-After beyond).
+    #[arg(long, default_value_t = 1024)]
+    max_in_flight: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -109,32 +121,68 @@ fn serve(a: ServeArgs) -> Result<()> {
     }
     let cache =
         edgewise_edge::cache::Cache::new(url, a.cache_bytes, std::time::Duration::from_millis(a.origin_timeout_ms))?;
-    let module_path = a.module.clone().unwrap_or_else(guest::default_module_path);
+    let public_key = a.public_key.as_deref().map(edgewise_edge::modules::parse_public_key).transpose()?;
     let limits = guest::Limits::default();
     let engine = guest::sandboxed_engine(&limits)?;
-    let bytes = std::fs::read(&module_path).with_context(|| {
-        format!("cannot read the guest module {} (build it with `cargo xtask guest`)", module_path.display())
-    })?;
-    let module = GuestModule::sandboxed(&engine, &bytes, limits)?;
-    let ranking = std::sync::Arc::new(edgewise_edge::feed::Ranking::new(Some(module)));
     let feed = edgewise_edge::feed::FeedConfig {
         refine_deadline: std::time::Duration::from_millis(a.refine_deadline_ms),
         ..Default::default()
     };
-    let state =
-        std::sync::Arc::new(edgewise_edge::server::EdgeState { cache, admin_keys: a.admin_keys, ranking, feed });
+    let server_limits = edgewise_edge::server::ServerLimits {
+        admin_keys: a.admin_keys.clone(),
+        max_body_bytes: a.max_body_bytes,
+        max_in_flight: a.max_in_flight,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
+        let (bytes, source) = match &a.module_digest {
+            Some(d) => {
+                let b = edgewise_edge::modules::fetch_verified(&cache, d, public_key.as_ref()).await?;
+                (b, format!("origin:{d}"))
+            }
+            None => {
+                let path = a.module.clone().unwrap_or_else(guest::default_module_path);
+                let b = std::fs::read(&path).with_context(|| {
+                    format!("cannot read the guest module {} (build it with `cargo xtask guest`)", path.display())
+                })?;
+                (b, path.display().to_string())
+            }
+        };
+        let module = GuestModule::sandboxed(&engine, &bytes, limits)?;
+        tracing::info!(source, "guest module loaded");
+        let mut ranking = edgewise_edge::feed::Ranking::new(None)?;
+        ranking.sandbox = Some((engine, limits));
+        ranking.public_key = public_key;
+        ranking.swap(edgewise_edge::feed::DEFAULT_TENANT, module, source);
+        let state = std::sync::Arc::new(edgewise_edge::server::EdgeState::new(
+            cache,
+            std::sync::Arc::new(ranking),
+            feed,
+            server_limits,
+        )?);
         let listener =
             tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
         tracing::info!(addr = %listener.local_addr()?, origin = url, "edge listening");
-        axum::serve(listener, edgewise_edge::server::app(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+        axum::serve(listener, edgewise_edge::server::app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        tracing::info!("shut down cleanly");
         Ok(())
     })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutdown signal received; draining in-flight requests");
 }
 
 fn rank(a: RankArgs) -> Result<()> {

@@ -4,8 +4,12 @@
 //! |---|---|
 //! | `GET\|POST /v1/feed` | the speculative-then-refined feed ([`crate::feed`]) |
 //! | `GET /v1/...` | proxied to the origin through the [`crate::cache`]: regional bundles, immutable bundles and models are stored as their `Cache-Control` allows; personalized (`private`) bundles pass through and are never stored |
+//! | `PUT /admin/modules/{tenant}` | `{"digest": "<sha256>"}`: fetch that module from the origin, verify it, and swap it in for the tenant (admin key) |
 //! | `POST /admin/purge` | `{"surrogate_key": "region-4"}` drops every entry with that key (needs an admin key when one is configured) |
-//! | `/livez`, `/readyz` | liveness; readiness |
+//! | `/livez`, `/readyz` | liveness; readiness (a guest module is loaded) |
+//! | `/metrics` | Prometheus ([`crate::metrics`]) |
+//!
+//! Bodies over the limit get 413; past the cap on requests in flight, 429 with `Retry-After`.
 //!
 //! Every proxied response carries `Age` and `X-Edgewise-Cache`
 //! (`hit`, `miss`, `stale`, `revalidated`), and answers a matching
@@ -22,6 +26,24 @@ use axum::routing::{get, post};
 
 use crate::cache::{Cache, CacheError};
 use crate::feed::{self, FeedBody, FeedConfig, FeedRequest, Ranking};
+use crate::metrics::EdgeMetrics;
+
+/// Server limits.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// Keys accepted on admin routes; empty: admin routes are open.
+    pub admin_keys: Vec<String>,
+    /// Largest request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Requests served at once; beyond it, 429 with `Retry-After`.
+    pub max_in_flight: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self { admin_keys: Vec::new(), max_body_bytes: 1 << 20, max_in_flight: 1024 }
+    }
+}
 
 /// Shared server state.
 #[derive(Debug)]
@@ -34,17 +56,71 @@ pub struct EdgeState {
     pub ranking: Arc<Ranking>,
     /// Feed settings.
     pub feed: FeedConfig,
+    /// Metrics.
+    pub metrics: EdgeMetrics,
+    max_body_bytes: usize,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl EdgeState {
+    /// Assembles the state and registers every metric.
+    pub fn new(
+        cache: Cache,
+        ranking: Arc<Ranking>,
+        feed: FeedConfig,
+        limits: ServerLimits,
+    ) -> Result<Self, prometheus::Error> {
+        let metrics = EdgeMetrics::new(&cache.metrics, &ranking.metrics)?;
+        Ok(Self {
+            cache,
+            admin_keys: limits.admin_keys,
+            ranking,
+            feed,
+            metrics,
+            max_body_bytes: limits.max_body_bytes,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1))),
+        })
+    }
 }
 
 /// The router.
 pub fn app(state: Arc<EdgeState>) -> Router {
     Router::new()
         .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(|State(st): State<Arc<EdgeState>>| async move { st.metrics.render() }))
         .route("/admin/purge", post(purge))
+        .route("/admin/modules/{tenant}", axum::routing::put(put_module))
         .route("/v1/feed", get(feed_route).post(feed_route))
         .route("/v1/{*rest}", get(proxy))
+        .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+async fn readyz(State(st): State<Arc<EdgeState>>) -> Response {
+    if st.ranking.guest().is_some() {
+        "ready".into_response()
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, "no guest module is loaded")
+    }
+}
+
+/// Caps requests in flight (429 with `Retry-After` beyond the cap) and records latency per route.
+async fn observe(State(st): State<Arc<EdgeState>>, req: Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let Ok(_permit) = st.in_flight.clone().try_acquire_owned() else {
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "too many requests in flight; retry shortly");
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    st.metrics.http_seconds.with_label_values(&[&route, resp.status().as_str()]).observe(start.elapsed().as_secs_f64());
+    resp
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -77,6 +153,9 @@ async fn proxy(State(st): State<Arc<EdgeState>>, req: Request) -> Response {
     if !r.surrogate_keys.is_empty() {
         set(header::HeaderName::from_static("surrogate-key"), &r.surrogate_keys.join(" "));
     }
+    if let Some(sig) = &r.signature {
+        set(header::HeaderName::from_static("x-edgewise-signature"), sig);
+    }
     if let Some(etag) = &r.etag {
         set(header::ETAG, etag);
         let matches = req
@@ -97,22 +176,80 @@ struct PurgeBody {
     surrogate_key: String,
 }
 
-async fn purge(State(st): State<Arc<EdgeState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !st.admin_keys.is_empty() {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-        match given {
-            None => {
-                return error(StatusCode::UNAUTHORIZED, "this route needs an admin key (Authorization: Bearer KEY)");
-            }
-            Some(k) if !st.admin_keys.iter().any(|a| a == k) => {
-                return error(StatusCode::FORBIDDEN, "the key is not an admin key");
-            }
-            Some(_) => {}
+/// `Some(response)` when the request lacks a valid admin key.
+fn refuse_without_admin_key(st: &EdgeState, headers: &HeaderMap) -> Option<Response> {
+    if st.admin_keys.is_empty() {
+        return None;
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    match given {
+        None => Some(error(StatusCode::UNAUTHORIZED, "this route needs an admin key (Authorization: Bearer KEY)")),
+        Some(k) if !st.admin_keys.iter().any(|a| a == k) => {
+            Some(error(StatusCode::FORBIDDEN, "the key is not an admin key"))
         }
+        Some(_) => None,
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModuleBody {
+    digest: String,
+}
+
+/// Replaces a tenant's module with one fetched from the origin by digest and
+/// verified (sha256; ed25519 when a public key is configured). In-flight
+/// requests finish on the old module.
+async fn put_module(
+    State(st): State<Arc<EdgeState>>,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = refuse_without_admin_key(&st, &headers) {
+        return r;
+    }
+    if tenant.is_empty() || tenant.len() > 64 {
+        return error(StatusCode::BAD_REQUEST, "tenant must be 1 to 64 characters");
+    }
+    let b: ModuleBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("expected {{\"digest\": \"<sha256 hex>\"}}: {e}")),
+    };
+    let Some((engine, limits)) = st.ranking.sandbox.clone() else {
+        return error(
+            StatusCode::CONFLICT,
+            "this edge was started without a sandbox engine; modules cannot be swapped",
+        );
+    };
+    let bytes = match crate::modules::fetch_verified(&st.cache, &b.digest, st.ranking.public_key.as_ref()).await {
+        Ok(b) => b,
+        Err(e @ crate::modules::ModuleError::Fetch { .. }) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
+        Err(e) => {
+            tracing::warn!(tenant, error = %e, "module refused");
+            return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
+        }
+    };
+    let compiled =
+        tokio::task::spawn_blocking(move || crate::guest::GuestModule::sandboxed(&engine, &bytes, limits)).await;
+    match compiled {
+        Ok(Ok(module)) => {
+            st.ranking.swap(&tenant, module, format!("origin:{}", b.digest));
+            tracing::info!(tenant, digest = b.digest, "module swapped in");
+            axum::Json(serde_json::json!({"tenant": tenant, "digest": b.digest})).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("module {} does not load: {e}", b.digest)),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("compiling the module failed: {e}")),
+    }
+}
+
+async fn purge(State(st): State<Arc<EdgeState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = refuse_without_admin_key(&st, &headers) {
+        return r;
     }
     let b: PurgeBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -151,9 +288,12 @@ async fn feed_route(
     let (regional_path, personal_path) = feed::paths(&req, &st.feed);
     let st2 = st.clone();
     let ctx2 = req.ctx.clone();
+    let tenant2 = req.tenant.clone();
     let refined =
-        tokio::spawn(async move { feed::frame(&st2.cache, &st2.ranking, &personal_path, "refined", &ctx2).await });
-    let prelim = feed::frame(&st.cache, &st.ranking, &regional_path, "preliminary", &req.ctx).await;
+        tokio::spawn(
+            async move { feed::frame(&st2.cache, &st2.ranking, &personal_path, "refined", &ctx2, &tenant2).await },
+        );
+    let prelim = feed::frame(&st.cache, &st.ranking, &regional_path, "preliminary", &req.ctx, &req.tenant).await;
     let k = req.k as usize;
     if ndjson {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(2);
@@ -201,12 +341,17 @@ async fn feed_route(
     };
     match (prelim, refined) {
         (p, Some(mut f)) => {
+            st.metrics.feeds.with_label_values(&["refined"]).inc();
             feed::merge_into(p.as_ref().ok(), &mut f, req.shown, k);
             axum::Json(f).into_response()
         }
         (Ok(p), None) => {
+            st.metrics.feeds.with_label_values(&["preliminary"]).inc();
             ([(header::HeaderName::from_static("x-edgewise-feed"), "preliminary")], axum::Json(p)).into_response()
         }
-        (Err(e), None) => error(StatusCode::SERVICE_UNAVAILABLE, format!("no bundle available: {e}")),
+        (Err(e), None) => {
+            st.metrics.feeds.with_label_values(&["unavailable"]).inc();
+            error(StatusCode::SERVICE_UNAVAILABLE, format!("no bundle available: {e}"))
+        }
     }
 }

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use edgewise_edge::cache::Cache;
-use edgewise_edge::server::{EdgeState, app};
+use edgewise_edge::server::{EdgeState, ServerLimits, app};
 
 /// What the scripted origin answers.
 #[derive(Default)]
@@ -73,12 +73,11 @@ async fn setup(cache_control: &str, cache_bytes: u64, admin_keys: Vec<String>) -
         let _ = axum::serve(origin, router).await;
     });
     let cache = Cache::new(&origin_url, cache_bytes, Duration::from_secs(2)).expect("cache");
-    let state = Arc::new(EdgeState {
-        cache: cache.clone(),
-        admin_keys,
-        ranking: Arc::new(edgewise_edge::feed::Ranking::new(None)),
-        feed: edgewise_edge::feed::FeedConfig::default(),
-    });
+    let ranking = Arc::new(edgewise_edge::feed::Ranking::new(None).expect("metrics"));
+    let limits = ServerLimits { admin_keys, ..ServerLimits::default() };
+    let state = Arc::new(
+        EdgeState::new(cache.clone(), ranking, edgewise_edge::feed::FeedConfig::default(), limits).expect("state"),
+    );
     let edge = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let edge_url = format!("http://{}", edge.local_addr().expect("addr"));
     tokio::spawn(async move {

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use edgewise_core::bundle::Bundle;
 use edgewise_core::model::{Diversity, Layer, Model, Platt, PreRanker};
 use edgewise_core::rank::{RankContext, RankOutput, Ranker};
 use edgewise_edge::cache::Cache;
 use edgewise_edge::feed::{FeedConfig, Ranking};
 use edgewise_edge::guest::{self, GuestModule, Limits};
-use edgewise_edge::server::{EdgeState, app};
+use edgewise_edge::server::{EdgeState, ServerLimits, app};
 use serde_json::{Value, json};
 
 const DIM: usize = 8;
@@ -51,6 +52,7 @@ struct Rig {
     origin: String,
     edge: String,
     client: reqwest::Client,
+    ranking: Arc<Ranking>,
 }
 
 /// A deterministic embedding: item `i` leans towards cluster `i % 4`.
@@ -59,6 +61,17 @@ fn embedding(i: u64) -> Vec<f64> {
 }
 
 async fn rig(name: &str) -> Rig {
+    rig_with(name, None, ServerLimits::default(), None, Limits::default()).await
+}
+
+/// A rig whose edge runs `module` (WAT-built bytes) instead of the real guest.
+async fn rig_with(
+    name: &str,
+    wasm: Option<Vec<u8>>,
+    limits: ServerLimits,
+    key: Option<VerifyingKey>,
+    limits_sandbox: Limits,
+) -> Rig {
     let dir = std::env::temp_dir().join(format!("ew-edge-feed-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = edgewise_origin::Config { data_dir: dir, ..Default::default() };
@@ -93,23 +106,30 @@ async fn rig(name: &str) -> Rig {
     assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
 
     let path = guest::default_module_path();
-    let wasm =
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (build it with `cargo xtask guest`)", path.display()));
-    let limits = Limits::default();
-    let engine = guest::sandboxed_engine(&limits).expect("engine");
-    let module = GuestModule::sandboxed(&engine, &wasm, limits).expect("guest compiles");
-    let state = Arc::new(EdgeState {
-        cache: Cache::new(&origin, 64 << 20, Duration::from_secs(5)).expect("cache"),
-        admin_keys: vec![],
-        ranking: Arc::new(Ranking::new(Some(module))),
-        feed: FeedConfig { refine_deadline: Duration::from_secs(5), candidates: 100 },
+    let wasm = wasm.unwrap_or_else(|| {
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (build it with `cargo xtask guest`)", path.display()))
     });
+    let engine = guest::sandboxed_engine(&limits_sandbox).expect("engine");
+    let module = GuestModule::sandboxed(&engine, &wasm, limits_sandbox).expect("guest compiles");
+    let mut ranking = Ranking::new(Some(module)).expect("metrics");
+    ranking.sandbox = Some((engine, limits_sandbox));
+    ranking.public_key = key;
+    let ranking = Arc::new(ranking);
+    let state = Arc::new(
+        EdgeState::new(
+            Cache::new(&origin, 64 << 20, Duration::from_secs(5)).expect("cache"),
+            ranking.clone(),
+            FeedConfig { refine_deadline: Duration::from_secs(5), candidates: 100 },
+            limits,
+        )
+        .expect("state"),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let edge = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app(state)).await;
     });
-    Rig { origin, edge, client }
+    Rig { origin, edge, client, ranking }
 }
 
 /// Ranks the origin's copy of a bundle natively, with the same context.
@@ -222,4 +242,179 @@ async fn bad_feed_requests_get_a_4xx_that_names_the_problem() {
         let text = r.text().await.expect("body");
         assert!(text.contains(want), "{q}: {text}");
     }
+}
+
+/// A module with the core guest's exports whose `ew_rank` runs `body`.
+fn hostile(body: &str) -> Vec<u8> {
+    let wat = format!(
+        r#"(module
+  (memory (export "memory") 2)
+  (func (export "ew_abi_version") (result i32) i32.const {version})
+  (func (export "ew_alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "ew_free") (param i32 i32))
+  (func (export "ew_load_model") (param i32 i32) (result i32) i32.const 0)
+  (func (export "ew_rank") (param i32 i32 i32 i32) (result i32) {body})
+  (func (export "ew_result_ptr") (result i32) i32.const 0)
+  (func (export "ew_result_len") (result i32) i32.const 0)
+  (func (export "ew_error_ptr") (result i32) i32.const 0)
+  (func (export "ew_error_len") (result i32) i32.const 0))"#,
+        version = edgewise_core::abi::ABI_VERSION
+    );
+    wat::parse_str(&wat).expect("valid WAT")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_guest_fails_only_its_ranking_and_the_feed_falls_back() {
+    let cases = [
+        ("loop", "(loop $l (br $l)) i32.const 0", "deadline"),
+        ("grow", "(loop $l (drop (memory.grow (i32.const 16))) (br $l)) i32.const 0", "deadline"),
+        ("trap", "unreachable", "trap"),
+    ];
+    for (name, body, kind) in cases {
+        let rig = rig_with(name, Some(hostile(body)), ServerLimits::default(), None, Limits::default()).await;
+        for round in 0..2 {
+            let start = std::time::Instant::now();
+            let r = rig
+                .client
+                .post(format!("{}/v1/feed?user=7&region=0&k=10", rig.edge))
+                .json(&json!({"seen": [2], "now_ms": NOW}))
+                .send()
+                .await
+                .expect("the edge answers");
+            assert_eq!(r.status(), 200, "{name}: the feed still answers");
+            let f: Value = r.json().await.expect("json");
+            assert_eq!(f["ranked_by"], "retrieval-order", "{name}: {f}");
+            let got = items(&f);
+            assert_eq!(got.len(), 10, "{name}");
+            assert!(got.windows(2).all(|w| w[0].1 >= w[1].1), "{name}: retrieval order: {got:?}");
+            assert!(start.elapsed() < Duration::from_secs(2), "{name} round {round}: took {:?}", start.elapsed());
+        }
+        assert!(rig.ranking.failures(kind) >= 2, "{name}: failures are counted as {kind}");
+        let metrics = rig.client.get(format!("{}/metrics", rig.edge)).send().await.expect("m").text().await.expect("t");
+        assert!(metrics.contains(&format!("edgewise_edge_guest_failures_total{{kind=\"{kind}\"}}")), "{metrics}");
+        assert!(metrics.contains("edgewise_edge_cache_hit_ratio"), "{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_gets_413() {
+    let rig = rig_with(
+        "limits",
+        None,
+        ServerLimits { max_body_bytes: 1024, ..ServerLimits::default() },
+        None,
+        Limits::default(),
+    )
+    .await;
+    let seen: Vec<u64> = (0..1000).collect();
+    let r = rig
+        .client
+        .post(format!("{}/v1/feed?user=7", rig.edge))
+        .json(&json!({"seen": seen}))
+        .send()
+        .await
+        .expect("edge answers");
+    assert_eq!(r.status(), 413);
+    let ready = rig.client.get(format!("{}/readyz", rig.edge)).send().await.expect("readyz");
+    assert_eq!(ready.status(), 200, "ready: a module is loaded");
+}
+
+/// The real guest with a custom section appended: the same code under another digest.
+fn variant(tag: &str) -> Vec<u8> {
+    let path = guest::default_module_path();
+    let mut wasm =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (build it with `cargo xtask guest`)", path.display()));
+    let name = format!("edgewise-test-{tag}");
+    let mut payload = vec![name.len() as u8];
+    payload.extend(name.as_bytes());
+    payload.extend(b"payload");
+    wasm.push(0); // custom section id
+    wasm.push(payload.len() as u8); // LEB128, < 128
+    wasm.extend(payload);
+    wasm
+}
+
+async fn upload(rig: &Rig, wasm: &[u8], signer: Option<&SigningKey>) -> String {
+    let mut r = rig.client.put(format!("{}/v1/modules", rig.origin)).bearer_auth("admin").body(wasm.to_vec());
+    if let Some(k) = signer {
+        use base64::Engine as _;
+        r = r.header("x-edgewise-signature", base64::engine::general_purpose::STANDARD.encode(k.sign(wasm).to_bytes()));
+    }
+    let r = r.send().await.expect("upload");
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.expect("json")["digest"].as_str().expect("digest").to_string()
+}
+
+async fn swap(rig: &Rig, tenant: &str, digest: &str) -> (u16, String) {
+    let r = rig
+        .client
+        .put(format!("{}/admin/modules/{tenant}", rig.edge))
+        .json(&json!({"digest": digest}))
+        .send()
+        .await
+        .expect("edge answers");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modules_come_from_the_origin_verified_and_swap_under_load() {
+    let operator = SigningKey::from_bytes(&[9; 32]);
+    // A generous deadline: this test is about swapping, and a loaded CI machine must not turn
+    // rankings into deadline fallbacks.
+    let generous = Limits { deadline: Duration::from_secs(5), ..Limits::default() };
+    let rig = rig_with("modules", None, ServerLimits::default(), Some(operator.verifying_key()), generous).await;
+    let a = upload(&rig, &variant("a"), Some(&operator)).await;
+    let b = upload(&rig, &variant("b"), Some(&operator)).await;
+    let unsigned = upload(&rig, &variant("c"), None).await;
+    let forged = upload(&rig, &variant("d"), Some(&SigningKey::from_bytes(&[1; 32]))).await;
+
+    let (st, body) = swap(&rig, "default", &unsigned).await;
+    assert_eq!(st, 422, "{body}");
+    assert!(body.contains("not signed"), "{body}");
+    let (st, body) = swap(&rig, "default", &forged).await;
+    assert_eq!(st, 422, "{body}");
+    assert!(body.contains("bad signature"), "{body}");
+    let (st, body) = swap(&rig, "default", &"0".repeat(64)).await;
+    assert_eq!(st, 502, "an unknown module: {body}");
+    let (st, body) = swap(&rig, "default", "nothex").await;
+    assert_eq!(st, 422, "{body}");
+
+    // A load runs while the module is swapped back and forth; no request fails.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = tokio::task::JoinSet::new();
+    for w in 0..4u64 {
+        let (client, edge, stop) = (rig.client.clone(), rig.edge.clone(), stop.clone());
+        load.spawn(async move {
+            let mut done = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || done < 5 {
+                let r = client
+                    .post(format!("{edge}/v1/feed?user=7&region=0&k=10"))
+                    .json(&json!({"seen": [w], "now_ms": NOW}))
+                    .send()
+                    .await
+                    .expect("the edge answers");
+                assert_eq!(r.status(), 200);
+                let f: Value = r.json().await.expect("json");
+                assert_eq!(f["ranked_by"], "guest", "every request is ranked by a guest: {f}");
+                done += 1;
+            }
+            done
+        });
+    }
+    for round in 0..10 {
+        let d = if round % 2 == 0 { &a } else { &b };
+        let (st, body) = swap(&rig, "default", d).await;
+        assert_eq!(st, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served: u32 = load.join_all().await.into_iter().sum();
+    assert!(served >= 20, "the load ran: {served} requests");
+    assert_eq!(rig.ranking.tenants(), vec![("default".to_string(), format!("origin:{b}"))]);
+
+    // Another tenant gets its own module.
+    let (st, _) = swap(&rig, "tenant-2", &a).await;
+    assert_eq!(st, 200);
+    let r = rig.client.get(format!("{}/v1/feed?user=7&k=5&tenant=tenant-2", rig.edge)).send().await.expect("feed");
+    assert_eq!(r.json::<Value>().await.expect("json")["ranked_by"], "guest");
 }

@@ -13,6 +13,8 @@
 //! | `GET /v1/bundles/{digest}` | a recently built bundle by sha256, `immutable` |
 //! | `PUT /v1/models?rollout=stable\|canary&percent=` | registers a model artifact (admin key) |
 //! | `GET /v1/models/{digest}` | a model artifact, `immutable` |
+//! | `PUT /v1/modules` | stores a guest module and its optional detached ed25519 signature (admin key) |
+//! | `GET /v1/modules/{digest}` | a guest module, `immutable`, signature in `X-Edgewise-Signature` |
 //! | `GET /v1/models/current?user=` | the manifest, and the model this user gets (sticky canary) |
 //! | `POST /v1/rank` | the refined ranking computed at the origin, with every stage explained |
 //!
@@ -168,6 +170,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/models", put(put_model))
         .route("/v1/models/current", get(current_model))
         .route("/v1/models/{digest}", get(get_model))
+        .route("/v1/modules", put(put_module))
+        .route("/v1/modules/{digest}", get(get_module))
         .route("/v1/rank", axum::routing::post(rank))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::compression::CompressionLayer::new())
@@ -682,6 +686,76 @@ async fn get_model(
     Ok((StatusCode::OK, h, bytes).into_response())
 }
 
+/// The header that carries a guest module's detached ed25519 signature (base64).
+pub const SIGNATURE_HEADER: &str = "x-edgewise-signature";
+
+#[utoipa::path(put, path = "/v1/modules", tag = "modules",
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "a core guest module (`edgewise_core.wasm` or a build of it); an optional detached ed25519 signature (base64) in X-Edgewise-Signature is stored with it and served to edges"),
+    responses((status = 201, description = "stored; returns the digest and its URL"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn put_module(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    if st.cfg.auth.admin_keys.is_empty() {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "module uploads are disabled: configure auth.admin_keys"));
+    }
+    check_key(&st.cfg.auth.admin_keys, &headers)?;
+    if !body.starts_with(b"\0asm") {
+        return Err(ApiError::bad_request("not a WebAssembly module (the body does not start with \\0asm)"));
+    }
+    let signature = match headers.get(SIGNATURE_HEADER) {
+        None => String::new(),
+        Some(v) => {
+            let s = v.to_str().map_err(|_| ApiError::bad_request("X-Edgewise-Signature is not ASCII"))?;
+            if s.is_empty() || s.len() > 256 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) {
+                return Err(ApiError::bad_request("X-Edgewise-Signature must be base64 (an ed25519 signature)"));
+            }
+            s.to_string()
+        }
+    };
+    let digest = edgewise_core::model::digest_hex(&<sha2::Sha256 as sha2::Digest>::digest(&body).into());
+    let (st2, d2) = (st.clone(), digest.clone());
+    tokio::task::spawn_blocking(move || st2.store.put_module(&d2, &body, &signature))
+        .await
+        .map_err(ApiError::internal)??;
+    let url = format!("/v1/modules/{digest}");
+    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({"digest": digest, "url": url}))).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/modules/{digest}", tag = "modules", params(("digest" = String, Path, description = "sha256, hex")),
+    responses((status = 200, description = "the module (immutable), with its signature in X-Edgewise-Signature when one was stored", content_type = "application/wasm", body = Vec<u8>),
+        (status = 304, description = "If-None-Match matched"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_module(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(digest): Path<String>,
+) -> Result<Response, ApiError> {
+    check_key(&st.cfg.auth.read_keys, &headers)?;
+    check_digest(&digest)?;
+    let (st2, d2) = (st.clone(), digest.clone());
+    let found = tokio::task::spawn_blocking(move || st2.store.module(&d2)).await.map_err(ApiError::internal)??;
+    let (bytes, signature) = found.ok_or_else(|| ApiError::not_found(format!("module {digest} is not stored")))?;
+    let mut h = HeaderMap::new();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{digest}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("module module-{digest}")) {
+        h.insert("surrogate-key", v.clone());
+        h.insert("cache-tag", v);
+    }
+    if !signature.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&signature)
+    {
+        h.insert(SIGNATURE_HEADER, v);
+    }
+    if etag_matches(&headers, &digest) {
+        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
+    }
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/wasm"));
+    Ok((StatusCode::OK, h, bytes).into_response())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CurrentQuery {
@@ -749,7 +823,7 @@ pub struct RankBody {
 #[openapi(
     info(title = "Edgewise origin API", description = "Catalogue, events, candidate bundles, models and ranking."),
     paths(readyz, metrics, put_items, get_item, delete_item, post_events, candidates, regional_bundle, bundle_by_digest,
-        put_model, get_model, current_model, rank),
+        put_model, get_model, current_model, put_module, get_module, rank),
     components(schemas(ItemJson, Event, crate::user::EventKind, BatchResponse, BatchResult, ErrorBody, RankBody, Manifest, Canary)),
     modifiers(&ApiKeyScheme)
 )]

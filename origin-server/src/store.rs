@@ -15,6 +15,7 @@
 //! | `interactions` | (user, event time ms, item, kind) | nothing: the log of applied events, in user and time order |
 //! | `profiles` | user id | postcard [`UserProfile`]: region and context features from an import |
 //! | `titles` | item id | display title (imports that have one, e.g. MovieLens) |
+//! | `modules` | sha256 hex | (guest module bytes, detached signature) served to edges |
 //! | `meta` | key | bytes: the model manifest, the item generation |
 
 use std::path::Path;
@@ -34,6 +35,8 @@ const INTERACTIONS: TableDefinition<(u64, u64, u64, u8), ()> = TableDefinition::
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const PROFILES: TableDefinition<u64, &[u8]> = TableDefinition::new("profiles");
 const TITLES: TableDefinition<u64, &str> = TableDefinition::new("titles");
+/// Guest modules by sha256 hex: (wasm bytes, detached signature as given, may be empty).
+const MODULES: TableDefinition<&str, (&[u8], &str)> = TableDefinition::new("modules");
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +151,7 @@ impl Store {
             tx.open_table(META).map_err(db)?;
             tx.open_table(PROFILES).map_err(db)?;
             tx.open_table(TITLES).map_err(db)?;
+            tx.open_table(MODULES).map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(Self { db: database })
@@ -342,6 +346,23 @@ impl Store {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(META).map_err(db)?;
         Ok(t.get(key).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Stores a guest module and its detached signature (empty: none) under its digest.
+    pub fn put_module(&self, digest_hex: &str, bytes: &[u8], signature: &str) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(MODULES).map_err(db)?.insert(digest_hex, (bytes, signature)).map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// A guest module and its signature (empty: none).
+    pub fn module(&self, digest_hex: &str) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(MODULES).map_err(db)?;
+        Ok(t.get(digest_hex).map_err(db)?.map(|v| {
+            let (b, s) = v.value();
+            (b.to_vec(), s.to_string())
+        }))
     }
 
     /// Every user state, in id order (training re-derives their vectors).

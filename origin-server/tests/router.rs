@@ -59,6 +59,8 @@ async fn openapi_documents_every_route() {
         ("/v1/models", "put"),
         ("/v1/models/{digest}", "get"),
         ("/v1/models/current", "get"),
+        ("/v1/modules", "put"),
+        ("/v1/modules/{digest}", "get"),
         ("/v1/rank", "post"),
     ];
     for (path, method) in want {
@@ -91,4 +93,51 @@ async fn overload_answers_429_with_retry_after() {
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(resp.headers()["retry-after"], "1");
     assert_eq!(slow.await.expect("task").0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn modules_are_stored_by_digest_with_their_signature_and_bad_uploads_get_400() {
+    let dir = std::env::temp_dir().join(format!("ew-router-{}-modules", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = Config { data_dir: dir, ..Config::default() };
+    cfg.auth.admin_keys = vec!["k".into()];
+    let st = edgewise_origin::open(cfg).expect("opens");
+    edgewise_origin::recover(&st, |_, _| {}).expect("recovers");
+    let app = edgewise_origin::app(st);
+    let put = |body: &'static [u8], sig: Option<&'static str>, key: Option<&'static str>| {
+        let mut b = Request::builder().method("PUT").uri("/v1/modules");
+        if let Some(k) = key {
+            b = b.header("authorization", format!("Bearer {k}"));
+        }
+        if let Some(s) = sig {
+            b = b.header("x-edgewise-signature", s);
+        }
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(b.body(Body::from(body)).expect("request")).await.expect("infallible");
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let wasm: &[u8] = b"\0asm\x01\0\0\0";
+    assert_eq!(put(wasm, None, None).await.0, StatusCode::UNAUTHORIZED);
+    let (status, body) = put(b"not wasm", None, Some("k")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("not a WebAssembly module"), "{body}");
+    let (status, body) = put(wasm, Some("not base64!"), Some("k")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = put(wasm, Some("c2lnbmF0dXJl"), Some("k")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let digest = v["digest"].as_str().expect("digest").to_string();
+    let req = Request::builder().uri(format!("/v1/modules/{digest}")).body(Body::empty()).expect("request");
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-edgewise-signature"], "c2lnbmF0dXJl");
+    assert!(resp.headers()["cache-control"].to_str().expect("ascii").contains("immutable"));
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+    assert_eq!(&bytes[..], wasm);
+    assert_eq!(call(app.clone(), "GET", &format!("/v1/modules/{}", "0".repeat(64)), "").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(app, "GET", "/v1/modules/xyz", "").await.0, StatusCode::BAD_REQUEST);
 }

@@ -1,0 +1,121 @@
+//! Prometheus metrics, served at `/metrics` (prefix `edgewise_edge_`).
+//!
+//! | metric | what |
+//! |---|---|
+//! | `cache_served_total{status}` | responses by how the cache served them: hit, miss, stale, revalidated |
+//! | `cache_hit_ratio` | hits and stale hits over everything served, since start |
+//! | `origin_requests_total`, `origin_request_duration_seconds` | requests to the origin and their latency |
+//! | `guest_rank_duration_seconds`, `guest_instantiate_duration_seconds` | guest time per ranking, and instantiation per request |
+//! | `guest_failures_total{kind}` | rankings that failed: deadline, fuel, trap, model, … |
+//! | `feeds_total{answer}` | feed answers: refined, preliminary, unavailable |
+//! | `http_request_duration_seconds{route,status}` | request latency |
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets, seconds: 10 µs to 2.5 s.
+pub fn buckets() -> Vec<f64> {
+    vec![1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
+}
+
+/// The cache's counters (created by the cache, registered by [`EdgeMetrics`]).
+#[derive(Debug, Clone)]
+pub struct CacheMetrics {
+    /// Served, by status.
+    pub served: IntCounterVec,
+    /// Origin requests.
+    pub origin_requests: IntCounter,
+    /// Origin latency.
+    pub origin_seconds: Histogram,
+}
+
+impl CacheMetrics {
+    /// Unregistered counters.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            served: IntCounterVec::new(Opts::new("cache_served_total", "Responses by cache status"), &["status"])?,
+            origin_requests: IntCounter::new("origin_requests_total", "Requests sent to the origin")?,
+            origin_seconds: Histogram::with_opts(
+                HistogramOpts::new("origin_request_duration_seconds", "Origin request latency").buckets(buckets()),
+            )?,
+        })
+    }
+}
+
+/// The guest's counters (created by the feed's ranking state, registered by [`EdgeMetrics`]).
+#[derive(Debug, Clone)]
+pub struct GuestMetrics {
+    /// Failed rankings by kind.
+    pub failures: IntCounterVec,
+    /// Guest ranking time (model load included).
+    pub rank_seconds: Histogram,
+    /// Instantiation time.
+    pub instantiate_seconds: Histogram,
+}
+
+impl GuestMetrics {
+    /// Unregistered counters.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            failures: IntCounterVec::new(Opts::new("guest_failures_total", "Failed guest rankings"), &["kind"])?,
+            rank_seconds: Histogram::with_opts(
+                HistogramOpts::new("guest_rank_duration_seconds", "Guest ranking time").buckets(buckets()),
+            )?,
+            instantiate_seconds: Histogram::with_opts(
+                HistogramOpts::new("guest_instantiate_duration_seconds", "Guest instantiation time").buckets(buckets()),
+            )?,
+        })
+    }
+}
+
+/// Everything the edge exports.
+#[derive(Debug, Clone)]
+pub struct EdgeMetrics {
+    registry: Registry,
+    cache: CacheMetrics,
+    hit_ratio: Gauge,
+    /// Feed answers.
+    pub feeds: IntCounterVec,
+    /// Request latency.
+    pub http_seconds: HistogramVec,
+}
+
+impl EdgeMetrics {
+    /// Registers the cache's and the guest's metrics with the edge's own.
+    pub fn new(cache: &CacheMetrics, guest: &GuestMetrics) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("edgewise_edge".into()), None)?;
+        let m = Self {
+            cache: cache.clone(),
+            hit_ratio: Gauge::new("cache_hit_ratio", "Hits and stale hits over all responses served")?,
+            feeds: IntCounterVec::new(Opts::new("feeds_total", "Feed answers"), &["answer"])?,
+            http_seconds: HistogramVec::new(
+                HistogramOpts::new("http_request_duration_seconds", "Request latency").buckets(buckets()),
+                &["route", "status"],
+            )?,
+            registry,
+        };
+        m.registry.register(Box::new(cache.served.clone()))?;
+        m.registry.register(Box::new(cache.origin_requests.clone()))?;
+        m.registry.register(Box::new(cache.origin_seconds.clone()))?;
+        m.registry.register(Box::new(guest.failures.clone()))?;
+        m.registry.register(Box::new(guest.rank_seconds.clone()))?;
+        m.registry.register(Box::new(guest.instantiate_seconds.clone()))?;
+        m.registry.register(Box::new(m.hit_ratio.clone()))?;
+        m.registry.register(Box::new(m.feeds.clone()))?;
+        m.registry.register(Box::new(m.http_seconds.clone()))?;
+        Ok(m)
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let get = |s: &str| self.cache.served.with_label_values(&[s]).get() as f64;
+        let (hit, stale, total) =
+            (get("hit"), get("stale"), get("hit") + get("stale") + get("miss") + get("revalidated"));
+        self.hit_ratio.set(if total > 0.0 { (hit + stale) / total } else { 0.0 });
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}

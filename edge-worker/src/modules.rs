@@ -1,0 +1,149 @@
+//! Guest modules fetched from the origin and verified before they run.
+//!
+//! `GET /v1/modules/{digest}` on the origin (through the cache: modules are
+//! `immutable`) returns the module, and its detached ed25519 signature in
+//! `X-Edgewise-Signature` (base64) when one was uploaded. A module is used
+//! only if the sha256 of its bytes is the digest that was asked for, and,
+//! when the edge has a public key configured, only if it carries a valid
+//! signature by that key (`verify_strict`). Anything else is refused with a
+//! [`ModuleError`] that says which check failed; the module already serving
+//! keeps serving.
+
+use base64::Engine as _;
+use ed25519_dalek::{Signature, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::cache::{Cache, CacheError};
+
+/// Why a module was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    /// The digest is not 64 lower-case hex digits.
+    #[error("a module digest is 64 lower-case hex digits (sha256), got {0:?}")]
+    BadDigest(String),
+    /// The bytes do not hash to the digest.
+    #[error("module {expected} failed verification: its sha256 is {actual}")]
+    DigestMismatch {
+        /// Asked for.
+        expected: String,
+        /// Computed.
+        actual: String,
+    },
+    /// A public key is configured and the module has no signature.
+    #[error("module {0} is not signed, and this edge requires signatures (--public-key)")]
+    Unsigned(String),
+    /// The signature does not verify.
+    #[error("module {digest}: bad signature: {reason}")]
+    BadSignature {
+        /// Module.
+        digest: String,
+        /// Why.
+        reason: String,
+    },
+    /// The public key is malformed.
+    #[error("invalid ed25519 public key: {0}")]
+    BadKey(String),
+    /// The origin could not provide it.
+    #[error("fetching module {digest}: {source}")]
+    Fetch {
+        /// Module.
+        digest: String,
+        /// The cache's error.
+        source: CacheError,
+    },
+}
+
+/// Parses an ed25519 public key given as 64 hex digits or base64 of 32 bytes.
+pub fn parse_public_key(s: &str) -> Result<VerifyingKey, ModuleError> {
+    let s = s.trim();
+    let bytes: Vec<u8> = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..32).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or(0)).collect()
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map_err(|e| ModuleError::BadKey(format!("neither 64 hex digits nor base64: {e}")))?
+    };
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| ModuleError::BadKey(format!("{} bytes, an ed25519 key has 32", b.len())))?;
+    VerifyingKey::from_bytes(&arr).map_err(|e| ModuleError::BadKey(e.to_string()))
+}
+
+fn check_digest(d: &str) -> Result<(), ModuleError> {
+    if d.len() == 64 && d.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(ModuleError::BadDigest(d.to_string()))
+    }
+}
+
+/// Checks `bytes` against `digest` and, when `key` is given, `signature` (base64) against `key`.
+pub fn verify(
+    bytes: &[u8],
+    digest: &str,
+    signature: Option<&str>,
+    key: Option<&VerifyingKey>,
+) -> Result<(), ModuleError> {
+    check_digest(digest)?;
+    let actual: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    if actual != digest {
+        return Err(ModuleError::DigestMismatch { expected: digest.to_string(), actual });
+    }
+    let Some(key) = key else { return Ok(()) };
+    let Some(sig) = signature else { return Err(ModuleError::Unsigned(digest.to_string())) };
+    let bad = |reason: String| ModuleError::BadSignature { digest: digest.to_string(), reason };
+    let raw =
+        base64::engine::general_purpose::STANDARD.decode(sig.trim().as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let sig = Signature::from_slice(&raw).map_err(|e| bad(e.to_string()))?;
+    key.verify_strict(bytes, &sig).map_err(|e| bad(e.to_string()))
+}
+
+/// Fetches module `digest` from the origin through the cache and verifies it.
+pub async fn fetch_verified(cache: &Cache, digest: &str, key: Option<&VerifyingKey>) -> Result<Vec<u8>, ModuleError> {
+    check_digest(digest)?;
+    let served = cache
+        .get(&format!("/v1/modules/{digest}"))
+        .await
+        .map_err(|source| ModuleError::Fetch { digest: digest.to_string(), source })?;
+    let r = &served.response;
+    verify(&r.body, digest, r.signature.as_deref(), key)?;
+    Ok(r.body.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn digests_and_signatures_are_checked() {
+        let bytes = b"\0asm\x01\0\0\0".to_vec();
+        let digest = hex(&Sha256::digest(&bytes));
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let public = key.verifying_key();
+        let sig = base64::engine::general_purpose::STANDARD.encode(key.sign(&bytes).to_bytes());
+        verify(&bytes, &digest, None, None).expect("no key: the digest is enough");
+        verify(&bytes, &digest, Some(&sig), Some(&public)).expect("signed by the key");
+        assert!(matches!(verify(&bytes, &"0".repeat(64), None, None), Err(ModuleError::DigestMismatch { .. })));
+        assert!(matches!(verify(&bytes, "abc", None, None), Err(ModuleError::BadDigest(_))));
+        assert!(matches!(verify(&bytes, &digest, None, Some(&public)), Err(ModuleError::Unsigned(_))));
+        let other = SigningKey::from_bytes(&[8; 32]);
+        let forged = base64::engine::general_purpose::STANDARD.encode(other.sign(&bytes).to_bytes());
+        assert!(matches!(verify(&bytes, &digest, Some(&forged), Some(&public)), Err(ModuleError::BadSignature { .. })));
+        assert!(matches!(verify(&bytes, &digest, Some("%%"), Some(&public)), Err(ModuleError::BadSignature { .. })));
+    }
+
+    #[test]
+    fn public_keys_parse_from_hex_or_base64() {
+        let public = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let b = public.to_bytes();
+        assert_eq!(parse_public_key(&hex(&b)).expect("hex"), public);
+        assert_eq!(parse_public_key(&base64::engine::general_purpose::STANDARD.encode(b)).expect("base64"), public);
+        assert!(matches!(parse_public_key("abcd"), Err(ModuleError::BadKey(_))));
+        assert!(matches!(parse_public_key(&hex(&[1; 16])), Err(ModuleError::BadKey(_))));
+    }
+}
