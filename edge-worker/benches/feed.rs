@@ -1,0 +1,215 @@
+//! Feed latency under an open-loop load on loopback.
+//!
+//! One process runs a real origin (`edgewise-origin`'s library: 2,000 items of
+//! dimension 64, a user's history, a registered model), the edge with the real
+//! core guest in its sandbox, and the load generator. Requests are sent on a
+//! fixed schedule (open loop), and each latency is measured from the moment the
+//! request was *due*, so a slow server cannot hide its queueing (no coordinated
+//! omission). Two paths:
+//!
+//! * `first frame`: NDJSON, time to the preliminary frame — the regional bundle
+//!   from the edge's cache, ranked by the guest (the cache-hit path);
+//! * `refined`: plain JSON, which waits for the personalized bundle from the
+//!   origin and its ranking.
+//!
+//! `cargo bench -p edgewise-edge --bench feed [-- --seconds 3 --rates 100,250,500]`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edgewise_core::model::{Diversity, Layer, Model, Platt, PreRanker};
+use edgewise_edge::cache::Cache;
+use edgewise_edge::feed::{FeedConfig, Ranking};
+use edgewise_edge::guest::{self, GuestModule, Limits};
+use edgewise_edge::server::{EdgeState, ServerLimits, app};
+use serde_json::{Value, json};
+
+const DIM: usize = 64;
+const ITEMS: u64 = 2_000;
+
+fn model(schema_hash: u64) -> Model {
+    let inputs = 3 + 2 + 7;
+    Model {
+        feature_schema_hash: schema_hash,
+        dim: DIM as u16,
+        n_features: 2,
+        n_sources: 7,
+        interaction: false,
+        prerank_keep: 200,
+        prerank: PreRanker {
+            bias: 0.0,
+            w_dot: 1.0,
+            w_retrieval: 0.5,
+            w_features: vec![0.2, 0.1],
+            w_sources: vec![0.0; 7],
+        },
+        mlp: vec![
+            Layer {
+                inputs,
+                outputs: 32,
+                weights: (0..inputs * 32).map(|i| ((i % 7) as f32 - 3.0) / 10.0).collect(),
+                bias: vec![0.1; 32],
+            },
+            Layer {
+                inputs: 32,
+                outputs: 1,
+                weights: (0..32).map(|i| ((i % 5) as f32 - 2.0) / 10.0).collect(),
+                bias: vec![0.0],
+            },
+        ],
+        calibration: Platt { a: 1.0, b: 0.0 },
+        diversity: Diversity { mmr_lambda: 0.9, creator_cap: 3 },
+    }
+}
+
+fn embedding(i: u64) -> Vec<f64> {
+    (0..DIM).map(|d| if d as u64 == i % 16 { 1.0 } else { ((i * 31 + d as u64 * 7) % 11) as f64 / 40.0 }).collect()
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn setup() -> anyhow::Result<(String, Arc<Ranking>)> {
+    let dir = std::env::temp_dir().join(format!("ew-bench-feed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = edgewise_origin::Config { data_dir: dir, ..Default::default() };
+    cfg.index.dim = DIM;
+    cfg.auth.admin_keys = vec!["admin".into()];
+    let schema = cfg.schema_hash();
+    let state = edgewise_origin::open(cfg)?;
+    edgewise_origin::recover(&state, |_, _| {})?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let origin = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(edgewise_origin::serve(state, listener, std::future::pending()));
+    let client = reqwest::Client::new();
+    let now = 1_700_000_000_000u64;
+    let items: Vec<Value> = (1..=ITEMS)
+        .map(|i| {
+            json!({"id": i, "embedding": embedding(i), "creator": i % 97, "categories": [i % 5],
+            "created_at": now - i * 60_000, "features": {"popularity": (i % 10) as f64 / 10.0}})
+        })
+        .collect();
+    anyhow::ensure!(client.put(format!("{origin}/v1/items")).json(&items).send().await?.status().is_success());
+    let events: Vec<Value> = (0..20u64)
+        .map(|j| json!({"event_id": format!("e{j}"), "user": 7, "item": 17 * j + 1, "kind": "click", "time": now + j, "region": 0}))
+        .collect();
+    anyhow::ensure!(client.post(format!("{origin}/v1/events")).json(&events).send().await?.status().is_success());
+    let bytes = model(schema).encode()?;
+    let r = client.put(format!("{origin}/v1/models")).bearer_auth("admin").body(bytes).send().await?;
+    anyhow::ensure!(r.status().is_success(), "model upload: {}", r.text().await?);
+
+    let path = guest::default_module_path();
+    let wasm =
+        std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e} (run `cargo xtask guest`)", path.display()))?;
+    let limits = Limits::default();
+    let engine = guest::sandboxed_engine(&limits)?;
+    let ranking = Arc::new(Ranking::new(Some(GuestModule::sandboxed(&engine, &wasm, limits)?))?);
+    let state = Arc::new(EdgeState::new(
+        Cache::new(&origin, 256 << 20, Duration::from_secs(5))?,
+        ranking.clone(),
+        FeedConfig { refine_deadline: Duration::from_millis(150), candidates: 300 },
+        ServerLimits::default(),
+    )?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let edge = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app(state)).await;
+    });
+    Ok((edge, ranking))
+}
+
+/// One request; returns its latency from `due`.
+async fn one(client: &reqwest::Client, edge: &str, first_frame: bool, due: Instant) -> Option<f64> {
+    let url = format!("{edge}/v1/feed?user=7&region=0&k=20");
+    let mut req = client.get(url);
+    if first_frame {
+        req = req.header("accept", "application/x-ndjson");
+    }
+    let mut resp = req.send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    if first_frame {
+        let mut buf = Vec::new();
+        while let Some(chunk) = resp.chunk().await.ok()? {
+            buf.extend_from_slice(&chunk);
+            if buf.contains(&b'\n') {
+                return Some(due.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        None
+    } else {
+        resp.bytes().await.ok()?;
+        Some(due.elapsed().as_secs_f64() * 1e3)
+    }
+}
+
+async fn run(edge: &str, rate: u32, seconds: f64, first_frame: bool) -> (Vec<f64>, usize) {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap_or_default();
+    let n = (f64::from(rate) * seconds) as u32;
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let due = start + Duration::from_secs_f64(f64::from(i) / f64::from(rate));
+        tokio::time::sleep_until(due.into()).await;
+        let (c, e) = (client.clone(), edge.to_string());
+        set.spawn(async move { one(&c, &e, first_frame, due).await });
+    }
+    let results = set.join_all().await;
+    let errors = results.iter().filter(|r| r.is_none()).count();
+    let mut lat: Vec<f64> = results.into_iter().flatten().collect();
+    lat.sort_by(f64::total_cmp);
+    (lat, errors)
+}
+
+fn main() -> anyhow::Result<()> {
+    let seconds: f64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let rates: Vec<u32> = arg("--rates")
+        .unwrap_or_else(|| "100,250,500".into())
+        .split(',')
+        .map(|r| r.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--rates: {e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let (edge, ranking) = setup().await?;
+        let client = reqwest::Client::new();
+        for _ in 0..20 {
+            one(&client, &edge, true, Instant::now()).await;
+        }
+        println!("feed latency, open loop on loopback, {seconds} s per rate (ms from when each request was due)\n");
+        println!("| path | rate (req/s) | requests | p50 ms | p99 ms | max ms | errors |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for &rate in &rates {
+            for (name, first) in [("first frame (cache hit)", true), ("refined (origin)", false)] {
+                let (lat, errors) = run(&edge, rate, seconds, first).await;
+                println!(
+                    "| {name} | {rate} | {} | {:.2} | {:.2} | {:.2} | {errors} |",
+                    lat.len() + errors,
+                    percentile(&lat, 0.5),
+                    percentile(&lat, 0.99),
+                    lat.last().copied().unwrap_or(f64::NAN)
+                );
+            }
+        }
+        let inst = &ranking.metrics.instantiate_seconds;
+        let rank = &ranking.metrics.rank_seconds;
+        println!(
+            "\nguest instantiation per ranking: mean {:.1} µs over {} instantiations; guest model load + rank: mean {:.0} µs",
+            inst.get_sample_sum() / inst.get_sample_count().max(1) as f64 * 1e6,
+            inst.get_sample_count(),
+            rank.get_sample_sum() / rank.get_sample_count().max(1) as f64 * 1e6,
+        );
+        println!("(guest against native ranking time: `cargo xtask bench`)");
+        Ok(())
+    })
+}
