@@ -669,21 +669,38 @@ async fn get_model(
     let (st2, d2) = (st.clone(), digest.clone());
     let bytes = tokio::task::spawn_blocking(move || st2.store.model(&d2)).await.map_err(ApiError::internal)??;
     let bytes = bytes.ok_or_else(|| ApiError::not_found(format!("model {digest} is not registered")))?;
+    Ok(immutable_artifact(&headers, &digest, "model", "application/vnd.edgewise.model", bytes, None))
+}
+
+/// An immutable, content-addressed artifact response: a year's `max-age`,
+/// the digest as strong ETag (304 on `If-None-Match`), and surrogate keys
+/// `<kind> <kind>-<digest>`; `signature` goes out in `X-Edgewise-Signature`.
+fn immutable_artifact(
+    headers: &HeaderMap,
+    digest: &str,
+    kind: &str,
+    content_type: &'static str,
+    bytes: Vec<u8>,
+    signature: Option<&str>,
+) -> Response {
     let mut h = HeaderMap::new();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     if let Ok(v) = HeaderValue::from_str(&format!("\"{digest}\"")) {
         h.insert(header::ETAG, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("model model-{digest}")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{kind} {kind}-{digest}")) {
         h.insert("surrogate-key", v.clone());
         h.insert("cache-tag", v);
     }
-    if etag_matches(&headers, &digest) {
-        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
+    if let Some(v) = signature.filter(|s| !s.is_empty()).and_then(|s| HeaderValue::from_str(s).ok()) {
+        h.insert(SIGNATURE_HEADER, v);
     }
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.edgewise.model"));
-    Ok((StatusCode::OK, h, bytes).into_response())
+    if etag_matches(headers, digest) {
+        return (StatusCode::NOT_MODIFIED, h).into_response();
+    }
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    (StatusCode::OK, h, bytes).into_response()
 }
 
 /// The header that carries a guest module's detached ed25519 signature (base64).
@@ -734,26 +751,7 @@ async fn get_module(
     let (st2, d2) = (st.clone(), digest.clone());
     let found = tokio::task::spawn_blocking(move || st2.store.module(&d2)).await.map_err(ApiError::internal)??;
     let (bytes, signature) = found.ok_or_else(|| ApiError::not_found(format!("module {digest} is not stored")))?;
-    let mut h = HeaderMap::new();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
-    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{digest}\"")) {
-        h.insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("module module-{digest}")) {
-        h.insert("surrogate-key", v.clone());
-        h.insert("cache-tag", v);
-    }
-    if !signature.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&signature)
-    {
-        h.insert(SIGNATURE_HEADER, v);
-    }
-    if etag_matches(&headers, &digest) {
-        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
-    }
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/wasm"));
-    Ok((StatusCode::OK, h, bytes).into_response())
+    Ok(immutable_artifact(&headers, &digest, "module", "application/wasm", bytes, Some(&signature)))
 }
 
 #[derive(Debug, Deserialize)]
