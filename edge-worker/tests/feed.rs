@@ -2,9 +2,12 @@
 //! library, serving on 127.0.0.1) with items, a user's events and a
 //! registered model, and the edge with the real core guest in front of it.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::hostile;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use edgewise_core::bundle::Bundle;
 use edgewise_core::model::{Diversity, Layer, Model, Platt, PreRanker};
@@ -242,25 +245,6 @@ async fn bad_feed_requests_get_a_4xx_that_names_the_problem() {
         let text = r.text().await.expect("body");
         assert!(text.contains(want), "{q}: {text}");
     }
-}
-
-/// A module with the core guest's exports whose `ew_rank` runs `body`.
-fn hostile(body: &str) -> Vec<u8> {
-    let wat = format!(
-        r#"(module
-  (memory (export "memory") 2)
-  (func (export "ew_abi_version") (result i32) i32.const {version})
-  (func (export "ew_alloc") (param i32) (result i32) i32.const 1024)
-  (func (export "ew_free") (param i32 i32))
-  (func (export "ew_load_model") (param i32 i32) (result i32) i32.const 0)
-  (func (export "ew_rank") (param i32 i32 i32 i32) (result i32) {body})
-  (func (export "ew_result_ptr") (result i32) i32.const 0)
-  (func (export "ew_result_len") (result i32) i32.const 0)
-  (func (export "ew_error_ptr") (result i32) i32.const 0)
-  (func (export "ew_error_len") (result i32) i32.const 0))"#,
-        version = edgewise_core::abi::ABI_VERSION
-    );
-    wat::parse_str(&wat).expect("valid WAT")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
