@@ -265,8 +265,8 @@ impl FeedRequest {
     }
 }
 
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
+fn hex(d: &[u8; 32]) -> String {
+    edgewise_core::model::digest_hex(d)
 }
 
 /// Fetches and verifies the model `digest` (or the current one when `digest` is all zero).
@@ -283,7 +283,7 @@ async fn model_for(cache: &Cache, ranking: &Ranking, digest: [u8; 32]) -> Result
         return Ok((digest, m.clone()));
     }
     let served = cache.get(&format!("/v1/models/{digest}")).await.map_err(|e| format!("model {digest}: {e}"))?;
-    let actual = hex(&Sha256::digest(&served.response.body));
+    let actual = hex(&Sha256::digest(&served.response.body).into());
     if actual != digest {
         return Err(format!("model {digest} failed verification: its sha256 is {actual}"));
     }
@@ -318,7 +318,7 @@ pub async fn frame(
     let served: Served = cache.get(path).await?;
     let fetch = t0.elapsed().as_secs_f64() * 1e3;
     let bundle = served.response.body.clone();
-    let bundle_digest = hex(&Sha256::digest(&bundle));
+    let bundle_digest = hex(&Sha256::digest(&bundle).into());
     let t1 = Instant::now();
     let header_digest = Bundle::decode(&bundle).map(|b| b.header().model_digest).unwrap_or([0; 32]);
     let model = model_for(cache, ranking, header_digest).await;

@@ -46,8 +46,8 @@ use crate::item::Item;
 use crate::models::Manifest;
 use crate::sources::{self, Request, Retrieved, SLOTS, Source};
 use crate::store::Store;
-use crate::train::split::{Split, is_positive, replay};
-use crate::user::{Event, EventKind, UserState, trending_merge};
+use crate::train::split::{Split, is_positive, replay_with};
+use crate::user::{UserState, trending_merge};
 
 /// Evaluation settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,23 +153,6 @@ pub fn ndcg_at_10(rank: Option<usize>) -> f64 {
     }
 }
 
-/// Kendall τ-a between two rankings over the items both contain (`None` if fewer than two).
-pub fn kendall_tau(a: &[u64], b: &[u64]) -> Option<f64> {
-    let pos_b: HashMap<u64, usize> = b.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let shared: Vec<usize> = a.iter().filter_map(|id| pos_b.get(id).copied()).collect();
-    let n = shared.len();
-    if n < 2 {
-        return None;
-    }
-    let mut s = 0i64;
-    for i in 0..n {
-        for j in i + 1..n {
-            s += if shared[i] < shared[j] { 1 } else { -1 };
-        }
-    }
-    Some(s as f64 / (n * (n - 1) / 2) as f64)
-}
-
 struct Acc {
     hits: f64,
     ndcg: f64,
@@ -243,24 +226,12 @@ pub async fn evaluate(
 
     // Trending from the training split, through the event path's own bump rule.
     let half_life = cfg.retrieval.trending_half_life_s * 1000.0;
+    // The same replay gives each user's state as of their held-out item.
     let mut bumps = Vec::new();
+    let mut states: HashMap<u64, UserState> = HashMap::new();
     for (user, history) in &split.train {
-        let mut state = UserState::default();
-        for i in history {
-            let Some(kind) = EventKind::from_code(i.kind) else { continue };
-            let e = Event {
-                event_id: String::new(),
-                user: *user,
-                item: i.item,
-                kind,
-                time: i.time_ms,
-                region: region_of(*user).unwrap_or(0),
-                dwell_ms: (kind == EventKind::Dwell).then_some(0),
-            };
-            if let Some(b) = state.apply(&e, by_id.get(&i.item).map(Arc::as_ref), &session) {
-                bumps.push(b);
-            }
-        }
+        let region = region_of(*user).unwrap_or(0);
+        states.insert(*user, replay_with(history, &by_id, &session, region, |b| bumps.push(b)));
     }
     bumps.sort_by_key(|b| b.at_ms);
     let mut counters: HashMap<(u8, u64), (f64, u64)> = HashMap::new();
@@ -296,8 +267,7 @@ pub async fn evaluate(
     let dim = cfg.index.dim;
     let total = tests.len() as u64;
     for (n, held) in tests.iter().enumerate() {
-        let history = split.train.get(&held.user).map_or(&[][..], Vec::as_slice);
-        let mut state = replay(history, &by_id, &session);
+        let mut state = states.remove(&held.user).unwrap_or_default();
         if let Some(s) = stored.get(&held.user).filter(|s| s.base.len() == dim) {
             state.base = s.base.clone();
         }
@@ -398,7 +368,7 @@ pub async fn evaluate(
 
         let refined: HashSet<u64> = pipeline_top.iter().copied().collect();
         overlap += spec.iter().filter(|id| refined.contains(id)).count() as f64 / 10.0;
-        if let Some(t) = kendall_tau(&spec, &pipeline_top) {
+        if let Some(t) = edgewise_core::merge::kendall_tau(&spec, &pipeline_top) {
             tau += t;
             tau_users += 1;
         }
@@ -522,16 +492,5 @@ mod tests {
         assert!((ndcg_at_10(Some(1)) - 1.0 / 3f64.log2()).abs() < 1e-12);
         assert_eq!(ndcg_at_10(Some(10)), 0.0);
         assert_eq!(ndcg_at_10(None), 0.0);
-    }
-
-    #[test]
-    fn kendall_tau_over_shared_items() {
-        assert_eq!(kendall_tau(&[1, 2, 3], &[1, 2, 3]), Some(1.0));
-        assert_eq!(kendall_tau(&[1, 2, 3], &[3, 2, 1]), Some(-1.0));
-        assert_eq!(kendall_tau(&[1, 2, 9], &[2, 1, 8]), Some(-1.0), "only 1 and 2 are shared");
-        assert_eq!(kendall_tau(&[1, 5], &[1, 6]), None);
-        // Naive check on a permutation: (1,3,2,4) against the identity has one discordant pair of six.
-        let t = kendall_tau(&[1, 3, 2, 4], &[1, 2, 3, 4]).expect("4 shared");
-        assert!((t - (5.0 - 1.0) / 6.0).abs() < 1e-12);
     }
 }

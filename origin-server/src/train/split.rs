@@ -17,7 +17,7 @@ use std::sync::Arc;
 use edgewise_core::session::SessionConfig;
 
 use crate::item::Item;
-use crate::store::Interaction;
+use crate::store::{Interaction, TrendBump};
 use crate::user::{Event, EventKind, UserState};
 
 /// Whether an interaction kind is positive engagement.
@@ -97,6 +97,18 @@ impl Split {
 /// Rebuilds a user's state from their history, as the event path would have
 /// built it ([`UserState::apply`]), with the given item embeddings.
 pub fn replay(history: &[Interaction], items: &HashMap<u64, Arc<Item>>, session: &SessionConfig) -> UserState {
+    replay_with(history, items, session, 0, |_| {})
+}
+
+/// [`replay`], with the events placed in `region` and every trending bump they
+/// cause handed to `bump`.
+pub fn replay_with(
+    history: &[Interaction],
+    items: &HashMap<u64, Arc<Item>>,
+    session: &SessionConfig,
+    region: u8,
+    mut bump: impl FnMut(TrendBump),
+) -> UserState {
     let mut state = UserState::default();
     for i in history {
         let Some(kind) = EventKind::from_code(i.kind) else { continue };
@@ -106,10 +118,12 @@ pub fn replay(history: &[Interaction], items: &HashMap<u64, Arc<Item>>, session:
             item: i.item,
             kind,
             time: i.time_ms,
-            region: 0,
+            region,
             dwell_ms: (kind == EventKind::Dwell).then_some(0),
         };
-        state.apply(&e, items.get(&i.item).map(Arc::as_ref), session);
+        if let Some(b) = state.apply(&e, items.get(&i.item).map(Arc::as_ref), session) {
+            bump(b);
+        }
     }
     state
 }
