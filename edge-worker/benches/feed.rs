@@ -5,12 +5,22 @@
 //! core guest in its sandbox, and the load generator. Requests are sent on a
 //! fixed schedule (open loop), and each latency is measured from the moment the
 //! request was *due*, so a slow server cannot hide its queueing (no coordinated
-//! omission). Two paths:
+//! omission). Three paths:
 //!
-//! * `first frame`: NDJSON, time to the preliminary frame — the regional bundle
-//!   from the edge's cache, ranked by the guest (the cache-hit path);
+//! * `cache hit`: `refine=false`, the preliminary ranking alone — the regional
+//!   bundle from the edge's cache, ranked by the guest; nothing reaches the
+//!   origin;
+//! * `first frame`: NDJSON, time to the preliminary frame while the edge also
+//!   fetches and ranks the personalized bundle (so the origin's retrieval
+//!   shares the two cores);
 //! * `refined`: plain JSON, which waits for the personalized bundle from the
 //!   origin and its ranking.
+//!
+//! Two edges run in front of the same origin: one with pooled guest
+//! instances (reused, the model kept loaded), one with a fresh instance per
+//! ranking; at each rate they are loaded in turn, so the comparison is side by
+//! side. The second table gives, per edge, the instantiation time per request
+//! and the guest time per ranking from the edge's own metrics.
 //!
 //! `cargo bench -p edgewise-edge --bench feed [-- --seconds 3 --rates 100,250,500]`
 
@@ -19,8 +29,9 @@ use std::time::{Duration, Instant};
 
 use edgewise_core::model::{Diversity, Layer, Model, Platt, PreRanker};
 use edgewise_edge::cache::Cache;
-use edgewise_edge::feed::{FeedConfig, Ranking};
+use edgewise_edge::feed::{FeedConfig, GuestOptions, Ranking};
 use edgewise_edge::guest::{self, GuestModule, Limits};
+use edgewise_edge::pool::InstanceMode;
 use edgewise_edge::server::{EdgeState, ServerLimits, app};
 use serde_json::{Value, json};
 
@@ -78,7 +89,28 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn setup() -> anyhow::Result<(String, Arc<Ranking>)> {
+/// An edge in front of `origin`, ranking with `mode` instances.
+async fn edge(origin: &str, wasm: &[u8], mode: InstanceMode) -> anyhow::Result<(String, Arc<Ranking>)> {
+    let limits = Limits::default();
+    let engine = guest::sandboxed_engine(&limits)?;
+    let options = GuestOptions { mode, ..GuestOptions::default() };
+    let ranking = Arc::new(Ranking::with_options(Some(GuestModule::sandboxed(&engine, wasm, limits)?), options)?);
+    let state = Arc::new(EdgeState::new(
+        Cache::new(origin, 256 << 20, Duration::from_secs(5))?,
+        ranking.clone(),
+        FeedConfig { refine_deadline: Duration::from_millis(150), candidates: 300 },
+        ServerLimits::default(),
+    )?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app(state)).await;
+    });
+    Ok((url, ranking))
+}
+
+/// The origin, then one edge per instance mode.
+async fn setup() -> anyhow::Result<Vec<(InstanceMode, String, Arc<Ranking>)>> {
     let dir = std::env::temp_dir().join(format!("ew-bench-feed-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = edgewise_origin::Config { data_dir: dir, ..Default::default() };
@@ -110,26 +142,30 @@ async fn setup() -> anyhow::Result<(String, Arc<Ranking>)> {
     let path = guest::default_module_path();
     let wasm =
         std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e} (run `cargo xtask guest`)", path.display()))?;
-    let limits = Limits::default();
-    let engine = guest::sandboxed_engine(&limits)?;
-    let ranking = Arc::new(Ranking::new(Some(GuestModule::sandboxed(&engine, &wasm, limits)?))?);
-    let state = Arc::new(EdgeState::new(
-        Cache::new(&origin, 256 << 20, Duration::from_secs(5))?,
-        ranking.clone(),
-        FeedConfig { refine_deadline: Duration::from_millis(150), candidates: 300 },
-        ServerLimits::default(),
-    )?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let edge = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app(state)).await;
-    });
-    Ok((edge, ranking))
+    let mut edges = Vec::new();
+    for mode in [InstanceMode::Pooled, InstanceMode::Fresh] {
+        let (url, ranking) = edge(&origin, &wasm, mode).await?;
+        edges.push((mode, url, ranking));
+    }
+    Ok(edges)
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// `refine=false`: the preliminary ranking alone, served from the cache.
+    CacheHit,
+    /// NDJSON with refinement, timed to its first frame.
+    FirstFrame,
+    /// Plain JSON, which waits for the refined ranking.
+    Refined,
 }
 
 /// One request; returns its latency from `due`.
-async fn one(client: &reqwest::Client, edge: &str, first_frame: bool, due: Instant) -> Option<f64> {
-    let url = format!("{edge}/v1/feed?user=7&region=0&k=20");
+async fn one(client: &reqwest::Client, edge: &str, path: Path, due: Instant) -> Option<f64> {
+    let refine = if path == Path::CacheHit { "&refine=false" } else { "" };
+    let first_frame = path == Path::FirstFrame;
+    let url = format!("{edge}/v1/feed?user=7&region=0&k=20{refine}");
     let mut req = client.get(url);
     if first_frame {
         req = req.header("accept", "application/x-ndjson");
@@ -153,7 +189,7 @@ async fn one(client: &reqwest::Client, edge: &str, first_frame: bool, due: Insta
     }
 }
 
-async fn run(edge: &str, rate: u32, seconds: f64, first_frame: bool) -> (Vec<f64>, usize) {
+async fn run(edge: &str, rate: u32, seconds: f64, path: Path) -> (Vec<f64>, usize) {
     let client = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap_or_default();
     let n = (f64::from(rate) * seconds) as u32;
     let start = Instant::now() + Duration::from_millis(50);
@@ -162,7 +198,7 @@ async fn run(edge: &str, rate: u32, seconds: f64, first_frame: bool) -> (Vec<f64
         let due = start + Duration::from_secs_f64(f64::from(i) / f64::from(rate));
         tokio::time::sleep_until(due.into()).await;
         let (c, e) = (client.clone(), edge.to_string());
-        set.spawn(async move { one(&c, &e, first_frame, due).await });
+        set.spawn(async move { one(&c, &e, path, due).await });
     }
     let results = set.join_all().await;
     let errors = results.iter().filter(|r| r.is_none()).count();
@@ -181,35 +217,53 @@ fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--rates: {e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let (edge, ranking) = setup().await?;
+        let edges = setup().await?;
         let client = reqwest::Client::new();
-        for _ in 0..20 {
-            one(&client, &edge, true, Instant::now()).await;
-        }
-        println!("feed latency, open loop on loopback, {seconds} s per rate (ms from when each request was due)\n");
-        println!("| path | rate (req/s) | requests | p50 ms | p99 ms | max ms | errors |");
-        println!("|---|---:|---:|---:|---:|---:|---:|");
-        for &rate in &rates {
-            for (name, first) in [("first frame (cache hit)", true), ("refined (origin)", false)] {
-                let (lat, errors) = run(&edge, rate, seconds, first).await;
-                println!(
-                    "| {name} | {rate} | {} | {:.2} | {:.2} | {:.2} | {errors} |",
-                    lat.len() + errors,
-                    percentile(&lat, 0.5),
-                    percentile(&lat, 0.99),
-                    lat.last().copied().unwrap_or(f64::NAN)
-                );
+        for (_, edge, _) in &edges {
+            for _ in 0..20 {
+                one(&client, edge, Path::FirstFrame, Instant::now()).await;
             }
         }
-        let inst = &ranking.metrics.instantiate_seconds;
-        let rank = &ranking.metrics.rank_seconds;
-        println!(
-            "\nguest instantiation per ranking: mean {:.1} µs over {} instantiations; guest model load + rank: mean {:.0} µs",
-            inst.get_sample_sum() / inst.get_sample_count().max(1) as f64 * 1e6,
-            inst.get_sample_count(),
-            rank.get_sample_sum() / rank.get_sample_count().max(1) as f64 * 1e6,
-        );
-        println!("(guest against native ranking time: `cargo xtask bench`)");
+        println!("feed latency, open loop on loopback, {seconds} s per rate (ms from when each request was due)");
+        println!("guest instances: pooled (reused, model kept loaded) and fresh (one per ranking), run in turn\n");
+        println!("| path | instances | rate (req/s) | requests | p50 ms | p99 ms | max ms | errors |");
+        println!("|---|---|---:|---:|---:|---:|---:|---:|");
+        for &rate in &rates {
+            for (name, path) in [
+                ("cache hit (refine=false)", Path::CacheHit),
+                ("first frame (NDJSON, refining)", Path::FirstFrame),
+                ("refined (JSON, origin)", Path::Refined),
+            ] {
+                for (mode, edge, _) in &edges {
+                    let (lat, errors) = run(edge, rate, seconds, path).await;
+                    println!(
+                        "| {name} | {mode:?} | {rate} | {} | {:.2} | {:.2} | {:.2} | {errors} |",
+                        lat.len() + errors,
+                        percentile(&lat, 0.5),
+                        percentile(&lat, 0.99),
+                        lat.last().copied().unwrap_or(f64::NAN)
+                    );
+                }
+            }
+        }
+        println!();
+        println!("| instances | rankings | instantiations | instantiation µs per request | mean µs per instantiation | model loads | guest µs per ranking |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for (mode, _, ranking) in &edges {
+            let m = &ranking.metrics;
+            let rankings = m.rank_seconds.get_sample_count().max(1) as f64;
+            let inst = &m.instantiate_seconds;
+            println!(
+                "| {mode:?} | {} | {} | {:.1} | {:.1} | {} | {:.0} |",
+                m.rank_seconds.get_sample_count(),
+                inst.get_sample_count(),
+                inst.get_sample_sum() / rankings * 1e6,
+                inst.get_sample_sum() / inst.get_sample_count().max(1) as f64 * 1e6,
+                m.model_loads.get(),
+                m.rank_seconds.get_sample_sum() / rankings * 1e6,
+            );
+        }
+        println!("\n(guest against native ranking time, and idle instantiation: `cargo xtask bench`)");
         Ok(())
     })
 }

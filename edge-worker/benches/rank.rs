@@ -26,7 +26,9 @@ use edgewise_core::abi::{self, Engine, Status};
 use edgewise_core::bundle::{Bundle, SOURCE_NAMES};
 use edgewise_core::rank::{RankContext, RankOutput, Ranker};
 use edgewise_core::synth;
+use edgewise_edge::compiled::{CompiledCache, CompiledFrom};
 use edgewise_edge::guest::{self, GuestModule};
+use edgewise_edge::pool::{InstanceMode, InstancePool};
 use serde_json::{Map, Value, json};
 
 const N: usize = 1000;
@@ -224,5 +226,75 @@ fn main() {
         "sandboxed instantiation (pooling allocator + InstancePre, 1,000 in a row): median {:.1} µs, p99 {:.1} µs (target ≤ 50 µs)",
         fresh[fresh.len() / 2],
         fresh[fresh.len() * 99 / 100]
+    );
+
+    instance_strategies(&pooled);
+    compile_vs_disk(&sandbox, &bytes, limits);
+}
+
+/// Guest cost per ranking with a fresh instance each time (instantiate, load
+/// the model, rank) against a pooled instance that keeps the model loaded
+/// (rank only), alternating rounds of the same requests.
+fn instance_strategies(module: &GuestModule) {
+    let spec = synth::Spec::new(300, 64, 21);
+    let bundle = synth::bundle(&spec, 1_700_000_000_000);
+    let model = synth::model(&spec, &[64, 32], 200, 21).encode().expect("model");
+    let digest = edgewise_core::model::digest_hex(&edgewise_core::model::digest(&model));
+    let contexts: Vec<RankContext> = (0..32).map(|s| synth::context(&spec, 20, 1_700_000_000_000, 900 + s)).collect();
+    let fresh = InstancePool::new(module.clone(), InstanceMode::Fresh, 0);
+    let pooled = InstancePool::new(module.clone(), InstanceMode::Pooled, 4);
+    let run = |pool: &InstancePool| {
+        let t = Instant::now();
+        for c in &contexts {
+            std::hint::black_box(pool.rank(&digest, &model, &bundle, c).expect("rank"));
+        }
+        t.elapsed().as_secs_f64() * 1e6 / contexts.len() as f64
+    };
+    run(&fresh);
+    run(&pooled);
+    let (mut f, mut p) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        if round % 2 == 0 {
+            f.push(run(&fresh));
+            p.push(run(&pooled));
+        } else {
+            p.push(run(&pooled));
+            f.push(run(&fresh));
+        }
+    }
+    let (fm, pm) = (median(&mut f), median(&mut p));
+    println!();
+    println!("guest instances, 300 candidates d = 64 (a feed bundle), median over {ROUNDS} alternating rounds of 32:");
+    println!("| instances | per ranking µs | what each ranking does |");
+    println!("|---|---:|---|");
+    println!("| fresh  | {fm:.1} | instantiate + load the model + rank |");
+    println!("| pooled | {pm:.1} | rank (the instance kept its model) |");
+    println!("pooled is {:.1}× faster per ranking", fm / pm);
+}
+
+/// Compiling the guest with Cranelift against loading it from the on-disk cache.
+fn compile_vs_disk(engine: &wasmtime::Engine, wasm: &[u8], limits: guest::Limits) {
+    let dir = std::env::temp_dir().join(format!("ew-bench-compiled-{}", std::process::id()));
+    let cache = CompiledCache::open(&dir).expect("cache dir");
+    let (mut compile, mut disk) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = CompiledCache::open(&dir).expect("cache dir");
+        let t = Instant::now();
+        let (_, from) = GuestModule::sandboxed_cached(engine, wasm, limits, Some(&cache)).expect("compile");
+        compile.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(from, CompiledFrom::Compiled);
+        let t = Instant::now();
+        let (_, from) = GuestModule::sandboxed_cached(engine, wasm, limits, Some(&cache)).expect("load");
+        disk.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(from, CompiledFrom::Disk);
+    }
+    drop(cache);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (c, d) = (median(&mut compile), median(&mut disk));
+    println!();
+    println!(
+        "guest module load: compile {c:.1} ms, from the on-disk compiled cache {d:.2} ms ({:.0}× faster; median of 5)",
+        c / d
     );
 }

@@ -137,12 +137,37 @@ pub struct Stored {
     pub age_at_receipt: Duration,
     /// When it was received (or last revalidated).
     pub received: Instant,
+    /// Facts about the body, computed once per stored response (a 304
+    /// refresh keeps them: the body is the same).
+    pub facts: Arc<std::sync::OnceLock<BodyFacts>>,
+}
+
+/// What the feed needs to know about a body, computed once per stored
+/// response rather than once per request that uses it.
+#[derive(Debug, Clone)]
+pub struct BodyFacts {
+    /// sha256 of the body, hex.
+    pub sha256: String,
+    /// The model digest its bundle header names, when the body is a bundle
+    /// that passed the full check (structure and CRC-32).
+    pub bundle_model: Option<[u8; 32]>,
 }
 
 impl Stored {
     /// Current age.
     pub fn age(&self, now: Instant) -> Duration {
         self.age_at_receipt + now.saturating_duration_since(self.received)
+    }
+
+    /// The body's sha256 and, for a valid bundle, its model digest.
+    pub fn facts(&self) -> &BodyFacts {
+        self.facts.get_or_init(|| {
+            use sha2::Digest as _;
+            BodyFacts {
+                sha256: edgewise_core::model::digest_hex(&sha2::Sha256::digest(&self.body).into()),
+                bundle_model: edgewise_core::bundle::Bundle::decode(&self.body).ok().map(|b| b.header().model_digest),
+            }
+        })
     }
 }
 
@@ -284,6 +309,7 @@ impl Cache {
             signature: header(&headers, "x-edgewise-signature"),
             age_at_receipt: Duration::from_secs(header(&headers, "age").and_then(|a| a.parse().ok()).unwrap_or(0)),
             received: Instant::now(),
+            facts: Arc::default(),
         }))
     }
 

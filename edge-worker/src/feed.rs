@@ -1,6 +1,6 @@
 //! The feed: a speculative ranking at once, then a refined one.
 //!
-//! `GET|POST /v1/feed?user=&region=&k=&shown=`
+//! `GET|POST /v1/feed?user=&region=&k=&shown=&tenant=&refine=`
 //!
 //! 1. **Preliminary.** The regional bundle (from the cache) is ranked by the
 //!    guest with the user's context: the POST body's session state and seen
@@ -15,6 +15,10 @@
 //!    cache status and digest of its bundle. Otherwise one JSON document: the
 //!    refined result if it is ready within the deadline (default 150 ms), else
 //!    the preliminary one with `X-Edgewise-Feed: preliminary`.
+//!    With `refine=false`, only the preliminary frame is computed and sent
+//!    (one NDJSON frame, or JSON with `X-Edgewise-Feed: preliminary`): an
+//!    instant first paint for a client that asks for the refined feed
+//!    separately, served from the cache alone.
 //! 5. **Fallbacks.** Origin down: the cache serves stale bundles
 //!    (`stale-if-error`). Guest failure: the bundle's retrieval order, with
 //!    `"ranked_by": "retrieval-order"` and the failure counted. Nothing cached
@@ -37,6 +41,7 @@ use sha2::{Digest, Sha256};
 use crate::cache::{Cache, CacheError, Served};
 use crate::guest::{GuestError, GuestModule};
 use crate::metrics::GuestMetrics;
+use crate::pool::{InstanceMode, InstancePool};
 
 /// Feed settings.
 #[derive(Debug, Clone)]
@@ -59,10 +64,38 @@ pub const DEFAULT_TENANT: &str = "default";
 /// A tenant's guest module.
 #[derive(Debug, Clone)]
 pub struct Tenant {
-    /// The compiled module.
-    pub module: Arc<GuestModule>,
+    /// The compiled module and its instances.
+    pub pool: Arc<InstancePool>,
     /// Where it came from: a file path or `origin:<digest>`.
     pub source: String,
+}
+
+/// How rankings get guest instances, and how many run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestOptions {
+    /// Fresh or pooled instances.
+    pub mode: InstanceMode,
+    /// Idle instances kept per tenant (pooled mode).
+    pub max_idle: usize,
+    /// Rankings that run at once; later ones wait their turn. `0`: one per core.
+    pub concurrency: usize,
+}
+
+impl Default for GuestOptions {
+    fn default() -> Self {
+        Self { mode: InstanceMode::Pooled, max_idle: 8, concurrency: 0 }
+    }
+}
+
+impl GuestOptions {
+    /// `concurrency` with `0` resolved to the number of cores.
+    pub fn concurrency(&self) -> usize {
+        if self.concurrency > 0 {
+            self.concurrency
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        }
+    }
 }
 
 /// The guest modules by tenant, and verified models.
@@ -70,11 +103,16 @@ pub struct Ranking {
     tenants: RwLock<HashMap<String, Tenant>>,
     /// The engine and limits new modules are compiled for (hot swaps).
     pub sandbox: Option<(wasmtime::Engine, crate::guest::Limits)>,
+    /// Where compiled modules are cached on disk, if anywhere.
+    pub compiled_cache: Option<crate::compiled::CompiledCache>,
     /// The key modules must be signed by, if any.
     pub public_key: Option<ed25519_dalek::VerifyingKey>,
     models: RwLock<HashMap<String, Arc<Vec<u8>>>>,
     /// Guest failures and timings (registered by the server's `/metrics`).
     pub metrics: GuestMetrics,
+    options: GuestOptions,
+    /// Permits for rankings running at once.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Ranking {
@@ -84,14 +122,22 @@ impl std::fmt::Debug for Ranking {
 }
 
 impl Ranking {
-    /// With `guest` as the default tenant's module (or none yet).
+    /// With `guest` as the default tenant's module (or none yet), and default [`GuestOptions`].
     pub fn new(guest: Option<GuestModule>) -> Result<Self, prometheus::Error> {
+        Self::with_options(guest, GuestOptions::default())
+    }
+
+    /// With `guest` as the default tenant's module (or none yet).
+    pub fn with_options(guest: Option<GuestModule>, options: GuestOptions) -> Result<Self, prometheus::Error> {
         let r = Self {
             tenants: RwLock::default(),
             sandbox: None,
+            compiled_cache: None,
             public_key: None,
             models: RwLock::default(),
             metrics: GuestMetrics::new()?,
+            slots: Arc::new(tokio::sync::Semaphore::new(options.concurrency())),
+            options,
         };
         if let Some(g) = guest {
             r.swap(DEFAULT_TENANT, g, "startup".into());
@@ -100,13 +146,18 @@ impl Ranking {
     }
 
     /// The default tenant's module.
-    pub fn guest(&self) -> Option<Arc<GuestModule>> {
+    pub fn guest(&self) -> Option<Arc<InstancePool>> {
         self.guest_for(DEFAULT_TENANT)
     }
 
-    /// A tenant's module.
-    pub fn guest_for(&self, tenant: &str) -> Option<Arc<GuestModule>> {
-        self.tenants.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(tenant).map(|t| t.module.clone())
+    /// A tenant's module and instances.
+    pub fn guest_for(&self, tenant: &str) -> Option<Arc<InstancePool>> {
+        self.tenants.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(tenant).map(|t| t.pool.clone())
+    }
+
+    /// The guest options.
+    pub fn options(&self) -> GuestOptions {
+        self.options
     }
 
     /// Every tenant and where its module came from.
@@ -118,9 +169,11 @@ impl Ranking {
     }
 
     /// Replaces (or adds) a tenant's module. Requests already ranking keep
-    /// the module they started with (they hold its `Arc`); later ones get the new one.
+    /// the module they started with (they hold its `Arc`); later ones get the
+    /// new one. The old module's idle instances go with it.
     pub fn swap(&self, tenant: &str, module: GuestModule, source: String) {
-        let t = Tenant { module: Arc::new(module), source };
+        let pool = InstancePool::new(module, self.options.mode, self.options.max_idle);
+        let t = Tenant { pool: Arc::new(pool), source };
         self.tenants.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(tenant.to_string(), t);
     }
 
@@ -213,6 +266,10 @@ pub struct FeedRequest {
     pub shown: usize,
     /// Whose guest module ranks ([`DEFAULT_TENANT`] unless `tenant=` names one).
     pub tenant: String,
+    /// Whether to fetch and rank the personalized bundle (`refine=false`:
+    /// only the preliminary ranking, without contacting the origin when the
+    /// regional bundle is cached).
+    pub refine: bool,
     /// The context.
     pub ctx: RankContext,
 }
@@ -257,11 +314,16 @@ impl FeedRequest {
             let (state, _) = SessionState::decode(&bytes).map_err(|e| bad(format!("session: {e}")))?;
             ctx.session = state;
         }
+        let refine = match query.get("refine").map(String::as_str) {
+            None | Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(v) => return Err(bad(format!("refine={v:?} must be true or false"))),
+        };
         let tenant = query.get("tenant").cloned().unwrap_or_else(|| DEFAULT_TENANT.to_string());
         if tenant.is_empty() || tenant.len() > 64 {
             return Err(bad("tenant must be 1 to 64 characters".into()));
         }
-        Ok(FeedRequest { user, region, k, shown, tenant, ctx })
+        Ok(FeedRequest { user, region, k, shown, tenant, refine, ctx })
     }
 }
 
@@ -318,23 +380,41 @@ pub async fn frame(
     let served: Served = cache.get(path).await?;
     let fetch = t0.elapsed().as_secs_f64() * 1e3;
     let bundle = served.response.body.clone();
-    let bundle_digest = hex(&Sha256::digest(&bundle).into());
+    // Checked once per stored bundle, not once per request: its sha256, and
+    // the full structure and CRC-32 check, so the guest checks structure only.
+    let facts = served.response.facts();
+    let bundle_digest = facts.sha256.clone();
+    let mut ctx = ctx.clone();
+    ctx.checksum_verified = facts.bundle_model.is_some();
+    let ctx = &ctx;
     let t1 = Instant::now();
-    let header_digest = Bundle::decode(&bundle).map(|b| b.header().model_digest).unwrap_or([0; 32]);
+    let header_digest = facts.bundle_model.unwrap_or([0; 32]);
     let model = model_for(cache, ranking, header_digest).await;
     let (items, ranked_by, model_name) = match (model, ranking.guest_for(tenant)) {
         (Ok((digest, bytes)), Some(guest)) => {
             let ctx2 = ctx.clone();
             let b2 = bundle.clone();
             let m = ranking.metrics.clone();
+            let d2 = digest.clone();
+            // The semaphore is never closed, so acquiring only waits.
+            let permit = ranking.slots.clone().acquire_owned().await;
             let r = tokio::task::spawn_blocking(move || -> Result<Vec<FrameItem>, GuestError> {
+                let _permit = permit;
                 let t = Instant::now();
-                let mut inst = guest.instantiate()?;
-                m.instantiate_seconds.observe(t.elapsed().as_secs_f64());
-                let _timer = m.rank_seconds.start_timer();
-                inst.load_model(&bytes)?;
-                let (out, _) = inst.rank(&b2, &ctx2)?;
-                Ok(out.items.iter().map(|i| FrameItem { id: i.id, score: i.score }).collect())
+                let r = guest.rank(&d2, &bytes, &b2, &ctx2);
+                m.rank_seconds.observe(t.elapsed().as_secs_f64());
+                let r = r?;
+                match r.instantiated {
+                    Some(d) => {
+                        m.instantiate_seconds.observe(d.as_secs_f64());
+                        m.instances.with_label_values(&["new"]).inc();
+                    }
+                    None => m.instances.with_label_values(&["reused"]).inc(),
+                }
+                if r.model_loaded {
+                    m.model_loads.inc();
+                }
+                Ok(r.output.items.iter().map(|i| FrameItem { id: i.id, score: i.score }).collect())
             })
             .await;
             match r {

@@ -242,8 +242,26 @@ impl GuestModule {
         Self::build(engine, bytes, Some(limits))
     }
 
+    /// Like [`GuestModule::sandboxed`], with the compiled code from `cache`
+    /// when it holds this module for this engine (and stored there otherwise).
+    pub fn sandboxed_cached(
+        engine: &Engine,
+        bytes: &[u8],
+        limits: Limits,
+        cache: Option<&crate::compiled::CompiledCache>,
+    ) -> Result<(Self, crate::compiled::CompiledFrom), GuestError> {
+        let (module, from) = match cache {
+            Some(c) => c.load_or_compile(engine, bytes)?,
+            None => (Module::new(engine, bytes).map_err(wt)?, crate::compiled::CompiledFrom::Compiled),
+        };
+        Ok((Self::check(engine, module, Some(limits))?, from))
+    }
+
     fn build(engine: &Engine, bytes: &[u8], limits: Option<Limits>) -> Result<Self, GuestError> {
-        let module = Module::new(engine, bytes).map_err(wt)?;
+        Self::check(engine, Module::new(engine, bytes).map_err(wt)?, limits)
+    }
+
+    fn check(engine: &Engine, module: Module, limits: Option<Limits>) -> Result<Self, GuestError> {
         let imports: Vec<String> = module.imports().map(|i| format!("{}::{}", i.module(), i.name())).collect();
         if let Some(first) = imports.first() {
             return Err(GuestError::HasImports { count: imports.len(), first: first.clone() });

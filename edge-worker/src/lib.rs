@@ -13,8 +13,11 @@
 //! through the guest and natively and prints both with their explanations.
 
 pub mod cache;
+pub mod compiled;
+pub mod config;
 pub mod feed;
 pub mod guest;
 pub mod metrics;
 pub mod modules;
+pub mod pool;
 pub mod server;

@@ -15,6 +15,8 @@ use edgewise_core::bundle::{Bundle, SOURCE_NAMES};
 use edgewise_core::model::{self, Model};
 use edgewise_core::rank::{Outcome, RankContext, RankOutput, Ranker};
 use edgewise_core::synth;
+use edgewise_edge::compiled::CompiledCache;
+use edgewise_edge::config::EdgeConfig;
 use edgewise_edge::guest::{self, GuestModule};
 
 #[derive(Parser, Debug)]
@@ -32,41 +34,97 @@ enum Cmd {
     Serve(ServeArgs),
 }
 
+/// Flags of `serve`. Each overrides its configuration key; unset flags leave
+/// the file, environment and defaults alone (`edgewise_edge::config`).
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// The origin's base URL, e.g. http://127.0.0.1:8080.
+    /// Configuration file (TOML); `EDGEWISE_EDGE__SECTION__KEY` variables and flags override it.
     #[arg(long)]
-    origin: String,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8081")]
-    listen: std::net::SocketAddr,
-    /// Most bytes of responses the cache holds (least recently used first out).
-    #[arg(long, default_value_t = 256 << 20)]
-    cache_bytes: u64,
-    /// Timeout of one origin request, in milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    origin_timeout_ms: u64,
-    /// Admin keys for `POST /admin/purge` (repeatable; none: the route is open).
+    config: Option<PathBuf>,
+    /// The origin's base URL, e.g. http://127.0.0.1:8080 (`origin.url`).
+    #[arg(long)]
+    origin: Option<String>,
+    /// Address to listen on (`server.listen`) [default: 127.0.0.1:8081].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Most bytes of responses the cache holds (`cache.bytes`) [default: 256 MiB].
+    #[arg(long)]
+    cache_bytes: Option<u64>,
+    /// Timeout of one origin request, in ms (`origin.timeout_ms`) [default: 5000].
+    #[arg(long)]
+    origin_timeout_ms: Option<u64>,
+    /// Admin keys for the admin routes (repeatable; `server.admin_keys`; none: the routes are open).
     #[arg(long = "admin-key")]
     admin_keys: Vec<String>,
-    /// The guest module file [default: the one `cargo xtask guest` builds].
+    /// The guest module file (`guest.module`) [default: the one `cargo xtask guest` builds].
     #[arg(long, conflicts_with = "module_digest")]
     module: Option<PathBuf>,
-    /// Fetch the guest module from the origin (`GET /v1/modules/{digest}`) instead, verified by sha256.
+    /// Fetch the guest module from the origin (`GET /v1/modules/{digest}`) instead, verified by sha256 (`guest.module_digest`).
     #[arg(long)]
     module_digest: Option<String>,
-    /// ed25519 public key (64 hex digits or base64) that fetched modules must be signed by.
+    /// ed25519 public key (64 hex digits or base64) that fetched modules must be signed by (`guest.public_key`).
     #[arg(long)]
     public_key: Option<String>,
-    /// How long a plain-JSON feed request waits for the refined ranking, in ms.
-    #[arg(long, default_value_t = 150)]
-    refine_deadline_ms: u64,
-    /// Largest request body in bytes (413 beyond).
-    #[arg(long, default_value_t = 1 << 20)]
-    max_body_bytes: usize,
-    /// Requests served at once (429 with Retry-After beyond).
-    #[arg(long, default_value_t = 1024)]
-    max_in_flight: usize,
+    /// Guest deadline per operation, in ms (`guest.deadline_ms`) [default: 10].
+    #[arg(long)]
+    guest_deadline_ms: Option<u64>,
+    /// Guest memory cap per instance, in MiB (`guest.memory_mib`) [default: 64].
+    #[arg(long)]
+    guest_memory_mib: Option<u64>,
+    /// `pooled` or `fresh` guest instances (`guest.instances`) [default: pooled].
+    #[arg(long, value_parser = ["pooled", "fresh"])]
+    instances: Option<String>,
+    /// How long a plain-JSON feed request waits for the refined ranking, in ms (`feed.refine_deadline_ms`) [default: 150].
+    #[arg(long)]
+    refine_deadline_ms: Option<u64>,
+    /// Largest request body in bytes, 413 beyond (`server.max_body_bytes`) [default: 1 MiB].
+    #[arg(long)]
+    max_body_bytes: Option<u64>,
+    /// Requests served at once, 429 with Retry-After beyond (`server.max_in_flight`) [default: 1024].
+    #[arg(long)]
+    max_in_flight: Option<u64>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Vec<(&'static str, figment::value::Value)> {
+        let mut o: Vec<(&'static str, figment::value::Value)> = Vec::new();
+        let s = |v: &str| figment::value::Value::from(v.to_string());
+        if let Some(v) = &self.origin {
+            o.push(("origin.url", s(v)));
+        }
+        if let Some(v) = self.listen {
+            o.push(("server.listen", s(&v.to_string())));
+        }
+        if !self.admin_keys.is_empty() {
+            o.push(("server.admin_keys", self.admin_keys.clone().into()));
+        }
+        if let Some(v) = &self.module {
+            o.push(("guest.module", s(&v.display().to_string())));
+        }
+        if let Some(v) = &self.module_digest {
+            o.push(("guest.module_digest", s(v)));
+        }
+        if let Some(v) = &self.public_key {
+            o.push(("guest.public_key", s(v)));
+        }
+        if let Some(v) = &self.instances {
+            o.push(("guest.instances", s(v)));
+        }
+        for (key, v) in [
+            ("cache.bytes", self.cache_bytes),
+            ("origin.timeout_ms", self.origin_timeout_ms),
+            ("guest.deadline_ms", self.guest_deadline_ms),
+            ("guest.memory_mib", self.guest_memory_mib),
+            ("feed.refine_deadline_ms", self.refine_deadline_ms),
+            ("server.max_body_bytes", self.max_body_bytes),
+            ("server.max_in_flight", self.max_in_flight),
+        ] {
+            if let Some(v) = v {
+                o.push((key, v.into()));
+            }
+        }
+        o
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -112,56 +170,60 @@ fn main() -> Result<()> {
 fn serve(a: ServeArgs) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let url = a.origin.trim_end_matches('/');
-    if !(url.starts_with("http://") && url.len() > "http://".len()) {
-        bail!("--origin {:?} must be an http:// URL (https origins need a TLS-terminating proxy for now)", a.origin);
-    }
-    if a.cache_bytes == 0 {
-        bail!("--cache-bytes must be at least 1");
-    }
-    let cache =
-        edgewise_edge::cache::Cache::new(url, a.cache_bytes, std::time::Duration::from_millis(a.origin_timeout_ms))?;
-    let public_key = a.public_key.as_deref().map(edgewise_edge::modules::parse_public_key).transpose()?;
-    let limits = guest::Limits::default();
+    let cfg = EdgeConfig::load(a.config.as_deref(), &a.overrides())?;
+    let url = cfg.origin_url().to_string();
+    let cache = edgewise_edge::cache::Cache::new(
+        &url,
+        cfg.cache.bytes,
+        std::time::Duration::from_millis(cfg.origin.timeout_ms),
+    )?;
+    let public_key = cfg.guest.public_key.as_deref().map(edgewise_edge::modules::parse_public_key).transpose()?;
+    let limits = cfg.limits();
     let engine = guest::sandboxed_engine(&limits)?;
-    let feed = edgewise_edge::feed::FeedConfig {
-        refine_deadline: std::time::Duration::from_millis(a.refine_deadline_ms),
-        ..Default::default()
-    };
-    let server_limits = edgewise_edge::server::ServerLimits {
-        admin_keys: a.admin_keys.clone(),
-        max_body_bytes: a.max_body_bytes,
-        max_in_flight: a.max_in_flight,
+    let compiled_cache = match cfg.compiled_cache_dir() {
+        Some(dir) => Some(CompiledCache::open(&dir).with_context(|| {
+            format!("cannot use {} for compiled modules (guest.compiled_cache_dir)", dir.display())
+        })?),
+        None => None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let (bytes, source) = match &a.module_digest {
+        let (bytes, source) = match &cfg.guest.module_digest {
             Some(d) => {
                 let b = edgewise_edge::modules::fetch_verified(&cache, d, public_key.as_ref()).await?;
                 (b, format!("origin:{d}"))
             }
             None => {
-                let path = a.module.clone().unwrap_or_else(guest::default_module_path);
+                let path = cfg.guest.module.clone().unwrap_or_else(guest::default_module_path);
                 let b = std::fs::read(&path).with_context(|| {
                     format!("cannot read the guest module {} (build it with `cargo xtask guest`)", path.display())
                 })?;
                 (b, path.display().to_string())
             }
         };
-        let module = GuestModule::sandboxed(&engine, &bytes, limits)?;
-        tracing::info!(source, "guest module loaded");
-        let mut ranking = edgewise_edge::feed::Ranking::new(None)?;
+        let t = std::time::Instant::now();
+        let (module, from) = GuestModule::sandboxed_cached(&engine, &bytes, limits, compiled_cache.as_ref())?;
+        tracing::info!(
+            source,
+            compiled = ?from,
+            ms = t.elapsed().as_secs_f64() * 1e3,
+            instances = ?cfg.guest.instances,
+            "guest module loaded"
+        );
+        let mut ranking = edgewise_edge::feed::Ranking::with_options(None, cfg.guest_options())?;
         ranking.sandbox = Some((engine, limits));
+        ranking.compiled_cache = compiled_cache;
         ranking.public_key = public_key;
         ranking.swap(edgewise_edge::feed::DEFAULT_TENANT, module, source);
         let state = std::sync::Arc::new(edgewise_edge::server::EdgeState::new(
             cache,
             std::sync::Arc::new(ranking),
-            feed,
-            server_limits,
+            cfg.feed(),
+            cfg.server_limits(),
         )?);
+        let listen = cfg.server.listen;
         let listener =
-            tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         tracing::info!(addr = %listener.local_addr()?, origin = url, "edge listening");
         axum::serve(listener, edgewise_edge::server::app(state)).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("shut down cleanly");

@@ -5,7 +5,9 @@
 //! | `cache_served_total{status}` | responses by how the cache served them: hit, miss, stale, revalidated |
 //! | `cache_hit_ratio` | hits and stale hits over everything served, since start |
 //! | `origin_requests_total`, `origin_request_duration_seconds` | requests to the origin and their latency |
-//! | `guest_rank_duration_seconds`, `guest_instantiate_duration_seconds` | guest time per ranking, and instantiation per request |
+//! | `guest_rank_duration_seconds`, `guest_instantiate_duration_seconds` | guest time per ranking (getting an instance and loading the model included), and per instantiation |
+//! | `guest_instances_total{how}` | instances rankings ran on: `new` (instantiated) or `reused` (from the pool) |
+//! | `guest_model_loads_total` | models loaded into an instance |
 //! | `guest_failures_total{kind}` | rankings that failed: deadline, fuel, trap, model, … |
 //! | `feeds_total{answer}` | feed answers: refined, preliminary, unavailable |
 //! | `http_request_duration_seconds{route,status}` | request latency |
@@ -52,6 +54,10 @@ pub struct GuestMetrics {
     pub rank_seconds: Histogram,
     /// Instantiation time.
     pub instantiate_seconds: Histogram,
+    /// Instances rankings ran on, by `how`: `new` or `reused`.
+    pub instances: IntCounterVec,
+    /// Models loaded into an instance.
+    pub model_loads: IntCounter,
 }
 
 impl GuestMetrics {
@@ -65,6 +71,11 @@ impl GuestMetrics {
             instantiate_seconds: Histogram::with_opts(
                 HistogramOpts::new("guest_instantiate_duration_seconds", "Guest instantiation time").buckets(buckets()),
             )?,
+            instances: IntCounterVec::new(
+                Opts::new("guest_instances_total", "Guest instances rankings ran on: new or reused"),
+                &["how"],
+            )?,
+            model_loads: IntCounter::new("guest_model_loads_total", "Models loaded into a guest instance")?,
         })
     }
 }
@@ -101,6 +112,8 @@ impl EdgeMetrics {
         m.registry.register(Box::new(guest.failures.clone()))?;
         m.registry.register(Box::new(guest.rank_seconds.clone()))?;
         m.registry.register(Box::new(guest.instantiate_seconds.clone()))?;
+        m.registry.register(Box::new(guest.instances.clone()))?;
+        m.registry.register(Box::new(guest.model_loads.clone()))?;
         m.registry.register(Box::new(m.hit_ratio.clone()))?;
         m.registry.register(Box::new(m.feeds.clone()))?;
         m.registry.register(Box::new(m.http_seconds.clone()))?;

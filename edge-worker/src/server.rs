@@ -234,10 +234,13 @@ async fn put_module(
             return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
         }
     };
-    let compiled =
-        tokio::task::spawn_blocking(move || crate::guest::GuestModule::sandboxed(&engine, &bytes, limits)).await;
+    let cache = st.ranking.compiled_cache.clone();
+    let compiled = tokio::task::spawn_blocking(move || {
+        crate::guest::GuestModule::sandboxed_cached(&engine, &bytes, limits, cache.as_ref())
+    })
+    .await;
     match compiled {
-        Ok(Ok(module)) => {
+        Ok(Ok((module, _))) => {
             st.ranking.swap(&tenant, module, format!("origin:{}", b.digest));
             tracing::info!(tenant, digest = b.digest, "module swapped in");
             axum::Json(serde_json::json!({"tenant": tenant, "digest": b.digest})).into_response()
@@ -289,10 +292,11 @@ async fn feed_route(
     let st2 = st.clone();
     let ctx2 = req.ctx.clone();
     let tenant2 = req.tenant.clone();
-    let refined =
+    let mut refined = req.refine.then(|| {
         tokio::spawn(
             async move { feed::frame(&st2.cache, &st2.ranking, &personal_path, "refined", &ctx2, &tenant2).await },
-        );
+        )
+    });
     let prelim = feed::frame(&st.cache, &st.ranking, &regional_path, "preliminary", &req.ctx, &req.tenant).await;
     let k = req.k as usize;
     if ndjson {
@@ -301,18 +305,18 @@ async fn feed_route(
         tokio::spawn(async move {
             let line = |v: &serde_json::Value| Bytes::from(format!("{v}\n"));
             let p = prelim.ok();
-            match &p {
-                Some(f) => {
-                    let _ = tx.send(Ok(line(&serde_json::json!(f)))).await;
+            let first = match &p {
+                Some(f) => serde_json::json!(f),
+                None => serde_json::json!({"frame": "preliminary", "error": "no regional bundle available"}),
+            };
+            if tx.send(Ok(line(&first))).await.is_err() {
+                // The client is gone: stop the refinement too.
+                if let Some(r) = &refined {
+                    r.abort();
                 }
-                None => {
-                    let _ = tx
-                        .send(Ok(line(
-                            &serde_json::json!({"frame": "preliminary", "error": "no regional bundle available"}),
-                        )))
-                        .await;
-                }
+                return;
             }
+            let Some(refined) = refined else { return };
             let r = match refined.await {
                 Ok(Ok(mut f)) => {
                     feed::merge_into(p.as_ref(), &mut f, shown, k);
@@ -327,17 +331,25 @@ async fn feed_route(
         return ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response();
     }
     let left = st.feed.refine_deadline.saturating_sub(start.elapsed());
-    let refined = match tokio::time::timeout(left, refined).await {
-        Ok(Ok(Ok(f))) => Some(f),
-        Ok(Ok(Err(e))) => {
-            tracing::warn!(error = %e, "personalized bundle unavailable; answering with the preliminary ranking");
-            None
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "refinement task failed");
-            None
-        }
-        Err(_) => None,
+    let refined = match refined.as_mut() {
+        None => None,
+        Some(handle) => match tokio::time::timeout(left, &mut *handle).await {
+            Ok(Ok(Ok(f))) => Some(f),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "personalized bundle unavailable; answering with the preliminary ranking");
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "refinement task failed");
+                None
+            }
+            Err(_) => {
+                // Past the deadline the answer is preliminary; the refinement
+                // would only load the origin for nobody.
+                handle.abort();
+                None
+            }
+        },
     };
     match (prelim, refined) {
         (p, Some(mut f)) => {

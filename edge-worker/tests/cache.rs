@@ -63,6 +63,10 @@ struct Setup {
 }
 
 async fn setup(cache_control: &str, cache_bytes: u64, admin_keys: Vec<String>) -> Setup {
+    setup_with(cache_control, cache_bytes, ServerLimits { admin_keys, ..ServerLimits::default() }).await
+}
+
+async fn setup_with(cache_control: &str, cache_bytes: u64, limits: ServerLimits) -> Setup {
     let script = Arc::new(Script::default());
     *script.cache_control.lock().expect("lock") = cache_control.to_string();
     let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -74,7 +78,6 @@ async fn setup(cache_control: &str, cache_bytes: u64, admin_keys: Vec<String>) -
     });
     let cache = Cache::new(&origin_url, cache_bytes, Duration::from_secs(2)).expect("cache");
     let ranking = Arc::new(edgewise_edge::feed::Ranking::new(None).expect("metrics"));
-    let limits = ServerLimits { admin_keys, ..ServerLimits::default() };
     let state = Arc::new(
         EdgeState::new(cache.clone(), ranking, edgewise_edge::feed::FeedConfig::default(), limits).expect("state"),
     );
@@ -237,4 +240,26 @@ async fn memory_is_bounded_by_bytes_least_recently_used_first() {
     assert!(s.cache.bytes() <= 8 * 1024, "{} bytes held", s.cache.bytes());
     assert_eq!(s.get("/v1/bundles/5").await.1, "hit", "the newest stays");
     assert_eq!(s.get("/v1/bundles/1").await.1, "miss", "the least recently used went first");
+}
+
+#[tokio::test]
+async fn past_the_in_flight_cap_the_edge_answers_429_with_retry_after() {
+    let s =
+        setup_with("public, s-maxage=60", 1 << 20, ServerLimits { max_in_flight: 1, ..ServerLimits::default() }).await;
+    s.script.delay_ms.store(600, Ordering::SeqCst);
+    let (client, slow_url) = (s.client.clone(), format!("{}/v1/regions/1/bundle", s.edge));
+    let slow = tokio::spawn(async move { client.get(slow_url).send().await.expect("edge answers").status() });
+    // Let the slow request take the only slot.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = s.client.get(format!("{}/v1/regions/2/bundle", s.edge)).send().await.expect("edge answers");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let body: serde_json::Value = r.json().await.expect("JSON error body");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("too many requests")), "{body}");
+    assert_eq!(slow.await.expect("task"), StatusCode::OK, "the request in flight is unaffected");
+    // The slot is free again.
+    s.script.delay_ms.store(0, Ordering::SeqCst);
+    let (st, how, _, _) = s.get("/v1/regions/1/bundle").await;
+    assert_eq!((st, how.as_str()), (StatusCode::OK, "hit"));
+    assert_eq!(s.origin_requests(), 1, "the refused request never reached the origin");
 }

@@ -223,6 +223,34 @@ async fn the_feed_equals_the_native_ranking_of_the_same_bundle_and_context() {
     // The regional bundle came from the cache the second time.
     let r = rig.client.get(format!("{}/v1/feed?user=7&region=0&k=10", rig.edge)).send().await.expect("feed");
     assert_eq!(r.status(), 200);
+
+    // refine=false: the preliminary ranking alone, from the cache, without a request to the origin.
+    let origin_requests = || async {
+        let m = rig.client.get(format!("{}/metrics", rig.edge)).send().await.expect("metrics");
+        let text = m.text().await.expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix("edgewise_edge_origin_requests_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("the origin request counter")
+    };
+    let before = origin_requests().await;
+    let r = rig
+        .client
+        .post(format!("{}/v1/feed?user=7&region=0&k=10&refine=false", rig.edge))
+        .header("accept", "application/x-ndjson")
+        .json(&body)
+        .send()
+        .await
+        .expect("feed");
+    let text = r.text().await.expect("body");
+    let frames: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON frame")).collect();
+    assert_eq!(frames.len(), 1, "one frame: {text}");
+    assert_eq!((frames[0]["frame"].as_str(), frames[0]["bundle_cache"].as_str()), (Some("preliminary"), Some("hit")));
+    assert_eq!(items(&frames[0]).iter().map(|i| i.0).collect::<Vec<_>>(), pre, "the same preliminary ranking");
+    let r = rig.client.get(format!("{}/v1/feed?user=7&region=0&k=10&refine=0", rig.edge)).send().await.expect("feed");
+    assert_eq!(r.headers().get("x-edgewise-feed").and_then(|v| v.to_str().ok()), Some("preliminary"));
+    assert_eq!(r.json::<Value>().await.expect("json")["frame"], "preliminary");
+    assert_eq!(origin_requests().await, before, "refine=false never reaches the origin when the bundle is cached");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,6 +261,7 @@ async fn bad_feed_requests_get_a_4xx_that_names_the_problem() {
         ("user=x", None, "not a number"),
         ("user=1&region=40", None, "region"),
         ("user=1&k=0", None, "k = 0"),
+        ("user=1&refine=maybe", None, "refine"),
         ("user=1", Some("{\"seen\": \"no\"}"), "invalid feed body"),
         ("user=1", Some("{\"session\": \"!!\"}"), "base64"),
     ] {

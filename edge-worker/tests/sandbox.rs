@@ -107,3 +107,23 @@ fn a_guest_that_needs_more_memory_than_the_cap_is_refused_when_loaded() {
     let err = GuestModule::sandboxed(&engine, &wat::parse_str(wat).expect("WAT"), limits).expect_err("refused");
     assert!(err.to_string().contains("exceeds the limit"), "{err}");
 }
+
+/// A pooled instance whose guest trapped or ran out of time is never reused;
+/// one whose guest merely refused a request (an error status) is.
+#[test]
+fn the_pool_never_reuses_a_stopped_instance() {
+    use edgewise_edge::pool::{InstanceMode, InstancePool};
+    let limits = Limits { deadline: Duration::from_millis(20), ..Limits::default() };
+    let engine = guest::sandboxed_engine(&limits).expect("engine");
+    let ctx = edgewise_core::rank::RankContext::new(10, 0);
+    for (body, kind, kept) in [(TRAP, "trap", 0), (SPIN, "deadline", 0), ("i32.const 1", "status", 1)] {
+        let m = GuestModule::sandboxed(&engine, &hostile(body), limits).expect("compiles");
+        let pool = InstancePool::new(m, InstanceMode::Pooled, 4);
+        for _ in 0..3 {
+            let err = pool.rank("model", b"model bytes", b"bundle", &ctx).expect_err("the guest fails");
+            assert_eq!(err.kind(), kind, "{err}");
+            assert_eq!(pool.idle(), kept, "{kind}: idle instances after the failure");
+        }
+    }
+    real_guest_still_ranks(&engine, limits);
+}

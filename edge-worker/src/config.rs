@@ -1,0 +1,393 @@
+//! Layered configuration, the same way as the origin's: built-in defaults,
+//! then a TOML file (`--config`), then `EDGEWISE_EDGE__SECTION__KEY`
+//! environment variables, then command-line flags.
+//!
+//! Everything but the origin's URL has a default that works. Example file:
+//!
+//! ```toml
+//! [origin]
+//! url = "http://origin.internal:8080"
+//! timeout_ms = 5000
+//!
+//! [server]
+//! listen = "0.0.0.0:8081"
+//! admin_keys = ["s3cret"]
+//!
+//! [cache]
+//! bytes = 536870912
+//!
+//! [guest]
+//! module_digest = "9f2c…"      # fetch the module from the origin
+//! public_key = "…"             # and require its ed25519 signature
+//! deadline_ms = 10
+//! memory_mib = 64
+//! instances = "pooled"         # or "fresh"
+//!
+//! [feed]
+//! refine_deadline_ms = 150
+//! ```
+//!
+//! The same key from the environment: `EDGEWISE_EDGE__GUEST__DEADLINE_MS=20`.
+//! (The origin reads `EDGEWISE__…`; the edge's own prefix keeps the two apart
+//! on a host that runs both.)
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::feed::{FeedConfig, GuestOptions};
+use crate::guest::Limits;
+use crate::pool::InstanceMode;
+use crate::server::ServerLimits;
+
+/// The environment prefix.
+pub const ENV_PREFIX: &str = "EDGEWISE_EDGE__";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// The origin.
+    pub origin: OriginConfig,
+    /// HTTP server.
+    pub server: ServerConfig,
+    /// The regional cache.
+    pub cache: CacheConfig,
+    /// The guest module and its sandbox.
+    pub guest: GuestConfig,
+    /// The feed.
+    pub feed: FeedSettings,
+}
+
+/// `[origin]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginConfig {
+    /// Base URL, `http://host:port` (required).
+    pub url: String,
+    /// Timeout of one origin request, in ms.
+    pub timeout_ms: u64,
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        Self { url: String::new(), timeout_ms: 5000 }
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Keys accepted on admin routes; empty: admin routes are open.
+    pub admin_keys: Vec<String>,
+    /// Largest request body in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Requests served at once (429 with `Retry-After` beyond).
+    pub max_in_flight: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let l = ServerLimits::default();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            admin_keys: Vec::new(),
+            max_body_bytes: l.max_body_bytes,
+            max_in_flight: l.max_in_flight,
+        }
+    }
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Most bytes of responses held (least recently used out first).
+    pub bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { bytes: 256 << 20 }
+    }
+}
+
+/// `[guest]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuestConfig {
+    /// The module file (default: the one `cargo xtask guest` builds).
+    pub module: Option<PathBuf>,
+    /// Fetch the module from the origin (`GET /v1/modules/{digest}`) instead.
+    pub module_digest: Option<String>,
+    /// ed25519 public key (64 hex digits or base64) fetched modules must be signed by.
+    pub public_key: Option<String>,
+    /// Wall-clock budget of one guest operation, in ms.
+    pub deadline_ms: u64,
+    /// Largest linear memory of one instance, in MiB.
+    pub memory_mib: usize,
+    /// Fuel per operation (a deterministic instruction budget); unset: unmetered.
+    pub fuel: Option<u64>,
+    /// Instance slots of the pooling allocator (rankings in flight plus idle instances).
+    pub slots: u32,
+    /// `pooled` (reuse instances with their model loaded) or `fresh` (one per ranking).
+    pub instances: InstanceMode,
+    /// Idle instances kept per tenant, pooled mode.
+    pub max_idle: usize,
+    /// Rankings run at once; 0: one per core.
+    pub concurrency: usize,
+    /// Cache compiled modules on disk.
+    pub compiled_cache: bool,
+    /// Where [default: `$XDG_CACHE_HOME/edgewise/compiled`, else `~/.cache/edgewise/compiled`].
+    pub compiled_cache_dir: Option<PathBuf>,
+}
+
+impl Default for GuestConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        let o = GuestOptions::default();
+        Self {
+            module: None,
+            module_digest: None,
+            public_key: None,
+            deadline_ms: u64::try_from(l.deadline.as_millis()).unwrap_or(10),
+            memory_mib: l.memory_bytes >> 20,
+            fuel: None,
+            slots: l.instances,
+            instances: o.mode,
+            max_idle: o.max_idle,
+            concurrency: o.concurrency,
+            compiled_cache: true,
+            compiled_cache_dir: None,
+        }
+    }
+}
+
+/// `[feed]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedSettings {
+    /// How long a plain-JSON feed request waits for the refined ranking, in ms.
+    pub refine_deadline_ms: u64,
+    /// Candidates asked of the origin for each bundle.
+    pub candidates: usize,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        let f = FeedConfig::default();
+        Self {
+            refine_deadline_ms: u64::try_from(f.refine_deadline.as_millis()).unwrap_or(150),
+            candidates: f.candidates,
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl EdgeConfig {
+    /// Loads defaults ← `file` ← environment ← `overrides` (a partial config from flags).
+    pub fn load(file: Option<&Path>, overrides: &[(&str, figment::value::Value)]) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(EdgeConfig::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError(format!("config file {} does not exist", f.display())));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__").lowercase(true));
+        for (key, value) in overrides {
+            fig = fig.merge(Serialized::global(key, value.clone()));
+        }
+        let cfg: EdgeConfig = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError(m.to_string()));
+        let url = self.origin.url.trim_end_matches('/');
+        if url.is_empty() {
+            return bad("origin.url is required (--origin URL, or [origin] url in the config file)");
+        }
+        if !(url.starts_with("http://") && url.len() > "http://".len()) {
+            return Err(ConfigError(format!(
+                "origin.url {:?} must be an http:// URL (https origins need a TLS-terminating proxy for now)",
+                self.origin.url
+            )));
+        }
+        if self.origin.timeout_ms == 0 {
+            return bad("origin.timeout_ms must be at least 1");
+        }
+        if self.cache.bytes == 0 {
+            return bad("cache.bytes must be at least 1");
+        }
+        if self.server.max_in_flight == 0 || self.server.max_body_bytes == 0 {
+            return bad("server.max_in_flight and server.max_body_bytes must be at least 1");
+        }
+        let g = &self.guest;
+        if g.module.is_some() && g.module_digest.is_some() {
+            return bad(
+                "guest.module and guest.module_digest are exclusive: load the module from a file or from the origin",
+            );
+        }
+        if g.deadline_ms == 0 || g.deadline_ms > 60_000 {
+            return Err(ConfigError(format!("guest.deadline_ms = {} must be in 1..=60000", g.deadline_ms)));
+        }
+        if g.memory_mib == 0 || g.memory_mib > 4096 {
+            return Err(ConfigError(format!("guest.memory_mib = {} must be in 1..=4096", g.memory_mib)));
+        }
+        if g.fuel == Some(0) {
+            return bad("guest.fuel must be at least 1 when it is set");
+        }
+        if g.slots == 0 {
+            return bad("guest.slots must be at least 1");
+        }
+        if g.max_idle >= g.slots as usize {
+            return Err(ConfigError(format!(
+                "guest.max_idle = {} must be below guest.slots = {}, or idle instances would take every slot",
+                g.max_idle, g.slots
+            )));
+        }
+        if self.feed.candidates == 0 || self.feed.candidates > 5000 {
+            return Err(ConfigError(format!("feed.candidates = {} must be in 1..=5000", self.feed.candidates)));
+        }
+        Ok(())
+    }
+
+    /// The origin's URL without a trailing slash.
+    pub fn origin_url(&self) -> &str {
+        self.origin.url.trim_end_matches('/')
+    }
+
+    /// The sandbox limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            deadline: Duration::from_millis(self.guest.deadline_ms),
+            memory_bytes: self.guest.memory_mib << 20,
+            fuel: self.guest.fuel,
+            instances: self.guest.slots,
+        }
+    }
+
+    /// How rankings get instances.
+    pub fn guest_options(&self) -> GuestOptions {
+        GuestOptions { mode: self.guest.instances, max_idle: self.guest.max_idle, concurrency: self.guest.concurrency }
+    }
+
+    /// Feed settings.
+    pub fn feed(&self) -> FeedConfig {
+        FeedConfig {
+            refine_deadline: Duration::from_millis(self.feed.refine_deadline_ms),
+            candidates: self.feed.candidates,
+        }
+    }
+
+    /// Server limits.
+    pub fn server_limits(&self) -> ServerLimits {
+        ServerLimits {
+            admin_keys: self.server.admin_keys.clone(),
+            max_body_bytes: self.server.max_body_bytes,
+            max_in_flight: self.server.max_in_flight,
+        }
+    }
+
+    /// The compiled-module cache directory, if caching is on and a directory is known.
+    pub fn compiled_cache_dir(&self) -> Option<PathBuf> {
+        if !self.guest.compiled_cache {
+            return None;
+        }
+        if let Some(d) = &self.guest.compiled_cache_dir {
+            return Some(d.clone());
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("edgewise").join("compiled"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, text: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("ew-edge-config-{name}-{}.toml", std::process::id()));
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            let f = file(
+                "layers",
+                "[origin]\nurl = \"http://o:1\"\n[guest]\ndeadline_ms = 20\nmemory_mib = 32\ninstances = \"fresh\"\n[feed]\ncandidates = 100\n",
+            );
+            let cfg = EdgeConfig::load(Some(&f), &[]).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.origin_url(), "http://o:1");
+            assert_eq!(cfg.limits().deadline, Duration::from_millis(20));
+            assert_eq!(cfg.limits().memory_bytes, 32 << 20);
+            assert_eq!(cfg.guest.instances, InstanceMode::Fresh);
+            assert_eq!(cfg.server.listen, ServerConfig::default().listen, "untouched keys keep their defaults");
+
+            jail.set_env("EDGEWISE_EDGE__GUEST__DEADLINE_MS", "30");
+            jail.set_env("EDGEWISE_EDGE__FEED__CANDIDATES", "200");
+            let cfg = EdgeConfig::load(Some(&f), &[]).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.guest.deadline_ms, 30, "the environment beats the file");
+            assert_eq!(cfg.feed.candidates, 200);
+
+            let cfg = EdgeConfig::load(Some(&f), &[("guest.deadline_ms", 40u64.into())]).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.guest.deadline_ms, 40, "flags beat the environment");
+            assert_eq!(cfg.guest.memory_mib, 32);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_configurations_name_the_problem() {
+        let cases: [(&str, &str); 9] = [
+            ("", "origin.url is required"),
+            ("[origin]\nurl = \"https://o\"\n", "must be an http:// URL"),
+            ("[origin]\nurl = \"http://o\"\n[guest]\ndeadline_ms = 0\n", "guest.deadline_ms = 0"),
+            ("[origin]\nurl = \"http://o\"\n[guest]\nmemory_mib = 9000\n", "guest.memory_mib = 9000"),
+            ("[origin]\nurl = \"http://o\"\n[guest]\ninstances = \"warm\"\n", "warm"),
+            ("[origin]\nurl = \"http://o\"\n[guest]\nslots = 4\nmax_idle = 4\n", "guest.max_idle = 4"),
+            ("[origin]\nurl = \"http://o\"\n[guest]\nmodule = \"a.wasm\"\nmodule_digest = \"ab\"\n", "exclusive"),
+            ("[origin]\nurl = \"http://o\"\n[cache]\nbites = 5\n", "bites"),
+            ("[origin]\nurl = \"http://o\"\n[feed]\ncandidates = 0\n", "feed.candidates = 0"),
+        ];
+        // Inside a jail: another test sets `EDGEWISE_EDGE__…` variables in its own.
+        figment::Jail::expect_with(|_| {
+            for (i, (text, want)) in cases.iter().enumerate() {
+                let f = file(&format!("bad{i}"), text);
+                let e = EdgeConfig::load(Some(&f), &[]).expect_err(text).to_string();
+                assert!(e.contains(want), "{text:?}: expected {want:?} in {e}");
+            }
+            let e = EdgeConfig::load(Some(Path::new("/nonexistent/edge.toml")), &[]).expect_err("missing").to_string();
+            assert!(e.contains("/nonexistent/edge.toml"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn compiled_cache_dir_defaults_and_switches_off() {
+        let mut cfg = EdgeConfig::default();
+        cfg.guest.compiled_cache_dir = Some(PathBuf::from("/var/cache/ew"));
+        assert_eq!(cfg.compiled_cache_dir(), Some(PathBuf::from("/var/cache/ew")));
+        cfg.guest.compiled_cache = false;
+        assert_eq!(cfg.compiled_cache_dir(), None);
+    }
+}

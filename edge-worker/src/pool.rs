@@ -1,0 +1,221 @@
+//! Guest instances for rankings: a fresh one per request, or reused ones that
+//! keep their model loaded.
+//!
+//! A ranking needs an instance of the tenant's module with the bundle's model
+//! loaded. There are two ways to get one ([`InstanceMode`]):
+//!
+//! * **fresh**: instantiate from the module's `InstancePre` (a pooling-allocator
+//!   slot, a few microseconds), load the model, rank, drop the instance. Every
+//!   request starts from clean guest memory.
+//! * **pooled** (the default): idle instances are kept, each with the model it
+//!   last loaded. A request takes one whose model matches, ranks, and gives it
+//!   back. Loading the model (decoding and checking the artifact inside the
+//!   guest) costs far more than instantiating, so this removes most of the
+//!   guest time of a cache-hit ranking; `benches/feed.rs` measures both side
+//!   by side and ARCHITECTURE.md records the figures.
+//!
+//! A reused instance only ever serves the tenant whose module it runs: each
+//! tenant has its own [`InstancePool`], dropped when the tenant's module is
+//! swapped (requests in flight keep the old one through their `Arc`). An
+//! instance whose call trapped or ran out of time or fuel is poisoned and is
+//! never given back; one whose model failed to load is dropped too.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use edgewise_core::abi::ModelMatch;
+use edgewise_core::rank::{RankContext, RankOutput};
+
+use crate::guest::{GuestError, GuestInstance, GuestModule};
+
+/// How a ranking gets its guest instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceMode {
+    /// A new instance per ranking, model loaded each time.
+    Fresh,
+    /// Idle instances are reused, and keep their model loaded.
+    #[default]
+    Pooled,
+}
+
+impl std::str::FromStr for InstanceMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fresh" => Ok(Self::Fresh),
+            "pooled" => Ok(Self::Pooled),
+            other => Err(format!("instance mode {other:?} is neither \"fresh\" nor \"pooled\"")),
+        }
+    }
+}
+
+/// What one ranking cost, besides the ranking itself.
+#[derive(Debug, Clone)]
+pub struct Ranked {
+    /// The ranking.
+    pub output: RankOutput,
+    /// Whether the bundle named the loaded model.
+    pub model_match: ModelMatch,
+    /// Time spent instantiating, if this ranking needed a new instance.
+    pub instantiated: Option<Duration>,
+    /// Whether the model had to be loaded into the instance.
+    pub model_loaded: bool,
+}
+
+/// One tenant's module and its idle instances.
+pub struct InstancePool {
+    module: GuestModule,
+    mode: InstanceMode,
+    /// Idle instances and the digest of the model each has loaded; the most
+    /// recently returned last.
+    idle: Mutex<Vec<(String, GuestInstance)>>,
+    max_idle: usize,
+}
+
+impl std::fmt::Debug for InstancePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstancePool").field("mode", &self.mode).field("max_idle", &self.max_idle).finish()
+    }
+}
+
+impl InstancePool {
+    /// A pool for `module`. In [`InstanceMode::Pooled`] at most `max_idle`
+    /// instances are kept between rankings (each holds a pooling-allocator slot).
+    pub fn new(module: GuestModule, mode: InstanceMode, max_idle: usize) -> Self {
+        Self { module, mode, idle: Mutex::new(Vec::new()), max_idle }
+    }
+
+    /// The module.
+    pub fn module(&self) -> &GuestModule {
+        &self.module
+    }
+
+    /// How instances are obtained.
+    pub fn mode(&self) -> InstanceMode {
+        self.mode
+    }
+
+    /// Idle instances right now.
+    pub fn idle(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, GuestInstance)>> {
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An instance with `model` (whose sha256 is `digest`) loaded: an idle one
+    /// that has it, else an idle one that loads it, else a new one.
+    fn checkout(&self, digest: &str) -> (Option<GuestInstance>, bool) {
+        if self.mode == InstanceMode::Fresh {
+            return (None, false);
+        }
+        let mut idle = self.lock();
+        if let Some(pos) = idle.iter().rposition(|(d, _)| d == digest) {
+            return (Some(idle.swap_remove(pos).1), true);
+        }
+        if idle.is_empty() { (None, false) } else { (Some(idle.remove(0).1), false) }
+    }
+
+    fn checkin(&self, digest: &str, inst: GuestInstance) {
+        if self.mode == InstanceMode::Fresh || inst.is_poisoned() || self.max_idle == 0 {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.len() >= self.max_idle {
+            idle.remove(0);
+        }
+        idle.push((digest.to_string(), inst));
+    }
+
+    /// Ranks `bundle` for `ctx` with `model` (whose sha256 hex is `digest`).
+    pub fn rank(&self, digest: &str, model: &[u8], bundle: &[u8], ctx: &RankContext) -> Result<Ranked, GuestError> {
+        let (inst, has_model) = self.checkout(digest);
+        let mut instantiated = None;
+        let mut inst = match inst {
+            Some(i) => i,
+            None => {
+                let t = Instant::now();
+                let i = self.module.instantiate()?;
+                instantiated = Some(t.elapsed());
+                i
+            }
+        };
+        if !has_model {
+            // A failed load leaves the instance without a usable model: it is dropped.
+            inst.load_model(model)?;
+        }
+        let result = inst.rank(bundle, ctx);
+        // A ranking the guest refused (a status error) leaves a healthy
+        // instance; a trap or an interruption poisons it and `checkin` drops it.
+        self.checkin(digest, inst);
+        let (output, model_match) = result?;
+        Ok(Ranked { output, model_match, instantiated, model_loaded: !has_model })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::{Limits, sandboxed_engine};
+    use edgewise_core::synth;
+
+    fn guest() -> Option<Vec<u8>> {
+        std::fs::read(crate::guest::default_module_path()).ok()
+    }
+
+    #[test]
+    fn mode_parses() {
+        assert_eq!("fresh".parse::<InstanceMode>(), Ok(InstanceMode::Fresh));
+        assert_eq!("pooled".parse::<InstanceMode>(), Ok(InstanceMode::Pooled));
+        assert!("warm".parse::<InstanceMode>().unwrap_err().contains("warm"));
+    }
+
+    /// Pooled and fresh instances give the same bytes for a sequence of
+    /// different requests and two models, and the pool reuses instances.
+    #[test]
+    fn pooled_equals_fresh() {
+        let Some(wasm) = guest() else {
+            panic!(
+                "the guest module is missing at {}: run `cargo xtask guest`",
+                crate::guest::default_module_path().display()
+            )
+        };
+        let limits = Limits::default();
+        let engine = sandboxed_engine(&limits).expect("engine");
+        let module = GuestModule::sandboxed(&engine, &wasm, limits).expect("module");
+        let pooled = InstancePool::new(module.clone(), InstanceMode::Pooled, 2);
+        let fresh = InstancePool::new(module, InstanceMode::Fresh, 2);
+        let now = 1_700_000_000_000;
+        let models: Vec<(String, Vec<u8>)> = [3u64, 4]
+            .iter()
+            .map(|&seed| {
+                let spec = synth::Spec::new(300, 32, seed);
+                let m = synth::model(&spec, &[16], 100, seed).encode().expect("model");
+                (edgewise_core::model::digest_hex(&edgewise_core::model::digest(&m)), m)
+            })
+            .collect();
+        let mut loads = 0;
+        for i in 0..12u64 {
+            let spec = synth::Spec::new(300, 32, 10 + i);
+            let bundle = synth::bundle(&spec, now);
+            let ctx = synth::context(&spec, 10, now, 100 + i);
+            let (digest, model) = &models[(i / 3 % 2) as usize];
+            let a = pooled.rank(digest, model, &bundle, &ctx).expect("pooled");
+            let b = fresh.rank(digest, model, &bundle, &ctx).expect("fresh");
+            // Bytes, not `==`: unranked rows carry NaN scores.
+            let (mut ea, mut eb) = (Vec::new(), Vec::new());
+            edgewise_core::abi::encode_result(&a.output, a.model_match, &mut ea);
+            edgewise_core::abi::encode_result(&b.output, b.model_match, &mut eb);
+            assert!(ea == eb, "request {i}: pooled and fresh results differ");
+            assert!(b.model_loaded && b.instantiated.is_some());
+            loads += usize::from(a.model_loaded);
+        }
+        // One instance serves the sequential requests; it reloads only when the model changes.
+        assert_eq!(loads, 4, "model loads of the pooled instance");
+        assert_eq!(pooled.idle(), 1);
+        assert_eq!(fresh.idle(), 0);
+    }
+}
