@@ -161,6 +161,79 @@ enum Path {
     Refined,
 }
 
+/// The feed's own regional bundle and model, ranked natively and by a pooled
+/// guest instance in alternating rounds: guest time against native.
+async fn guest_against_native(client: &reqwest::Client, edge: &str, ranking: &Ranking) -> anyhow::Result<()> {
+    use edgewise_core::bundle::Bundle;
+    use edgewise_core::rank::{RankContext, RankOutput, Ranker};
+    let bundle = client.get(format!("{edge}/v1/regions/0/bundle?k=300")).send().await?.bytes().await?.to_vec();
+    let b = Bundle::decode(&bundle)?;
+    let digest = edgewise_core::model::digest_hex(&b.header().model_digest);
+    let model_bytes = client.get(format!("{edge}/v1/models/{digest}")).send().await?.bytes().await?.to_vec();
+    let model = Model::decode(&model_bytes)?;
+    let pool = ranking.guest().ok_or_else(|| anyhow::anyhow!("no guest"))?;
+    let mut ctx = RankContext::new(20, 1_700_000_000_000);
+    ctx.region = 0;
+    ctx.checksum_verified = true;
+    let (mut ranker, mut out) = (Ranker::new(), RankOutput::default());
+    // The same guest without the sandbox (no epoch deadline, no pooling allocator).
+    let plain_engine = guest::default_engine()?;
+    let plain = edgewise_edge::pool::InstancePool::new(
+        GuestModule::new(&plain_engine, &std::fs::read(guest::default_module_path())?)?,
+        InstanceMode::Pooled,
+        1,
+    );
+    let (mut native, mut guest, mut unsandboxed) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..41 {
+        let mut n = || -> anyhow::Result<f64> {
+            let t = Instant::now();
+            for _ in 0..16 {
+                ranker.rank(&model, &b, &ctx, &mut out)?;
+            }
+            Ok(t.elapsed().as_secs_f64() * 1e6 / 16.0)
+        };
+        let g = || -> anyhow::Result<f64> {
+            let t = Instant::now();
+            for _ in 0..16 {
+                std::hint::black_box(pool.rank(&digest, &model_bytes, &bundle, &ctx)?);
+            }
+            Ok(t.elapsed().as_secs_f64() * 1e6 / 16.0)
+        };
+        let u = || -> anyhow::Result<f64> {
+            let t = Instant::now();
+            for _ in 0..16 {
+                std::hint::black_box(plain.rank(&digest, &model_bytes, &bundle, &ctx)?);
+            }
+            Ok(t.elapsed().as_secs_f64() * 1e6 / 16.0)
+        };
+        if round % 2 == 0 {
+            native.push(n()?);
+            guest.push(g()?);
+            unsandboxed.push(u()?);
+        } else {
+            unsandboxed.push(u()?);
+            guest.push(g()?);
+            native.push(n()?);
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (n, g, u) = (med(&mut native), med(&mut guest), med(&mut unsandboxed));
+    println!(
+        "\nranking the feed's regional bundle ({} candidates, {} bytes), no load, median of 41 rounds of 16:",
+        b.len(),
+        bundle.len()
+    );
+    println!("| ranker | µs per ranking | against native |");
+    println!("|---|---:|---:|");
+    println!("| native | {n:.0} | 1.00 |");
+    println!("| guest, no sandbox | {u:.0} | {:.2} |", u / n);
+    println!("| guest, sandboxed (epoch deadline, pooled instance) | {g:.0} | {:.2} |", g / n);
+    Ok(())
+}
+
 /// One request; returns its latency from `due`.
 async fn one(client: &reqwest::Client, edge: &str, path: Path, due: Instant) -> Option<f64> {
     let refine = if path == Path::CacheHit { "&refine=false" } else { "" };
@@ -228,6 +301,25 @@ fn main() -> anyhow::Result<()> {
         println!("guest instances: pooled (reused, model kept loaded) and fresh (one per ranking), run in turn\n");
         println!("| path | instances | rate (req/s) | requests | p50 ms | p99 ms | max ms | errors |");
         println!("|---|---|---:|---:|---:|---:|---:|---:|");
+        // The floor: one request at a time, nothing else running.
+        for (mode, edge, ranking) in &edges {
+            let before = (ranking.metrics.rank_seconds.get_sample_sum(), ranking.metrics.rank_seconds.get_sample_count());
+            let mut lat = Vec::new();
+            for _ in 0..300 {
+                lat.extend(one(&client, edge, Path::CacheHit, Instant::now()).await);
+            }
+            lat.sort_by(f64::total_cmp);
+            let m = &ranking.metrics.rank_seconds;
+            let guest_us = (m.get_sample_sum() - before.0) / (m.get_sample_count() - before.1).max(1) as f64 * 1e6;
+            println!(
+                "| cache hit, one at a time (guest {guest_us:.0} µs per ranking) | {mode:?} | - | {} | {:.2} | {:.2} | {:.2} | {} |",
+                lat.len(),
+                percentile(&lat, 0.5),
+                percentile(&lat, 0.99),
+                lat.last().copied().unwrap_or(f64::NAN),
+                300 - lat.len()
+            );
+        }
         for &rate in &rates {
             for (name, path) in [
                 ("cache hit (refine=false)", Path::CacheHit),
@@ -263,7 +355,8 @@ fn main() -> anyhow::Result<()> {
                 m.rank_seconds.get_sample_sum() / rankings * 1e6,
             );
         }
-        println!("\n(guest against native ranking time, and idle instantiation: `cargo xtask bench`)");
+        guest_against_native(&client, &edges[0].1, &edges[0].2).await?;
+        println!("\n(the same for 1,000 candidates at d = 64 and 256, and idle instantiation: `cargo xtask bench`)");
         Ok(())
     })
 }

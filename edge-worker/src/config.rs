@@ -320,6 +320,8 @@ impl EdgeConfig {
 }
 
 #[cfg(test)]
+// `figment::Jail` closures return figment's (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
