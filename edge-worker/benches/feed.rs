@@ -22,7 +22,8 @@
 //! side. The second table gives, per edge, the instantiation time per request
 //! and the guest time per ranking from the edge's own metrics.
 //!
-//! `cargo bench -p edgewise-edge --bench feed [-- --seconds 3 --rates 100,250,500]`
+//! `cargo bench -p edgewise-edge --bench feed [-- --seconds 3 --rates 100,250,500 --concurrency N]`
+//! (`--concurrency`: rankings at once, `guest.concurrency`; default one per core)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,7 +94,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn edge(origin: &str, wasm: &[u8], mode: InstanceMode) -> anyhow::Result<(String, Arc<Ranking>)> {
     let limits = Limits::default();
     let engine = guest::sandboxed_engine(&limits)?;
-    let options = GuestOptions { mode, ..GuestOptions::default() };
+    let concurrency = arg("--concurrency").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let options = GuestOptions { mode, concurrency, ..GuestOptions::default() };
     let ranking = Arc::new(Ranking::with_options(Some(GuestModule::sandboxed(&engine, wasm, limits)?), options)?);
     let state = Arc::new(EdgeState::new(
         Cache::new(origin, 256 << 20, Duration::from_secs(5))?,
