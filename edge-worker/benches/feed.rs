@@ -28,55 +28,30 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edgewise_core::model::{Diversity, Layer, Model, Platt, PreRanker};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{OriginFixture, serve_edge};
+use edgewise_core::model::Model;
 use edgewise_edge::cache::Cache;
 use edgewise_edge::feed::{FeedConfig, GuestOptions, Ranking};
 use edgewise_edge::guest::{self, GuestModule, Limits};
 use edgewise_edge::pool::InstanceMode;
-use edgewise_edge::server::{EdgeState, ServerLimits, app};
-use serde_json::{Value, json};
+use edgewise_edge::server::{EdgeState, ServerLimits};
 
-const DIM: usize = 64;
-const ITEMS: u64 = 2_000;
-
-fn model(schema_hash: u64) -> Model {
-    let inputs = 3 + 2 + 7;
-    Model {
-        feature_schema_hash: schema_hash,
-        dim: DIM as u16,
-        n_features: 2,
-        n_sources: 7,
-        interaction: false,
-        prerank_keep: 200,
-        prerank: PreRanker {
-            bias: 0.0,
-            w_dot: 1.0,
-            w_retrieval: 0.5,
-            w_features: vec![0.2, 0.1],
-            w_sources: vec![0.0; 7],
-        },
-        mlp: vec![
-            Layer {
-                inputs,
-                outputs: 32,
-                weights: (0..inputs * 32).map(|i| ((i % 7) as f32 - 3.0) / 10.0).collect(),
-                bias: vec![0.1; 32],
-            },
-            Layer {
-                inputs: 32,
-                outputs: 1,
-                weights: (0..32).map(|i| ((i % 5) as f32 - 2.0) / 10.0).collect(),
-                bias: vec![0.0],
-            },
-        ],
-        calibration: Platt { a: 1.0, b: 0.0 },
-        diversity: Diversity { mmr_lambda: 0.9, creator_cap: 3 },
-    }
-}
-
-fn embedding(i: u64) -> Vec<f64> {
-    (0..DIM).map(|d| if d as u64 == i % 16 { 1.0 } else { ((i * 31 + d as u64 * 7) % 11) as f64 / 40.0 }).collect()
-}
+/// 2,000 items of dimension 64, 20 clicks by user 7.
+const FIXTURE: OriginFixture = OriginFixture {
+    dim: 64,
+    items: 2_000,
+    creators: 97,
+    clusters: 16,
+    events: 20,
+    stride: 17,
+    shards: 0,
+    hidden: 32,
+    prerank_keep: 200,
+    creator_cap: 3,
+};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -103,44 +78,12 @@ async fn edge(origin: &str, wasm: &[u8], mode: InstanceMode) -> anyhow::Result<(
         FeedConfig { refine_deadline: Duration::from_millis(150), candidates: 300 },
         ServerLimits::default(),
     )?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app(state)).await;
-    });
-    Ok((url, ranking))
+    Ok((serve_edge(state).await?, ranking))
 }
 
-/// The origin, then one edge per instance mode.
-async fn setup() -> anyhow::Result<Vec<(InstanceMode, String, Arc<Ranking>)>> {
-    let dir = std::env::temp_dir().join(format!("ew-bench-feed-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut cfg = edgewise_origin::Config { data_dir: dir, ..Default::default() };
-    cfg.index.dim = DIM;
-    cfg.auth.admin_keys = vec!["admin".into()];
-    let schema = cfg.schema_hash();
-    let state = edgewise_origin::open(cfg)?;
-    edgewise_origin::recover(&state, |_, _| {})?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let origin = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(edgewise_origin::serve(state, listener, std::future::pending()));
-    let client = reqwest::Client::new();
-    let now = 1_700_000_000_000u64;
-    let items: Vec<Value> = (1..=ITEMS)
-        .map(|i| {
-            json!({"id": i, "embedding": embedding(i), "creator": i % 97, "categories": [i % 5],
-            "created_at": now - i * 60_000, "features": {"popularity": (i % 10) as f64 / 10.0}})
-        })
-        .collect();
-    anyhow::ensure!(client.put(format!("{origin}/v1/items")).json(&items).send().await?.status().is_success());
-    let events: Vec<Value> = (0..20u64)
-        .map(|j| json!({"event_id": format!("e{j}"), "user": 7, "item": 17 * j + 1, "kind": "click", "time": now + j, "region": 0}))
-        .collect();
-    anyhow::ensure!(client.post(format!("{origin}/v1/events")).json(&events).send().await?.status().is_success());
-    let bytes = model(schema).encode()?;
-    let r = client.put(format!("{origin}/v1/models")).bearer_auth("admin").body(bytes).send().await?;
-    anyhow::ensure!(r.status().is_success(), "model upload: {}", r.text().await?);
-
+/// The origin, then one edge per instance mode; also the guest module's bytes.
+async fn setup() -> anyhow::Result<(Vec<(InstanceMode, String, Arc<Ranking>)>, Vec<u8>)> {
+    let origin = FIXTURE.start("bench-feed").await?;
     let path = guest::default_module_path();
     let wasm =
         std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e} (run `cargo xtask guest`)", path.display()))?;
@@ -149,7 +92,7 @@ async fn setup() -> anyhow::Result<Vec<(InstanceMode, String, Arc<Ranking>)>> {
         let (url, ranking) = edge(&origin, &wasm, mode).await?;
         edges.push((mode, url, ranking));
     }
-    Ok(edges)
+    Ok((edges, wasm))
 }
 
 /// What a request asks for.
@@ -165,7 +108,12 @@ enum Path {
 
 /// The feed's own regional bundle and model, ranked natively and by a pooled
 /// guest instance in alternating rounds: guest time against native.
-async fn guest_against_native(client: &reqwest::Client, edge: &str, ranking: &Ranking) -> anyhow::Result<()> {
+async fn guest_against_native(
+    client: &reqwest::Client,
+    edge: &str,
+    ranking: &Ranking,
+    wasm: &[u8],
+) -> anyhow::Result<()> {
     use edgewise_core::bundle::Bundle;
     use edgewise_core::rank::{RankContext, RankOutput, Ranker};
     let bundle = client.get(format!("{edge}/v1/regions/0/bundle?k=300")).send().await?.bytes().await?.to_vec();
@@ -180,11 +128,7 @@ async fn guest_against_native(client: &reqwest::Client, edge: &str, ranking: &Ra
     let (mut ranker, mut out) = (Ranker::new(), RankOutput::default());
     // The same guest without the sandbox (no epoch deadline, no pooling allocator).
     let plain_engine = guest::default_engine()?;
-    let plain = edgewise_edge::pool::InstancePool::new(
-        GuestModule::new(&plain_engine, &std::fs::read(guest::default_module_path())?)?,
-        InstanceMode::Pooled,
-        1,
-    );
+    let plain = edgewise_edge::pool::InstancePool::new(GuestModule::new(&plain_engine, wasm)?, InstanceMode::Pooled, 1);
     let (mut native, mut guest, mut unsandboxed) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..41 {
         let mut n = || -> anyhow::Result<f64> {
@@ -292,7 +236,7 @@ fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--rates: {e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let edges = setup().await?;
+        let (edges, wasm) = setup().await?;
         let client = reqwest::Client::new();
         for (_, edge, _) in &edges {
             for _ in 0..20 {
@@ -357,7 +301,7 @@ fn main() -> anyhow::Result<()> {
                 m.rank_seconds.get_sample_sum() / rankings * 1e6,
             );
         }
-        guest_against_native(&client, &edges[0].1, &edges[0].2).await?;
+        guest_against_native(&client, &edges[0].1, &edges[0].2, &wasm).await?;
         println!("\n(the same for 1,000 candidates at d = 64 and 256, and idle instantiation: `cargo xtask bench`)");
         Ok(())
     })

@@ -384,15 +384,13 @@ pub async fn frame(
     // the full structure and CRC-32 check, so the guest checks structure only.
     let facts = served.response.facts();
     let bundle_digest = facts.sha256.clone();
-    let mut ctx = ctx.clone();
-    ctx.checksum_verified = facts.bundle_model.is_some();
-    let ctx = &ctx;
+    let checksum_verified = facts.bundle_model.is_some();
     let t1 = Instant::now();
     let header_digest = facts.bundle_model.unwrap_or([0; 32]);
     let model = model_for(cache, ranking, header_digest).await;
     let (items, ranked_by, model_name) = match (model, ranking.guest_for(tenant)) {
         (Ok((digest, bytes)), Some(guest)) => {
-            let ctx2 = ctx.clone();
+            let ctx2 = RankContext { checksum_verified, ..ctx.clone() };
             let b2 = bundle.clone();
             let m = ranking.metrics.clone();
             let d2 = digest.clone();

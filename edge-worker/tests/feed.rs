@@ -7,60 +7,36 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::hostile;
+use common::{NOW, OriginFixture, hostile, serve_edge};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use edgewise_core::bundle::Bundle;
-use edgewise_core::model::{Diversity, Layer, Model, Platt, PreRanker};
+use edgewise_core::model::Model;
 use edgewise_core::rank::{RankContext, RankOutput, Ranker};
 use edgewise_edge::cache::Cache;
 use edgewise_edge::feed::{FeedConfig, Ranking};
 use edgewise_edge::guest::{self, GuestModule, Limits};
-use edgewise_edge::server::{EdgeState, ServerLimits, app};
+use edgewise_edge::server::{EdgeState, ServerLimits};
 use serde_json::{Value, json};
 
-const DIM: usize = 8;
-const NOW: u64 = 1_700_000_000_000;
-
-fn model(schema_hash: u64) -> Model {
-    let inputs = 3 + 2 + 7;
-    Model {
-        feature_schema_hash: schema_hash,
-        dim: DIM as u16,
-        n_features: 2,
-        n_sources: 7,
-        interaction: false,
-        prerank_keep: 100,
-        prerank: PreRanker {
-            bias: 0.0,
-            w_dot: 1.0,
-            w_retrieval: 0.5,
-            w_features: vec![0.2, 0.1],
-            w_sources: vec![0.0; 7],
-        },
-        mlp: vec![
-            Layer {
-                inputs,
-                outputs: 4,
-                weights: (0..inputs * 4).map(|i| ((i % 7) as f32 - 3.0) / 10.0).collect(),
-                bias: vec![0.1; 4],
-            },
-            Layer { inputs: 4, outputs: 1, weights: vec![0.5, -0.3, 0.8, 0.2], bias: vec![0.0] },
-        ],
-        calibration: Platt { a: 1.0, b: 0.0 },
-        diversity: Diversity { mmr_lambda: 0.9, creator_cap: 0 },
-    }
-}
+/// Small enough for many tests: 300 items of dimension 8.
+const FIXTURE: OriginFixture = OriginFixture {
+    dim: 8,
+    items: 300,
+    creators: 13,
+    clusters: 4,
+    events: 6,
+    stride: 4,
+    shards: 1,
+    hidden: 4,
+    prerank_keep: 100,
+    creator_cap: 0,
+};
 
 struct Rig {
     origin: String,
     edge: String,
     client: reqwest::Client,
     ranking: Arc<Ranking>,
-}
-
-/// A deterministic embedding: item `i` leans towards cluster `i % 4`.
-fn embedding(i: u64) -> Vec<f64> {
-    (0..DIM).map(|d| if d as u64 == i % 4 { 1.0 } else { ((i * 31 + d as u64 * 7) % 11) as f64 / 40.0 }).collect()
 }
 
 async fn rig(name: &str) -> Rig {
@@ -75,38 +51,8 @@ async fn rig_with(
     key: Option<VerifyingKey>,
     limits_sandbox: Limits,
 ) -> Rig {
-    let dir = std::env::temp_dir().join(format!("ew-edge-feed-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut cfg = edgewise_origin::Config { data_dir: dir, ..Default::default() };
-    cfg.index.dim = DIM;
-    cfg.index.shards = 1;
-    cfg.auth.admin_keys = vec!["admin".into()];
-    let schema = cfg.schema_hash();
-    let state = edgewise_origin::open(cfg).expect("origin opens");
-    edgewise_origin::recover(&state, |_, _| {}).expect("recovers");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let origin = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(edgewise_origin::serve(state, listener, std::future::pending()));
+    let origin = FIXTURE.start(&format!("feed-{name}")).await.expect("the origin starts with its data");
     let client = reqwest::Client::new();
-    let items: Vec<Value> = (1..=300u64)
-        .map(|i| {
-            json!({"id": i, "embedding": embedding(i), "creator": i % 13, "categories": [i % 5],
-            "created_at": NOW - i * 60_000, "features": {"popularity": (i % 10) as f64 / 10.0}})
-        })
-        .collect();
-    let r = client.put(format!("{origin}/v1/items")).json(&items).send().await.expect("items");
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
-    let events: Vec<Value> = (0..6u64)
-        .map(|j| {
-            json!({"event_id": format!("e{j}"), "user": 7, "item": 4 * j + 1, "kind": "click",
-            "time": NOW - 1000 + j, "region": 0})
-        })
-        .collect();
-    let r = client.post(format!("{origin}/v1/events")).json(&events).send().await.expect("events");
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
-    let bytes = model(schema).encode().expect("model encodes");
-    let r = client.put(format!("{origin}/v1/models")).bearer_auth("admin").body(bytes).send().await.expect("model");
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
 
     let path = guest::default_module_path();
     let wasm = wasm.unwrap_or_else(|| {
@@ -127,11 +73,7 @@ async fn rig_with(
         )
         .expect("state"),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let edge = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app(state)).await;
-    });
+    let edge = serve_edge(state).await.expect("the edge listens");
     Rig { origin, edge, client, ranking }
 }
 

@@ -1,4 +1,5 @@
-//! Shared test helpers: hostile guest modules written in WAT.
+//! Shared test and bench helpers: hostile guest modules written in WAT, and a
+//! real origin with items, events and a model for the feed tests and bench.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -21,4 +22,130 @@ pub fn hostile(body: &str) -> Vec<u8> {
         version = abi::ABI_VERSION
     );
     wat::parse_str(&wat).expect("valid WAT")
+}
+
+/// The request time of the feed fixtures, ms since the epoch.
+pub const NOW: u64 = 1_700_000_000_000;
+
+/// A real origin for feed tests and benches: items, one user's (7) click
+/// events, and a registered model, all built from these numbers.
+#[derive(Debug, Clone)]
+pub struct OriginFixture {
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Items `1..=items`.
+    pub items: u64,
+    /// Item `i`'s creator is `i % creators`.
+    pub creators: u64,
+    /// Item `i` leans towards embedding axis `i % clusters`.
+    pub clusters: u64,
+    /// User 7 clicked items `stride·j + 1` for `j < events`.
+    pub events: u64,
+    /// See `events`.
+    pub stride: u64,
+    /// Origin index shards (0: one per core).
+    pub shards: usize,
+    /// The model's hidden layer width.
+    pub hidden: usize,
+    /// The model's pre-rank keep.
+    pub prerank_keep: u32,
+    /// The model's per-creator cap (0: none).
+    pub creator_cap: u32,
+}
+
+impl OriginFixture {
+    /// A deterministic embedding for item `i`.
+    pub fn embedding(&self, i: u64) -> Vec<f64> {
+        (0..self.dim)
+            .map(|d| if d as u64 == i % self.clusters { 1.0 } else { ((i * 31 + d as u64 * 7) % 11) as f64 / 40.0 })
+            .collect()
+    }
+
+    /// The model registered at the origin: pre-rank, an MLP with one hidden layer, no interaction inputs.
+    pub fn model(&self, schema_hash: u64) -> edgewise_core::model::Model {
+        use edgewise_core::model::{Diversity, Layer, Model, Platt, PreRanker};
+        let (inputs, hidden) = (3 + 2 + 7, self.hidden);
+        Model {
+            feature_schema_hash: schema_hash,
+            dim: self.dim as u16,
+            n_features: 2,
+            n_sources: 7,
+            interaction: false,
+            prerank_keep: self.prerank_keep,
+            prerank: PreRanker {
+                bias: 0.0,
+                w_dot: 1.0,
+                w_retrieval: 0.5,
+                w_features: vec![0.2, 0.1],
+                w_sources: vec![0.0; 7],
+            },
+            mlp: vec![
+                Layer {
+                    inputs,
+                    outputs: hidden,
+                    weights: (0..inputs * hidden).map(|i| ((i % 7) as f32 - 3.0) / 10.0).collect(),
+                    bias: vec![0.1; hidden],
+                },
+                Layer {
+                    inputs: hidden,
+                    outputs: 1,
+                    weights: (0..hidden).map(|i| ((i % 5) as f32 - 2.0) / 10.0).collect(),
+                    bias: vec![0.0],
+                },
+            ],
+            calibration: Platt { a: 1.0, b: 0.0 },
+            diversity: Diversity { mmr_lambda: 0.9, creator_cap: self.creator_cap },
+        }
+    }
+
+    /// Starts the origin on 127.0.0.1 (data in a temp directory named after
+    /// `name`) with admin key `admin` and loads the items, events and model;
+    /// returns its base URL.
+    pub async fn start(&self, name: &str) -> anyhow::Result<String> {
+        use serde_json::{Value, json};
+        let dir = std::env::temp_dir().join(format!("ew-edge-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cfg = edgewise_origin::Config { data_dir: dir, ..Default::default() };
+        cfg.index.dim = self.dim;
+        cfg.index.shards = self.shards;
+        cfg.auth.admin_keys = vec!["admin".into()];
+        let schema = cfg.schema_hash();
+        let state = edgewise_origin::open(cfg)?;
+        edgewise_origin::recover(&state, |_, _| {})?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let origin = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(edgewise_origin::serve(state, listener, std::future::pending()));
+        let client = reqwest::Client::new();
+        let items: Vec<Value> = (1..=self.items)
+            .map(|i| {
+                json!({"id": i, "embedding": self.embedding(i), "creator": i % self.creators, "categories": [i % 5],
+                "created_at": NOW - i * 60_000, "features": {"popularity": (i % 10) as f64 / 10.0}})
+            })
+            .collect();
+        let events: Vec<Value> = (0..self.events)
+            .map(|j| {
+                json!({"event_id": format!("e{j}"), "user": 7, "item": self.stride * j + 1, "kind": "click",
+                "time": NOW - 1000 + j, "region": 0})
+            })
+            .collect();
+        for r in [
+            client.put(format!("{origin}/v1/items")).json(&items),
+            client.post(format!("{origin}/v1/events")).json(&events),
+            client.put(format!("{origin}/v1/models")).bearer_auth("admin").body(self.model(schema).encode()?),
+        ] {
+            let r = r.send().await?;
+            anyhow::ensure!(r.status().is_success(), "origin set-up: {}", r.text().await.unwrap_or_default());
+        }
+        Ok(origin)
+    }
+}
+
+/// Serves `state`'s edge on 127.0.0.1; returns its base URL.
+pub async fn serve_edge(state: std::sync::Arc<edgewise_edge::server::EdgeState>) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let edge = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, edgewise_edge::server::app(state)).await;
+    });
+    Ok(edge)
 }
