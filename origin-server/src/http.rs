@@ -664,12 +664,29 @@ async fn get_model(
     headers: HeaderMap,
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_key(&st.cfg.auth.read_keys, &headers)?;
+    stored_artifact(st, &headers, digest, "model", "application/vnd.edgewise.model", |store, d| {
+        Ok(store.model(d)?.map(|bytes| (bytes, None)))
+    })
+    .await
+}
+
+/// `GET` of a stored immutable artifact: checks the read key and the digest,
+/// loads it on the blocking pool with `load` (bytes and optional signature),
+/// and answers with [`immutable_artifact`], or 404 naming the `kind`.
+async fn stored_artifact(
+    st: Arc<AppState>,
+    headers: &HeaderMap,
+    digest: String,
+    kind: &'static str,
+    content_type: &'static str,
+    load: impl FnOnce(&crate::store::Store, &str) -> Result<Option<(Vec<u8>, Option<String>)>, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    check_key(&st.cfg.auth.read_keys, headers)?;
     check_digest(&digest)?;
     let (st2, d2) = (st.clone(), digest.clone());
-    let bytes = tokio::task::spawn_blocking(move || st2.store.model(&d2)).await.map_err(ApiError::internal)??;
-    let bytes = bytes.ok_or_else(|| ApiError::not_found(format!("model {digest} is not registered")))?;
-    Ok(immutable_artifact(&headers, &digest, "model", "application/vnd.edgewise.model", bytes, None))
+    let found = tokio::task::spawn_blocking(move || load(&st2.store, &d2)).await.map_err(ApiError::internal)??;
+    let (bytes, signature) = found.ok_or_else(|| ApiError::not_found(format!("{kind} {digest} is not stored")))?;
+    Ok(immutable_artifact(headers, &digest, kind, content_type, bytes, signature.as_deref()))
 }
 
 /// An immutable, content-addressed artifact response: a year's `max-age`,
@@ -746,12 +763,10 @@ async fn get_module(
     headers: HeaderMap,
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_key(&st.cfg.auth.read_keys, &headers)?;
-    check_digest(&digest)?;
-    let (st2, d2) = (st.clone(), digest.clone());
-    let found = tokio::task::spawn_blocking(move || st2.store.module(&d2)).await.map_err(ApiError::internal)??;
-    let (bytes, signature) = found.ok_or_else(|| ApiError::not_found(format!("module {digest} is not stored")))?;
-    Ok(immutable_artifact(&headers, &digest, "module", "application/wasm", bytes, Some(&signature)))
+    stored_artifact(st, &headers, digest, "module", "application/wasm", |store, d| {
+        Ok(store.module(d)?.map(|(bytes, signature)| (bytes, Some(signature))))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
