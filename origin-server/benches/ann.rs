@@ -9,9 +9,10 @@
 //! queries; the other 399,000 are the base. The truth is the exact top 10.
 //!
 //! Both sides build with M = 16 and ef_construction = 200 on every core:
-//! * **edgewise**: one origin shard, `HnswIndex` (USearch), searched through
-//!   the same calls the origin makes, unfiltered and through the filter path
-//!   (a region-mask check on every visited node; every item eligible);
+//! * **edgewise**: one origin shard, `HnswIndex` (hnswlib's C++ graph through
+//!   `edgewise-hnswlib`, with its runtime-picked Rust SIMD kernel), searched
+//!   through the same calls the origin makes, unfiltered and through the
+//!   filter path (a region-mask check on every candidate; every item eligible);
 //! * **hnswlib** 0.8.0 from PyPI, in a virtualenv in the cache, driven by
 //!   `benches/ann_peer.py`; each turn is one batch call over all queries on
 //!   one thread, so Python adds no per-query cost.
@@ -261,7 +262,7 @@ fn main() -> Result<()> {
     // Ours: one shard, built on every core, in chunks so progress shows.
     let params = HnswParams { connectivity: M, expansion_add: EF_CONSTRUCTION, expansion_search: 64 };
     let mut ours = HnswIndex::new(dim, params).map_err(anyhow::Error::msg)?;
-    let pb = progress_bar(base_rows.len() as u64, "edgewise (USearch) build");
+    let pb = progress_bar(base_rows.len() as u64, "edgewise build");
     let start = Instant::now();
     for chunk in base_rows.chunks(10_000) {
         ours.bulk_add(chunk.iter().map(|&r| (r as u64, all.row(r).to_vec(), u32::MAX)).collect());
@@ -282,7 +283,7 @@ fn main() -> Result<()> {
     let mut peer = Peer::start(&python, &base_file, &query_file, dim, threads)?;
 
     let region0 = |_: u64, mask: u32| mask & 1 != 0;
-    let run_ours = |ef: usize, filtered: bool| -> (f64, Vec<Vec<u64>>) {
+    let mut run_ours = |ef: usize, filtered: bool| -> (f64, Vec<Vec<u64>>) {
         ours.set_expansion_search(ef);
         let start = Instant::now();
         let found: Vec<Vec<Hit>> = queries
@@ -293,7 +294,7 @@ fn main() -> Result<()> {
         (secs, found.into_iter().map(|h| h.into_iter().map(|x| x.0).collect()).collect())
     };
 
-    let names = ["edgewise (USearch)", "edgewise, filter path", "hnswlib"];
+    let names = ["edgewise", "edgewise, filter path", "hnswlib"];
     let mut secs: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); efs.len()]; 3];
     let mut recalls = vec![vec![0.0; efs.len()]; 3];
     let pb = progress_bar((rounds * efs.len()) as u64, "single-thread searches");
@@ -334,7 +335,7 @@ fn main() -> Result<()> {
         base_rows.len(),
         queries.len()
     );
-    println!("build on {threads} threads: edgewise (USearch) {ours_build:.1} s, hnswlib {:.1} s\n", peer.built_s);
+    println!("build on {threads} threads: edgewise {ours_build:.1} s, hnswlib {:.1} s\n", peer.built_s);
     println!("single-thread search, median of {rounds} alternating rounds:\n");
     println!("| ef | {} recall | QPS | {} recall | QPS | {} recall | QPS |", names[0], names[1], names[2]);
     println!("|---:|---:|---:|---:|---:|---:|---:|");
@@ -373,7 +374,7 @@ fn main() -> Result<()> {
         "dataset": "glove-6b-50d (cosine)", "base": base_rows.len(), "queries": queries.len(), "k": K,
         "m": M, "ef_construction": EF_CONSTRUCTION, "rounds": rounds, "build_threads": threads,
         "build_seconds": {"edgewise": ours_build, "hnswlib": peer.built_s},
-        "usearch": usearch::version(), "usearch_kernels": kernels,
+        "edgewise_kernel": kernels,
         "curves": {"edgewise": curves[0], "edgewise_filter_path": curves[1], "hnswlib": curves[2]},
         "qps_at_recall": at,
     });

@@ -93,7 +93,7 @@ pub struct IndexConfig {
     pub shards: usize,
     /// A shard is rebuilt in the background once this share of its entries is deleted.
     pub rebuild_deleted_ratio: f64,
-    /// `hnsw` (USearch) or `flat` (exact scan; for tests and recall measurements).
+    /// `hnsw` (hnswlib) or `flat` (exact scan; for tests and recall measurements).
     pub kind: IndexKind,
     /// HNSW graph degree `M`.
     pub connectivity: usize,
@@ -107,7 +107,7 @@ pub struct IndexConfig {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum IndexKind {
-    /// Approximate, USearch HNSW.
+    /// Approximate: hnswlib HNSW graphs.
     #[default]
     Hnsw,
     /// Exact scan.

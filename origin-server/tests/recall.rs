@@ -38,7 +38,7 @@ fn hnsw_recall_at_10_is_at_least_0_95() {
     let mut all = synth::item_embeddings(&spec);
     let queries = all.split_off(N);
     let params = IndexConfig::default().hnsw_params();
-    let approx = ShardedIndex::hnsw(2, usize::from(DIM), params).expect("usearch index");
+    let approx = ShardedIndex::hnsw(2, usize::from(DIM), params).expect("hnsw index");
     let exact = ShardedIndex::flat(2, usize::from(DIM));
     // Half the items are only eligible in region 1.
     let entries: Vec<(u64, Vec<f32>, u32)> =

@@ -206,8 +206,8 @@ fn ensure_apt(packages: &[(&str, &str)]) -> Result<()> {
 fn test(root: &Path) -> Result<()> {
     let start = Instant::now();
     ensure_toolchain(&[GUEST_TARGET, BARE_TARGET], &["rustfmt", "clippy"])?;
-    // The chart tests render text with DejaVu Sans.
-    ensure_apt(&[("fonts-dejavu-core", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")])?;
+    // g++ builds the hnswlib shim (`hnswlib-ffi`); the chart tests render text with DejaVu Sans.
+    ensure_apt(&[("g++", "/usr/bin/g++"), ("fonts-dejavu-core", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")])?;
     let mut steps: Vec<(String, f64)> = Vec::new();
     let mut step = |name: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
         let t = Instant::now();

@@ -1,22 +1,24 @@
-//! An HNSW shard backed by [USearch](https://github.com/unum-cloud/usearch)
-//! (the `usearch` crate: the C++ library with SIMD distance kernels).
+//! An HNSW shard backed by [hnswlib](https://github.com/nmslib/hnswlib)
+//! through `edgewise-hnswlib` (the vendored C++ library, with runtime-picked
+//! SIMD distance kernels).
 //!
-//! Inner-product metric, `f32` vectors. USearch's keys are dense *slots*
+//! Inner-product metric, `f32` vectors. hnswlib's labels are dense *slots*
 //! (0, 1, 2, …), not item ids: the slot's item id and region mask sit in two
-//! plain vectors beside the graph. The eligibility filter runs inside USearch's
-//! traversal (`filtered_search`) for every node it visits, so it must be cheap:
-//! with slots it is two array reads, where keying by item id would cost a hash
-//! lookup per visited node. Filtered queries still return `k` results whenever
-//! `k` eligible entries exist.
+//! plain vectors beside the graph. The eligibility filter runs inside
+//! hnswlib's traversal for every candidate that would enter the result, so it
+//! must be cheap: with slots it is two array reads, where keying by item id
+//! would cost a hash lookup per candidate. Filtered queries still return `k`
+//! results whenever `k` eligible entries exist.
 //!
-//! Replacing or removing an item tombstones its slot (USearch's own removal);
-//! the shard is rebuilt by [`super::ShardedIndex::rebuild_shard`] once
-//! tombstones pass the configured share.
+//! Replacing or removing an item tombstones its slot (hnswlib's `markDelete`:
+//! the node keeps routing, searches skip it); the shard is rebuilt by
+//! [`super::ShardedIndex::rebuild_shard`] once tombstones pass the configured
+//! share.
 
 use std::collections::HashMap;
 
+use edgewise_hnswlib::{Hnsw, Params};
 use rayon::prelude::*;
-use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use super::{Filter, Hit, VectorIndex, sort_hits};
 
@@ -31,27 +33,25 @@ pub struct HnswParams {
     pub expansion_search: usize,
 }
 
-/// Concurrent callers a shard supports: four per core plus headroom.
-fn search_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from) * 4 + 16
-}
-
 /// Inserts of at least this many vectors run in parallel.
 const PARALLEL_FROM: usize = 256;
 
 /// A slot whose item was replaced or removed.
 const TOMBSTONE: u64 = u64::MAX;
 
+/// Seed of hnswlib's level generator (its own default), so builds repeat.
+const LEVEL_SEED: usize = 100;
+
 /// One HNSW shard.
 pub struct HnswIndex {
-    index: Index,
+    graph: Hnsw,
     dim: usize,
     /// Item id per slot (`TOMBSTONE` once removed).
     ids: Vec<u64>,
     /// Region mask per slot.
     masks: Vec<u32>,
     /// Live item id → slot.
-    slot_of: HashMap<u64, u64>,
+    slot_of: HashMap<u64, usize>,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -63,51 +63,36 @@ impl std::fmt::Debug for HnswIndex {
 impl HnswIndex {
     /// An empty shard for `dim`-dimensional vectors.
     pub fn new(dim: usize, p: HnswParams) -> Result<Self, String> {
-        let options = IndexOptions {
-            dimensions: dim,
-            metric: MetricKind::IP,
-            quantization: ScalarKind::F32,
-            connectivity: p.connectivity,
-            expansion_add: p.expansion_add,
-            expansion_search: p.expansion_search,
-            multi: false,
-        };
-        let index = Index::new(&options).map_err(|e| format!("cannot create a USearch index: {e}"))?;
-        Ok(Self { index, dim, ids: Vec::new(), masks: Vec::new(), slot_of: HashMap::new() })
+        let params = Params { m: p.connectivity, ef_construction: p.expansion_add, seed: LEVEL_SEED };
+        let mut graph = Hnsw::new(dim, 1024, params).map_err(|e| format!("cannot create an HNSW graph: {e}"))?;
+        graph.set_ef(p.expansion_search);
+        Ok(Self { graph, dim, ids: Vec::new(), masks: Vec::new(), slot_of: HashMap::new() })
     }
 
-    /// The SIMD kernel family USearch picked for this CPU (e.g. `skylake`).
-    pub fn acceleration(&self) -> String {
-        self.index.hardware_acceleration()
+    /// The SIMD distance kernel picked for this CPU (e.g. `avx512f`).
+    pub fn acceleration(&self) -> &'static str {
+        self.graph.kernel()
     }
 
     /// Changes the search beam width `ef` (benchmarks sweep it).
-    pub fn set_expansion_search(&self, ef: usize) {
-        self.index.change_expansion_search(ef.max(1));
+    pub fn set_expansion_search(&mut self, ef: usize) {
+        self.graph.set_ef(ef);
     }
 
-    /// Makes room for `n` more slots.
-    ///
-    /// USearch also needs a slot per concurrent caller: a search beyond the
-    /// reserved slots fails at once instead of waiting. Searches run on rayon's
-    /// pool (one thread per core) and on the callers' threads, so reserve well
-    /// above that.
-    /// Capacity grows by half at a time, so single inserts do not reserve each time.
-    fn reserve_more(&mut self, n: usize) {
+    /// Makes room for `n` more slots. Capacity grows by half at a time, so
+    /// single inserts do not reallocate the graph each time.
+    fn reserve_more(&mut self, n: usize) -> Result<(), String> {
         let need = self.ids.len() + n;
-        if need <= self.index.capacity() {
-            return;
+        if need <= self.graph.capacity() {
+            return Ok(());
         }
         let want = need.max(self.ids.len() + self.ids.len() / 2).max(1024);
-        if let Err(e) = self.index.reserve_capacity_and_threads(want, search_threads()) {
-            tracing::error!(error = %e, "USearch could not reserve capacity");
-        }
+        self.graph.reserve(want).map_err(|e| format!("cannot grow the HNSW graph to {want}: {e}"))
     }
 
     /// Loads a shard from [`VectorIndex::snapshot`]'s payload (already
     /// checked against its checksum by [`super::snapshot::decode`]).
     pub fn restore(dim: usize, p: HnswParams, payload: &[u8]) -> Result<Self, String> {
-        let mut me = Self::new(dim, p)?;
         let n = payload
             .get(..8)
             .and_then(|b| b.try_into().ok())
@@ -117,40 +102,35 @@ impl HnswIndex {
         let graph_at = n.checked_mul(12).and_then(|b| b.checked_add(8)).filter(|&e| e <= payload.len());
         let graph_at = graph_at.ok_or_else(|| format!("payload too short for {n} slots"))?;
         let (ids, masks) = payload[8..graph_at].split_at(n * 8);
-        me.ids = ids.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect();
-        me.masks = masks.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default())).collect();
-        me.slot_of =
-            me.ids.iter().enumerate().filter(|(_, id)| **id != TOMBSTONE).map(|(s, id)| (*id, s as u64)).collect();
-        me.index.load_from_buffer(&payload[graph_at..]).map_err(|e| format!("USearch cannot load the graph: {e}"))?;
-        if me.index.dimensions() != dim {
-            return Err(format!("the graph has d = {}, expected {dim}", me.index.dimensions()));
+        let ids: Vec<u64> = ids.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+        let masks = masks.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+        let mut graph = Hnsw::load(dim, &payload[graph_at..]).map_err(|e| format!("cannot load the graph: {e}"))?;
+        // Fewer is possible (a refused insert leaves its slot out of the graph); more is not.
+        if graph.len() > n {
+            return Err(format!("the graph holds {} slots, the payload {n}", graph.len()));
         }
-        // Loading sets the parameters the graph was built with; searches use the configured ones.
-        me.index.change_expansion_add(p.expansion_add);
-        me.index.change_expansion_search(p.expansion_search);
-        let capacity = me.index.capacity().max(me.ids.len());
-        me.index
-            .reserve_capacity_and_threads(capacity, search_threads())
-            .map_err(|e| format!("USearch cannot reserve search threads: {e}"))?;
-        Ok(me)
+        // The graph keeps the degree and ef_construction it was built with; searches use the configured ef.
+        graph.set_ef(p.expansion_search);
+        let slot_of = ids.iter().enumerate().filter(|(_, id)| **id != TOMBSTONE).map(|(s, id)| (*id, s)).collect();
+        Ok(Self { graph, dim, ids, masks, slot_of })
     }
 
     /// Tombstones the live slot of `id`, if any.
     fn retire(&mut self, id: u64) {
         if let Some(slot) = self.slot_of.remove(&id) {
-            let _ = self.index.remove(slot);
-            self.ids[slot as usize] = TOMBSTONE;
+            if let Err(e) = self.graph.mark_deleted(slot) {
+                tracing::error!(slot, error = %e, "hnswlib could not delete a slot");
+            }
+            self.ids[slot] = TOMBSTONE;
         }
     }
 
-    /// Maps USearch matches (slot, `1 − dot`) to hits, best first.
-    fn hits(&self, m: usearch::ffi::Matches) -> Vec<Hit> {
-        let mut hits: Vec<Hit> = m
-            .keys
+    /// Maps hnswlib's results (slot, `1 − dot`) to hits, best first.
+    fn hits(&self, found: Vec<(usize, f32)>) -> Vec<Hit> {
+        let mut hits: Vec<Hit> = found
             .into_iter()
-            .zip(m.distances)
             .filter_map(|(slot, d)| {
-                let id = *self.ids.get(usize::try_from(slot).ok()?)?;
+                let id = *self.ids.get(slot)?;
                 (id != TOMBSTONE).then_some((id, 1.0 - d))
             })
             .collect();
@@ -164,7 +144,7 @@ impl VectorIndex for HnswIndex {
         self.bulk_add(vec![(id, v.to_vec(), mask)]);
     }
 
-    /// Inserts on rayon's pool: USearch's graph takes concurrent inserts.
+    /// Inserts on rayon's pool: hnswlib's graph takes concurrent inserts.
     fn bulk_add(&mut self, entries: Vec<(u64, Vec<f32>, u32)>) {
         // The last entry of an id wins. Dropping the earlier ones here matters: retiring a
         // slot that is not in the graph yet would leave it there, live, once inserted.
@@ -175,32 +155,37 @@ impl VectorIndex for HnswIndex {
         if entries.is_empty() {
             return;
         }
-        self.reserve_more(entries.len());
+        if let Err(e) = self.reserve_more(entries.len()) {
+            tracing::error!(error = %e, vectors = entries.len(), "the HNSW shard cannot take these vectors");
+            return;
+        }
         let mut placed = Vec::with_capacity(entries.len());
         for (id, v, mask) in entries {
             self.retire(id);
-            let slot = self.ids.len() as u64;
+            let slot = self.ids.len();
             self.ids.push(id);
             self.masks.push(mask);
             self.slot_of.insert(id, slot);
             placed.push((slot, v));
         }
-        let index = &self.index;
-        let insert = |(slot, v): &(u64, Vec<f32>)| match index.add(*slot, v) {
-            Ok(()) => None,
-            Err(e) => {
-                tracing::error!(slot, error = %e, "USearch refused a vector");
-                Some(*slot)
+        let failed: Vec<usize> = {
+            let inserter = self.graph.inserter();
+            let insert = |(slot, v): &(usize, Vec<f32>)| match inserter.add(*slot, v) {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::error!(slot, error = %e, "hnswlib refused a vector");
+                    Some(*slot)
+                }
+            };
+            // A few vectors (an API upsert) go in on this thread; a bulk load fans out on rayon.
+            if placed.len() < PARALLEL_FROM {
+                placed.iter().filter_map(insert).collect()
+            } else {
+                placed.par_iter().filter_map(insert).collect()
             }
         };
-        // A few vectors (an API upsert) go in on this thread; a bulk load fans out on rayon.
-        let failed: Vec<u64> = if placed.len() < PARALLEL_FROM {
-            placed.iter().filter_map(insert).collect()
-        } else {
-            placed.par_iter().filter_map(insert).collect()
-        };
         for slot in failed {
-            let id = std::mem::replace(&mut self.ids[slot as usize], TOMBSTONE);
+            let id = std::mem::replace(&mut self.ids[slot], TOMBSTONE);
             self.slot_of.remove(&id);
         }
     }
@@ -214,17 +199,14 @@ impl VectorIndex for HnswIndex {
             return Vec::new();
         }
         let (ids, masks) = (&self.ids, &self.masks);
-        let keep = |slot: u64| {
-            let s = slot as usize;
-            match (ids.get(s), masks.get(s)) {
-                (Some(&id), Some(&m)) => id != TOMBSTONE && filter(id, m),
-                _ => false,
-            }
+        let keep = |slot: usize| match (ids.get(slot), masks.get(slot)) {
+            (Some(&id), Some(&m)) => id != TOMBSTONE && filter(id, m),
+            _ => false,
         };
-        match self.index.filtered_search(q, k, keep) {
-            Ok(m) => self.hits(m),
+        match self.graph.search_filtered(q, k, keep) {
+            Ok(found) => self.hits(found),
             Err(e) => {
-                tracing::error!(error = %e, "USearch search failed");
+                tracing::error!(error = %e, "HNSW search failed");
                 Vec::new()
             }
         }
@@ -234,24 +216,21 @@ impl VectorIndex for HnswIndex {
         if k == 0 || q.len() != self.dim || self.slot_of.is_empty() {
             return Vec::new();
         }
-        match self.index.search(q, k) {
-            Ok(m) => self.hits(m),
+        match self.graph.search(q, k) {
+            Ok(found) => self.hits(found),
             Err(e) => {
-                tracing::error!(error = %e, "USearch search failed");
+                tracing::error!(error = %e, "HNSW search failed");
                 Vec::new()
             }
         }
     }
 
     fn snapshot(&self) -> Option<Result<Vec<u8>, String>> {
-        let graph = self.index.serialized_length();
-        let mut out = Vec::with_capacity(8 + self.ids.len() * 12 + graph);
+        let mut out = Vec::with_capacity(8 + self.ids.len() * 12);
         out.extend_from_slice(&(self.ids.len() as u64).to_le_bytes());
         self.ids.iter().for_each(|id| out.extend_from_slice(&id.to_le_bytes()));
         self.masks.iter().for_each(|m| out.extend_from_slice(&m.to_le_bytes()));
-        let at = out.len();
-        out.resize(at + graph, 0);
-        Some(self.index.save_to_buffer(&mut out[at..]).map(|()| out).map_err(|e| format!("USearch cannot save: {e}")))
+        Some(self.graph.save_into(&mut out).map(|()| out).map_err(|e| format!("cannot save the HNSW graph: {e}")))
     }
 
     fn len(&self) -> usize {
@@ -271,8 +250,8 @@ mod tests {
         HnswParams { connectivity: 8, expansion_add: 32, expansion_search: 32 }
     }
 
-    /// Regression: USearch refuses searches beyond its reserved thread slots,
-    /// which showed up as empty results under concurrency.
+    /// Many threads search one shard at once (USearch, used before hnswlib,
+    /// refused searches beyond its reserved thread slots).
     #[test]
     fn concurrent_searches_all_get_results() {
         let mut idx = HnswIndex::new(4, params()).expect("index");

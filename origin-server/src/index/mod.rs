@@ -254,7 +254,7 @@ impl ShardedIndex {
         Self::new(shards, dim, Box::new(move || Box::new(FlatIndex::new(dim))))
     }
 
-    /// HNSW (USearch) shards.
+    /// HNSW (hnswlib) shards.
     pub fn hnsw(shards: usize, dim: usize, params: hnsw::HnswParams) -> Result<Self, String> {
         // Fail early, here, rather than inside the factory.
         hnsw::HnswIndex::new(dim, params)?;

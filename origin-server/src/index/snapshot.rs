@@ -10,7 +10,7 @@
 //! warns and rebuilds the index from the store. A corrupt file never reaches
 //! the index library.
 //!
-//! # Layout, version 1 (little-endian)
+//! # Layout, version 2 (little-endian)
 //! | offset | type | field |
 //! |---|---|---|
 //! | 0 | `[u8; 8]` | magic, `b"EWINDEX\0"` |
@@ -31,8 +31,9 @@ use std::path::{Path, PathBuf};
 pub const MAGIC: [u8; 8] = *b"EWINDEX\0";
 /// Magic bytes at the end.
 pub const END_MAGIC: [u8; 4] = *b"EWIE";
-/// The version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// The version this code writes and reads. Version 1 held USearch graphs;
+/// version 2 holds hnswlib graphs, so a version-1 file is rebuilt, not parsed.
+pub const VERSION: u32 = 2;
 const HEADER: usize = 40;
 
 /// What a snapshot must match to be used.
