@@ -156,28 +156,29 @@ impl Drop for Hnsw {
 impl Hnsw {
     /// An empty graph with room for `capacity` vectors.
     pub fn new(dim: usize, capacity: usize, p: Params) -> Result<Self, Error> {
-        let kernel = kernels::best();
-        let mut raw = std::ptr::null_mut();
-        checked(|err, len| {
-            // SAFETY: plain values and a live error buffer.
-            raw = unsafe { ew_hnsw_new(dim, kernel.distance, capacity, p.m, p.ef_construction, p.seed, err, len) };
-            i32::from(raw.is_null())
-        })?;
-        let raw = NonNull::new(raw).ok_or_else(|| Error::Native("no index was created".into()))?;
-        Ok(Self { raw, dim, kernel })
+        // SAFETY: plain values and a live error buffer.
+        Self::open(dim, |f, err, len| unsafe {
+            ew_hnsw_new(dim, f, capacity, p.m, p.ef_construction, p.seed, err, len)
+        })
     }
 
     /// A graph from [`Hnsw::save_into`]'s bytes (hnswlib's index format).
     /// Damaged or foreign bytes are an error, never a graph.
     pub fn load(dim: usize, bytes: &[u8]) -> Result<Self, Error> {
+        // SAFETY: `bytes` is live for the call; the shim copies what it keeps.
+        Self::open(dim, |f, err, len| unsafe { ew_hnsw_load(dim, f, bytes.as_ptr().cast(), bytes.len(), err, len) })
+    }
+
+    /// Makes a graph with `make` (given this CPU's distance kernel and an
+    /// error buffer), which returns null on failure.
+    fn open(dim: usize, make: impl FnOnce(kernels::DistFn, *mut c_char, usize) -> *mut c_void) -> Result<Self, Error> {
         let kernel = kernels::best();
         let mut raw = std::ptr::null_mut();
         checked(|err, len| {
-            // SAFETY: `bytes` is live for the call; the shim copies what it keeps.
-            raw = unsafe { ew_hnsw_load(dim, kernel.distance, bytes.as_ptr().cast(), bytes.len(), err, len) };
+            raw = make(kernel.distance, err, len);
             i32::from(raw.is_null())
         })?;
-        let raw = NonNull::new(raw).ok_or_else(|| Error::Native("no index was loaded".into()))?;
+        let raw = NonNull::new(raw).ok_or_else(|| Error::Native("the shim made no graph".into()))?;
         Ok(Self { raw, dim, kernel })
     }
 
