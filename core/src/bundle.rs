@@ -436,6 +436,7 @@ impl BundleBuilder {
     }
 
     /// Number of rows pushed so far.
+    #[inline]
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -742,6 +743,7 @@ impl<'a> Bundle<'a> {
         self.bytes
     }
     /// Number of rows.
+    #[inline]
     pub fn len(&self) -> usize {
         self.n
     }
@@ -750,6 +752,7 @@ impl<'a> Bundle<'a> {
         self.n == 0
     }
     /// Embedding dimension.
+    #[inline]
     pub fn dim(&self) -> usize {
         usize::from(self.header.dim)
     }
@@ -757,30 +760,37 @@ impl<'a> Bundle<'a> {
     // Row accessors. Each panics if `i >= self.len()`, like slice indexing.
 
     /// Item id of row `i`.
+    #[inline]
     pub fn id(&self, i: usize) -> u64 {
         rd_u64(self.bytes, self.layout.ids.0 + 8 * i)
     }
     /// Embedding scale of row `i`.
+    #[inline]
     pub fn scale(&self, i: usize) -> f32 {
         rd_f32(self.bytes, self.layout.scales.0 + 4 * i)
     }
     /// Retrieval score of row `i`.
+    #[inline]
     pub fn retrieval_score(&self, i: usize) -> f32 {
         rd_f32(self.bytes, self.layout.retrieval.0 + 4 * i)
     }
     /// Creator of row `i`.
+    #[inline]
     pub fn creator(&self, i: usize) -> u32 {
         rd_u32(self.bytes, self.layout.creator.0 + 4 * i)
     }
     /// Category of row `i`.
+    #[inline]
     pub fn category(&self, i: usize) -> u32 {
         rd_u32(self.bytes, self.layout.category.0 + 4 * i)
     }
     /// Region eligibility mask of row `i`.
+    #[inline]
     pub fn region_mask(&self, i: usize) -> u32 {
         rd_u32(self.bytes, self.layout.region_mask.0 + 4 * i)
     }
     /// Feature values of row `i`.
+    #[inline]
     pub fn features(&self, i: usize) -> impl Iterator<Item = f32> + 'a {
         let nf = usize::from(self.header.n_features);
         let start = self.layout.features.0 + 4 * nf * i;
@@ -793,6 +803,7 @@ impl<'a> Bundle<'a> {
         rd_f32(self.bytes, self.layout.features.0 + 4 * (nf * i + j))
     }
     /// Source bitmask of row `i`.
+    #[inline]
     pub fn source_mask(&self, i: usize) -> u8 {
         self.bytes[self.layout.source_mask.0 + i]
     }
@@ -804,6 +815,7 @@ impl<'a> Bundle<'a> {
         (r != NO_RANK).then_some(r)
     }
     /// int8 embedding of row `i`.
+    #[inline]
     pub fn embedding(&self, i: usize) -> &'a [i8] {
         let d = self.dim();
         let start = self.layout.embeddings.0 + d * i;

@@ -205,7 +205,35 @@ pub struct Ranker {
     norms: Vec<f32>,
     max_sim: Vec<f32>,
     taken: Vec<bool>,
-    creators: Vec<(u32, u32)>,
+    /// `(creator, candidate)` pairs, sorted, to number the creators.
+    creator_rows: Vec<(u32, u32)>,
+    /// Dense creator index of each candidate.
+    creator_of: Vec<u32>,
+    /// Items picked so far, per dense creator index.
+    creator_counts: Vec<u32>,
+    /// Candidates picked so far, in order.
+    picks: Vec<u32>,
+    /// Per candidate: how many of `picks` its `max_sim` has seen.
+    folded: Vec<u32>,
+    /// Candidates waiting in MMR, under an upper bound of their value.
+    heap: alloc::collections::BinaryHeap<u64>,
+}
+
+/// A candidate waiting in MMR under `score`, the value it had when last
+/// computed, packed so that plain `u64` order is the eager scan's order: the
+/// high half is the [`sortable`] score (with `-0.0` equal to `0.0`, as `>` has
+/// it) mapped to an unsigned integer that sorts like `f32::total_cmp`, and the
+/// low half is the complement of the candidate index, so that of two equal
+/// scores the lower index is the larger key.
+fn pending(score: f32, candidate: u32) -> u64 {
+    let bits = (sortable(score) + 0.0).to_bits();
+    let ordered = if bits & 0x8000_0000 != 0 { !bits } else { bits | 0x8000_0000 };
+    (u64::from(ordered) << 32) | u64::from(!candidate)
+}
+
+/// The candidate index of a [`pending`] key.
+fn pending_candidate(key: u64) -> usize {
+    !(key as u32) as usize
 }
 
 /// Orders `(score, row)` best first: higher score, then lower row.
@@ -279,16 +307,45 @@ pub fn mlp_forward(model: &Model, input: &[f32], a: &mut Vec<f32>, b: &mut Vec<f
 
 /// Candidates the MLP evaluates together.
 ///
-/// Each weight chunk is loaded once for the whole batch, and the batch gives
-/// `2 × MLP_BATCH` independent accumulator chains, where a single fixed-lane dot
-/// product has only two; that is what keeps the MLP throughput-bound rather
-/// than latency-bound, natively and in wasm.
+/// Either kernel below gets `2 × MLP_BATCH` or more independent accumulator
+/// chains from the batch, where a single fixed-lane dot product has only two;
+/// that keeps the MLP throughput-bound rather than latency-bound, natively and
+/// in wasm.
 pub const MLP_BATCH: usize = 4;
 
-/// One layer for [`MLP_BATCH`] candidates: `x` holds `MLP_BATCH` rows of
-/// `layer.inputs` values, `y` receives `MLP_BATCH` rows of `layer.outputs`.
-/// Lane for lane the same operations as [`crate::math::dot_f32`].
-fn layer_batch(layer: &crate::model::Layer, x: &[f32], y: &mut Vec<f32>, relu: bool) {
+/// Which kernel a layer of `inputs` inputs runs, given the layout the
+/// activations are in: [`layer_interleaved`] below 16 inputs, [`layer_rows`]
+/// above 32, and between the two whichever needs no re-layout.
+///
+/// The row kernel loads eight weights in two vectors but ends every output
+/// with a horizontal reduction per candidate; the interleaved one broadcasts
+/// each weight but reduces four candidates in one vector. Instruction counts
+/// (callgrind, native and in the guest) on the feed's model (12 → 32 → 1) and
+/// on the benchmark's (80 or 272 → 64 → 32 → 1) put the crossover there:
+/// interleaving every layer cut the feed's MLP by more than half but cost
+/// the guest a fifth more at d = 256.
+fn layout_for(inputs: usize, current: Layout) -> Layout {
+    match inputs {
+        0..16 => Layout::Interleaved,
+        16..=32 => current,
+        _ => Layout::Rows,
+    }
+}
+
+/// How a batch's activations are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Candidate after candidate: `x[b * width + i]`.
+    Rows,
+    /// Input after input, the batch's candidates side by side: `x[i * MLP_BATCH + b]`.
+    Interleaved,
+}
+
+/// One layer for [`MLP_BATCH`] candidates in [`Layout::Rows`]: `x` holds
+/// `MLP_BATCH` rows of `layer.inputs` values, `y` receives `MLP_BATCH` rows of
+/// `layer.outputs`. Lane for lane the same operations as
+/// [`crate::math::dot_f32`].
+fn layer_rows(layer: &crate::model::Layer, x: &[f32], y: &mut Vec<f32>, relu: bool) {
     use wide::f32x4;
     const B: usize = MLP_BATCH;
     let (ni, no) = (layer.inputs, layer.outputs);
@@ -324,9 +381,66 @@ fn layer_batch(layer: &crate::model::Layer, x: &[f32], y: &mut Vec<f32>, relu: b
     }
 }
 
+/// One layer for [`MLP_BATCH`] candidates in [`Layout::Interleaved`]: `x`
+/// holds `layer.inputs × MLP_BATCH` values, `y` receives
+/// `layer.outputs × MLP_BATCH`.
+///
+/// Per candidate this is exactly [`crate::math::dot_f32`] plus the bias: input
+/// `i` is multiplied into accumulator `i % LANES` (chunks of [`LANES`], then
+/// the tail into accumulators `0..`), in order, and the accumulators are summed
+/// in [`reduce_lanes`]'s tree. Only the vector axis differs: a vector holds
+/// one accumulator of four candidates rather than four accumulators of one, so
+/// every rounding step is the same.
+fn layer_interleaved(layer: &crate::model::Layer, x: &[f32], y: &mut Vec<f32>, relu: bool) {
+    use wide::{CmpLt, f32x4};
+    const B: usize = MLP_BATCH;
+    const _: () = assert!(MLP_BATCH == 4, "one candidate per lane of an f32x4");
+    let ni = layer.inputs;
+    y.clear();
+    let tail = ni - ni % LANES;
+    // One `[f32; 4]` per input: that input of the four candidates.
+    let (x_main, x_tail) = x[..ni * B].as_chunks::<B>().0.split_at(tail);
+    for (row, &bias) in layer.weights.chunks_exact(ni).zip(&layer.bias) {
+        let mut acc = [f32x4::ZERO; LANES];
+        for (w, xc) in row.chunks_exact(LANES).zip(x_main.chunks_exact(LANES)) {
+            for ((a, &wi), &xi) in acc.iter_mut().zip(w).zip(xc) {
+                *a += f32x4::splat(wi) * f32x4::from(xi);
+            }
+        }
+        for ((a, &wi), &xi) in acc.iter_mut().zip(&row[tail..]).zip(x_tail) {
+            *a += f32x4::splat(wi) * f32x4::from(xi);
+        }
+        let mut out = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+        out += f32x4::splat(bias);
+        if relu {
+            // `y < 0 → 0` lane by lane: NaN and -0.0 pass through, as in the reference.
+            out = out.cmp_lt(f32x4::ZERO).blend(f32x4::ZERO, out);
+        }
+        y.extend_from_slice(&out.to_array());
+    }
+}
+
+/// Rewrites `x` (a batch of `width`-wide activations in layout `from`) into
+/// the other layout, using `scratch`.
+fn relayout(x: &mut Vec<f32>, scratch: &mut Vec<f32>, width: usize, from: Layout) {
+    scratch.clear();
+    scratch.resize(width * MLP_BATCH, 0.0);
+    for b in 0..MLP_BATCH {
+        for i in 0..width {
+            let (rows, inter) = (b * width + i, i * MLP_BATCH + b);
+            match from {
+                Layout::Rows => scratch[inter] = x[rows],
+                Layout::Interleaved => scratch[rows] = x[inter],
+            }
+        }
+    }
+    core::mem::swap(x, scratch);
+}
+
 /// Runs the MLP on [`MLP_BATCH`] input vectors at once (`inputs` holds
-/// `MLP_BATCH × model.input_dim()` values; unused rows may hold anything) and
-/// writes the logits to `logits`. Bit-identical to [`mlp_forward`] per row.
+/// `MLP_BATCH × model.input_dim()` values, one candidate after another;
+/// unused rows may hold anything) and writes the logits to `logits`.
+/// Bit-identical to [`mlp_forward`] per row, whichever kernel each layer uses.
 pub fn mlp_forward_batch(
     model: &Model,
     inputs: &[f32],
@@ -336,13 +450,29 @@ pub fn mlp_forward_batch(
 ) {
     a.clear();
     a.extend_from_slice(inputs);
+    a.resize(model.input_dim() * MLP_BATCH, 0.0);
+    let mut layout = Layout::Rows;
     let last = model.mlp.len().saturating_sub(1);
     for (k, layer) in model.mlp.iter().enumerate() {
-        layer_batch(layer, a, b, k != last);
+        let want = layout_for(layer.inputs, layout);
+        if want != layout {
+            relayout(a, b, layer.inputs, layout);
+            layout = want;
+        }
+        match layout {
+            Layout::Rows => layer_rows(layer, a, b, k != last),
+            Layout::Interleaved => layer_interleaved(layer, a, b, k != last),
+        }
         core::mem::swap(a, b);
     }
+    // Output 0 of the last layer (a valid model's only one), as `mlp_forward` returns it.
+    let outputs = model.mlp.last().map_or(0, |l| l.outputs);
     for (bi, l) in logits.iter_mut().enumerate() {
-        *l = a.get(bi).copied().unwrap_or(f32::NAN);
+        let at = match layout {
+            Layout::Rows => bi * outputs,
+            Layout::Interleaved => bi,
+        };
+        *l = if outputs == 0 { f32::NAN } else { a.get(at).copied().unwrap_or(f32::NAN) };
     }
 }
 
@@ -470,6 +600,26 @@ impl Ranker {
         Ok(())
     }
 
+    /// Greedy MMR with the creator cap: `k` times, picks the candidate with the
+    /// highest `λ·score − (1−λ)·max_sim` among those not taken and whose
+    /// creator is under the cap (ties: the earlier candidate), where `max_sim`
+    /// is its highest cosine to any earlier pick.
+    ///
+    /// Evaluated lazily (the "lazy greedy" of submodular maximisation): a
+    /// candidate's `max_sim` only grows as picks are made, so the MMR value it
+    /// had when last computed is an upper bound on its current one. Candidates
+    /// wait in a max-heap under that bound; the top one has its `max_sim`
+    /// brought up to date with the picks made since (exact: a maximum does not
+    /// depend on the order it is taken in), and is picked if it is still on top,
+    /// else pushed back under its new value. The heap orders equal values by
+    /// candidate index, so ties go where the eager scan sends them. Results are
+    /// bit-identical to the eager form (`tests::reference_diversify`), with far
+    /// fewer cosines: most candidates never move up far enough to be looked at.
+    /// Creators are mapped to dense indices up front, so the cap is an array
+    /// lookup.
+    // Kept out of line: inlined into `rank`, its loops lose their registers to
+    // the rest of the pipeline (Cranelift spills the cosine accumulators).
+    #[inline(never)]
     fn diversify(&mut self, model: &Model, bundle: &Bundle<'_>, k: usize, out: &mut RankOutput) {
         let lambda = model.diversity.mmr_lambda;
         let cap = model.diversity.creator_cap;
@@ -481,33 +631,48 @@ impl Ranker {
         }
         self.max_sim.clear();
         self.max_sim.resize(n, 0.0);
+        self.folded.clear();
+        self.folded.resize(n, 0);
         self.taken.clear();
         self.taken.resize(n, false);
-        self.creators.clear();
+        self.picks.clear();
+        self.index_creators(bundle);
         let use_sim = lambda < 1.0;
+        let mmr = |p: f32, max_sim: f32| lambda * p - (1.0 - lambda) * max_sim;
+        let mut heap = core::mem::take(&mut self.heap).into_vec();
+        heap.clear();
+        heap.extend((0..n).map(|j| pending(mmr(self.cand[j].0, 0.0), j as u32)));
+        let mut heap = alloc::collections::BinaryHeap::from(heap);
         while out.items.len() < k {
-            let mut best: Option<(usize, f32)> = None;
-            for j in 0..n {
-                if self.taken[j] {
-                    continue;
-                }
-                let creator = bundle.creator(self.cand[j].1 as usize);
-                if cap > 0 && self.creator_count(creator) >= cap {
-                    continue;
-                }
-                let score = lambda * self.cand[j].0 - (1.0 - lambda) * self.max_sim[j];
-                if best.is_none_or(|(_, b)| sortable(score) > sortable(b)) {
-                    best = Some((j, score));
-                }
+            let Some(top) = heap.pop() else { break };
+            let j = pending_candidate(top);
+            if cap > 0 && self.creator_counts[self.creator_of[j] as usize] >= cap {
+                // A capped creator stays capped: drop the candidate for good.
+                continue;
             }
-            let Some((j, score)) = best else { break };
+            if use_sim && (self.folded[j] as usize) < self.picks.len() {
+                let ej = bundle.embedding(self.cand[j].1 as usize);
+                for &p in &self.picks[self.folded[j] as usize..] {
+                    let p = p as usize;
+                    let dot = dot_i8(bundle.embedding(self.cand[p].1 as usize), ej);
+                    // `max_sim` starts at 0.0 and only grows, so a cosine of a
+                    // non-positive dot product can never raise it: skip the division.
+                    if dot <= 0 {
+                        continue;
+                    }
+                    let s = cosine_of(dot, self.norms[p], self.norms[j]);
+                    if s > self.max_sim[j] {
+                        self.max_sim[j] = s;
+                    }
+                }
+                self.folded[j] = self.picks.len() as u32;
+                heap.push(pending(mmr(self.cand[j].0, self.max_sim[j]), j as u32));
+                continue;
+            }
             self.taken[j] = true;
+            self.picks.push(j as u32);
+            self.creator_counts[self.creator_of[j] as usize] += 1;
             let row = self.cand[j].1 as usize;
-            let creator = bundle.creator(row);
-            match self.creators.iter_mut().find(|(c, _)| *c == creator) {
-                Some((_, count)) => *count += 1,
-                None => self.creators.push((creator, 1)),
-            }
             let r = &mut out.rows[row];
             r.outcome = Outcome::Selected;
             out.items.push(RankedItem {
@@ -517,41 +682,50 @@ impl Ranker {
                 pre_score: r.pre_score,
                 main_score: r.main_score,
                 mmr_penalty: (1.0 - lambda) * self.max_sim[j],
-                mmr_score: score,
+                mmr_score: mmr(self.cand[j].0, self.max_sim[j]),
             });
-            if use_sim {
-                let ej = bundle.embedding(row);
-                for t in 0..n {
-                    if self.taken[t] {
-                        continue;
-                    }
-                    let s = cosine(ej, self.norms[j], bundle.embedding(self.cand[t].1 as usize), self.norms[t]);
-                    if s > self.max_sim[t] {
-                        self.max_sim[t] = s;
-                    }
-                }
-            }
         }
+        self.heap = heap;
         if cap > 0 {
             for t in 0..n {
-                let row = self.cand[t].1 as usize;
-                if !self.taken[t] && self.creator_count(bundle.creator(row)) >= cap {
-                    out.rows[row].outcome = Outcome::CreatorCap;
+                if !self.taken[t] && self.creator_counts[self.creator_of[t] as usize] >= cap {
+                    out.rows[self.cand[t].1 as usize].outcome = Outcome::CreatorCap;
                 }
             }
         }
     }
 
-    fn creator_count(&self, creator: u32) -> u32 {
-        self.creators.iter().find(|(c, _)| *c == creator).map_or(0, |(_, n)| *n)
+    /// Fills `creator_of` with a dense index per candidate (equal creators,
+    /// equal index) and zeroes `creator_counts`, one counter per creator.
+    fn index_creators(&mut self, bundle: &Bundle<'_>) {
+        self.creator_rows.clear();
+        self.creator_rows.extend(self.cand.iter().enumerate().map(|(j, c)| (bundle.creator(c.1 as usize), j as u32)));
+        self.creator_rows.sort_unstable();
+        self.creator_of.clear();
+        self.creator_of.resize(self.cand.len(), 0);
+        self.creator_counts.clear();
+        let mut last = None;
+        for &(creator, j) in &self.creator_rows {
+            if last != Some(creator) {
+                last = Some(creator);
+                self.creator_counts.push(0);
+            }
+            self.creator_of[j as usize] = (self.creator_counts.len() - 1) as u32;
+        }
     }
 }
 
 /// Cosine similarity of two int8 rows from their exact dot product and norms
 /// (the per-row scales cancel). Zero if either row is all zero.
 pub fn cosine(a: &[i8], norm_a: f32, b: &[i8], norm_b: f32) -> f32 {
+    cosine_of(dot_i8(a, b), norm_a, norm_b)
+}
+
+/// [`cosine`] from the rows' dot product.
+#[inline]
+fn cosine_of(dot: i32, norm_a: f32, norm_b: f32) -> f32 {
     let den = norm_a * norm_b;
-    if den == 0.0 { 0.0 } else { dot_i8(a, b) as f32 / den }
+    if den == 0.0 { 0.0 } else { dot as f32 / den }
 }
 
 #[cfg(test)]
@@ -578,6 +752,127 @@ mod tests {
                 let want = mlp_forward(&model, &inputs[r * w..(r + 1) * w], &mut a, &mut b);
                 prop_assert_eq!(got.to_bits(), want.to_bits());
             }
+        }
+    }
+
+    /// The two-pass greedy MMR the ranker's one-pass form must match: a search
+    /// pass per pick, then a `max_sim` update pass, with creators counted in a
+    /// list searched linearly.
+    fn reference_diversify(
+        cand: &[(f32, u32)],
+        lambda: f32,
+        cap: u32,
+        bundle: &Bundle<'_>,
+        k: usize,
+        out: &mut RankOutput,
+    ) {
+        let n = cand.len();
+        let norms: Vec<f32> = cand
+            .iter()
+            .map(|&(_, row)| {
+                let e = bundle.embedding(row as usize);
+                libm::sqrtf(dot_i8(e, e) as f32)
+            })
+            .collect();
+        let (mut max_sim, mut taken) = (vec![0.0f32; n], vec![false; n]);
+        let mut creators: Vec<(u32, u32)> = Vec::new();
+        let count = |creators: &[(u32, u32)], c: u32| creators.iter().find(|(x, _)| *x == c).map_or(0, |(_, n)| *n);
+        while out.items.len() < k {
+            let mut best: Option<(usize, f32)> = None;
+            for j in 0..n {
+                if taken[j] || (cap > 0 && count(&creators, bundle.creator(cand[j].1 as usize)) >= cap) {
+                    continue;
+                }
+                let score = lambda * cand[j].0 - (1.0 - lambda) * max_sim[j];
+                if best.is_none_or(|(_, b)| sortable(score) > sortable(b)) {
+                    best = Some((j, score));
+                }
+            }
+            let Some((j, score)) = best else { break };
+            taken[j] = true;
+            let row = cand[j].1 as usize;
+            let creator = bundle.creator(row);
+            match creators.iter_mut().find(|(c, _)| *c == creator) {
+                Some((_, c)) => *c += 1,
+                None => creators.push((creator, 1)),
+            }
+            let r = &mut out.rows[row];
+            r.outcome = Outcome::Selected;
+            out.items.push(RankedItem {
+                row: row as u32,
+                id: bundle.id(row),
+                score: r.calibrated,
+                pre_score: r.pre_score,
+                main_score: r.main_score,
+                mmr_penalty: (1.0 - lambda) * max_sim[j],
+                mmr_score: score,
+            });
+            if lambda < 1.0 {
+                for t in 0..n {
+                    if !taken[t] {
+                        let s = cosine(bundle.embedding(row), norms[j], bundle.embedding(cand[t].1 as usize), norms[t]);
+                        if s > max_sim[t] {
+                            max_sim[t] = s;
+                        }
+                    }
+                }
+            }
+        }
+        for t in 0..n {
+            let row = cand[t].1 as usize;
+            if cap > 0 && !taken[t] && count(&creators, bundle.creator(row)) >= cap {
+                out.rows[row].outcome = Outcome::CreatorCap;
+            }
+        }
+    }
+
+    /// Everything MMR decides, bit for bit.
+    fn decisions(out: &RankOutput) -> (Vec<[u64; 7]>, Vec<Outcome>) {
+        let items = out
+            .items
+            .iter()
+            .map(|i| {
+                [
+                    u64::from(i.row),
+                    i.id,
+                    i.score.to_bits().into(),
+                    i.pre_score.to_bits().into(),
+                    i.main_score.to_bits().into(),
+                    i.mmr_penalty.to_bits().into(),
+                    i.mmr_score.to_bits().into(),
+                ]
+            })
+            .collect();
+        (items, out.rows.iter().map(|r| r.outcome).collect())
+    }
+
+    proptest! {
+        #[test]
+        fn one_pass_mmr_matches_the_two_pass_reference(
+            n in 1usize..120, creators in 1u32..12, dim in 1u16..24, seed in any::<u64>(),
+            scores in proptest::collection::vec(prop_oneof![-3.0f32..3.0, Just(0.5f32), Just(-0.0f32)], 120),
+            lambda in prop_oneof![0.0f32..=1.0, Just(1.0f32), Just(0.0f32)],
+            cap in 0u32..4, k in 0usize..40, stride in 1usize..4,
+        ) {
+            let spec = synth::Spec { n, dim, n_features: 2, n_sources: 5, clusters: 3, creators, regions: 2, seed };
+            let bytes = synth::bundle(&spec, 1);
+            let bundle = Bundle::decode(&bytes).map_err(|e| TestCaseError::fail(alloc::format!("{e}")))?;
+            let mut model = synth::model(&spec, &[4], 10, seed);
+            model.diversity.mmr_lambda = lambda;
+            model.diversity.creator_cap = cap;
+            // Every `stride`-th row is a candidate, best first as the ranker leaves them.
+            let mut cand: Vec<(f32, u32)> = (0..n).step_by(stride).map(|i| (scores[i], i as u32)).collect();
+            cand.sort_unstable_by(best_first);
+            let rows: Vec<RowExplain> = (0..n)
+                .map(|i| RowExplain { outcome: Outcome::BelowTopK, pre_score: scores[i] / 2.0, main_score: -scores[i], calibrated: scores[i] })
+                .collect();
+            let mut want = RankOutput { items: Vec::new(), rows: rows.clone() };
+            reference_diversify(&cand, lambda, cap, &bundle, k, &mut want);
+            let mut ranker = Ranker::new();
+            ranker.cand = cand;
+            let mut got = RankOutput { items: Vec::new(), rows };
+            ranker.diversify(&model, &bundle, k, &mut got);
+            prop_assert_eq!(decisions(&got), decisions(&want));
         }
     }
 

@@ -22,8 +22,9 @@
 //! side. The second table gives, per edge, the instantiation time per request
 //! and the guest time per ranking from the edge's own metrics.
 //!
-//! `cargo bench -p edgewise-edge --bench feed [-- --seconds 3 --rates 100,250,500 --concurrency N]`
-//! (`--concurrency`: rankings at once, `guest.concurrency`; default one per core)
+//! `cargo bench -p edgewise-edge --bench feed [-- --seconds 3 --rates 100,250,500 --concurrency N --paths cache-hit,first-frame,refined]`
+//! (`--concurrency`: rankings at once, `guest.concurrency`; default one per core;
+//! `--paths`: which of the three paths to load, default all)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -234,6 +235,16 @@ fn main() -> anyhow::Result<()> {
         .map(|r| r.trim().parse())
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("--rates: {e}"))?;
+    let paths: Vec<Path> = arg("--paths")
+        .unwrap_or_else(|| "cache-hit,first-frame,refined".into())
+        .split(',')
+        .map(|p| match p.trim() {
+            "cache-hit" => Ok(Path::CacheHit),
+            "first-frame" => Ok(Path::FirstFrame),
+            "refined" => Ok(Path::Refined),
+            other => Err(anyhow::anyhow!("--paths: unknown path {other:?} (cache-hit, first-frame, refined)")),
+        })
+        .collect::<Result<_, _>>()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let (edges, wasm) = setup().await?;
@@ -271,7 +282,10 @@ fn main() -> anyhow::Result<()> {
                 ("cache hit (refine=false)", Path::CacheHit),
                 ("first frame (NDJSON, refining)", Path::FirstFrame),
                 ("refined (JSON, origin)", Path::Refined),
-            ] {
+            ]
+            .into_iter()
+            .filter(|(_, p)| paths.contains(p))
+            {
                 for (mode, edge, _) in &edges {
                     let (lat, errors) = run(edge, rate, seconds, path).await;
                     println!(

@@ -86,13 +86,14 @@ pub fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     // Little-endian lanes: byte 2j is the low half of i16 lane j on every target.
-    let lanes = |x: &[i8]| {
+    #[inline(always)]
+    fn lanes(x: &[i8]) -> i16x8 {
         let mut w = [0i16; 8];
         for (j, p) in w.iter_mut().enumerate() {
             *p = i16::from_le_bytes([x[2 * j] as u8, x[2 * j + 1] as u8]);
         }
         i16x8::from(w)
-    };
+    }
     let mut acc = i32x4::ZERO;
     let mut ca = a.chunks_exact(16);
     let mut cb = b.chunks_exact(16);
