@@ -32,13 +32,13 @@ use std::time::{Duration, Instant};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{OriginFixture, serve_edge};
+use common::{FIXTURE_CLOCK_SKEW, OriginFixture, USER_SECRET, serve_edge, user_tokens};
 use edgewise_core::model::Model;
 use edgewise_edge::cache::Cache;
 use edgewise_edge::feed::{FeedConfig, GuestOptions, Ranking};
 use edgewise_edge::guest::{self, GuestModule, Limits};
 use edgewise_edge::pool::InstanceMode;
-use edgewise_edge::server::{EdgeState, ServerLimits};
+use edgewise_edge::server::{EdgeState, ServerSettings};
 
 /// 2,000 items of dimension 64, 20 clicks by user 7.
 const FIXTURE: OriginFixture = OriginFixture {
@@ -76,8 +76,8 @@ async fn edge(origin: &str, wasm: &[u8], mode: InstanceMode) -> anyhow::Result<(
     let state = Arc::new(EdgeState::new(
         Cache::new(origin, 256 << 20, Duration::from_secs(5))?,
         ranking.clone(),
-        FeedConfig { refine_deadline: Duration::from_millis(150), candidates: 300 },
-        ServerLimits::default(),
+        FeedConfig { refine_deadline: Duration::from_millis(150), candidates: 300, max_clock_skew: FIXTURE_CLOCK_SKEW },
+        ServerSettings { user_tokens: user_tokens(), ..ServerSettings::default() },
     )?);
     Ok((serve_edge(state).await?, ranking))
 }
@@ -210,7 +210,15 @@ async fn one(client: &reqwest::Client, edge: &str, path: Path, due: Instant) -> 
 }
 
 async fn run(edge: &str, rate: u32, seconds: f64, path: Path) -> (Vec<f64>, usize) {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap_or_default();
+    // Every request is user 7's own feed, with user 7's token.
+    let token = edgewise_http::auth::mint_hs256(USER_SECRET.as_bytes(), &edgewise_http::auth::TokenSpec::new(7, 3000))
+        .unwrap_or_default();
+    let mut auth = reqwest::header::HeaderMap::new();
+    if let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+        auth.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    let client =
+        reqwest::Client::builder().pool_max_idle_per_host(512).default_headers(auth).build().unwrap_or_default();
     let n = (f64::from(rate) * seconds) as u32;
     let start = Instant::now() + Duration::from_millis(50);
     let mut set = tokio::task::JoinSet::new();

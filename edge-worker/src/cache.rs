@@ -203,6 +203,7 @@ pub enum CacheError {
 pub struct Cache {
     origin: String,
     client: reqwest::Client,
+    api_key: Option<String>,
     entries: moka::sync::Cache<String, Arc<Stored>>,
     inflight: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     revalidating: Arc<Mutex<std::collections::HashSet<String>>>,
@@ -240,11 +241,19 @@ impl Cache {
         Ok(Cache {
             origin: origin.trim_end_matches('/').to_string(),
             client,
+            api_key: None,
             entries,
             inflight: Arc::default(),
             revalidating: Arc::default(),
             metrics: CacheMetrics::new().map_err(|e| CacheError::Origin(format!("metrics: {e}")))?,
         })
+    }
+
+    /// Sends `key` as `X-Api-Key` with every origin request (for an origin with read keys).
+    #[must_use]
+    pub fn with_api_key(mut self, key: Option<String>) -> Self {
+        self.api_key = key;
+        self
     }
 
     /// The origin's base URL.
@@ -269,15 +278,28 @@ impl Cache {
         self.entries.weighted_size()
     }
 
-    async fn fetch(&self, path: &str, etag: Option<&str>) -> Result<Fetched, CacheError> {
+    async fn fetch(&self, path: &str, etag: Option<&str>, bearer: Option<&str>) -> Result<Fetched, CacheError> {
         self.metrics.origin_requests.inc();
         let _timer = self.metrics.origin_seconds.start_timer();
         let mut req = self.client.get(format!("{}{path}", self.origin));
         if let Some(e) = etag {
             req = req.header("if-none-match", e);
         }
-        let resp = req.send().await.map_err(|e| CacheError::Origin(e.to_string()))?;
+        if let Some(k) = &self.api_key {
+            req = req.header(edgewise_http::auth::API_KEY_HEADER, k);
+        }
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.origin_up.set(0);
+                return Err(CacheError::Origin(e.to_string()));
+            }
+        };
         let status = resp.status();
+        self.metrics.origin_up.set(i64::from(!status.is_server_error()));
         let headers = resp.headers().clone();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(Fetched::NotModified(headers));
@@ -340,7 +362,7 @@ impl Cache {
 
     /// Fetches or revalidates `path` and stores the result when storable.
     async fn refresh(&self, path: &str, stale: Option<Arc<Stored>>) -> Result<(Arc<Stored>, Status), CacheError> {
-        match self.fetch(path, stale.as_ref().and_then(|s| s.etag.as_deref())).await? {
+        match self.fetch(path, stale.as_ref().and_then(|s| s.etag.as_deref()), None).await? {
             Fetched::NotModified(h) => {
                 let Some(old) = stale else {
                     return Err(CacheError::Origin("origin answered 304 to an unconditional request".into()));
@@ -358,6 +380,26 @@ impl Cache {
                 }
                 Ok((s, Status::Miss))
             }
+        }
+    }
+
+    /// Fetches `path` from the origin on behalf of one user, with their
+    /// `token`: never stored, never coalesced with another request, never
+    /// served from the store, so one user's response cannot reach another.
+    pub async fn pass_through(&self, path: &str, token: &str) -> Result<Served, CacheError> {
+        match self.fetch(path, None, Some(token)).await? {
+            Fetched::Full(s) => Ok(self.served(Arc::new(s), Status::Miss)),
+            Fetched::NotModified(_) => {
+                Err(CacheError::Origin("origin answered 304 to an unconditional request".into()))
+            }
+        }
+    }
+
+    /// Whether the last origin request got an answer (`None` before the first).
+    pub fn origin_up(&self) -> Option<bool> {
+        match self.metrics.origin_up.get() {
+            -1 => None,
+            v => Some(v == 1),
         }
     }
 

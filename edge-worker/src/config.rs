@@ -11,7 +11,10 @@
 //!
 //! [server]
 //! listen = "0.0.0.0:8081"
-//! admin_keys = ["s3cret"]
+//! admin_keys = ["s3cret"]        # none: the admin routes are disabled
+//!
+//! [auth.user_tokens]             # the same section as the origin's
+//! hmac_secrets = ["<32+ random bytes shared with the app's backend>"]
 //!
 //! [cache]
 //! bytes = 536870912
@@ -42,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use crate::feed::{FeedConfig, GuestOptions};
 use crate::guest::Limits;
 use crate::pool::InstanceMode;
-use crate::server::ServerLimits;
+use crate::server::ServerSettings;
 
 /// The environment prefix.
 pub const ENV_PREFIX: &str = "EDGEWISE_EDGE__";
@@ -61,6 +64,19 @@ pub struct EdgeConfig {
     pub guest: GuestConfig,
     /// The feed.
     pub feed: FeedSettings,
+    /// User tokens.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// How user tokens are verified: the same keys as the origin's
+    /// `auth.user_tokens`, so the edge checks a user's token without asking the
+    /// origin. Personal feeds and `/v1/users/…` need one; with no key
+    /// configured they answer 401.
+    pub user_tokens: edgewise_http::auth::UserTokenConfig,
 }
 
 /// `[origin]`.
@@ -71,11 +87,14 @@ pub struct OriginConfig {
     pub url: String,
     /// Timeout of one origin request, in ms.
     pub timeout_ms: u64,
+    /// A read key sent (as `X-Api-Key`) with every request to the origin,
+    /// for an origin whose `auth.read_keys` is set.
+    pub api_key: Option<String>,
 }
 
 impl Default for OriginConfig {
     fn default() -> Self {
-        Self { url: String::new(), timeout_ms: 5000 }
+        Self { url: String::new(), timeout_ms: 5000, api_key: None }
     }
 }
 
@@ -85,22 +104,35 @@ impl Default for OriginConfig {
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Keys accepted on admin routes; empty: admin routes are open.
+    /// Keys accepted on admin routes; empty: the admin routes are disabled (403).
     pub admin_keys: Vec<String>,
-    /// Largest request body in bytes (413 beyond).
+    /// Largest request body in bytes (413 beyond, before it is read when declared).
     pub max_body_bytes: usize,
-    /// Requests served at once (429 with `Retry-After` beyond).
+    /// Bytes of request bodies all requests together may hold at once (429 beyond).
+    pub body_budget_bytes: usize,
+    /// Requests doing work at once (429 with `Retry-After` beyond); health routes are outside the cap.
     pub max_in_flight: usize,
+    /// Time a client has to send a request's headers, in ms; also the longest a keep-alive connection may idle.
+    pub header_read_timeout_ms: u64,
+    /// Time a client has to send a request's body, in ms (408 beyond).
+    pub body_read_timeout_ms: u64,
+    /// Connections open at once; beyond it new ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        let l = ServerLimits::default();
+        let a = edgewise_http::admission::AdmissionConfig::default();
+        let s = edgewise_http::serve::ServeOptions::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             admin_keys: Vec::new(),
-            max_body_bytes: l.max_body_bytes,
-            max_in_flight: l.max_in_flight,
+            max_body_bytes: a.max_body_bytes,
+            body_budget_bytes: a.body_budget_bytes,
+            max_in_flight: 1024,
+            header_read_timeout_ms: u64::try_from(s.header_read_timeout.as_millis()).unwrap_or(10_000),
+            body_read_timeout_ms: u64::try_from(a.body_timeout.as_millis()).unwrap_or(10_000),
+            max_connections: s.max_connections,
         }
     }
 }
@@ -178,6 +210,8 @@ pub struct FeedSettings {
     pub refine_deadline_ms: u64,
     /// Candidates asked of the origin for each bundle.
     pub candidates: usize,
+    /// How far a request's `now_ms` may be from the edge's clock, in ms (400 beyond).
+    pub max_clock_skew_ms: u64,
 }
 
 impl Default for FeedSettings {
@@ -186,6 +220,7 @@ impl Default for FeedSettings {
         Self {
             refine_deadline_ms: u64::try_from(f.refine_deadline.as_millis()).unwrap_or(150),
             candidates: f.candidates,
+            max_clock_skew_ms: u64::try_from(f.max_clock_skew.as_millis()).unwrap_or(3_600_000),
         }
     }
 }
@@ -233,9 +268,22 @@ impl EdgeConfig {
         if self.cache.bytes == 0 {
             return bad("cache.bytes must be at least 1");
         }
-        if self.server.max_in_flight == 0 || self.server.max_body_bytes == 0 {
-            return bad("server.max_in_flight and server.max_body_bytes must be at least 1");
+        let sv = &self.server;
+        if sv.max_in_flight == 0 || sv.max_body_bytes == 0 || sv.max_connections == 0 {
+            return bad("server.max_in_flight, server.max_body_bytes and server.max_connections must be at least 1");
         }
+        if sv.max_body_bytes > u32::MAX as usize || sv.body_budget_bytes < sv.max_body_bytes {
+            return bad(
+                "server.max_body_bytes must be at most 4294967295 and server.body_budget_bytes at least as large",
+            );
+        }
+        if sv.header_read_timeout_ms == 0 || sv.body_read_timeout_ms == 0 {
+            return bad("server.header_read_timeout_ms and server.body_read_timeout_ms must be at least 1");
+        }
+        if self.origin.api_key.as_deref().is_some_and(|k| k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic())) {
+            return bad("origin.api_key must be printable ASCII without spaces");
+        }
+        edgewise_http::auth::UserTokens::new(&self.auth.user_tokens).map_err(|e| ConfigError(e.to_string()))?;
         let g = &self.guest;
         if g.module.is_some() && g.module_digest.is_some() {
             return bad(
@@ -291,15 +339,27 @@ impl EdgeConfig {
         FeedConfig {
             refine_deadline: Duration::from_millis(self.feed.refine_deadline_ms),
             candidates: self.feed.candidates,
+            max_clock_skew: Duration::from_millis(self.feed.max_clock_skew_ms),
         }
     }
 
-    /// Server limits.
-    pub fn server_limits(&self) -> ServerLimits {
-        ServerLimits {
-            admin_keys: self.server.admin_keys.clone(),
-            max_body_bytes: self.server.max_body_bytes,
-            max_in_flight: self.server.max_in_flight,
+    /// Server settings: who may call what, and the connection and body limits.
+    pub fn server_settings(&self) -> ServerSettings {
+        let sv = &self.server;
+        ServerSettings {
+            admin_keys: sv.admin_keys.clone(),
+            user_tokens: self.auth.user_tokens.clone(),
+            admission: edgewise_http::admission::AdmissionConfig {
+                max_body_bytes: sv.max_body_bytes,
+                body_timeout: Duration::from_millis(sv.body_read_timeout_ms),
+                body_budget_bytes: sv.body_budget_bytes,
+                max_in_flight: sv.max_in_flight,
+            },
+            serve: edgewise_http::serve::ServeOptions {
+                header_read_timeout: Duration::from_millis(sv.header_read_timeout_ms),
+                max_connections: sv.max_connections,
+                ..Default::default()
+            },
         }
     }
 

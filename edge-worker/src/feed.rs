@@ -50,11 +50,13 @@ pub struct FeedConfig {
     pub refine_deadline: Duration,
     /// Candidates asked of the origin for each bundle.
     pub candidates: usize,
+    /// How far a request's `now_ms` may be from the edge's clock.
+    pub max_clock_skew: Duration,
 }
 
 impl Default for FeedConfig {
     fn default() -> Self {
-        Self { refine_deadline: Duration::from_millis(150), candidates: 300 }
+        Self { refine_deadline: Duration::from_millis(150), candidates: 300, max_clock_skew: Duration::from_secs(3600) }
     }
 }
 
@@ -160,6 +162,16 @@ impl Ranking {
         self.options
     }
 
+    /// Every tenant, where its module came from, and whether it can rank
+    /// (fewer than [`crate::pool::UNHEALTHY_AFTER`] failed rankings in a row).
+    pub fn tenant_health(&self) -> Vec<(String, String, bool)> {
+        let t = self.tenants.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut v: Vec<(String, String, bool)> =
+            t.iter().map(|(k, v)| (k.clone(), v.source.clone(), v.pool.healthy())).collect();
+        v.sort();
+        v
+    }
+
     /// Every tenant and where its module came from.
     pub fn tenants(&self) -> Vec<(String, String)> {
         let t = self.tenants.read().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -186,6 +198,9 @@ impl Ranking {
         self.metrics.failures.with_label_values(&[kind]).get()
     }
 }
+
+/// Most `seen` ids a feed request may carry.
+pub const MAX_SEEN: usize = 10_000;
 
 /// The user context a feed request carries (POST body).
 #[derive(Debug, Default, serde::Deserialize)]
@@ -256,8 +271,9 @@ pub struct Timings {
 /// A parsed feed request.
 #[derive(Debug, Clone)]
 pub struct FeedRequest {
-    /// User.
-    pub user: u64,
+    /// The user, whose token the request carries; `None`: an anonymous feed
+    /// (the regional bundle ranked with the session the client sends).
+    pub user: Option<u64>,
     /// Region.
     pub region: u8,
     /// Items to return.
@@ -275,20 +291,27 @@ pub struct FeedRequest {
 }
 
 impl FeedRequest {
-    /// Parses the query and body.
+    /// Parses the query and body, at the edge's time `now_ms`: a `now_ms`
+    /// in the body may differ from it by at most `max_skew`.
     pub fn parse(
         query: &HashMap<String, String>,
         body: Option<FeedBody>,
         default_shown: usize,
+        now_ms: u64,
+        max_skew: Duration,
     ) -> Result<Self, FeedError> {
         let bad = |m: String| FeedError::BadRequest(m);
+        const KNOWN: [&str; 6] = ["user", "region", "k", "shown", "tenant", "refine"];
+        if let Some(unknown) = query.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(bad(format!("unknown query parameter {unknown:?} (known: {})", KNOWN.join(", "))));
+        }
         let num = |name: &str| -> Result<Option<u64>, FeedError> {
             query
                 .get(name)
                 .map(|v| v.parse::<u64>().map_err(|_| bad(format!("{name}={v:?} is not a number"))))
                 .transpose()
         };
-        let user = num("user")?.ok_or_else(|| bad("the user query parameter is required".into()))?;
+        let user = num("user")?;
         let region = match num("region")? {
             None => 0,
             Some(r) if r < 32 => r as u8,
@@ -301,9 +324,20 @@ impl FeedRequest {
         };
         let shown = num("shown")?.map_or(default_shown, |s| s as usize).min(k as usize);
         let body = body.unwrap_or_default();
-        let now = body.now_ms.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-        });
+        let skew = u64::try_from(max_skew.as_millis()).unwrap_or(u64::MAX);
+        let now = match body.now_ms {
+            None => now_ms,
+            Some(t) if t.abs_diff(now_ms) <= skew => t,
+            Some(t) => {
+                return Err(bad(format!(
+                    "now_ms {t} is {} ms from the edge's clock; at most {skew} ms are accepted (feed.max_clock_skew_ms)",
+                    t.abs_diff(now_ms)
+                )));
+            }
+        };
+        if body.seen.len() > MAX_SEEN {
+            return Err(bad(format!("seen has {} ids; at most {MAX_SEEN}", body.seen.len())));
+        }
         let mut ctx = RankContext::new(k, now);
         ctx.region = region;
         ctx.seen = body.seen;
@@ -318,7 +352,7 @@ impl FeedRequest {
             None | Some("true" | "1") => true,
             Some("false" | "0") => false,
             Some(v) => return Err(bad(format!("refine={v:?} must be true or false"))),
-        };
+        } && user.is_some(); // An anonymous feed has no personal bundle to refine with.
         let tenant = query.get("tenant").cloned().unwrap_or_else(|| DEFAULT_TENANT.to_string());
         if tenant.is_empty() || tenant.len() > 64 {
             return Err(bad("tenant must be 1 to 64 characters".into()));
@@ -367,17 +401,22 @@ pub fn retrieval_order(bundle: &[u8], ctx: &RankContext) -> Vec<FrameItem> {
     rows
 }
 
-/// Fetches one bundle and ranks it.
+/// Fetches one bundle and ranks it. With `token` the bundle is a user's own
+/// (fetched with their token, never cached); without, a shared one through the cache.
 pub async fn frame(
     cache: &Cache,
     ranking: &Arc<Ranking>,
     path: &str,
+    token: Option<&str>,
     name: &'static str,
     ctx: &RankContext,
     tenant: &str,
 ) -> Result<Frame, CacheError> {
     let t0 = Instant::now();
-    let served: Served = cache.get(path).await?;
+    let served: Served = match token {
+        Some(t) => cache.pass_through(path, t).await?,
+        None => cache.get(path).await?,
+    };
     let fetch = t0.elapsed().as_secs_f64() * 1e3;
     let bundle = served.response.body.clone();
     // Checked once per stored bundle, not once per request: its sha256, and
@@ -390,6 +429,7 @@ pub async fn frame(
     let model = model_for(cache, ranking, header_digest).await;
     let (items, ranked_by, model_name) = match (model, ranking.guest_for(tenant)) {
         (Ok((digest, bytes)), Some(guest)) => {
+            let guest_health = guest.clone();
             let ctx2 = RankContext { checksum_verified, ..ctx.clone() };
             let b2 = bundle.clone();
             let m = ranking.metrics.clone();
@@ -416,15 +456,20 @@ pub async fn frame(
             })
             .await;
             match r {
-                Ok(Ok(items)) => (items, "guest", digest),
+                Ok(Ok(items)) => {
+                    guest_health.record(true);
+                    (items, "guest", digest)
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, kind = e.kind(), "guest ranking failed; falling back to retrieval order");
                     ranking.count_failure(e.kind());
+                    guest_health.record(false);
                     (retrieval_order(&bundle, ctx), "retrieval-order", digest)
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "ranking task failed; falling back to retrieval order");
                     ranking.count_failure("panic");
+                    guest_health.record(false);
                     (retrieval_order(&bundle, ctx), "retrieval-order", digest)
                 }
             }
@@ -451,11 +496,12 @@ pub async fn frame(
     })
 }
 
-/// The origin paths of the two bundles.
-pub fn paths(r: &FeedRequest, cfg: &FeedConfig) -> (String, String) {
+/// The origin paths of the two bundles: the regional one, and the user's own
+/// (none for an anonymous feed).
+pub fn paths(r: &FeedRequest, cfg: &FeedConfig) -> (String, Option<String>) {
     (
         format!("/v1/regions/{}/bundle?k={}", r.region, cfg.candidates),
-        format!("/v1/users/{}/candidates?k={}&region={}", r.user, cfg.candidates, r.region),
+        r.user.map(|u| format!("/v1/users/{u}/candidates?k={}&region={}", cfg.candidates, r.region)),
     )
 }
 

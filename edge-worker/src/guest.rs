@@ -106,6 +106,16 @@ pub enum GuestError {
     /// An earlier call trapped or was interrupted; this instance must be replaced.
     #[error("guest instance is poisoned by an earlier failure; instantiate a fresh one")]
     Poisoned,
+    /// The guest reported a result or error region outside its own memory.
+    #[error("guest reported {len} bytes at {ptr}, outside its {memory}-byte memory")]
+    BadRegion {
+        /// The pointer it reported.
+        ptr: u32,
+        /// The length it reported.
+        len: u32,
+        /// Its memory size.
+        memory: usize,
+    },
 }
 
 impl GuestError {
@@ -118,7 +128,7 @@ impl GuestError {
             GuestError::OutOfMemory(_) => "memory",
             GuestError::Poisoned => "poisoned",
             GuestError::Call { .. } => "status",
-            GuestError::BadResult(_) => "bad_result",
+            GuestError::BadResult(_) | GuestError::BadRegion { .. } => "bad_result",
             _ => "host",
         }
     }
@@ -282,6 +292,28 @@ impl GuestModule {
         &self.module
     }
 
+    /// Proves the module can rank before it serves: a fresh instance loads a
+    /// small generated model and ranks a generated 64-candidate bundle, and
+    /// the result must decode and hold the 10 items asked for. The ABI
+    /// version and exports were checked when the module was built.
+    pub fn canary(&self) -> Result<(), GuestError> {
+        use edgewise_core::synth;
+        let spec = synth::Spec::new(64, 16, 0xC0FFEE);
+        let model = synth::model(&spec, &[8], 32, 1)
+            .encode()
+            .map_err(|e| GuestError::Wasmtime(format!("cannot encode the canary model: {e}")))?;
+        let mut inst = self.instantiate()?;
+        inst.load_model(&model)?;
+        let (out, _) = inst.rank(&synth::bundle(&spec, 1_700_000_000_000), &RankContext::new(10, 1_700_000_000_000))?;
+        if out.items.len() != 10 {
+            return Err(GuestError::Call {
+                status: Status::Incompatible,
+                message: format!("the canary ranking returned {} items, not the 10 asked for", out.items.len()),
+            });
+        }
+        Ok(())
+    }
+
     /// A fresh instance in its own store (from the pool, when sandboxed).
     pub fn instantiate(&self) -> Result<GuestInstance, GuestError> {
         let mut limits = StoreLimitsBuilder::new();
@@ -411,10 +443,20 @@ impl GuestInstance {
         Ok(ptr)
     }
 
+    /// Copies `len` bytes at `ptr` out of the guest. Both come from the guest,
+    /// so the region is checked against its memory before the host allocates
+    /// anything: a hostile guest reporting 4 GiB gets an error, not a 4 GiB
+    /// allocation in the host.
     fn read(&mut self, ptr: u32, len: u32) -> Result<Vec<u8>, GuestError> {
-        let mut v = vec![0u8; len as usize];
-        self.memory.read(&self.store, ptr as usize, &mut v).map_err(wt)?;
-        Ok(v)
+        let data = self.memory.data(&self.store);
+        let memory = data.len();
+        let copied =
+            (ptr as usize).checked_add(len as usize).and_then(|end| data.get(ptr as usize..end)).map(<[u8]>::to_vec);
+        copied.ok_or_else(|| {
+            // A guest that lies about its own memory is not trusted again.
+            self.poisoned = true;
+            GuestError::BadRegion { ptr, len, memory }
+        })
     }
 
     fn status(&mut self, code: i32) -> Result<(), GuestError> {

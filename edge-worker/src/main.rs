@@ -53,7 +53,7 @@ struct ServeArgs {
     /// Timeout of one origin request, in ms (`origin.timeout_ms`) [default: 5000].
     #[arg(long)]
     origin_timeout_ms: Option<u64>,
-    /// Admin keys for the admin routes (repeatable; `server.admin_keys`; none: the routes are open).
+    /// Admin keys for the admin routes (repeatable; `server.admin_keys`; none: the admin routes are disabled).
     #[arg(long = "admin-key")]
     admin_keys: Vec<String>,
     /// The guest module file (`guest.module`) [default: the one `cargo xtask guest` builds].
@@ -176,7 +176,8 @@ fn serve(a: ServeArgs) -> Result<()> {
         &url,
         cfg.cache.bytes,
         std::time::Duration::from_millis(cfg.origin.timeout_ms),
-    )?;
+    )?
+    .with_api_key(cfg.origin.api_key.clone());
     let public_key = cfg.guest.public_key.as_deref().map(edgewise_edge::modules::parse_public_key).transpose()?;
     let limits = cfg.limits();
     let engine = guest::sandboxed_engine(&limits)?;
@@ -203,6 +204,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         };
         let t = std::time::Instant::now();
         let (module, from) = GuestModule::sandboxed_cached(&engine, &bytes, limits, compiled_cache.as_ref())?;
+        module.canary().with_context(|| format!("the guest module {source} cannot rank (canary ranking failed)"))?;
         tracing::info!(
             source,
             compiled = ?from,
@@ -215,17 +217,24 @@ fn serve(a: ServeArgs) -> Result<()> {
         ranking.compiled_cache = compiled_cache;
         ranking.public_key = public_key;
         ranking.swap(edgewise_edge::feed::DEFAULT_TENANT, module, source);
+        let settings = cfg.server_settings();
+        if settings.admin_keys.is_empty() {
+            tracing::info!("no admin key configured (server.admin_keys): the admin routes are disabled");
+        }
         let state = std::sync::Arc::new(edgewise_edge::server::EdgeState::new(
             cache,
             std::sync::Arc::new(ranking),
             cfg.feed(),
-            cfg.server_limits(),
+            settings,
         )?);
+        if !state.tokens.is_configured() {
+            tracing::info!("no user-token key configured (auth.user_tokens): only anonymous feeds are served");
+        }
         let listen = cfg.server.listen;
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         tracing::info!(addr = %listener.local_addr()?, origin = url, "edge listening");
-        axum::serve(listener, edgewise_edge::server::app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+        edgewise_edge::server::serve(state, listener, shutdown_signal()).await?;
         tracing::info!("shut down cleanly");
         Ok(())
     })

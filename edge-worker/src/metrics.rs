@@ -11,9 +11,12 @@
 //! | `guest_failures_total{kind}` | rankings that failed: deadline, fuel, trap, model, … |
 //! | `feeds_total{answer}` | feed answers: refined, preliminary, unavailable |
 //! | `http_request_duration_seconds{route,status}` | request latency |
+//! | `origin_up` | 1 if the last request to the origin got an answer, 0 if it failed to connect or got a 5xx |
+//! | `connections_open`, `connections_total`, `slow_clients_total{phase}`, `requests_refused_total{reason}` | connections, clients cut off by a read timeout, requests refused before their handler ([`edgewise_http::metrics`]) |
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets, seconds: 10 µs to 2.5 s.
@@ -30,6 +33,8 @@ pub struct CacheMetrics {
     pub origin_requests: IntCounter,
     /// Origin latency.
     pub origin_seconds: Histogram,
+    /// Whether the last origin request got an answer (1) or not (0); -1 before the first.
+    pub origin_up: IntGauge,
 }
 
 impl CacheMetrics {
@@ -41,6 +46,12 @@ impl CacheMetrics {
             origin_seconds: Histogram::with_opts(
                 HistogramOpts::new("origin_request_duration_seconds", "Origin request latency").buckets(buckets()),
             )?,
+            origin_up: {
+                let g =
+                    IntGauge::new("origin_up", "1 if the last origin request got an answer, 0 if not, -1 before any")?;
+                g.set(-1);
+                g
+            },
         })
     }
 }
@@ -90,6 +101,8 @@ pub struct EdgeMetrics {
     pub feeds: IntCounterVec,
     /// Request latency.
     pub http_seconds: HistogramVec,
+    /// Connections, slow clients and refused requests.
+    pub http: edgewise_http::metrics::HttpMetrics,
 }
 
 impl EdgeMetrics {
@@ -104,8 +117,11 @@ impl EdgeMetrics {
                 HistogramOpts::new("http_request_duration_seconds", "Request latency").buckets(buckets()),
                 &["route", "status"],
             )?,
+            http: edgewise_http::metrics::HttpMetrics::new()?,
             registry,
         };
+        m.http.register(&m.registry)?;
+        m.registry.register(Box::new(cache.origin_up.clone()))?;
         m.registry.register(Box::new(cache.served.clone()))?;
         m.registry.register(Box::new(cache.origin_requests.clone()))?;
         m.registry.register(Box::new(cache.origin_seconds.clone()))?;

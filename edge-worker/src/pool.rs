@@ -72,7 +72,13 @@ pub struct InstancePool {
     /// recently returned last.
     idle: Mutex<Vec<(String, GuestInstance)>>,
     max_idle: usize,
+    /// Rankings in a row that failed (reset by a success); `/readyz` reports
+    /// a tenant past [`UNHEALTHY_AFTER`] as unable to rank.
+    failures_in_a_row: std::sync::atomic::AtomicU32,
 }
+
+/// Failed rankings in a row after which a tenant counts as unable to rank.
+pub const UNHEALTHY_AFTER: u32 = 3;
 
 impl std::fmt::Debug for InstancePool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,7 +90,22 @@ impl InstancePool {
     /// A pool for `module`. In [`InstanceMode::Pooled`] at most `max_idle`
     /// instances are kept between rankings (each holds a pooling-allocator slot).
     pub fn new(module: GuestModule, mode: InstanceMode, max_idle: usize) -> Self {
-        Self { module, mode, idle: Mutex::new(Vec::new()), max_idle }
+        Self { module, mode, idle: Mutex::new(Vec::new()), max_idle, failures_in_a_row: Default::default() }
+    }
+
+    /// Records the outcome of a ranking for [`InstancePool::healthy`].
+    pub fn record(&self, ok: bool) {
+        use std::sync::atomic::Ordering;
+        if ok {
+            self.failures_in_a_row.store(0, Ordering::Relaxed);
+        } else {
+            self.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether fewer than [`UNHEALTHY_AFTER`] rankings in a row have failed.
+    pub fn healthy(&self) -> bool {
+        self.failures_in_a_row.load(std::sync::atomic::Ordering::Relaxed) < UNHEALTHY_AFTER
     }
 
     /// The module.

@@ -10,7 +10,15 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use edgewise_edge::cache::Cache;
-use edgewise_edge::server::{EdgeState, ServerLimits, app};
+use edgewise_edge::server::{EdgeState, ServerSettings};
+use edgewise_http::auth::{TokenSpec, UserTokenConfig, mint_hs256};
+
+/// The user-token secret the edge is configured with.
+const SECRET: &str = "cache-test-secret-of-32-bytes-at-least";
+
+fn token(user: u64) -> String {
+    mint_hs256(SECRET.as_bytes(), &TokenSpec::new(user, 300)).expect("mint")
+}
 
 /// What the scripted origin answers.
 #[derive(Default)]
@@ -20,6 +28,8 @@ struct Script {
     delay_ms: AtomicU64,
     body_bytes: AtomicUsize,
     requests: AtomicU64,
+    /// Every path the origin was asked for, with the `Authorization` it carried.
+    seen: Mutex<Vec<(String, Option<String>)>>,
     conditional: AtomicU64,
     not_modified: AtomicU64,
 }
@@ -31,6 +41,8 @@ async fn origin_handler(State(s): State<Arc<Script>>, req: Request) -> Response 
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let path = req.uri().path().to_string();
+    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    s.seen.lock().expect("lock").push((path.clone(), auth));
     let etag = format!("\"{}\"", path.len());
     let mut h = HeaderMap::new();
     let cc = s.cache_control.lock().expect("lock").clone();
@@ -62,11 +74,18 @@ struct Setup {
     client: reqwest::Client,
 }
 
-async fn setup(cache_control: &str, cache_bytes: u64, admin_keys: Vec<String>) -> Setup {
-    setup_with(cache_control, cache_bytes, ServerLimits { admin_keys, ..ServerLimits::default() }).await
+fn settings() -> ServerSettings {
+    ServerSettings {
+        user_tokens: UserTokenConfig { hmac_secrets: vec![SECRET.into()], ..UserTokenConfig::default() },
+        ..ServerSettings::default()
+    }
 }
 
-async fn setup_with(cache_control: &str, cache_bytes: u64, limits: ServerLimits) -> Setup {
+async fn setup(cache_control: &str, cache_bytes: u64, admin_keys: Vec<String>) -> Setup {
+    setup_with(cache_control, cache_bytes, ServerSettings { admin_keys, ..settings() }).await
+}
+
+async fn setup_with(cache_control: &str, cache_bytes: u64, limits: ServerSettings) -> Setup {
     let script = Arc::new(Script::default());
     *script.cache_control.lock().expect("lock") = cache_control.to_string();
     let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -83,15 +102,20 @@ async fn setup_with(cache_control: &str, cache_bytes: u64, limits: ServerLimits)
     );
     let edge = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let edge_url = format!("http://{}", edge.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(edge, app(state)).await;
-    });
+    tokio::spawn(edgewise_edge::server::serve(state, edge, std::future::pending()));
     Setup { script, origin_task, edge: edge_url, cache, client: reqwest::Client::new() }
 }
 
 impl Setup {
     async fn get(&self, path: &str) -> (StatusCode, String, String, Option<u64>) {
-        let r = self.client.get(format!("{}{path}", self.edge)).send().await.expect("edge answers");
+        self.get_as(path, None).await
+    }
+    async fn get_as(&self, path: &str, token: Option<&str>) -> (StatusCode, String, String, Option<u64>) {
+        let mut r = self.client.get(format!("{}{path}", self.edge));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().await.expect("edge answers");
         let status = r.status();
         let cache = r.headers().get("x-edgewise-cache").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let age = r.headers().get("age").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
@@ -149,7 +173,7 @@ async fn stale_if_error_covers_a_stopped_origin_and_nothing_else() {
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "without stale-if-error an expired copy is not served");
     let (st, _, body, _) = s.get("/v1/regions/9/bundle").await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "nothing cached: a clear 503");
-    assert!(body.contains("origin unavailable"), "{body}");
+    assert!(body.contains("origin is unavailable"), "{body}");
 }
 
 #[tokio::test]
@@ -173,13 +197,91 @@ async fn an_expired_entry_is_revalidated_with_a_304() {
 #[tokio::test]
 async fn private_bundles_are_never_stored_or_shared() {
     let s = setup("private, max-age=30", 1 << 20, vec![]).await;
-    let (_, how1, b1, _) = s.get("/v1/users/1/candidates?k=10").await;
-    let (_, how2, b2, _) = s.get("/v1/users/2/candidates?k=10").await;
-    let (_, how3, b3, _) = s.get("/v1/users/1/candidates?k=10").await;
+    let (t1, t2) = (token(1), token(2));
+    let (_, how1, b1, _) = s.get_as("/v1/users/1/candidates?k=10", Some(&t1)).await;
+    let (_, how2, b2, _) = s.get_as("/v1/users/2/candidates?k=10", Some(&t2)).await;
+    let (_, how3, b3, _) = s.get_as("/v1/users/1/candidates?k=10", Some(&t1)).await;
     assert_eq!((how1.as_str(), how2.as_str(), how3.as_str()), ("miss", "miss", "miss"));
     assert!(b1.contains("/users/1/") && b2.contains("/users/2/") && b3 == b1, "each user gets their own bundle");
     assert_eq!(s.origin_requests(), 3, "a private response is never served from the shared cache");
     assert_eq!(s.cache.len(), 0, "and never stored");
+    let seen = s.script.seen.lock().expect("lock").clone();
+    assert_eq!(seen[0].1.as_deref(), Some(format!("Bearer {t1}").as_str()), "the user's own token goes to the origin");
+    assert_eq!(seen[1].1.as_deref(), Some(format!("Bearer {t2}").as_str()));
+}
+
+/// Regression (issue 13, defect 4, at the edge): a user's bundle was readable
+/// by anyone through the edge. Now the edge checks the token itself, before
+/// anything reaches the origin.
+#[tokio::test]
+async fn a_users_bundle_needs_that_users_token_at_the_edge() {
+    let s = setup("private, max-age=30", 1 << 20, vec![]).await;
+    let (st, ..) = s.get("/v1/users/1/candidates?k=5000").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "no token");
+    let (st, _, body, _) = s.get_as("/v1/users/1/candidates", Some(&token(2))).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "another user's token: {body}");
+    let expired =
+        mint_hs256(SECRET.as_bytes(), &TokenSpec { issued_at: 1_000, ..TokenSpec::new(1, 60) }).expect("mint");
+    let (st, _, body, _) = s.get_as("/v1/users/1/candidates", Some(&expired)).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("expired"), "{body}");
+    let forged = mint_hs256(b"not the edge's secret, but 32 bytes long", &TokenSpec::new(1, 60)).expect("mint");
+    assert_eq!(s.get_as("/v1/users/1/candidates", Some(&forged)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.get_as("/v1/users/x/candidates", Some(&token(1))).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(s.origin_requests(), 0, "nothing reached the origin");
+    assert_eq!(s.get_as("/v1/users/1/candidates", Some(&token(1))).await.0, StatusCode::OK);
+}
+
+/// Regression (issue 13, defect 7): `/v1/%2e%2e/metrics` reached the origin's
+/// `/metrics` through the proxy. Paths are now checked before anything is
+/// fetched: no dot segments, no percent-encoding, only proxied prefixes.
+#[tokio::test]
+async fn the_proxy_never_leaves_the_public_v1_api() {
+    let s = setup("public, s-maxage=60", 1 << 20, vec![]).await;
+    for path in [
+        "/v1/%2e%2e/metrics",
+        "/v1/%2E%2E/metrics",
+        "/v1/../metrics",
+        "/v1/regions/%2f..%2fmetrics",
+        "/v1/events",
+        "/v1/regions/1/./bundle",
+    ] {
+        // reqwest normalises dot segments, so send the raw request line.
+        let status = raw_get(&s.edge, path).await;
+        assert_eq!(status, 404, "{path} must not be proxied");
+    }
+    assert_eq!(s.origin_requests(), 0, "nothing reached the origin");
+    assert_eq!(s.get("/v1/regions/1/bundle").await.0, StatusCode::OK);
+}
+
+/// Sends `GET path` exactly as written and returns the status code.
+async fn raw_get(base: &str, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    conn.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// Regression (issue 13, defect 10): the 503 for a dead origin named the
+/// origin's internal URL.
+#[tokio::test]
+async fn a_dead_origin_is_reported_without_its_address() {
+    let mut s = setup("public, s-maxage=60", 1 << 20, vec![]).await;
+    s.origin_task.abort();
+    let _ = (&mut s.origin_task).await;
+    let (st, _, body, _) = s.get("/v1/regions/3/bundle").await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("origin is unavailable"), "{body}");
+    assert!(!body.contains("127.0.0.1") && !body.contains("http://"), "the origin's address leaked: {body}");
+    let ready = s.client.get(format!("{}/readyz", s.edge)).send().await.expect("edge");
+    let v: serde_json::Value = ready.json().await.expect("JSON");
+    assert_eq!(v["origin"], "down", "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,8 +346,9 @@ async fn memory_is_bounded_by_bytes_least_recently_used_first() {
 
 #[tokio::test]
 async fn past_the_in_flight_cap_the_edge_answers_429_with_retry_after() {
-    let s =
-        setup_with("public, s-maxage=60", 1 << 20, ServerLimits { max_in_flight: 1, ..ServerLimits::default() }).await;
+    let mut limits = settings();
+    limits.admission.max_in_flight = 1;
+    let s = setup_with("public, s-maxage=60", 1 << 20, limits).await;
     s.script.delay_ms.store(600, Ordering::SeqCst);
     let (client, slow_url) = (s.client.clone(), format!("{}/v1/regions/1/bundle", s.edge));
     let slow = tokio::spawn(async move { client.get(slow_url).send().await.expect("edge answers").status() });

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{NOW, OriginFixture, hostile, serve_edge};
+use common::{FIXTURE_CLOCK_SKEW, NOW, OriginFixture, USER_SECRET, hostile, serve_edge, user_token, user_tokens};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use edgewise_core::bundle::Bundle;
 use edgewise_core::model::Model;
@@ -15,7 +15,8 @@ use edgewise_core::rank::{RankContext, RankOutput, Ranker};
 use edgewise_edge::cache::Cache;
 use edgewise_edge::feed::{FeedConfig, Ranking};
 use edgewise_edge::guest::{self, GuestModule, Limits};
-use edgewise_edge::server::{EdgeState, ServerLimits};
+use edgewise_edge::server::{EdgeState, ServerSettings};
+use edgewise_http::admission::AdmissionConfig;
 use serde_json::{Value, json};
 
 /// Small enough for many tests: 300 items of dimension 8.
@@ -39,20 +40,34 @@ struct Rig {
     ranking: Arc<Ranking>,
 }
 
-async fn rig(name: &str) -> Rig {
-    rig_with(name, None, ServerLimits::default(), None, Limits::default()).await
+/// The edge's admin key in these tests.
+const EDGE_ADMIN: &str = "edge-admin";
+
+/// The edge settings of the rigs: the fixture's user tokens and an admin key.
+fn settings() -> ServerSettings {
+    ServerSettings { admin_keys: vec![EDGE_ADMIN.into()], user_tokens: user_tokens(), ..ServerSettings::default() }
 }
 
-/// A rig whose edge runs `module` (WAT-built bytes) instead of the real guest.
+async fn rig(name: &str) -> Rig {
+    rig_with(name, None, settings(), None, Limits::default()).await
+}
+
+/// A rig whose edge runs `module` (WAT-built bytes) instead of the real
+/// guest. Its client sends user 7's token with every request.
 async fn rig_with(
     name: &str,
     wasm: Option<Vec<u8>>,
-    limits: ServerLimits,
+    limits: ServerSettings,
     key: Option<VerifyingKey>,
     limits_sandbox: Limits,
 ) -> Rig {
     let origin = FIXTURE.start(&format!("feed-{name}")).await.expect("the origin starts with its data");
-    let client = reqwest::Client::new();
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", user_token(7))).expect("header"),
+    );
+    let client = reqwest::Client::builder().default_headers(auth).build().expect("client");
 
     let path = guest::default_module_path();
     let wasm = wasm.unwrap_or_else(|| {
@@ -68,7 +83,7 @@ async fn rig_with(
         EdgeState::new(
             Cache::new(&origin, 64 << 20, Duration::from_secs(5)).expect("cache"),
             ranking.clone(),
-            FeedConfig { refine_deadline: Duration::from_secs(5), candidates: 100 },
+            FeedConfig { refine_deadline: Duration::from_secs(5), candidates: 100, max_clock_skew: FIXTURE_CLOCK_SKEW },
             limits,
         )
         .expect("state"),
@@ -199,13 +214,17 @@ async fn the_feed_equals_the_native_ranking_of_the_same_bundle_and_context() {
 async fn bad_feed_requests_get_a_4xx_that_names_the_problem() {
     let rig = rig("bad").await;
     for (q, body, want) in [
-        ("region=0", None, "user"),
-        ("user=x", None, "not a number"),
-        ("user=1&region=40", None, "region"),
-        ("user=1&k=0", None, "k = 0"),
-        ("user=1&refine=maybe", None, "refine"),
-        ("user=1", Some("{\"seen\": \"no\"}"), "invalid feed body"),
-        ("user=1", Some("{\"session\": \"!!\"}"), "base64"),
+        ("user=x", None, "not a user id"),
+        ("user=7&user=8", None, "more than once"),
+        ("user=7&colour=red", None, "unknown query parameter"),
+        ("user=7&region=40", None, "region"),
+        ("user=7&k=0", None, "k = 0"),
+        ("user=7&refine=maybe", None, "refine"),
+        ("user=7", Some("{\"seen\": \"no\"}"), "invalid feed body"),
+        ("user=7", Some("{\"session\": \"!!\"}"), "base64"),
+        ("user=7", Some("[1, 2]"), "invalid feed body"),
+        // A request time 56 years from the edge's clock (issue 13, defect 6 at the edge).
+        ("user=7", Some("{\"now_ms\": 1}"), "feed.max_clock_skew_ms"),
     ] {
         let mut r = rig.client.post(format!("{}/v1/feed?{q}", rig.edge));
         if let Some(b) = body {
@@ -226,7 +245,7 @@ async fn a_hostile_guest_fails_only_its_ranking_and_the_feed_falls_back() {
         ("trap", "unreachable", "trap"),
     ];
     for (name, body, kind) in cases {
-        let rig = rig_with(name, Some(hostile(body)), ServerLimits::default(), None, Limits::default()).await;
+        let rig = rig_with(name, Some(hostile(body)), settings(), None, Limits::default()).await;
         for round in 0..2 {
             let start = std::time::Instant::now();
             let r = rig
@@ -248,19 +267,19 @@ async fn a_hostile_guest_fails_only_its_ranking_and_the_feed_falls_back() {
         let metrics = rig.client.get(format!("{}/metrics", rig.edge)).send().await.expect("m").text().await.expect("t");
         assert!(metrics.contains(&format!("edgewise_edge_guest_failures_total{{kind=\"{kind}\"}}")), "{metrics}");
         assert!(metrics.contains("edgewise_edge_cache_hit_ratio"), "{metrics}");
+        // Regression (issue 13, defect 5): /readyz said ready while every feed fell back.
+        let ready = rig.client.get(format!("{}/readyz", rig.edge)).send().await.expect("readyz");
+        assert_eq!(ready.status(), 503, "{name}: a tenant that cannot rank makes the edge unready");
+        let v: Value = ready.json().await.expect("json");
+        assert_eq!(v["tenants"]["default"]["can_rank"], false, "{name}: {v}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_body_gets_413() {
-    let rig = rig_with(
-        "limits",
-        None,
-        ServerLimits { max_body_bytes: 1024, ..ServerLimits::default() },
-        None,
-        Limits::default(),
-    )
-    .await;
+    let limits =
+        ServerSettings { admission: AdmissionConfig { max_body_bytes: 1024, ..settings().admission }, ..settings() };
+    let rig = rig_with("limits", None, limits, None, Limits::default()).await;
     let seen: Vec<u64> = (0..1000).collect();
     let r = rig
         .client
@@ -270,8 +289,12 @@ async fn a_large_body_gets_413() {
         .await
         .expect("edge answers");
     assert_eq!(r.status(), 413);
+    let v: Value = r.json().await.expect("a JSON error body");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("1024")), "{v}");
     let ready = rig.client.get(format!("{}/readyz", rig.edge)).send().await.expect("readyz");
     assert_eq!(ready.status(), 200, "ready: a module is loaded");
+    let v: Value = ready.json().await.expect("json");
+    assert_eq!((v["ready"].as_bool(), v["tenants"]["default"]["can_rank"].as_bool()), (Some(true), Some(true)), "{v}");
 }
 
 /// The real guest with a custom section appended: the same code under another digest.
@@ -290,20 +313,26 @@ fn variant(tag: &str) -> Vec<u8> {
 }
 
 async fn upload(rig: &Rig, wasm: &[u8], signer: Option<&SigningKey>) -> String {
+    let (status, body) = try_upload(rig, wasm, signer).await;
+    assert_eq!(status, 201, "{body}");
+    serde_json::from_str::<Value>(&body).expect("json")["digest"].as_str().expect("digest").to_string()
+}
+
+async fn try_upload(rig: &Rig, wasm: &[u8], signer: Option<&SigningKey>) -> (u16, String) {
     let mut r = rig.client.put(format!("{}/v1/modules", rig.origin)).bearer_auth("admin").body(wasm.to_vec());
     if let Some(k) = signer {
         use base64::Engine as _;
         r = r.header("x-edgewise-signature", base64::engine::general_purpose::STANDARD.encode(k.sign(wasm).to_bytes()));
     }
     let r = r.send().await.expect("upload");
-    assert_eq!(r.status(), 201);
-    r.json::<Value>().await.expect("json")["digest"].as_str().expect("digest").to_string()
+    (r.status().as_u16(), r.text().await.expect("body"))
 }
 
 async fn swap(rig: &Rig, tenant: &str, digest: &str) -> (u16, String) {
     let r = rig
         .client
         .put(format!("{}/admin/modules/{tenant}", rig.edge))
+        .bearer_auth(EDGE_ADMIN)
         .json(&json!({"digest": digest}))
         .send()
         .await
@@ -317,7 +346,7 @@ async fn modules_come_from_the_origin_verified_and_swap_under_load() {
     // A generous deadline: this test is about swapping, and a loaded CI machine must not turn
     // rankings into deadline fallbacks.
     let generous = Limits { deadline: Duration::from_secs(5), ..Limits::default() };
-    let rig = rig_with("modules", None, ServerLimits::default(), Some(operator.verifying_key()), generous).await;
+    let rig = rig_with("modules", None, settings(), Some(operator.verifying_key()), generous).await;
     let a = upload(&rig, &variant("a"), Some(&operator)).await;
     let b = upload(&rig, &variant("b"), Some(&operator)).await;
     let unsigned = upload(&rig, &variant("c"), None).await;
@@ -329,8 +358,10 @@ async fn modules_come_from_the_origin_verified_and_swap_under_load() {
     let (st, body) = swap(&rig, "default", &forged).await;
     assert_eq!(st, 422, "{body}");
     assert!(body.contains("bad signature"), "{body}");
+    // Regression (issue 13, defect 10): an unknown digest was a 502, as if the origin had failed.
     let (st, body) = swap(&rig, "default", &"0".repeat(64)).await;
-    assert_eq!(st, 502, "an unknown module: {body}");
+    assert_eq!(st, 422, "an unknown module: {body}");
+    assert!(body.contains("not available from the origin"), "{body}");
     let (st, body) = swap(&rig, "default", "nothex").await;
     assert_eq!(st, 422, "{body}");
 
@@ -371,5 +402,106 @@ async fn modules_come_from_the_origin_verified_and_swap_under_load() {
     let (st, _) = swap(&rig, "tenant-2", &a).await;
     assert_eq!(st, 200);
     let r = rig.client.get(format!("{}/v1/feed?user=7&k=5&tenant=tenant-2", rig.edge)).send().await.expect("feed");
+    assert_eq!(r.json::<Value>().await.expect("json")["ranked_by"], "guest");
+}
+
+/// Regression (issue 13, defect 4, at the edge): a personal feed was anyone's
+/// to read. Anonymous feeds stay open; a user's feed needs that user's token,
+/// checked at the edge before anything reaches the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_feeds_are_open_and_personal_ones_need_the_users_token() {
+    let rig = rig("tokens").await;
+    let anon = reqwest::Client::new();
+    let r = anon.get(format!("{}/v1/feed?region=0&k=5", rig.edge)).send().await.expect("feed");
+    assert_eq!(r.status(), 200, "an anonymous feed needs no token");
+    let f: Value = r.json().await.expect("json");
+    assert_eq!((f["frame"].as_str(), f["ranked_by"].as_str()), (Some("preliminary"), Some("guest")), "{f}");
+    let r = anon
+        .get(format!("{}/v1/feed?k=5", rig.edge))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .expect("feed");
+    assert_eq!(r.text().await.expect("body").lines().count(), 1, "an anonymous feed has no refined frame");
+
+    let origin_requests = || async {
+        let text = anon.get(format!("{}/metrics", rig.edge)).send().await.expect("m").text().await.expect("t");
+        text.lines()
+            .find_map(|l| l.strip_prefix("edgewise_edge_origin_requests_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("the origin request counter")
+    };
+    let before = origin_requests().await;
+    let expired = edgewise_http::auth::mint_hs256(
+        USER_SECRET.as_bytes(),
+        &edgewise_http::auth::TokenSpec { issued_at: 1_000, ..edgewise_http::auth::TokenSpec::new(7, 60) },
+    )
+    .expect("mint");
+    let forged = edgewise_http::auth::mint_hs256(
+        b"a secret the edge has never heard of!!",
+        &edgewise_http::auth::TokenSpec::new(7, 60),
+    )
+    .expect("mint");
+    for (token, status, why) in [
+        (None, 401, "missing"),
+        (Some(user_token(8)), 403, "issued for user 8"),
+        (Some(expired), 401, "expired"),
+        (Some(forged), 401, "signature"),
+        (Some("not-a-jwt".to_string()), 401, "not a JWT"),
+    ] {
+        let mut r = anon.get(format!("{}/v1/feed?user=7&region=0&k=5", rig.edge));
+        if let Some(t) = &token {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().await.expect("feed");
+        assert_eq!(r.status(), status, "{why}");
+        if status == 401 {
+            assert!(r.headers().get("www-authenticate").is_some(), "{why}: a 401 carries a challenge");
+        }
+        let body = r.text().await.expect("body");
+        if why != "missing" {
+            assert!(body.contains(why), "{why}: {body}");
+        }
+    }
+    assert_eq!(origin_requests().await, before, "refused requests never reach the origin");
+    let r = anon.get(format!("{}/v1/feed?user=7&region=0&k=5", rig.edge)).bearer_auth(user_token(7)).send().await;
+    let f: Value = r.expect("feed").json().await.expect("json");
+    assert_eq!(f["frame"], "refined", "the user's own token gets the refined feed: {f}");
+}
+
+/// Regression (issue 13, defect 5): without `--admin-key` the admin routes were
+/// open, and a swap accepted a module that could never rank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_routes_are_disabled_without_a_key_and_a_swap_must_rank() {
+    let open =
+        rig_with("noadmin", None, ServerSettings { admin_keys: vec![], ..settings() }, None, Limits::default()).await;
+    for (method, path, body) in [
+        ("PUT", "/admin/modules/default", json!({"digest": "0".repeat(64)})),
+        ("POST", "/admin/purge", json!({"surrogate_key": "x"})),
+    ] {
+        let r = open
+            .client
+            .request(method.parse().expect("method"), format!("{}{path}", open.edge))
+            .bearer_auth("anything")
+            .json(&body)
+            .send()
+            .await
+            .expect("edge answers");
+        assert_eq!(r.status(), 403, "{method} {path}");
+        assert!(r.text().await.expect("body").contains("server.admin_keys"), "{method} {path}: says how to enable it");
+    }
+
+    let rig = rig("canary").await;
+    // The origin refuses modules an edge could never run.
+    let (st, body) = try_upload(&rig, &wat::parse_str("(module)").expect("wat"), None).await;
+    assert_eq!(st, 422, "a module without the guest's exports: {body}");
+    // One that has every export but traps when it ranks passes the origin's checks; the edge's canary refuses it.
+    let trapping = upload(&rig, &hostile("unreachable"), None).await;
+    let (st, body) = swap(&rig, "default", &trapping).await;
+    assert_eq!(st, 422, "{body}");
+    assert!(body.contains("cannot rank"), "{body}");
+    let ready = rig.client.get(format!("{}/readyz", rig.edge)).send().await.expect("readyz");
+    assert_eq!(ready.status(), 200, "the old module keeps serving");
+    let r = rig.client.get(format!("{}/v1/feed?user=7&k=5", rig.edge)).send().await.expect("feed");
     assert_eq!(r.json::<Value>().await.expect("json")["ranked_by"], "guest");
 }

@@ -127,3 +127,35 @@ fn the_pool_never_reuses_a_stopped_instance() {
     }
     real_guest_still_ranks(&engine, limits);
 }
+
+/// Regression (issue 13, defect 12): the host used to allocate whatever
+/// length the guest reported before reading it, so a guest claiming a
+/// 4 GiB result made the host allocate 4 GiB. The region is now checked
+/// against the guest's memory first.
+#[test]
+fn a_guest_that_reports_a_result_outside_its_memory_costs_the_host_nothing() {
+    let limits = Limits::default();
+    let engine = guest::sandboxed_engine(&limits).expect("engine");
+    for (ptr, len) in [("0", "-1"), ("-16", "64"), ("131000", "8192")] {
+        let wat = format!(
+            r#"(module
+  (memory (export "memory") 2)
+  (func (export "ew_abi_version") (result i32) i32.const {version})
+  (func (export "ew_alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "ew_free") (param i32 i32))
+  (func (export "ew_load_model") (param i32 i32) (result i32) i32.const 0)
+  (func (export "ew_rank") (param i32 i32 i32 i32) (result i32) i32.const 0)
+  (func (export "ew_result_ptr") (result i32) i32.const {ptr})
+  (func (export "ew_result_len") (result i32) i32.const {len})
+  (func (export "ew_error_ptr") (result i32) i32.const 0)
+  (func (export "ew_error_len") (result i32) i32.const -1))"#,
+            version = edgewise_core::abi::ABI_VERSION
+        );
+        let m = GuestModule::sandboxed(&engine, &wat::parse_str(&wat).expect("WAT"), limits).expect("compiles");
+        let mut inst = m.instantiate().expect("instantiate");
+        let err = inst.rank_raw(b"bundle", b"ctx").expect_err("the region is outside the guest's memory");
+        assert!(matches!(err, GuestError::BadRegion { memory: 131_072, .. }), "ptr {ptr}, len {len}: {err}");
+        assert!(matches!(inst.rank_raw(b"bundle", b"ctx"), Err(GuestError::Poisoned)), "a lying guest is retired");
+    }
+    real_guest_still_ranks(&engine, limits);
+}

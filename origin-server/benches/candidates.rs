@@ -15,6 +15,7 @@
 use std::time::{Duration, Instant};
 
 use edgewise_core::synth;
+use edgewise_http::auth::{TokenSpec, mint_hs256};
 use edgewise_origin::Config;
 use edgewise_origin::item::Item;
 use edgewise_origin::user::{Event, EventKind, trending_merge};
@@ -40,6 +41,11 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = Config { data_dir: dir.clone(), ..Config::default() };
     cfg.index.dim = 64;
+    // Every request carries its user's token, as a real client's would.
+    const SECRET: &str = "candidates-bench-secret-32-bytes!!";
+    cfg.auth.user_tokens.hmac_secrets = vec![SECRET.into()];
+    let tokens: Vec<String> =
+        (0..n_users).map(|u| mint_hs256(SECRET.as_bytes(), &TokenSpec::new(u, 3600)).expect("a token mints")).collect();
     let spec = synth::Spec {
         n: n_items,
         dim: 64,
@@ -131,7 +137,7 @@ fn main() {
     let mut per_source: Vec<(String, Vec<f64>)> = Vec::new();
     let mut before = latency_sums(&state);
     loop {
-        let (lat, errors) = client_rt.block_on(run_rate(&client, addr, rate, seconds, n_users));
+        let (lat, errors) = client_rt.block_on(run_rate(&client, addr, rate, seconds, &tokens));
         let after = latency_sums(&state);
         rates.push(rate);
         for ((name, n1, s1), (_, n0, s0)) in after.iter().zip(&before) {
@@ -190,8 +196,9 @@ async fn run_rate(
     addr: std::net::SocketAddr,
     rate: u64,
     seconds: u64,
-    users: u64,
+    tokens: &[String],
 ) -> (Vec<f64>, usize) {
+    let users = tokens.len() as u64;
     let total = rate * seconds;
     let gap = Duration::from_secs_f64(1.0 / rate as f64);
     let start = Instant::now();
@@ -200,9 +207,11 @@ async fn run_rate(
         let scheduled = start + gap * i as u32;
         tokio::time::sleep_until(scheduled.into()).await;
         let c = client.clone();
-        let url = format!("http://{addr}/v1/users/{}/candidates?k=500&region={}", (i * 7919) % users, i % 8);
+        let user = (i * 7919) % users;
+        let url = format!("http://{addr}/v1/users/{user}/candidates?k=500&region={}", i % 8);
+        let token = tokens[user as usize].clone();
         set.spawn(async move {
-            let ok = match c.get(url).send().await {
+            let ok = match c.get(url).bearer_auth(token).send().await {
                 Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
                 _ => false,
             };

@@ -20,6 +20,10 @@ pub struct Built {
     pub region: Option<u8>,
     /// Rows.
     pub rows: usize,
+    /// Rows left out for a non-finite value.
+    pub dropped: usize,
+    /// The user a personal bundle was built for (only they may read it).
+    pub owner: Option<u64>,
 }
 
 /// Why a bundle could not be built.
@@ -27,7 +31,12 @@ pub struct Built {
 #[error("cannot build bundle: {0}")]
 pub struct BuildError(String);
 
-/// Encodes `retrieved` as a bundle. Rows whose item was deleted meanwhile are skipped.
+/// Encodes `retrieved` as a bundle. Rows whose item was deleted meanwhile are
+/// skipped, and so are rows with a value a bundle cannot carry (a non-finite
+/// retrieval score, embedding or feature: data stored before values were
+/// bounded at ingest): one bad row never costs the request. Missing features
+/// take the schema's defaults. The number of rows dropped is in
+/// [`Built::dropped`].
 pub fn build(
     cfg: &Config,
     cat: &Catalogue,
@@ -49,25 +58,37 @@ pub fn build(
     h.sources_timed_out = retrieved.timed_out;
     let mut b = BundleBuilder::new(h).map_err(|e| BuildError(e.to_string()))?;
     let mut ranks = [NO_RANK; SLOTS];
+    let defaults = cfg.features.default_values();
+    let mut features = Vec::with_capacity(defaults.len());
+    let mut dropped = 0;
     for row in &retrieved.rows {
         let Some(item) = cat.get(row.id) else { continue };
         for (slot, r) in ranks.iter_mut().zip(&row.ranks) {
             *slot = r.unwrap_or(NO_RANK);
         }
+        cfg.features.resolve_into(&item.features, &defaults, &mut features);
+        let retrieval_score = row.score as f32;
+        if !retrieval_score.is_finite()
+            || !features.iter().all(|v| v.is_finite())
+            || !item.embedding.iter().all(|v| v.is_finite())
+        {
+            dropped += 1;
+            continue;
+        }
         b.push(&Candidate {
             id: item.id,
             embedding: &item.embedding,
-            features: &item.features,
+            features: &features,
             source_ranks: &ranks,
             creator: item.creator,
             category: item.categories.first().copied().unwrap_or(0),
             region_mask: item.region_mask,
-            retrieval_score: row.score as f32,
+            retrieval_score,
         })
         .map_err(|e| BuildError(format!("item {}: {e}", item.id)))?;
     }
     let rows = b.len();
     let bytes = b.finish();
     let digest = edgewise_core::model::digest_hex(&Sha256::digest(&bytes).into());
-    Ok(Built { bytes: bytes.into(), digest, scope, region, rows })
+    Ok(Built { bytes: bytes.into(), digest, scope, region, rows, dropped, owner: None })
 }

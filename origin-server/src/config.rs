@@ -45,7 +45,9 @@ pub struct Config {
     pub retrieval: RetrievalConfig,
     /// Cache headers.
     pub cache: CacheConfig,
-    /// API keys.
+    /// Bounds on ingested values.
+    pub ingest: IngestConfig,
+    /// API keys and user tokens.
     pub auth: AuthConfig,
 }
 
@@ -58,6 +60,7 @@ impl Default for Config {
             features: FeatureConfig::default(),
             retrieval: RetrievalConfig::default(),
             cache: CacheConfig::default(),
+            ingest: IngestConfig::default(),
             auth: AuthConfig::default(),
         }
     }
@@ -69,15 +72,72 @@ impl Default for Config {
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Largest request body, in bytes; larger bodies get 413.
+    /// Largest request body, in bytes; larger bodies get 413 (before they are read, when declared).
     pub max_body_bytes: usize,
-    /// Requests served at once; beyond it the server answers 429 with `Retry-After`.
+    /// Bytes of request bodies all requests together may hold at once; beyond it, 429.
+    pub body_budget_bytes: usize,
+    /// Requests doing work at once (bodies read); beyond it the server answers 429 with `Retry-After`.
+    /// Health routes (`/livez`, `/readyz`, `/metrics`) are outside the cap.
     pub max_in_flight: usize,
+    /// Time a client has to send a request's headers, in ms; also the longest a keep-alive connection may idle.
+    pub header_read_timeout_ms: u64,
+    /// Time a client has to send a request's body, in ms; beyond it, 408.
+    pub body_read_timeout_ms: u64,
+    /// Connections open at once; beyond it new ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), max_body_bytes: 16 << 20, max_in_flight: 512 }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 16 << 20,
+            body_budget_bytes: 256 << 20,
+            max_in_flight: 512,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            max_connections: 4096,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The connection loop's limits.
+    pub fn serve_options(&self) -> edgewise_http::serve::ServeOptions {
+        edgewise_http::serve::ServeOptions {
+            header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
+            max_connections: self.max_connections,
+            ..Default::default()
+        }
+    }
+
+    /// Body and in-flight limits.
+    pub fn admission(&self) -> edgewise_http::admission::AdmissionConfig {
+        edgewise_http::admission::AdmissionConfig {
+            max_body_bytes: self.max_body_bytes,
+            body_timeout: std::time::Duration::from_millis(self.body_read_timeout_ms),
+            body_budget_bytes: self.body_budget_bytes,
+            max_in_flight: self.max_in_flight,
+        }
+    }
+}
+
+/// Bounds on values that come from outside, checked when items and events arrive.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest magnitude of an embedding value or a feature value. With it,
+    /// an inner product over `index.dim` values stays far inside `f32`, so no
+    /// score overflows to infinity.
+    pub max_abs_value: f64,
+    /// How far in the future (by the server's clock) an event's `time` or an
+    /// item's `created_at` may be, in ms; later ones are refused.
+    pub max_future_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self { max_abs_value: 1e6, max_future_ms: 5 * 60 * 1000 }
     }
 }
 
@@ -145,17 +205,45 @@ impl IndexConfig {
     }
 }
 
-/// The item feature schema: names in bundle column order.
+/// The item feature schema: names in bundle column order, and the value a
+/// missing feature takes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FeatureConfig {
-    /// Feature names. Items may omit a feature (it is 0); unknown names are refused.
+    /// Feature names. Items may omit a feature (see `defaults`); unknown names are refused.
     pub names: Vec<String>,
+    /// The value of a feature an item does not give, by name. `train` sets
+    /// each to the mean over the items that do give it and records it in the
+    /// data directory's schema; a feature with no entry defaults to 0. The
+    /// item itself keeps "missing", so a later training recomputes it.
+    pub defaults: BTreeMap<String, f64>,
 }
 
 impl Default for FeatureConfig {
     fn default() -> Self {
-        Self { names: vec!["popularity".into(), "freshness".into()] }
+        Self { names: vec!["popularity".into(), "freshness".into()], defaults: BTreeMap::new() }
+    }
+}
+
+/// How a missing feature is stored in an item: NaN never passes validation, so it cannot be a value.
+pub const MISSING_FEATURE: f32 = f32::NAN;
+
+impl FeatureConfig {
+    /// The default of each feature, in column order.
+    pub fn default_values(&self) -> Vec<f32> {
+        self.names.iter().map(|n| self.defaults.get(n).map_or(0.0, |&v| v as f32)).collect()
+    }
+
+    /// `stored` (an item's features, [`MISSING_FEATURE`] where absent) with
+    /// each missing value replaced by its default, into `out`.
+    pub fn resolve_into(&self, stored: &[f32], defaults: &[f32], out: &mut Vec<f32>) {
+        out.clear();
+        out.extend(
+            stored
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| if v.is_nan() { defaults.get(j).copied().unwrap_or(0.0) } else { v }),
+        );
     }
 }
 
@@ -223,8 +311,10 @@ pub struct CacheConfig {
     pub stale_while_revalidate: u64,
     /// `stale-if-error` of regional bundles.
     pub stale_if_error: u64,
-    /// Bytes of recently built bundles kept for `GET /v1/bundles/{digest}`.
+    /// Bytes of recently built regional bundles kept for `GET /v1/bundles/{digest}`.
     pub bundle_cache_bytes: u64,
+    /// Bytes of regional bundles reused for `s-maxage` (keyed by region and quantised `k`).
+    pub regional_cache_bytes: u64,
 }
 
 impl Default for CacheConfig {
@@ -234,21 +324,26 @@ impl Default for CacheConfig {
             regional_s_maxage: 60,
             stale_while_revalidate: 30,
             stale_if_error: 600,
-            bundle_cache_bytes: 256 << 20,
+            bundle_cache_bytes: 64 << 20,
+            regional_cache_bytes: 64 << 20,
         }
     }
 }
 
-/// API keys. Empty lists mean "no key needed" for that class of route.
+/// Who may call which route (README: Access).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Keys for `PUT /v1/items`, `DELETE /v1/items/{id}`, `POST /v1/events`.
+    /// Service keys for `PUT /v1/items`, `DELETE /v1/items/{id}` and `POST /v1/events`
+    /// (any user's events). With none, those routes are disabled (403).
     pub ingest_keys: Vec<String>,
-    /// Keys for `PUT /v1/models`.
+    /// Keys for `PUT /v1/models` and `PUT /v1/modules`. With none, those routes are disabled (403).
     pub admin_keys: Vec<String>,
-    /// Keys for read routes; empty means reads are open.
+    /// Keys for the non-personal read routes; empty means they are open.
     pub read_keys: Vec<String>,
+    /// User tokens, required by every personalized route (a user's bundle,
+    /// ranking and own events). With no key configured those routes answer 401.
+    pub user_tokens: edgewise_http::auth::UserTokenConfig,
 }
 
 /// The file in a data directory that records the schema of its data.
@@ -256,7 +351,7 @@ pub const DATA_SCHEMA_FILE: &str = "schema.toml";
 
 /// The schema a data directory was built with: the index dimensions and the
 /// feature names. Written as a partial configuration file ([`DATA_SCHEMA_FILE`]).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DataSchema {
     /// `[index]`.
@@ -276,19 +371,22 @@ pub struct SchemaIndex {
 }
 
 /// The `[features]` part of a [`DataSchema`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaFeatures {
     /// `features.names`.
     pub names: Vec<String>,
+    /// `features.defaults` (absent in schema files written before defaults existed).
+    #[serde(default)]
+    pub defaults: BTreeMap<String, f64>,
 }
 
 impl std::fmt::Display for DataSchema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "index.dim = {}, index.content_dim = {}, features.names = {:?}",
-            self.index.dim, self.index.content_dim, self.features.names
+            "index.dim = {}, index.content_dim = {}, features.names = {:?}, features.defaults = {:?}",
+            self.index.dim, self.index.content_dim, self.features.names, self.features.defaults
         )
     }
 }
@@ -309,12 +407,15 @@ impl DataSchema {
         let path = dir.join(DATA_SCHEMA_FILE);
         let tmp = dir.join(format!("{DATA_SCHEMA_FILE}.tmp"));
         let names: Vec<String> = self.features.names.iter().map(|n| format!("{n:?}")).collect();
+        // `{:?}` of an f64 is a valid TOML float that reads back to the same bits.
+        let defaults: Vec<String> = self.features.defaults.iter().map(|(n, v)| format!("{n:?} = {v:?}")).collect();
         let text = format!(
             "# Written by edgewise-origin: the schema of the data in this directory.\n\
-             [index]\ndim = {}\ncontent_dim = {}\n\n[features]\nnames = [{}]\n",
+             [index]\ndim = {}\ncontent_dim = {}\n\n[features]\nnames = [{}]\ndefaults = {{ {} }}\n",
             self.index.dim,
             self.index.content_dim,
-            names.join(", ")
+            names.join(", "),
+            defaults.join(", ")
         );
         std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&tmp, text))
@@ -378,7 +479,7 @@ impl Config {
     pub fn data_schema(&self) -> DataSchema {
         DataSchema {
             index: SchemaIndex { dim: self.index.dim, content_dim: self.index.content_dim },
-            features: SchemaFeatures { names: self.features.names.clone() },
+            features: SchemaFeatures { names: self.features.names.clone(), defaults: self.features.defaults.clone() },
         }
     }
 
@@ -388,6 +489,36 @@ impl Config {
         if self.index.dim == 0 || self.index.dim > usize::from(edgewise_core::bundle::MAX_DIM) {
             return bad(format!("index.dim = {} must be in 1..={}", self.index.dim, edgewise_core::bundle::MAX_DIM));
         }
+        for (name, v) in &self.features.defaults {
+            if !self.features.names.contains(name) {
+                return bad(format!("features.defaults names {name:?}, which is not in features.names"));
+            }
+            if !v.is_finite() || v.abs() > self.ingest.max_abs_value {
+                return bad(format!(
+                    "features.defaults.{name} = {v} must be finite and at most ingest.max_abs_value = {} in magnitude",
+                    self.ingest.max_abs_value
+                ));
+            }
+        }
+        if !(self.ingest.max_abs_value.is_finite()
+            && self.ingest.max_abs_value > 0.0
+            && self.ingest.max_abs_value <= 1e15)
+        {
+            return bad(format!("ingest.max_abs_value = {} must be in (0, 1e15]", self.ingest.max_abs_value));
+        }
+        if self.server.max_body_bytes == 0 || self.server.max_body_bytes > u32::MAX as usize {
+            return bad("server.max_body_bytes must be in 1..=4294967295".into());
+        }
+        if self.server.body_budget_bytes < self.server.max_body_bytes {
+            return bad("server.body_budget_bytes must be at least server.max_body_bytes".into());
+        }
+        if self.server.max_in_flight == 0 || self.server.max_connections == 0 {
+            return bad("server.max_in_flight and server.max_connections must be at least 1".into());
+        }
+        if self.server.header_read_timeout_ms == 0 || self.server.body_read_timeout_ms == 0 {
+            return bad("server.header_read_timeout_ms and server.body_read_timeout_ms must be at least 1".into());
+        }
+        edgewise_http::auth::UserTokens::new(&self.auth.user_tokens).map_err(|e| ConfigError(e.to_string()))?;
         if self.features.names.len() > usize::from(edgewise_core::bundle::MAX_FEATURES) {
             return bad(format!(
                 "features.names has {} names; at most {}",

@@ -35,9 +35,19 @@ pub fn fuse(lists: &[(Source, Vec<Hit>)], weight: impl Fn(Source) -> f64) -> Vec
     let mut acc: HashMap<u64, (f64, u32, [Option<u16>; SLOTS])> = HashMap::new();
     for (source, hits) in lists {
         let w = weight(*source);
-        let (lo, hi) = hits.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), h| (lo.min(h.1), hi.max(h.1)));
+        // A non-finite score (an overflowed inner product) says nothing about
+        // the item: the row is dropped, so it cannot turn every other
+        // normalised score into NaN. Ranks stay those of the source's list.
+        let (lo, hi) = hits
+            .iter()
+            .filter(|h| h.1.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), h| (lo.min(f64::from(h.1)), hi.max(f64::from(h.1))));
         for (r, &(id, s)) in hits.iter().enumerate() {
-            let norm = if hi > lo { f64::from((s - lo) / (hi - lo)) } else { 1.0 };
+            if !s.is_finite() {
+                continue;
+            }
+            // In f64: `hi - lo` of two finite f32s cannot overflow here.
+            let norm = if hi > lo { (f64::from(s) - lo) / (hi - lo) } else { 1.0 };
             let rrf = 1.0 / (RRF_K + (r + 1) as f64);
             let e = acc.entry(id).or_insert((0.0, 0, [None; SLOTS]));
             if e.2[source.slot()].is_none() {
@@ -63,6 +73,19 @@ pub fn fuse(lists: &[(Source, Vec<Hit>)], weight: impl Fn(Source) -> f64) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_and_huge_scores_never_make_the_fusion_nan() {
+        let lists = vec![
+            (Source::Collaborative, vec![(1, f32::INFINITY), (2, 3e38), (3, -3e38), (4, f32::NAN), (5, 0.5)]),
+            (Source::Trending, vec![(5, 1.0)]),
+        ];
+        let out = fuse(&lists, |_| 1.0);
+        assert!(out.iter().all(|f| f.score.is_finite()), "{out:?}");
+        let ids: Vec<u64> = out.iter().map(|f| f.id).collect();
+        assert!(!ids.contains(&1) && !ids.contains(&4), "non-finite rows are dropped: {ids:?}");
+        assert_eq!(ids.len(), 3);
+    }
 
     #[test]
     fn fusion_by_hand() {

@@ -1,29 +1,32 @@
 //! The HTTP API (v1), built with axum.
 //!
-//! | route | what |
-//! |---|---|
-//! | `GET /livez`, `GET /readyz` | liveness; readiness (the index is loaded) |
-//! | `GET /metrics` | Prometheus metrics |
-//! | `GET /openapi.json` | the OpenAPI 3.1 document ([`ApiDoc`]), generated from these handlers |
-//! | `PUT /v1/items` | batch upsert, JSON array or NDJSON, a status per item (ingest key) |
-//! | `GET /v1/items/{id}`, `DELETE /v1/items/{id}` | one item (delete needs the ingest key) |
-//! | `POST /v1/events` | batch of feedback events, idempotent by `event_id` (ingest key) |
-//! | `GET /v1/users/{id}/candidates?k=&region=` | personalized bundle, `private` |
-//! | `GET /v1/regions/{region}/bundle?k=` | regional bundle, `public, s-maxage, stale-while-revalidate, stale-if-error` |
-//! | `GET /v1/bundles/{digest}` | a recently built bundle by sha256, `immutable` |
-//! | `PUT /v1/models?rollout=stable\|canary&percent=` | registers a model artifact (admin key) |
-//! | `GET /v1/models/{digest}` | a model artifact, `immutable` |
-//! | `PUT /v1/modules` | stores a guest module and its optional detached ed25519 signature (admin key) |
-//! | `GET /v1/modules/{digest}` | a guest module, `immutable`, signature in `X-Edgewise-Signature` |
-//! | `GET /v1/models/current?user=` | the manifest, and the model this user gets (sticky canary) |
-//! | `POST /v1/rank` | the refined ranking computed at the origin, with every stage explained |
+//! | route | what | who may call it ([`Access`]) |
+//! |---|---|---|
+//! | `GET /livez`, `GET /readyz` | liveness; readiness (the index is loaded) | anyone; outside admission |
+//! | `GET /metrics` | Prometheus metrics | anyone; outside admission |
+//! | `GET /openapi.json` | the OpenAPI 3.1 document ([`ApiDoc`]), generated from these handlers | anyone |
+//! | `PUT /v1/items` | batch upsert, JSON array or NDJSON, a status per item | ingest key |
+//! | `GET /v1/items/{id}`, `DELETE /v1/items/{id}` | one item | read / ingest key |
+//! | `POST /v1/events` | batch of feedback events, idempotent by `event_id` | ingest key, or the user's token for their own events |
+//! | `GET /v1/users/{id}/candidates?k=&region=` | personalized bundle, `private` | the user's token |
+//! | `GET /v1/regions/{region}/bundle?k=` | regional bundle, `public, s-maxage, stale-while-revalidate, stale-if-error` | read |
+//! | `GET /v1/bundles/{digest}` | a recently built regional bundle by sha256, `immutable` | read |
+//! | `PUT /v1/models?rollout=stable\|canary&percent=` | registers a model artifact | admin key |
+//! | `GET /v1/models/{digest}` | a model artifact, `immutable` | read |
+//! | `PUT /v1/modules` | stores a guest module and its optional detached ed25519 signature | admin key |
+//! | `GET /v1/modules/{digest}` | a guest module, `immutable`, signature in `X-Edgewise-Signature` | read |
+//! | `GET /v1/models/current?user=` | the manifest, and the model this user gets (sticky canary) | read |
+//! | `POST /v1/rank` | the refined ranking computed at the origin, with every stage explained | the user's token |
+//!
+//! "Read" routes are open unless `auth.read_keys` is set. The access rule is
+//! checked on the headers before the body is read; then
+//! [`edgewise_http::admission`] reads the body within `server.max_body_bytes`
+//! (413), `server.body_read_timeout_ms` (408) and `server.body_budget_bytes`
+//! (429), and takes a slot of `server.max_in_flight` (429 with `Retry-After`).
 //!
 //! Cacheable responses carry a strong ETag (the bundle's sha256; a compressed
 //! representation gets its own, e.g. `"<sha>-gzip"`), answer `If-None-Match`
 //! with 304, and carry `Vary: Accept-Encoding`, `Surrogate-Key` and `Cache-Tag`.
-//! Batch bodies larger than `server.max_body_bytes` get 413; past
-//! `server.max_in_flight` concurrent requests the server answers 429 with
-//! `Retry-After`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -35,12 +38,13 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{delete, get, post, put};
 use bytes::Bytes;
 use edgewise_core::bundle::Scope;
 use edgewise_core::session::SessionConfig;
+use edgewise_http::admission::Admission;
+use edgewise_http::auth::{Denied, ServiceKeys, UserClaims, UserTokens};
 use serde::Deserialize;
-use tokio::sync::Semaphore;
 
 use crate::bundles::{self, Built};
 use crate::catalogue::Catalogue;
@@ -91,6 +95,17 @@ impl BatchResult {
 /// Media type of candidate bundles.
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.edgewise.bundle";
 
+/// Service keys by class (from `auth.*_keys`).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// `auth.ingest_keys`: item writes and any user's events. None configured: disabled.
+    pub ingest: ServiceKeys,
+    /// `auth.admin_keys`: model and module uploads. None configured: disabled.
+    pub admin: ServiceKeys,
+    /// `auth.read_keys`: non-personal reads. None configured: open.
+    pub read: ServiceKeys,
+}
+
 /// Everything the handlers share.
 pub struct AppState {
     /// Configuration.
@@ -109,9 +124,14 @@ pub struct AppState {
     pub manifest: RwLock<Manifest>,
     /// Decoded models.
     pub models: Loaded,
+    /// Service keys.
+    pub keys: Keys,
+    /// User-token verification.
+    pub tokens: UserTokens,
+    /// Body limits and the in-flight cap.
+    pub admission: Admission,
     regional: moka::future::Cache<(u8, usize), Arc<Built>>,
     by_digest: moka::future::Cache<String, Arc<Built>>,
-    in_flight: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -122,17 +142,32 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State over an open store and a (possibly still loading) catalogue.
-    pub fn new(cfg: Config, store: Store, catalogue: Arc<Catalogue>, metrics: Metrics) -> Self {
+    /// Fails when the user-token configuration cannot be used.
+    pub fn new(
+        cfg: Config,
+        store: Store,
+        catalogue: Arc<Catalogue>,
+        metrics: Metrics,
+    ) -> Result<Self, edgewise_http::auth::TokenConfigError> {
+        fn weigh<K>(_: &K, b: &Arc<Built>) -> u32 {
+            u32::try_from(b.bytes.len()).unwrap_or(u32::MAX)
+        }
         let regional = moka::future::Cache::builder()
-            .max_capacity(1024)
+            .weigher(weigh::<(u8, usize)>)
+            .max_capacity(cfg.cache.regional_cache_bytes)
             .time_to_live(Duration::from_secs(cfg.cache.regional_s_maxage.max(1)))
             .build();
-        let by_digest = moka::future::Cache::builder()
-            .weigher(|_: &String, b: &Arc<Built>| u32::try_from(b.bytes.len()).unwrap_or(u32::MAX))
-            .max_capacity(cfg.cache.bundle_cache_bytes)
-            .build();
-        let in_flight = Arc::new(Semaphore::new(cfg.server.max_in_flight.max(1)));
-        Self {
+        let by_digest =
+            moka::future::Cache::builder().weigher(weigh::<String>).max_capacity(cfg.cache.bundle_cache_bytes).build();
+        let a = &cfg.auth;
+        let keys = Keys {
+            ingest: ServiceKeys::new(&a.ingest_keys, "ingest", "auth.ingest_keys"),
+            admin: ServiceKeys::new(&a.admin_keys, "admin", "auth.admin_keys"),
+            read: ServiceKeys::new(&a.read_keys, "read", "auth.read_keys"),
+        };
+        let tokens = UserTokens::new(&a.user_tokens)?;
+        let admission = Admission::new(cfg.server.admission(), metrics.http.clone());
+        Ok(Self {
             cfg,
             store,
             catalogue,
@@ -141,10 +176,12 @@ impl AppState {
             session: SessionConfig::default(),
             manifest: RwLock::new(Manifest::default()),
             models: Loaded::default(),
+            keys,
+            tokens,
+            admission,
             regional,
             by_digest,
-            in_flight,
-        }
+        })
     }
 }
 
@@ -153,47 +190,138 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The router.
+/// Who may call a route. Every `/v1` route and `/openapi.json` declares one
+/// where it is mounted ([`app`]); [`guard`] checks it on the headers before
+/// the body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (documentation).
+    Open,
+    /// Non-personal reads: anyone, or a read key when `auth.read_keys` is set.
+    Read,
+    /// An ingest key.
+    Ingest,
+    /// An admin key.
+    Admin,
+    /// A user token; the handler checks that its subject is the user the request is about.
+    User,
+    /// An ingest key (any user's events), or a user token (that user's own events only).
+    IngestOrUser,
+}
+
+/// The caller [`guard`] admitted, in the request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// No credential was needed.
+    Anonymous,
+    /// A service key.
+    Service,
+    /// A user token.
+    User(UserClaims),
+}
+
+impl Caller {
+    /// Refuses unless the caller is a service, or the user `user` themself.
+    pub fn may_act_for(&self, user: u64) -> Result<(), Denied> {
+        match self {
+            Caller::Service => Ok(()),
+            Caller::User(c) => edgewise_http::auth::check_subject(c, user),
+            Caller::Anonymous => Err(Denied::Missing("this route needs the user's token".into())),
+        }
+    }
+}
+
+/// Checks the route's [`Access`] on the headers, then hands the request to
+/// admission (body limits, read timeout, in-flight cap).
+async fn guard(State((st, access)): State<(Arc<AppState>, Access)>, mut req: Request, next: Next) -> Response {
+    let h = req.headers();
+    let caller = match access {
+        Access::Open => Ok(Caller::Anonymous),
+        Access::Read => st.keys.read.require_if_configured(h).map(|()| Caller::Anonymous),
+        Access::Ingest => st.keys.ingest.require(h).map(|()| Caller::Service),
+        Access::Admin => st.keys.admin.require(h).map(|()| Caller::Service),
+        Access::User => st.tokens.from_headers(h).map(Caller::User),
+        Access::IngestOrUser => {
+            if st.keys.ingest.presented_by(h) {
+                Ok(Caller::Service)
+            } else if edgewise_http::auth::bearer(h).is_some() {
+                st.tokens.from_headers(h).map(Caller::User)
+            } else if h.contains_key(edgewise_http::auth::API_KEY_HEADER) {
+                Err(Denied::Forbidden("the key is not an ingest key".into()))
+            } else {
+                Err(Denied::Missing(
+                    "this route needs an ingest key (X-Api-Key) or the user's token (Authorization: Bearer)".into(),
+                ))
+            }
+        }
+    };
+    match caller {
+        Ok(c) => {
+            req.extensions_mut().insert(c);
+            st.admission.run(req, next).await
+        }
+        Err(d) => st.admission.deny(d),
+    }
+}
+
+/// The caller [`guard`] admitted (a 500 if a route was mounted without a guard).
+fn caller(req_caller: Option<axum::Extension<Caller>>) -> Result<Caller, ApiError> {
+    req_caller.map(|axum::Extension(c)| c).ok_or_else(|| ApiError::internal("a route ran without its access guard"))
+}
+
+/// The router. Health routes (`/livez`, `/readyz`, `/metrics`) sit outside
+/// admission and request logging, so they answer under any load; every other
+/// route has its [`Access`] here.
 pub fn app(state: Arc<AppState>) -> Router {
     let body_limit = state.cfg.server.max_body_bytes;
-    Router::new()
-        .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(|| async { axum::Json(<ApiDoc as utoipa::OpenApi>::openapi()) }))
-        .route("/v1/items", put(put_items))
-        .route("/v1/items/{id}", get(get_item).delete(delete_item))
-        .route("/v1/events", axum::routing::post(post_events))
-        .route("/v1/users/{id}/candidates", get(candidates))
-        .route("/v1/regions/{region}/bundle", get(regional_bundle))
-        .route("/v1/bundles/{digest}", get(bundle_by_digest))
-        .route("/v1/models", put(put_model))
-        .route("/v1/models/current", get(current_model))
-        .route("/v1/models/{digest}", get(get_model))
-        .route("/v1/modules", put(put_module))
-        .route("/v1/modules/{digest}", get(get_module))
-        .route("/v1/rank", axum::routing::post(rank))
+    let g = |access| middleware::from_fn_with_state((state.clone(), access), guard);
+    let api = Router::new()
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(<ApiDoc as utoipa::OpenApi>::openapi()) }).route_layer(g(Access::Open)),
+        )
+        .route("/v1/items", put(put_items).route_layer(g(Access::Ingest)))
+        .route(
+            "/v1/items/{id}",
+            get(get_item).route_layer(g(Access::Read)).merge(delete(delete_item).route_layer(g(Access::Ingest))),
+        )
+        .route("/v1/events", post(post_events).route_layer(g(Access::IngestOrUser)))
+        .route("/v1/users/{id}/candidates", get(candidates).route_layer(g(Access::User)))
+        .route("/v1/regions/{region}/bundle", get(regional_bundle).route_layer(g(Access::Read)))
+        .route("/v1/bundles/{digest}", get(bundle_by_digest).route_layer(g(Access::Read)))
+        .route("/v1/models", put(put_model).route_layer(g(Access::Admin)))
+        .route("/v1/models/current", get(current_model).route_layer(g(Access::Read)))
+        .route("/v1/models/{digest}", get(get_model).route_layer(g(Access::Read)))
+        .route("/v1/modules", put(put_module).route_layer(g(Access::Admin)))
+        .route("/v1/modules/{digest}", get(get_module).route_layer(g(Access::Read)))
+        .route("/v1/rank", post(rank).route_layer(g(Access::User)))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(middleware::from_fn(representation_etag))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
-            tracing::info_span!("request", method = %req.method(), route, uri = %req.uri())
-        }))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+                    tracing::info_span!("request", method = %req.method(), route, uri = %req.uri())
+                })
+                // A 5xx is not an error of this server's making when it is a 503 while loading;
+                // internal errors log themselves at ERROR (`ApiError::internal`).
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)),
+        )
+        .fallback(|| async { ApiError::not_found("no such route") });
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(api)
         .with_state(state)
 }
 
-/// Records latency per route and caps requests in flight (429 beyond the cap).
+/// Records latency per route.
 async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let Ok(_permit) = st.in_flight.clone().try_acquire_owned() else {
-        let mut r =
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too many requests in flight; retry shortly").into_response();
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
-    };
     let start = Instant::now();
     let resp = next.run(req).await;
     st.metrics.http_seconds.with_label_values(&[&route, resp.status().as_str()]).observe(start.elapsed().as_secs_f64());
@@ -227,24 +355,15 @@ pub fn etag_matches(headers: &HeaderMap, digest: &str) -> bool {
     })
 }
 
-fn check_key(keys: &[String], headers: &HeaderMap) -> Result<(), ApiError> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-    match given {
-        Some(k) if keys.iter().any(|x| x == k) => Ok(()),
-        Some(_) => Err(ApiError::unauthorized("the API key is not valid for this route")),
-        None => Err(ApiError::unauthorized("this route needs an API key (Authorization: Bearer <key>)")),
-    }
+#[utoipa::path(get, path = "/livez", tag = "health",
+    responses((status = 200, description = "the process is alive", content_type = "text/plain", body = String)))]
+async fn livez() -> &'static str {
+    "ok"
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "health",
-    responses((status = 200, description = "the index is loaded"), (status = 503, description = "still loading")))]
+    responses((status = 200, description = "the index is loaded", content_type = "text/plain", body = String),
+        (status = 503, description = "still loading", content_type = "text/plain", body = String)))]
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     if st.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready").into_response()
@@ -254,7 +373,7 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     st.metrics.index_items.set(st.catalogue.len() as i64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
@@ -267,19 +386,26 @@ fn require_ready(st: &AppState) -> Result<(), ApiError> {
 #[utoipa::path(put, path = "/v1/items", tag = "items",
     request_body(content = Vec<ItemJson>, description = "a JSON array of items, or NDJSON (one item per line)"),
     responses((status = 200, body = BatchResponse, description = "a status per item; at least one accepted"),
-        (status = 400, body = BatchResponse, description = "no item accepted, or the body is not JSON/NDJSON"),
-        (status = 401, body = ErrorBody), (status = 413, description = "body larger than server.max_body_bytes")),
+        (status = 400, body = BatchRefused, description = "no item accepted (a status per item), or the body is not JSON/NDJSON")),
     security(("api_key" = [])))]
-async fn put_items(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    check_key(&st.cfg.auth.ingest_keys, &headers)?;
+async fn put_items(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     require_ready(&st)?;
-    let Validated { mut results, valid, slots } = validate_batch(&body, |v| Item::from_json(v, &st.cfg))?;
+    let now = now_ms();
+    let Validated { mut results, valid, slots } = validate_batch(&body, |v| Item::from_json(v, &st.cfg, now))?;
     let accepted = valid.len();
     if accepted > 0 {
         let st2 = st.clone();
         let (valid, existed) = tokio::task::spawn_blocking(move || {
-            let existed = st2.store.put_items(&valid);
-            (valid, existed)
+            let (items, titles): (Vec<Item>, Vec<Option<String>>) = valid.into_iter().unzip();
+            let titled: Vec<(u64, String)> =
+                items.iter().zip(&titles).filter_map(|(i, t)| t.clone().map(|t| (i.id, t))).collect();
+            let existed = st2.store.put_items(&items).and_then(|e| {
+                if !titled.is_empty() {
+                    st2.store.put_titles(&titled)?;
+                }
+                Ok(e)
+            });
+            (items, existed)
         })
         .await
         .map_err(ApiError::internal)?;
@@ -339,13 +465,9 @@ fn parse_id(s: &str, what: &str) -> Result<u64, ApiError> {
 }
 
 #[utoipa::path(get, path = "/v1/items/{id}", tag = "items", params(("id" = u64, Path, description = "item id")),
-    responses((status = 200, body = ItemJson), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_item(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    check_key(&st.cfg.auth.read_keys, &headers)?;
+    responses((status = 200, body = ItemJson, description = "the item, with its title when one is stored"),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_item(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id, "item id")?;
     let item = st.catalogue.get(id).ok_or_else(|| ApiError::not_found(format!("item {id} does not exist")))?;
     let st2 = st.clone();
@@ -360,12 +482,7 @@ async fn get_item(
 #[utoipa::path(delete, path = "/v1/items/{id}", tag = "items", params(("id" = u64, Path, description = "item id")),
     responses((status = 204, description = "deleted"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("api_key" = [])))]
-async fn delete_item(
-    State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    check_key(&st.cfg.auth.ingest_keys, &headers)?;
+async fn delete_item(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     require_ready(&st)?;
     let id = parse_id(&id, "item id")?;
     let st2 = st.clone();
@@ -388,14 +505,23 @@ async fn delete_item(
 }
 
 #[utoipa::path(post, path = "/v1/events", tag = "events",
-    request_body(content = Vec<Event>, description = "a JSON array of events, or NDJSON; idempotent by event_id"),
-    responses((status = 200, body = BatchResponse), (status = 400, body = BatchResponse), (status = 401, body = ErrorBody),
-        (status = 413, description = "body too large")),
-    security(("api_key" = [])))]
-async fn post_events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    check_key(&st.cfg.auth.ingest_keys, &headers)?;
+    request_body(content = Vec<Event>, description = "a JSON array of events, or NDJSON; idempotent by event_id. With a user token, every event must be that user's (403 otherwise, nothing written)."),
+    responses((status = 200, body = BatchResponse, description = "a status per event; at least one accepted"),
+        (status = 400, body = BatchRefused, description = "no event accepted (a status per event), or the body is not JSON/NDJSON")),
+    security(("api_key" = []), ("user_token" = [])))]
+async fn post_events(
+    State(st): State<Arc<AppState>>,
+    who: Option<axum::Extension<Caller>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let who = caller(who)?;
     require_ready(&st)?;
-    let Validated { mut results, valid, slots } = validate_batch(&body, Event::from_json)?;
+    let (now, skew) = (now_ms(), st.cfg.ingest.max_future_ms);
+    let Validated { mut results, valid, slots } = validate_batch(&body, |v| Event::from_json(v, now, skew))?;
+    // A user token may only write that user's events: one stranger refuses the whole batch.
+    for e in &valid {
+        who.may_act_for(e.user)?;
+    }
     let applied_count = valid.len();
     if applied_count > 0 {
         let st2 = st.clone();
@@ -442,6 +568,17 @@ fn parse_k(k: Option<&str>, cfg: &Config) -> Result<usize, ApiError> {
         Ok(k) if (1..=cfg.retrieval.max_k).contains(&k) => Ok(k),
         _ => Err(ApiError::bad_request(format!("k={k:?} must be an integer in 1..={}", cfg.retrieval.max_k))),
     }
+}
+
+/// The candidate counts regional bundles are built for. A request's `k` is
+/// rounded up to the next one (capped at `retrieval.max_k`), so varying `k`
+/// cannot fill the origin's bundle caches, and every cache on the way shares
+/// the same few bundles per region.
+pub const REGIONAL_K_BUCKETS: [usize; 12] = [50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000];
+
+/// `k` rounded up to a [`REGIONAL_K_BUCKETS`] entry, at most `max_k`.
+pub fn regional_k(k: usize, max_k: usize) -> usize {
+    REGIONAL_K_BUCKETS.iter().copied().find(|&b| b >= k).unwrap_or(max_k).min(max_k)
 }
 
 fn parse_region(r: &str) -> Result<u8, ApiError> {
@@ -534,8 +671,11 @@ async fn personal_bundle(
     let digest = model_for(st, Some(user)).and_then(|d| digest_bytes(&d)).unwrap_or([0; 32]);
     let built = Arc::new(
         bundles::build(&st.cfg, &st.catalogue, &retrieved, Scope::Personal, region, now, digest)
+            .map(|b| Built { owner: Some(user), ..b })
             .map_err(ApiError::internal)?,
     );
+    st.metrics.rows_dropped.with_label_values(&["personal"]).inc_by(built.dropped as u64);
+    // Addressable by digest too, but only with this user's token (`bundle_by_digest`).
     st.by_digest.insert(built.digest.clone(), built.clone()).await;
     Ok((state, retrieved, built, now))
 }
@@ -547,18 +687,20 @@ fn dropped_names(r: &Retrieved) -> Vec<&'static str> {
 #[utoipa::path(get, path = "/v1/users/{id}/candidates", tag = "bundles",
     params(("id" = u64, Path, description = "user id"), ("k" = Option<usize>, Query, description = "candidates (default retrieval.default_k)"),
         ("region" = Option<u8>, Query, description = "the user's region, 0–31")),
-    responses((status = 200, description = "a personalized candidate bundle (Cache-Control: private)", content_type = "application/vnd.edgewise.bundle", body = Vec<u8>),
-        (status = 304, description = "If-None-Match matched"), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "a personalized candidate bundle (Cache-Control: private)", content_type = "application/vnd.edgewise.bundle", body = Binary),
+        (status = 304, description = "If-None-Match matched"), (status = 400, body = ErrorBody)),
+    security(("user_token" = [])))]
 async fn candidates(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(user): Path<String>,
+    who: Option<axum::Extension<Caller>>,
     q: Result<Query<BundleQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    check_key(&st.cfg.auth.read_keys, &headers)?;
+    let user = parse_id(&user, "user id")?;
+    caller(who)?.may_act_for(user)?;
     require_ready(&st)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let user = parse_id(&user, "user id")?;
     let k = parse_k(q.k.as_deref(), &st.cfg)?;
     let region = q.region.as_deref().map(parse_region).transpose()?;
     let (_, retrieved, built, _) = personal_bundle(&st, user, region, k).await?;
@@ -579,20 +721,15 @@ struct ModelQuery {
 
 #[utoipa::path(put, path = "/v1/models", tag = "models",
     params(("rollout" = Option<String>, Query, description = "stable (default) or canary"), ("percent" = Option<u8>, Query, description = "canary share, 1–100")),
-    request_body(content = Vec<u8>, content_type = "application/vnd.edgewise.model", description = "a model artifact (edgewise_core::model v1)"),
-    responses((status = 201, description = "registered; returns the digest and the manifest"), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    request_body(description = "a model artifact (edgewise_core::model v1); the content type is not checked",
+        content((Binary = "application/vnd.edgewise.model"), (Binary = "application/octet-stream"))),
+    responses((status = 201, body = ModelRegistered, description = "registered; the digest and the manifest"), (status = 400, body = ErrorBody)),
     security(("api_key" = [])))]
 async fn put_model(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
     q: Result<Query<ModelQuery>, axum::extract::rejection::QueryRejection>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if st.cfg.auth.admin_keys.is_empty() {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "model uploads are disabled: configure auth.admin_keys"));
-    }
-    check_key(&st.cfg.auth.admin_keys, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let model =
         edgewise_core::model::Model::decode(&body).map_err(|e| ApiError::bad_request(format!("invalid model: {e}")))?;
@@ -645,7 +782,7 @@ async fn put_model(
     *st.manifest.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next.clone();
     // Bundles built before now name the old model; rebuild regional ones on next request.
     st.regional.invalidate_all();
-    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({"digest": digest, "manifest": next}))).into_response())
+    Ok((StatusCode::CREATED, axum::Json(ModelRegistered { digest, manifest: next })).into_response())
 }
 
 fn check_digest(d: &str) -> Result<(), ApiError> {
@@ -657,7 +794,7 @@ fn check_digest(d: &str) -> Result<(), ApiError> {
 }
 
 #[utoipa::path(get, path = "/v1/models/{digest}", tag = "models", params(("digest" = String, Path, description = "sha256, hex")),
-    responses((status = 200, description = "the artifact (immutable)", content_type = "application/vnd.edgewise.model", body = Vec<u8>),
+    responses((status = 200, description = "the artifact (immutable)", content_type = "application/vnd.edgewise.model", body = Binary),
         (status = 304, description = "If-None-Match matched"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_model(
     State(st): State<Arc<AppState>>,
@@ -681,7 +818,6 @@ async fn stored_artifact(
     content_type: &'static str,
     load: impl FnOnce(&crate::store::Store, &str) -> Result<Option<(Vec<u8>, Option<String>)>, ApiError> + Send + 'static,
 ) -> Result<Response, ApiError> {
-    check_key(&st.cfg.auth.read_keys, headers)?;
     check_digest(&digest)?;
     let (st2, d2) = (st.clone(), digest.clone());
     let found = tokio::task::spawn_blocking(move || load(&st2.store, &d2)).await.map_err(ApiError::internal)??;
@@ -724,18 +860,17 @@ fn immutable_artifact(
 pub const SIGNATURE_HEADER: &str = "x-edgewise-signature";
 
 #[utoipa::path(put, path = "/v1/modules", tag = "modules",
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "a core guest module (`edgewise_core.wasm` or a build of it); an optional detached ed25519 signature (base64) in X-Edgewise-Signature is stored with it and served to edges"),
-    responses((status = 201, description = "stored; returns the digest and its URL"), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    request_body(description = "a core guest module (`edgewise_core.wasm` or a build of it: no imports, the guest ABI's exports); an optional detached ed25519 signature (base64) in X-Edgewise-Signature is stored with it and served to edges; the content type is not checked",
+        content((Binary = "application/wasm"), (Binary = "application/octet-stream"))),
+    responses((status = 201, body = ModuleStored, description = "stored; the digest and its URL"), (status = 400, body = ErrorBody, description = "a malformed signature header"),
+        (status = 422, body = ErrorBody, description = "not a module an edge can run")),
     security(("api_key" = [])))]
 async fn put_module(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    if st.cfg.auth.admin_keys.is_empty() {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "module uploads are disabled: configure auth.admin_keys"));
-    }
-    check_key(&st.cfg.auth.admin_keys, &headers)?;
-    if !body.starts_with(b"\0asm") {
-        return Err(ApiError::bad_request("not a WebAssembly module (the body does not start with \\0asm)"));
-    }
+    let checked = body.clone();
+    tokio::task::spawn_blocking(move || crate::models::check_guest_module(&checked))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("module refused: {e}")))?;
     let signature = match headers.get(SIGNATURE_HEADER) {
         None => String::new(),
         Some(v) => {
@@ -752,11 +887,11 @@ async fn put_module(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
         .await
         .map_err(ApiError::internal)??;
     let url = format!("/v1/modules/{digest}");
-    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({"digest": digest, "url": url}))).into_response())
+    Ok((StatusCode::CREATED, axum::Json(ModuleStored { digest, url })).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/modules/{digest}", tag = "modules", params(("digest" = String, Path, description = "sha256, hex")),
-    responses((status = 200, description = "the module (immutable), with its signature in X-Edgewise-Signature when one was stored", content_type = "application/wasm", body = Vec<u8>),
+    responses((status = 200, description = "the module (immutable), with its signature in X-Edgewise-Signature when one was stored", content_type = "application/wasm", body = Binary),
         (status = 304, description = "If-None-Match matched"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_module(
     State(st): State<Arc<AppState>>,
@@ -777,25 +912,25 @@ struct CurrentQuery {
 
 #[utoipa::path(get, path = "/v1/models/current", tag = "models",
     params(("user" = Option<u64>, Query, description = "the user; picks stable or canary by a sticky hash")),
-    responses((status = 200, description = "digest, url, stable and canary"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = CurrentModel, description = "the model this user gets, and the manifest"), (status = 400, body = ErrorBody),
+        (status = 304, description = "If-None-Match matched"), (status = 404, body = ErrorBody)))]
 async fn current_model(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     q: Result<Query<CurrentQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    check_key(&st.cfg.auth.read_keys, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let user = q.user.as_deref().map(|u| parse_id(u, "user id")).transpose()?;
     let manifest = st.manifest.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let Some(chosen) = manifest.for_user(user).map(str::to_owned) else {
         return Err(ApiError::not_found("no model is registered yet (PUT /v1/models)"));
     };
-    let body = serde_json::to_vec(&serde_json::json!({
-        "digest": chosen,
-        "url": format!("/v1/models/{chosen}"),
-        "stable": manifest.stable,
-        "canary": manifest.canary,
-    }))
+    let body = serde_json::to_vec(&CurrentModel {
+        url: format!("/v1/models/{chosen}"),
+        digest: chosen,
+        stable: manifest.stable,
+        canary: manifest.canary,
+    })
     .map_err(ApiError::internal)?;
     let etag = edgewise_core::model::digest_hex(&<sha2::Sha256 as sha2::Digest>::digest(&body).into());
     let mut h = HeaderMap::new();
@@ -834,34 +969,110 @@ pub struct RankBody {
 /// The OpenAPI document, generated from the handler annotations.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "Edgewise origin API", description = "Catalogue, events, candidate bundles, models and ranking."),
-    paths(readyz, metrics, put_items, get_item, delete_item, post_events, candidates, regional_bundle, bundle_by_digest,
+    info(title = "Edgewise origin API", description = "Catalogue, events, candidate bundles, models and ranking. \
+        Service keys (api_key: `X-Api-Key` or `Authorization: Bearer`) guard ingest and admin routes; \
+        personalized routes need the user's own token (user_token: a short-lived JWT whose sub is the user id). \
+        Every error has a JSON body `{\"error\": ...}`, except 414 and 431, which the HTTP layer sends without one."),
+    paths(livez, readyz, metrics, put_items, get_item, delete_item, post_events, candidates, regional_bundle, bundle_by_digest,
         put_model, get_model, current_model, put_module, get_module, rank),
-    components(schemas(ItemJson, Event, crate::user::EventKind, BatchResponse, BatchResult, ErrorBody, RankBody, Manifest, Canary)),
-    modifiers(&ApiKeyScheme)
+    components(schemas(ItemJson, Event, crate::user::EventKind, BatchResponse, BatchResult, BatchRefused, ErrorBody, RankBody,
+        RankResponse, RankedJson, Manifest, Canary, CurrentModel, ModelRegistered, ModuleStored)),
+    modifiers(&SecuritySchemes, &CommonResponses)
 )]
 pub struct ApiDoc;
 
-struct ApiKeyScheme;
-impl utoipa::Modify for ApiKeyScheme {
+struct SecuritySchemes;
+impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
         let comps = doc.components.get_or_insert_with(Default::default);
         comps.add_security_scheme(
             "api_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Api-Key",
+                "a service key (ingest, admin or read); `Authorization: Bearer KEY` works too",
+            ))),
+        );
+        comps.add_security_scheme(
+            "user_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("the user's token: HS256 or EdDSA, sub = user id, exp and iat required"))
+                    .build(),
+            ),
         );
     }
 }
 
+/// The statuses every guarded route can answer, added to each operation so
+/// the document says what the server really sends: 401/403 from the access
+/// check, 408/413/429 from admission, 503 while the index loads, 500.
+struct CommonResponses;
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        /// Routes that wait for start-up recovery.
+        const NEED_READY: [&str; 6] = [
+            "/v1/items",
+            "/v1/items/{id}",
+            "/v1/events",
+            "/v1/users/{id}/candidates",
+            "/v1/regions/{region}/bundle",
+            "/v1/rank",
+        ];
+        let error = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") && path != "/openapi.json" {
+                continue;
+            }
+            for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
+                let r = &mut op.responses.responses;
+                let mut add = |code: &str, what: &str| {
+                    r.entry(code.to_string()).or_insert_with(|| error(what).into());
+                };
+                add("401", "a credential is missing or invalid (WWW-Authenticate says which)");
+                add("403", "the credential does not allow this route, or the route is disabled");
+                add("408", "the request body did not arrive within server.body_read_timeout_ms");
+                add("413", "the request body is larger than server.max_body_bytes");
+                add("429", "too many requests in flight or bodies being received; Retry-After says when to retry");
+                add("500", "an internal error (logged)");
+                if NEED_READY.contains(&path.as_str()) {
+                    add("503", "the index is still loading");
+                }
+            }
+        }
+    }
+}
+
 #[utoipa::path(post, path = "/v1/rank", tag = "ranking", request_body = RankBody,
-    responses((status = 200, description = "the ranking with every stage explained"), (status = 400, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "no model registered")))]
-async fn rank(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    check_key(&st.cfg.auth.read_keys, &headers)?;
-    require_ready(&st)?;
-    let b: RankBody =
+    responses((status = 200, body = RankResponse, description = "the ranking with every stage explained"), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "no model registered")),
+    security(("user_token" = [])))]
+async fn rank(
+    State(st): State<Arc<AppState>>,
+    who: Option<axum::Extension<Caller>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let who = caller(who)?;
+    let v: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid rank request: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request("invalid rank request: expected a JSON object like {\"user\": 42}"));
+    }
+    let b: RankBody =
+        serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid rank request: {e}")))?;
+    who.may_act_for(b.user)?;
+    require_ready(&st)?;
     let k = b.k.unwrap_or(20);
     if !(1..=1000).contains(&k) {
         return Err(ApiError::bad_request("k must be in 1..=1000"));
@@ -905,37 +1116,140 @@ async fn rank(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) 
     let ids: Vec<u64> = out.items.iter().map(|it| it.id).collect();
     let st2 = st.clone();
     let titles = tokio::task::spawn_blocking(move || st2.store.titles(&ids)).await.map_err(ApiError::internal)??;
-    let items: Vec<serde_json::Value> = out
+    let items: Vec<RankedJson> = out
         .items
         .iter()
         .map(|it| {
             let mask = bundle.source_mask(it.row as usize);
-            let sources: Vec<&str> = names.iter().enumerate().filter(|(j, _)| mask & (1 << j) != 0).map(|(_, n)| *n).collect();
-            serde_json::json!({
-                "id": it.id, "title": titles.get(&it.id), "score": it.score, "pre_score": it.pre_score, "main_score": it.main_score,
-                "mmr_penalty": it.mmr_penalty, "retrieval_score": bundle.retrieval_score(it.row as usize), "sources": sources,
-            })
+            RankedJson {
+                id: it.id,
+                title: titles.get(&it.id).cloned(),
+                score: it.score,
+                pre_score: it.pre_score,
+                main_score: it.main_score,
+                mmr_penalty: it.mmr_penalty,
+                retrieval_score: bundle.retrieval_score(it.row as usize),
+                sources: names.iter().enumerate().filter(|(j, _)| mask & (1 << j) != 0).map(|(_, n)| *n).collect(),
+            }
         })
         .collect();
-    let mut outcomes = std::collections::BTreeMap::new();
+    let mut stages = std::collections::BTreeMap::new();
     for r in &out.rows {
-        *outcomes.entry(r.outcome.as_str()).or_insert(0u32) += 1;
+        *stages.entry(r.outcome.as_str()).or_insert(0u32) += 1;
     }
-    Ok(axum::Json(serde_json::json!({
-        "user": b.user,
-        "model": digest,
-        "bundle": built.digest,
-        "candidates": bundle.len(),
-        "sources_dropped": dropped_names(&retrieved),
-        "stages": outcomes,
-        "items": items,
-    }))
+    Ok(axum::Json(RankResponse {
+        user: b.user,
+        model: digest,
+        bundle: built.digest.clone(),
+        candidates: bundle.len(),
+        sources_dropped: dropped_names(&retrieved),
+        stages,
+        items,
+    })
     .into_response())
+}
+
+/// `POST /v1/rank`'s answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RankResponse {
+    /// The user.
+    pub user: u64,
+    /// The model that ranked (sha256).
+    pub model: String,
+    /// The personalized bundle that was ranked (sha256).
+    pub bundle: String,
+    /// Candidates in it.
+    pub candidates: usize,
+    /// Candidate sources that failed or missed their deadline.
+    pub sources_dropped: Vec<&'static str>,
+    /// How many candidates ended at each stage (`selected`, `seen`, `region`, `prerank_cut`, …).
+    pub stages: std::collections::BTreeMap<&'static str, u32>,
+    /// The ranking, best first.
+    pub items: Vec<RankedJson>,
+}
+
+/// One ranked item, with the scores of every stage.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RankedJson {
+    /// Item id.
+    pub id: u64,
+    /// Its title, when one is stored.
+    pub title: Option<String>,
+    /// Calibrated score.
+    pub score: f32,
+    /// Pre-rank score.
+    pub pre_score: f32,
+    /// The MLP's logit.
+    pub main_score: f32,
+    /// What diversity (MMR) took off.
+    pub mmr_penalty: f32,
+    /// The fused retrieval score.
+    pub retrieval_score: f32,
+    /// The candidate sources that found it.
+    pub sources: Vec<&'static str>,
+}
+
+/// Raw bytes: a candidate bundle, a model artifact or a guest module.
+pub struct Binary;
+
+impl utoipa::PartialSchema for Binary {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("raw bytes"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Binary {}
+
+/// A 400 from a batch route: per-record results when the body was a batch
+/// but no record was accepted, or an error when it was not a batch at all.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum BatchRefused {
+    /// No record was accepted; each says why.
+    Records(BatchResponse),
+    /// The body is not a JSON array or NDJSON.
+    Body(ErrorBody),
+}
+
+/// `PUT /v1/modules`' answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ModuleStored {
+    /// The module's sha256.
+    pub digest: String,
+    /// Where edges fetch it.
+    pub url: String,
+}
+
+/// `PUT /v1/models`' answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ModelRegistered {
+    /// The model's sha256.
+    pub digest: String,
+    /// The models live now.
+    pub manifest: Manifest,
+}
+
+/// `GET /v1/models/current`'s answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CurrentModel {
+    /// The model this user (or, without `user`, everyone on stable) gets.
+    pub digest: String,
+    /// Where to fetch it.
+    pub url: String,
+    /// The stable model.
+    pub stable: Option<String>,
+    /// The canary, if one is rolling out.
+    pub canary: Option<Canary>,
 }
 
 #[utoipa::path(get, path = "/v1/regions/{region}/bundle", tag = "bundles",
     params(("region" = u8, Path, description = "region, 0–31"), ("k" = Option<usize>, Query, description = "candidates")),
-    responses((status = 200, description = "a regional bundle (public, s-maxage, stale-while-revalidate, stale-if-error)", content_type = "application/vnd.edgewise.bundle", body = Vec<u8>),
+    responses((status = 200, description = "a regional bundle (public, s-maxage, stale-while-revalidate, stale-if-error); k is rounded up to the next of 50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000", content_type = "application/vnd.edgewise.bundle", body = Binary),
         (status = 304, description = "If-None-Match matched"), (status = 400, body = ErrorBody)))]
 async fn regional_bundle(
     State(st): State<Arc<AppState>>,
@@ -943,14 +1257,14 @@ async fn regional_bundle(
     Path(region): Path<String>,
     q: Result<Query<BundleQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    check_key(&st.cfg.auth.read_keys, &headers)?;
     require_ready(&st)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if q.region.is_some() {
         return Err(ApiError::bad_request("the region is part of the path; drop the region query parameter"));
     }
     let region = parse_region(&region)?;
-    let k = parse_k(q.k.as_deref(), &st.cfg)?;
+    // Cache keys are quantised: a k between buckets gets the next bucket's bundle.
+    let k = regional_k(parse_k(q.k.as_deref(), &st.cfg)?, st.cfg.retrieval.max_k);
     let st2 = st.clone();
     // Concurrent identical requests share one computation (moka coalesces them).
     let entry = st
@@ -972,6 +1286,7 @@ async fn regional_bundle(
             let digest = model_for(&st2, None).and_then(|d| digest_bytes(&d)).unwrap_or([0; 32]);
             let built =
                 bundles::build(&st2.cfg, &st2.catalogue, &retrieved, Scope::Regional, Some(region), now, digest)?;
+            st2.metrics.rows_dropped.with_label_values(&["regional"]).inc_by(built.dropped as u64);
             Ok::<_, bundles::BuildError>(Arc::new(built))
         })
         .await
@@ -989,25 +1304,27 @@ async fn regional_bundle(
 }
 
 #[utoipa::path(get, path = "/v1/bundles/{digest}", tag = "bundles", params(("digest" = String, Path, description = "sha256, hex")),
-    responses((status = 200, description = "the bundle (immutable)", content_type = "application/vnd.edgewise.bundle", body = Vec<u8>),
+    responses((status = 200, description = "the bundle (immutable); a personal one only with its user's token", content_type = "application/vnd.edgewise.bundle", body = Binary),
         (status = 304, description = "If-None-Match matched"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn bundle_by_digest(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
-    check_key(&st.cfg.auth.read_keys, &headers)?;
     check_digest(&digest)?;
     let Some(built) = st.by_digest.get(&digest).await else {
         st.metrics.cache.with_label_values(&["digest", "miss"]).inc();
         return Err(ApiError::not_found(format!("bundle {digest} is unknown or has expired from the bundle cache")));
     };
-    st.metrics.cache.with_label_values(&["digest", "hit"]).inc();
-    let cc = if built.scope == Scope::Personal {
-        "private, max-age=31536000, immutable"
-    } else {
-        "public, max-age=31536000, immutable"
+    // A personal bundle is its user's alone: the same token rule as `/v1/users/{id}/candidates`.
+    let cc = match built.owner {
+        Some(owner) => {
+            st.tokens.require_user(&headers, owner)?;
+            "private, max-age=31536000, immutable"
+        }
+        None => "public, max-age=31536000, immutable",
     };
+    st.metrics.cache.with_label_values(&["digest", "hit"]).inc();
     Ok(bundle_response(&built, cc, &headers))
 }
 

@@ -56,7 +56,7 @@ pub fn open(cfg: Config) -> anyhow::Result<Arc<AppState>> {
     let store = store::Store::open(&cfg.data_dir)?;
     let catalogue = Arc::new(catalogue::Catalogue::new(&cfg).map_err(|e| anyhow::anyhow!(e))?);
     let metrics = metrics::Metrics::new()?;
-    Ok(Arc::new(AppState::new(cfg, store, catalogue, metrics)))
+    Ok(Arc::new(AppState::new(cfg, store, catalogue, metrics)?))
 }
 
 /// A progress bar on stderr for long steps (import, start-up, benchmarks):
@@ -150,11 +150,15 @@ pub fn save_snapshots(state: &AppState) -> anyhow::Result<u64> {
     Ok(written)
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Serves `state` on `listener` until `shutdown` resolves, then drains
+/// in-flight requests. Connections are held to `server.header_read_timeout_ms`
+/// and `server.max_connections` ([`edgewise_http::serve`]).
 pub async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    let opts = state.cfg.server.serve_options();
+    let metrics = state.metrics.http.clone();
+    edgewise_http::serve::serve(listener, app(state), opts, metrics, shutdown).await
 }

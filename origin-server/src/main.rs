@@ -54,6 +54,17 @@ enum Cmd {
         #[arg(long, default_value_t = TrainOptions::default().seed)]
         seed: u64,
     },
+    /// Mint a user token with the configured HS256 secret (the first of
+    /// `auth.user_tokens.hmac_secrets`), as an application's backend would;
+    /// prints it on stdout. For operators and local testing.
+    Token {
+        /// The user the token is for (its `sub`).
+        #[arg(long)]
+        user: u64,
+        /// Lifetime in seconds (at most `auth.user_tokens.max_lifetime_s`).
+        #[arg(long, default_value_t = 900)]
+        ttl: u64,
+    },
     /// Evaluate the trained embeddings and ranker offline (leave-last-out).
     Eval {
         /// Print the report as JSON instead of tables.
@@ -139,7 +150,27 @@ fn main() -> Result<()> {
             train(cfg, &o)
         }
         Cmd::Eval { json, candidates, users, out } => eval(cfg, *json, *candidates, *users, out.clone()),
+        Cmd::Token { user, ttl } => mint_token(&cfg, *user, *ttl),
     }
+}
+
+fn mint_token(cfg: &Config, user: u64, ttl: u64) -> Result<()> {
+    let t = &cfg.auth.user_tokens;
+    let Some(secret) = t.hmac_secrets.first() else {
+        bail!(
+            "no HS256 secret is configured: set auth.user_tokens.hmac_secrets (e.g. EDGEWISE__AUTH__USER_TOKENS__HMAC_SECRETS='[\"<32+ random bytes>\"]')"
+        );
+    };
+    if ttl == 0 || ttl > t.max_lifetime_s {
+        bail!("--ttl {ttl} must be in 1..={} (auth.user_tokens.max_lifetime_s)", t.max_lifetime_s);
+    }
+    let spec = edgewise_http::auth::TokenSpec {
+        issuer: t.issuer.clone(),
+        audience: t.audience.clone(),
+        ..edgewise_http::auth::TokenSpec::new(user, ttl)
+    };
+    println!("{}", edgewise_http::auth::mint_hs256(secret.as_bytes(), &spec)?);
+    Ok(())
 }
 
 fn serve(cfg: Config) -> Result<()> {
@@ -266,11 +297,15 @@ fn train(cfg: Config, o: &TrainOptions) -> Result<()> {
         Step::Writing => pb.set_message("writing items and users"),
     })?;
     pb.finish_and_clear();
-    if o.dim != cfg.index.dim {
-        let mut next = cfg.clone();
-        next.index.dim = o.dim;
+    let mut next = cfg.clone();
+    next.index.dim = o.dim;
+    next.features.defaults = report.feature_defaults.clone();
+    if next.data_schema() != cfg.data_schema() {
         next.data_schema().write(&cfg.data_dir)?;
-        println!("the data directory's embedding dimension is now {}", o.dim);
+        if o.dim != cfg.index.dim {
+            println!("the data directory's embedding dimension is now {}", o.dim);
+        }
+        println!("missing features default to their training means: {:?}", report.feature_defaults);
     }
     println!(
         "trained in {:.1} s: {} item and {} user embeddings (dim {}), ranker on {} examples \
@@ -329,15 +364,22 @@ fn import_items(cfg: Config, file: &PathBuf, skip_invalid: bool) -> Result<()> {
     let pb = edgewise_origin::progress_bar(size, "importing items");
     let reader = std::io::BufReader::new(f);
     let (mut batch, mut imported, mut skipped, mut read) = (Vec::new(), 0u64, 0u64, 0u64);
+    let mut titles = Vec::new();
+    let now = edgewise_origin::http::now_ms();
     for (n, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("{}:{}: cannot read line", file.display(), n + 1))?;
         read += line.len() as u64 + 1;
         if line.trim().is_empty() {
             continue;
         }
-        let parsed = serde_json::from_str(&line).map_err(|e| e.to_string()).and_then(|v| Item::from_json(v, &cfg));
+        let parsed = serde_json::from_str(&line).map_err(|e| e.to_string()).and_then(|v| Item::from_json(v, &cfg, now));
         match parsed {
-            Ok(item) => batch.push(item),
+            Ok((item, title)) => {
+                if let Some(t) = title {
+                    titles.push((item.id, t));
+                }
+                batch.push(item);
+            }
             Err(e) if skip_invalid => {
                 pb.suspend(|| eprintln!("{}:{}: skipped: {e}", file.display(), n + 1));
                 skipped += 1;
@@ -346,12 +388,15 @@ fn import_items(cfg: Config, file: &PathBuf, skip_invalid: bool) -> Result<()> {
         }
         if batch.len() >= 10_000 {
             store.put_items(&batch)?;
+            store.put_titles(&titles)?;
             imported += batch.len() as u64;
             batch.clear();
+            titles.clear();
             pb.set_position(read);
         }
     }
     store.put_items(&batch)?;
+    store.put_titles(&titles)?;
     imported += batch.len() as u64;
     pb.finish_and_clear();
     println!("imported {imported} items into {} ({skipped} malformed lines skipped)", cfg.data_dir.display());

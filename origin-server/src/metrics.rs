@@ -22,6 +22,10 @@ pub struct Metrics {
     pub writes: IntCounterVec,
     /// How each index was brought up at start-up: `snapshot` (loaded) or `rebuild`.
     pub index_loads: IntCounterVec,
+    /// Rows left out of a bundle because a value was not finite, by scope.
+    pub rows_dropped: IntCounterVec,
+    /// Connections, slow clients and refused requests.
+    pub http: edgewise_http::metrics::HttpMetrics,
 }
 
 impl Metrics {
@@ -53,8 +57,15 @@ impl Metrics {
                 Opts::new("index_loads_total", "Indexes brought up at start-up, from a snapshot or rebuilt"),
                 &["index", "how"],
             )?,
+            rows_dropped: IntCounterVec::new(
+                Opts::new("bundle_rows_dropped_total", "Candidates left out of bundles for a non-finite value"),
+                &["scope"],
+            )?,
+            http: edgewise_http::metrics::HttpMetrics::new()?,
             registry,
         };
+        m.http.register(&m.registry)?;
+        m.registry.register(Box::new(m.rows_dropped.clone()))?;
         m.registry.register(Box::new(m.http_seconds.clone()))?;
         m.registry.register(Box::new(m.source_dropped.clone()))?;
         m.registry.register(Box::new(m.source_used.clone()))?;

@@ -102,3 +102,72 @@ mod tests {
         assert_eq!(digest_bytes("zz"), None);
     }
 }
+
+/// Checks that `bytes` is a module an edge could run as a core guest: a
+/// valid WebAssembly core module (not a component) with no imports that
+/// exports `memory` and every function of the guest ABI
+/// ([`edgewise_core::abi::EXPORTS`]). Anything else is refused before it is
+/// stored, so an edge is never offered a module that can only fail.
+pub fn check_guest_module(bytes: &[u8]) -> Result<(), String> {
+    use wasmparser::{Encoding, Parser, Payload};
+    if !bytes.starts_with(b"\0asm") {
+        return Err("not a WebAssembly module (the body does not start with \\0asm)".into());
+    }
+    wasmparser::Validator::new().validate_all(bytes).map_err(|e| format!("not a valid WebAssembly module: {e}"))?;
+    let mut exports = std::collections::HashSet::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| format!("not a valid WebAssembly module: {e}"))? {
+            Payload::Version { encoding: Encoding::Component, .. } => {
+                return Err("a component, not a core module: the guest ABI is a core module with plain exports".into());
+            }
+            Payload::ImportSection(r) if r.count() > 0 => {
+                return Err(format!(
+                    "the module has {} import group(s); a core guest imports nothing (build it for wasm32-unknown-unknown)",
+                    r.count()
+                ));
+            }
+            Payload::ExportSection(r) => {
+                for e in r {
+                    let e = e.map_err(|e| format!("unreadable export section: {e}"))?;
+                    exports.insert(e.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    let missing: Vec<&str> =
+        std::iter::once("memory").chain(edgewise_core::abi::EXPORTS).filter(|name| !exports.contains(*name)).collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "the module does not export {} (guest ABI {})",
+            missing.join(", "),
+            edgewise_core::abi::ABI_VERSION
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod module_tests {
+    use super::check_guest_module;
+
+    #[test]
+    fn only_runnable_guests_are_accepted() {
+        let err = |wat: &str| check_guest_module(&wat_bytes(wat)).expect_err("refused");
+        assert!(err("(module)").contains("does not export memory"));
+        let imports = err(r#"(module (import "env" "f" (func)) (memory (export "memory") 1))"#);
+        assert!(imports.contains("imports nothing"), "{imports}");
+        assert!(check_guest_module(b"\0asm\x01\0\0\0junk").expect_err("invalid").contains("not a valid"));
+        assert!(check_guest_module(b"hello").expect_err("not wasm").contains("\\0asm"));
+        let mut all = String::from("(module (memory (export \"memory\") 1)");
+        for name in edgewise_core::abi::EXPORTS {
+            all.push_str(&format!(" (func (export \"{name}\"))"));
+        }
+        all.push(')');
+        assert_eq!(check_guest_module(&wat_bytes(&all)), Ok(()));
+    }
+
+    fn wat_bytes(wat: &str) -> Vec<u8> {
+        wat::parse_str(wat).expect("valid WAT")
+    }
+}

@@ -103,9 +103,22 @@ impl EventKind {
 }
 
 impl Event {
-    /// Parses and validates one JSON event.
-    pub fn from_json(v: serde_json::Value) -> Result<Self, String> {
+    /// Parses and validates one JSON event, received at `now_ms`: its time
+    /// may be at most `max_future_ms` ahead of the server's clock (a time from
+    /// the far future would never decay in trending and would freeze the
+    /// user's vectors, which only move for events at least as new).
+    pub fn from_json(v: serde_json::Value, now_ms: u64, max_future_ms: u64) -> Result<Self, String> {
+        if !v.is_object() {
+            return Err("an event is a JSON object".into());
+        }
         let e: Event = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        if e.time > now_ms.saturating_add(max_future_ms) {
+            return Err(format!(
+                "time {} is {} ms ahead of the server's clock; at most {max_future_ms} ms are accepted (ingest.max_future_ms)",
+                e.time,
+                e.time - now_ms
+            ));
+        }
         if e.event_id.is_empty() || e.event_id.len() > 128 {
             return Err(format!("event_id must be 1 to 128 bytes, got {}", e.event_id.len()));
         }
@@ -359,7 +372,7 @@ mod tests {
     #[test]
     fn event_validation() {
         let ok = serde_json::json!({"event_id": "e", "user": 1, "item": 2, "kind": "dwell", "time": 5, "region": 1, "dwell_ms": 9000});
-        assert!(Event::from_json(ok).is_ok());
+        assert!(Event::from_json(ok, 10, 0).is_ok());
         for (v, want) in [
             (
                 serde_json::json!({"event_id": "e", "user": 1, "item": 2, "kind": "dwell", "time": 5, "region": 1}),
@@ -377,8 +390,21 @@ mod tests {
                 serde_json::json!({"event_id": "e", "user": 1, "item": 2, "kind": "click", "time": 5, "region": 77}),
                 "out of range",
             ),
+            (
+                serde_json::json!({"event_id": "e", "user": 1, "item": 2, "kind": "like", "time": 32_503_680_000_000u64, "region": 1}),
+                "ahead of the server's clock",
+            ),
+            (
+                serde_json::json!({"event_id": "e", "user": 1, "item": 2, "kind": "like", "time": u64::MAX, "region": 1}),
+                "ahead of the server's clock",
+            ),
+            (
+                serde_json::json!({"event_id": "e", "user": 1, "item": 2, "kind": "like", "time": 6_000, "region": 1}),
+                "ahead of the server's clock",
+            ),
+            (serde_json::json!(["e", 1, 2, "like", 5, 1]), "JSON object"),
         ] {
-            let err = Event::from_json(v).expect_err("invalid");
+            let err = Event::from_json(v, 1_000, 4_000).expect_err("invalid");
             assert!(err.contains(want), "{err}");
         }
     }

@@ -10,7 +10,7 @@ const KILLS: usize = 20;
 const DIM: usize = 8;
 
 mod common;
-use common::Origin;
+use common::{Origin, ingest_client};
 
 async fn start(data_dir: &std::path::Path) -> Origin {
     Origin::start(data_dir, 2, &[("EDGEWISE__INDEX__DIM", DIM.to_string())]).await
@@ -25,7 +25,7 @@ fn item(id: u64) -> Value {
 async fn acknowledged_writes_survive_repeated_sigkill() {
     let dir = std::env::temp_dir().join(format!("ew-durability-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let client = reqwest::Client::new();
+    let client = ingest_client();
     let mut acked_items: Vec<u64> = Vec::new();
     let mut acked_events: Vec<String> = Vec::new();
     let mut next_id = 1u64;

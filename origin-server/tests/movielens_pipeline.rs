@@ -88,11 +88,25 @@ async fn import_train_eval_and_serve_ml_100k() {
         assert!(bytes.len() > 100, "{f} is written");
     }
 
+    // Training records the default of each feature (its mean) in the schema.
+    let schema = std::fs::read_to_string(data.join("schema.toml")).expect("schema");
+    assert!(schema.contains("defaults = {") && schema.contains("\"year\" = 19"), "{schema}");
+
     // The origin on the embedded default: the data directory's schema is enough.
     let server = common::Origin::start(&data, 2, &[]).await;
     let client = reqwest::Client::new();
+    // A user token, minted the way an operator would (`edgewise-origin token`).
+    let minted = Command::new(env!("CARGO_BIN_EXE_edgewise-origin"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["token", "--user", "1", "--ttl", "600"])
+        .env("EDGEWISE__AUTH__USER_TOKENS__HMAC_SECRETS", format!("[\"{}\"]", common::USER_SECRET))
+        .output()
+        .expect("runs");
+    let token = ok(&minted, "token").trim().to_string();
     let v: Value = client
         .post(format!("{}/v1/rank", server.url))
+        .bearer_auth(&token)
         .json(&serde_json::json!({"user": 1, "k": 5}))
         .send()
         .await

@@ -7,7 +7,7 @@ use edgewise_core::bundle::Bundle;
 use serde_json::{Value, json};
 
 mod common;
-use common::Origin;
+use common::{Origin, ingest_client, user_token};
 
 const DIM: usize = 8;
 const SHARDS: usize = 2;
@@ -23,7 +23,12 @@ fn item(id: u64) -> Value {
 
 /// The candidate ids user 1 gets (collaborative retrieval runs on the ANN index).
 async fn candidates(o: &Origin) -> Vec<u64> {
-    let r = reqwest::get(format!("{}/v1/users/1/candidates?k=40", o.url)).await.expect("request");
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/users/1/candidates?k=40", o.url))
+        .bearer_auth(user_token(1))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 200);
     let bytes = r.bytes().await.expect("body");
     let b = Bundle::decode(&bytes).expect("a valid bundle");
@@ -50,11 +55,13 @@ fn snapshot_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn snapshots_are_loaded_when_current_and_rebuilt_otherwise() {
     let dir = std::env::temp_dir().join(format!("ew-snapshots-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let client = reqwest::Client::new();
+    let client = ingest_client();
 
     // First start: nothing to load.
     let o = Origin::start(&dir, SHARDS, &env()).await;
     assert_eq!(loads(&o, "rebuild").await, 1.0);
+    // Regression (issue 13, "also seen"): /readyz's 503 while loading was logged at ERROR.
+    assert_eq!(o.errors(), Vec::<Value>::new(), "start-up logs no error");
     let body: Vec<Value> = (1..=400).map(item).collect();
     assert_eq!(client.put(format!("{}/v1/items", o.url)).json(&body).send().await.expect("put").status(), 200);
     let evs: Vec<Value> = (1..=5)

@@ -27,6 +27,27 @@ pub fn hostile(body: &str) -> Vec<u8> {
 /// The request time of the feed fixtures, ms since the epoch.
 pub const NOW: u64 = 1_700_000_000_000;
 
+/// How far from the edge's clock the fixtures' `now_ms` may be: they are dated
+/// 2023 (so that rankings are reproducible), years behind any real clock.
+pub const FIXTURE_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(20 * 365 * 86_400);
+
+/// The user-token secret the fixture origin and the test edges share.
+pub const USER_SECRET: &str = "feed-test-user-secret-of-32-bytes!!";
+
+/// The ingest key of the fixture origin.
+pub const INGEST_KEY: &str = "ingest";
+
+/// The user-token configuration of the fixture origin and edges.
+pub fn user_tokens() -> edgewise_http::auth::UserTokenConfig {
+    edgewise_http::auth::UserTokenConfig { hmac_secrets: vec![USER_SECRET.into()], ..Default::default() }
+}
+
+/// A token for `user`, valid for five minutes from now.
+pub fn user_token(user: u64) -> String {
+    edgewise_http::auth::mint_hs256(USER_SECRET.as_bytes(), &edgewise_http::auth::TokenSpec::new(user, 300))
+        .expect("a token mints")
+}
+
 /// A real origin for feed tests and benches: items, one user's (7) click
 /// events, and a registered model, all built from these numbers.
 #[derive(Debug, Clone)]
@@ -99,7 +120,8 @@ impl OriginFixture {
     }
 
     /// Starts the origin on 127.0.0.1 (data in a temp directory named after
-    /// `name`) with admin key `admin` and loads the items, events and model;
+    /// `name`) with admin key `admin`, ingest key [`INGEST_KEY`] and user
+    /// tokens signed with [`USER_SECRET`], and loads the items, events and model;
     /// returns its base URL.
     pub async fn start(&self, name: &str) -> anyhow::Result<String> {
         use serde_json::{Value, json};
@@ -109,6 +131,8 @@ impl OriginFixture {
         cfg.index.dim = self.dim;
         cfg.index.shards = self.shards;
         cfg.auth.admin_keys = vec!["admin".into()];
+        cfg.auth.ingest_keys = vec![INGEST_KEY.into()];
+        cfg.auth.user_tokens = user_tokens();
         let schema = cfg.schema_hash();
         let state = edgewise_origin::open(cfg)?;
         edgewise_origin::recover(&state, |_, _| {})?;
@@ -129,8 +153,8 @@ impl OriginFixture {
             })
             .collect();
         for r in [
-            client.put(format!("{origin}/v1/items")).json(&items),
-            client.post(format!("{origin}/v1/events")).json(&events),
+            client.put(format!("{origin}/v1/items")).bearer_auth(INGEST_KEY).json(&items),
+            client.post(format!("{origin}/v1/events")).bearer_auth(INGEST_KEY).json(&events),
             client.put(format!("{origin}/v1/models")).bearer_auth("admin").body(self.model(schema).encode()?),
         ] {
             let r = r.send().await?;
@@ -144,8 +168,6 @@ impl OriginFixture {
 pub async fn serve_edge(state: std::sync::Arc<edgewise_edge::server::EdgeState>) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let edge = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, edgewise_edge::server::app(state)).await;
-    });
+    tokio::spawn(edgewise_edge::server::serve(state, listener, std::future::pending()));
     Ok(edge)
 }

@@ -144,6 +144,10 @@ pub struct TrainReport {
     pub dim: usize,
     /// Seed.
     pub seed: u64,
+    /// The default of each feature: its mean over the items that give it
+    /// (the caller records it in the data directory's schema).
+    #[serde(default)]
+    pub feature_defaults: std::collections::BTreeMap<String, f64>,
 }
 
 /// The meta key under which the last training report is stored.
@@ -255,6 +259,49 @@ fn embed_items(
         .collect()
 }
 
+/// The mean of each feature over the items that give it (the configured
+/// default, else 0, where none does).
+fn feature_means(items: &[Item], cfg: &Config) -> std::collections::BTreeMap<String, f64> {
+    let names = &cfg.features.names;
+    let mut sums = vec![(0.0f64, 0u64); names.len()];
+    for it in items {
+        for (j, v) in it.features.iter().enumerate() {
+            if let Some(acc) = sums.get_mut(j)
+                && !v.is_nan()
+            {
+                acc.0 += f64::from(*v);
+                acc.1 += 1;
+            }
+        }
+    }
+    names
+        .iter()
+        .zip(sums)
+        .map(|(n, (sum, count))| {
+            let mean =
+                if count > 0 { sum / count as f64 } else { cfg.features.defaults.get(n).copied().unwrap_or(0.0) };
+            (n.clone(), mean)
+        })
+        .collect()
+}
+
+/// Replaces every missing feature of `items` with the mean of the items that
+/// give it; returns which slots were missing, by item id.
+fn resolve_missing_features(items: &mut [Item], cfg: &Config) -> HashMap<u64, Vec<usize>> {
+    let means = feature_means(items, cfg);
+    let values: Vec<f32> = cfg.features.names.iter().map(|n| means.get(n).copied().unwrap_or(0.0) as f32).collect();
+    let mut missing: HashMap<u64, Vec<usize>> = HashMap::new();
+    for it in items.iter_mut() {
+        for (j, v) in it.features.iter_mut().enumerate() {
+            if v.is_nan() {
+                *v = values.get(j).copied().unwrap_or(0.0);
+                missing.entry(it.id).or_default().push(j);
+            }
+        }
+    }
+    missing
+}
+
 /// The core's MLP input vector for one (query, item), as [`edgewise_core::rank::mlp_input`]
 /// lays it out, with no retrieval score and no source flags.
 fn input(query: &[f32], item: &Item, pre: f32) -> Vec<f32> {
@@ -346,6 +393,9 @@ pub fn train(
             cfg.data_dir.display()
         )));
     }
+    // Missing features take the mean of the items that have them, in
+    // training and (recorded as `features.defaults`) in serving.
+    let missing = resolve_missing_features(&mut base_items, cfg);
     let mut log = Vec::new();
     store.for_each_interaction(|i| log.push(i))?;
     if log.is_empty() {
@@ -453,6 +503,17 @@ pub fn train(
     let items = embed_items(&base_items, &item_rows, &f, &popularity(&split), cfg);
     let mut out_items: Vec<Item> = items.values().map(|i| Item::clone(i)).collect();
     out_items.sort_by_key(|i| i.id);
+    // Training set popularity for every item; other features the item did
+    // not give stay missing, so a later training recomputes their default.
+    let pop_slot = cfg.features.names.iter().position(|n| n == "popularity");
+    for it in &mut out_items {
+        for &j in missing.get(&it.id).map_or(&[][..], Vec::as_slice) {
+            if Some(j) != pop_slot {
+                it.features[j] = crate::config::MISSING_FEATURE;
+            }
+        }
+    }
+    let feature_defaults = feature_means(&out_items, cfg);
     store.put_items(&out_items)?;
     let session = SessionConfig::default();
     let mut by_user: HashMap<u64, Vec<Interaction>> = HashMap::new();
@@ -486,6 +547,7 @@ pub fn train(
         model_bytes: bytes.len(),
         dim: o.dim,
         seed: o.seed,
+        feature_defaults,
     };
     store.put_meta(REPORT_KEY, &serde_json::to_vec(&report).map_err(|e| TrainError::Input(e.to_string()))?)?;
     Ok(report)

@@ -11,6 +11,25 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The ingest key every test server is started with.
+pub const INGEST_KEY: &str = "test-ingest-key";
+
+/// The user-token secret every test server is started with.
+pub const USER_SECRET: &str = "test-user-token-secret-32-bytes-long";
+
+/// A client that sends the ingest key with every request.
+pub fn ingest_client() -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("x-api-key", reqwest::header::HeaderValue::from_static(INGEST_KEY));
+    reqwest::Client::builder().default_headers(h).build().expect("client")
+}
+
+/// A token for `user`, valid for five minutes.
+pub fn user_token(user: u64) -> String {
+    edgewise_http::auth::mint_hs256(USER_SECRET.as_bytes(), &edgewise_http::auth::TokenSpec::new(user, 300))
+        .expect("a token mints")
+}
+
 /// A running server.
 pub struct Origin {
     /// The process.
@@ -22,12 +41,15 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// Starts the server on an ephemeral port with `env` and waits until `/readyz` says ready.
+    /// Starts the server on an ephemeral port with `env` (plus [`INGEST_KEY`]
+    /// and [`USER_SECRET`]) and waits until `/readyz` says ready.
     pub async fn start(data_dir: &Path, shards: usize, env: &[(&str, String)]) -> Origin {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edgewise-origin"))
             .args(["--log-format", "json", "--data-dir"])
             .arg(data_dir)
             .args(["serve", "--listen", "127.0.0.1:0", "--shards", &shards.to_string()])
+            .env("EDGEWISE__AUTH__INGEST_KEYS", format!("[\"{INGEST_KEY}\"]"))
+            .env("EDGEWISE__AUTH__USER_TOKENS__HMAC_SECRETS", format!("[\"{USER_SECRET}\"]"))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -78,6 +100,11 @@ impl Origin {
                 m
             })
             .collect()
+    }
+
+    /// Log lines at ERROR level so far.
+    pub fn errors(&self) -> Vec<Value> {
+        self.logs.lock().expect("log lock").iter().filter(|v| v["level"] == "ERROR").cloned().collect()
     }
 
     /// SIGKILL.
