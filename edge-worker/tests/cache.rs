@@ -366,3 +366,55 @@ async fn past_the_in_flight_cap_the_edge_answers_429_with_retry_after() {
     assert_eq!((st, how.as_str()), (StatusCode::OK, "hit"));
     assert_eq!(s.origin_requests(), 1, "the refused request never reached the origin");
 }
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Regression (issue 13, defect 2, at the edge): 1,100 connections that sent
+/// headers and a `Content-Length` but no body made the edge answer 429 to
+/// everyone, `/livez` included. A stalled body now holds no slot of the
+/// in-flight cap, headers that never finish are cut off, and health routes
+/// are outside the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_stalled_clients_do_not_lock_anyone_out_of_the_edge() {
+    use tokio::io::AsyncWriteExt;
+    let mut limits = settings();
+    limits.admission.max_in_flight = 32;
+    limits.admission.body_timeout = Duration::from_millis(1500);
+    limits.serve.header_read_timeout = Duration::from_millis(1500);
+    let s = setup_with("public, s-maxage=60", 1 << 20, limits).await;
+    let addr = s.edge.trim_start_matches("http://").to_string();
+    let mut stalled = Vec::new();
+    // 400 anonymous feed requests whose bodies never come (the feed needs no credential)...
+    for _ in 0..400 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        c.write_all(b"POST /v1/feed?region=1 HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n")
+            .await
+            .expect("write");
+        stalled.push(c);
+    }
+    // ...and 200 that never finish their headers.
+    for _ in 0..200 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        c.write_all(b"GET /v1/regions/1/bundle HTTP/1.1\r\nhost: t\r\nx-slow: ").await.expect("write");
+        stalled.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for path in ["/livez", "/readyz", "/metrics", "/v1/regions/1/bundle"] {
+        let t = std::time::Instant::now();
+        let r = s.client.get(format!("{}{path}", s.edge)).send().await.expect("answers");
+        assert_ne!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{path} during the stall");
+        assert!(t.elapsed() < Duration::from_secs(1), "{path} took {:?} during the stall", t.elapsed());
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let m = s.client.get(format!("{}/metrics", s.edge)).send().await.expect("metrics").text().await.expect("text");
+    assert_eq!(metric(&m, "edgewise_edge_slow_clients_total{phase=\"body\"}"), 400.0, "{m}");
+    assert!(metric(&m, "edgewise_edge_slow_clients_total{phase=\"headers\"}") >= 200.0, "{m}");
+    assert!(metric(&m, "edgewise_edge_connections_open") <= 2.0, "stalled connections are closed:\n{m}");
+    drop(stalled);
+}
