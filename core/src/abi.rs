@@ -223,6 +223,12 @@ pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), WireError> 
         if n as u64 != l {
             return Err(bad("session state length does not match its header"));
         }
+        // The encoder writes no section for an empty (dimension-0) session, so
+        // one here has a second encoding of the same context: refused, so that
+        // every context has exactly one.
+        if ctx.session.dim() == 0 {
+            return Err(bad("a session section holds a dimension-0 state (an empty session has no section)"));
+        }
     }
     Ok(())
 }
@@ -399,5 +405,22 @@ impl Engine {
         self.error.clear();
         self.error.push_str(msg);
         status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `decode_context` fuzz target: a context whose session
+    /// section holds a valid dimension-0 state decoded, but re-encoded without
+    /// the section, so the decoder accepted a second encoding of one context.
+    #[test]
+    fn a_dimensionless_session_section_is_refused() {
+        let bytes = include_bytes!("../fuzz/regressions/decode_context/context-with-dimensionless-session");
+        let mut ctx = RankContext::default();
+        let err = decode_context(bytes, &mut ctx).expect_err("non-canonical");
+        assert!(matches!(err, WireError::Malformed { reason, .. } if reason.contains("dimension-0")), "{err:?}");
+        assert!(!crate::check::context_bytes(bytes), "the checker sees a refusal, not a panic");
     }
 }

@@ -231,6 +231,10 @@ impl Cache {
     pub fn new(origin: &str, max_bytes: u64, timeout: Duration) -> Result<Self, CacheError> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
+            // Below the origin's header-read timeout (10 s by default), which
+            // also closes idle keep-alive connections: the edge drops an idle
+            // connection before the origin does, so a request never races a close.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .map_err(|e| CacheError::Origin(format!("cannot build the HTTP client: {e}")))?;
         let entries = moka::sync::Cache::builder()

@@ -191,7 +191,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// Who may call a route. Every `/v1` route and `/openapi.json` declares one
-/// where it is mounted ([`app`]); [`guard`] checks it on the headers before
+/// where it is mounted ([`app`]); the route guard checks it on the headers before
 /// the body is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -209,7 +209,7 @@ pub enum Access {
     IngestOrUser,
 }
 
-/// The caller [`guard`] admitted, in the request's extensions.
+/// The caller the route guard admitted, in the request's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
     /// No credential was needed.
