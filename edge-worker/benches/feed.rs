@@ -209,16 +209,19 @@ async fn one(client: &reqwest::Client, edge: &str, path: Path, due: Instant) -> 
     }
 }
 
-async fn run(edge: &str, rate: u32, seconds: f64, path: Path) -> (Vec<f64>, usize) {
-    // Every request is user 7's own feed, with user 7's token.
+/// A client whose every request is user 7's own, with user 7's token.
+fn user_client() -> reqwest::Client {
     let token = edgewise_http::auth::mint_hs256(USER_SECRET.as_bytes(), &edgewise_http::auth::TokenSpec::new(7, 3000))
         .unwrap_or_default();
     let mut auth = reqwest::header::HeaderMap::new();
     if let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
         auth.insert(reqwest::header::AUTHORIZATION, v);
     }
-    let client =
-        reqwest::Client::builder().pool_max_idle_per_host(512).default_headers(auth).build().unwrap_or_default();
+    reqwest::Client::builder().pool_max_idle_per_host(512).default_headers(auth).build().unwrap_or_default()
+}
+
+async fn run(edge: &str, rate: u32, seconds: f64, path: Path) -> (Vec<f64>, usize) {
+    let client = user_client();
     let n = (f64::from(rate) * seconds) as u32;
     let start = Instant::now() + Duration::from_millis(50);
     let mut set = tokio::task::JoinSet::new();
@@ -256,7 +259,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let (edges, wasm) = setup().await?;
-        let client = reqwest::Client::new();
+        let client = user_client();
         for (_, edge, _) in &edges {
             for _ in 0..20 {
                 one(&client, edge, Path::FirstFrame, Instant::now()).await;
