@@ -412,9 +412,10 @@ impl Engine {
 mod tests {
     use super::*;
 
-    /// Found by the `decode_context` fuzz target: a context whose session
-    /// section holds a valid dimension-0 state decoded, but re-encoded without
-    /// the section, so the decoder accepted a second encoding of one context.
+    /// Found while making the `decode_context` fuzz target checksum-aware
+    /// (and confirmed with it): a context whose session section holds a valid
+    /// dimension-0 state decoded, but re-encoded without the section, so the
+    /// decoder accepted a second encoding of one context.
     #[test]
     fn a_dimensionless_session_section_is_refused() {
         let bytes = include_bytes!("../fuzz/regressions/decode_context/context-with-dimensionless-session");

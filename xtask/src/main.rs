@@ -7,6 +7,7 @@
 //! | `cargo xtask rank-demo` | builds the guest, then ranks a generated bundle natively and through the guest and explains the ranking |
 //! | `cargo xtask test` | every test and check CI runs (README's test command) |
 //! | `cargo xtask bench` | the native-vs-guest ranking benchmark |
+//! | `cargo xtask fuzz [--seconds N] [--targets a,b]` | a fuzz campaign over `core/fuzz/`'s targets, N seconds each; prints executions and coverage per target (`fuzz.rs`) |
 //!
 //! Each command installs what it needs (rustup targets and components) first.
 //! `<target>` is `$CARGO_TARGET_DIR`, or `target/` in the repository.
@@ -16,6 +17,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+
+mod fuzz;
 
 const GUEST_TARGET: &str = "wasm32-unknown-unknown";
 /// A target with no `std` at all: building the core for it proves it is `no_std`.
@@ -31,8 +34,11 @@ fn main() -> Result<()> {
         Some("rank-demo") => demo(&root, &args[1..]),
         Some("test") => test(&root),
         Some("bench") => bench(&root, &args[1..]),
+        Some("fuzz") => fuzz::run(&root, &args[1..]),
         other => {
-            eprintln!("usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench>");
+            eprintln!(
+                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b]>"
+            );
             if let Some(o) = other {
                 bail!("unknown command {o:?}");
             }
@@ -131,8 +137,26 @@ fn movielens_demo(root: &Path, extra: &[String]) -> Result<()> {
     run(&mut origin(&["eval"]))?;
     let listen = format!("127.0.0.1:{port}");
     let base = format!("http://{listen}");
+    // Personal routes need a user token signed with a key the origin knows
+    // (README: User tokens). The demo plays the application's backend: a fresh
+    // HS256 secret per run, and tokens minted with `edgewise-origin token`.
+    let secret = demo_secret()?;
+    let secret_env = ("EDGEWISE__AUTH__USER_TOKENS__HMAC_SECRETS", format!("[\"{secret}\"]"));
+    let token = |user: u64| -> Result<String> {
+        let out = origin(&["token", "--user", &user.to_string(), "--ttl", "900"])
+            .env(secret_env.0, &secret_env.1)
+            .output()
+            .context("cannot run edgewise-origin token")?;
+        if !out.status.success() {
+            bail!("edgewise-origin token failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
     println!("\n==> starting the origin on {base} (embedded default configuration, the data directory's schema)");
-    let mut server = origin(&["serve", "--listen", &listen]).spawn().context("cannot start the origin")?;
+    let mut server = origin(&["serve", "--listen", &listen])
+        .env(secret_env.0, &secret_env.1)
+        .spawn()
+        .context("cannot start the origin")?;
     let ready = (0..600).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
         ureq::get(&format!("{base}/readyz")).call().is_ok()
@@ -145,6 +169,7 @@ fn movielens_demo(root: &Path, extra: &[String]) -> Result<()> {
         let body = serde_json::json!({ "user": user, "k": 8 }).to_string();
         let text = ureq::post(&format!("{base}/v1/rank"))
             .header("content-type", "application/json")
+            .header("authorization", &format!("Bearer {}", token(user)?))
             .send(body.as_str())
             .and_then(|mut r| r.body_mut().read_to_string())
             .with_context(|| format!("POST /v1/rank for user {user}"))?;
@@ -172,9 +197,21 @@ fn movielens_demo(root: &Path, extra: &[String]) -> Result<()> {
             );
         }
     }
-    println!("\nThe origin keeps serving {base} until Ctrl-C. Next:");
-    println!("  curl -s -X POST {base}/v1/rank -H 'content-type: application/json' -d '{{\"user\": 7, \"k\": 10}}'");
-    println!("  curl -s '{base}/v1/users/7/candidates?k=100' -o bundle.ewb     # the binary candidate bundle");
+    println!("\nThe origin keeps serving {base} until Ctrl-C. Personal routes need the user's token; this run's");
+    println!("demo secret mints one (an application's backend does this for its signed-in users):");
+    println!(
+        "  TOKEN=$({} --data-dir {} token --user 7)   # with {}='{}'",
+        bin.display(),
+        data.display(),
+        secret_env.0,
+        secret_env.1
+    );
+    println!(
+        "  curl -s -X POST {base}/v1/rank -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{{\"user\": 7, \"k\": 10}}'"
+    );
+    println!(
+        "  curl -s -H \"authorization: Bearer $TOKEN\" '{base}/v1/users/7/candidates?k=100' -o bundle.ewb   # the binary candidate bundle"
+    );
     println!("  curl -s {base}/v1/regions/3/bundle -o regional.ewb          # a cacheable regional bundle");
     println!("  curl -s {base}/v1/items/50 ; curl -s {base}/openapi.json ; curl -s {base}/metrics");
     println!("  offline figures: {} and the PNGs beside it", data.join("eval").join("eval.json").display());
@@ -186,6 +223,16 @@ fn movielens_demo(root: &Path, extra: &[String]) -> Result<()> {
         bail!("the origin exited with {status}");
     }
     Ok(())
+}
+
+/// A fresh 256-bit secret, hex-encoded, from the operating system's generator.
+fn demo_secret() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for the demo's token secret")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
