@@ -199,13 +199,8 @@ fn movielens_demo(root: &Path, extra: &[String]) -> Result<()> {
     }
     println!("\nThe origin keeps serving {base} until Ctrl-C. Personal routes need the user's token; this run's");
     println!("demo secret mints one (an application's backend does this for its signed-in users):");
-    println!(
-        "  TOKEN=$({} --data-dir {} token --user 7)   # with {}='{}'",
-        bin.display(),
-        data.display(),
-        secret_env.0,
-        secret_env.1
-    );
+    println!("  export {}='{}'", secret_env.0, secret_env.1);
+    println!("  TOKEN=$({} --data-dir {} token --user 7)", bin.display(), data.display());
     println!(
         "  curl -s -X POST {base}/v1/rank -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{{\"user\": 7, \"k\": 10}}'"
     );
