@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::hostile;
+use common::{hostile, hostile_reporting};
 use edgewise_core::synth;
 use edgewise_edge::guest::{self, GuestError, GuestModule, Limits};
 
@@ -137,21 +137,8 @@ fn a_guest_that_reports_a_result_outside_its_memory_costs_the_host_nothing() {
     let limits = Limits::default();
     let engine = guest::sandboxed_engine(&limits).expect("engine");
     for (ptr, len) in [("0", "-1"), ("-16", "64"), ("131000", "8192")] {
-        let wat = format!(
-            r#"(module
-  (memory (export "memory") 2)
-  (func (export "ew_abi_version") (result i32) i32.const {version})
-  (func (export "ew_alloc") (param i32) (result i32) i32.const 1024)
-  (func (export "ew_free") (param i32 i32))
-  (func (export "ew_load_model") (param i32 i32) (result i32) i32.const 0)
-  (func (export "ew_rank") (param i32 i32 i32 i32) (result i32) i32.const 0)
-  (func (export "ew_result_ptr") (result i32) i32.const {ptr})
-  (func (export "ew_result_len") (result i32) i32.const {len})
-  (func (export "ew_error_ptr") (result i32) i32.const 0)
-  (func (export "ew_error_len") (result i32) i32.const -1))"#,
-            version = edgewise_core::abi::ABI_VERSION
-        );
-        let m = GuestModule::sandboxed(&engine, &wat::parse_str(&wat).expect("WAT"), limits).expect("compiles");
+        let wasm = hostile_reporting("i32.const 0", ptr, len, "-1");
+        let m = GuestModule::sandboxed(&engine, &wasm, limits).expect("compiles");
         let mut inst = m.instantiate().expect("instantiate");
         let err = inst.rank_raw(b"bundle", b"ctx").expect_err("the region is outside the guest's memory");
         assert!(matches!(err, GuestError::BadRegion { memory: 131_072, .. }), "ptr {ptr}, len {len}: {err}");

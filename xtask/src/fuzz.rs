@@ -20,6 +20,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use crate::{cargo, run as run_cmd};
+
 /// The campaign's targets, in run order.
 const TARGETS: [&str; 5] = ["decode_bundle", "decode_prechecked", "decode_model", "decode_context", "rank"];
 /// Targets that exist but are not in the default campaign (baselines).
@@ -85,22 +87,6 @@ fn parse(args: &[String]) -> Result<Options> {
         }
     }
     Ok(o)
-}
-
-/// Runs a command, echoing it, and fails with its exit status.
-fn run_cmd(cmd: &mut Command) -> Result<()> {
-    let shown = format!("{cmd:?}").replace('"', "");
-    println!("\n==> {shown}");
-    let status = cmd.status().with_context(|| format!("cannot start {shown}"))?;
-    if !status.success() {
-        bail!("{shown} failed with {status}");
-    }
-    Ok(())
-}
-
-/// Stable cargo, the one running xtask.
-fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
 /// `cargo +nightly …` through rustup's proxy, without the outer cargo's toolchain choice.
