@@ -82,6 +82,14 @@ pub const MAX_SOURCES: u8 = 8;
 pub const NO_RANK: u16 = u16::MAX;
 /// Region index meaning "no particular region".
 pub const REGION_ANY: u8 = u8::MAX;
+
+/// Whether a row whose region mask is `mask` may be shown in `region`:
+/// every row for [`REGION_ANY`], otherwise the row's bit for regions 0–31; any
+/// other region matches no row. The one place this rule is written.
+#[inline]
+pub fn region_eligible(mask: u32, region: u8) -> bool {
+    region == REGION_ANY || (region < 32 && mask & (1u32 << region) != 0)
+}
 /// Region mask of an item that is eligible everywhere.
 pub const ALL_REGIONS: u32 = u32::MAX;
 

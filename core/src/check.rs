@@ -392,7 +392,6 @@ pub fn rank_bytes(bundle_bytes: &[u8], model_bytes: &[u8], context: &[u8]) -> Op
 
 /// The output invariants of [`rank_bytes`] for one successful ranking.
 fn check_ranking(model: &Model, b: &Bundle<'_>, ctx: &crate::rank::RankContext, out: &crate::rank::RankOutput) {
-    use crate::bundle::REGION_ANY;
     use crate::math::{self, sortable};
     use crate::rank::{self, Outcome};
 
@@ -428,7 +427,7 @@ fn check_ranking(model: &Model, b: &Bundle<'_>, ctx: &crate::rank::RankContext, 
             Some(Outcome::Seen)
         } else if blocked.binary_search(&b.creator(i)).is_ok() {
             Some(Outcome::BlockedCreator)
-        } else if ctx.region != REGION_ANY && (ctx.region >= 32 || b.region_mask(i) & (1u32 << ctx.region) == 0) {
+        } else if !bundle::region_eligible(b.region_mask(i), ctx.region) {
             Some(Outcome::Region)
         } else {
             None

@@ -520,9 +520,7 @@ impl Ranker {
                 Outcome::Seen
             } else if self.blocked.binary_search(&bundle.creator(i)).is_ok() {
                 Outcome::BlockedCreator
-            } else if ctx.region != REGION_ANY
-                && (ctx.region >= 32 || bundle.region_mask(i) & (1u32 << ctx.region) == 0)
-            {
+            } else if !crate::bundle::region_eligible(bundle.region_mask(i), ctx.region) {
                 Outcome::Region
             } else {
                 // 2. Pre-rank.

@@ -268,18 +268,8 @@ impl EdgeConfig {
         if self.cache.bytes == 0 {
             return bad("cache.bytes must be at least 1");
         }
-        let sv = &self.server;
-        if sv.max_in_flight == 0 || sv.max_body_bytes == 0 || sv.max_connections == 0 {
-            return bad("server.max_in_flight, server.max_body_bytes and server.max_connections must be at least 1");
-        }
-        if sv.max_body_bytes > u32::MAX as usize || sv.body_budget_bytes < sv.max_body_bytes {
-            return bad(
-                "server.max_body_bytes must be at most 4294967295 and server.body_budget_bytes at least as large",
-            );
-        }
-        if sv.header_read_timeout_ms == 0 || sv.body_read_timeout_ms == 0 {
-            return bad("server.header_read_timeout_ms and server.body_read_timeout_ms must be at least 1");
-        }
+        let settings = self.server_settings();
+        edgewise_http::check_limits(&settings.admission, &settings.serve).map_err(ConfigError)?;
         if self.origin.api_key.as_deref().is_some_and(|k| k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic())) {
             return bad("origin.api_key must be printable ASCII without spaces");
         }

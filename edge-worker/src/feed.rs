@@ -33,7 +33,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use edgewise_core::bundle::{Bundle, REGION_ANY};
+use edgewise_core::bundle::Bundle;
 use edgewise_core::rank::RankContext;
 use edgewise_core::session::SessionState;
 use sha2::{Digest, Sha256};
@@ -393,7 +393,7 @@ pub fn retrieval_order(bundle: &[u8], ctx: &RankContext) -> Vec<FrameItem> {
     let Ok(b) = Bundle::decode(bundle) else { return Vec::new() };
     let mut rows: Vec<FrameItem> = (0..b.len())
         .filter(|&i| !ctx.seen.contains(&b.id(i)))
-        .filter(|&i| ctx.region == REGION_ANY || ctx.region >= 32 || b.region_mask(i) & (1 << ctx.region) != 0)
+        .filter(|&i| edgewise_core::bundle::region_eligible(b.region_mask(i), ctx.region))
         .map(|i| FrameItem { id: b.id(i), score: b.retrieval_score(i) })
         .collect();
     rows.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));

@@ -53,20 +53,10 @@ pub enum ModuleError {
     },
 }
 
-/// Parses an ed25519 public key given as 64 hex digits or base64 of 32 bytes.
+/// Parses an ed25519 public key: PEM, 64 hex digits or base64 of 32 bytes
+/// (the same reader as the user-token keys, [`edgewise_http::auth::parse_ed25519_public_key`]).
 pub fn parse_public_key(s: &str) -> Result<VerifyingKey, ModuleError> {
-    let s = s.trim();
-    let bytes: Vec<u8> = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        (0..32).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or(0)).collect()
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(s.as_bytes())
-            .map_err(|e| ModuleError::BadKey(format!("neither 64 hex digits nor base64: {e}")))?
-    };
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| ModuleError::BadKey(format!("{} bytes, an ed25519 key has 32", b.len())))?;
-    VerifyingKey::from_bytes(&arr).map_err(|e| ModuleError::BadKey(e.to_string()))
+    edgewise_http::auth::parse_ed25519_public_key(s).map_err(ModuleError::BadKey)
 }
 
 fn check_digest(d: &str) -> Result<(), ModuleError> {

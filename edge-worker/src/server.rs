@@ -486,11 +486,16 @@ async fn feed_route(
     } else {
         None
     };
-    let req =
-        match FeedRequest::parse(&call.query, parsed, if ndjson { 3 } else { 0 }, now_ms(), st.feed.max_clock_skew) {
-            Ok(r) => r,
-            Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
-        };
+    let req = match FeedRequest::parse(
+        &call.query,
+        parsed,
+        if ndjson { 3 } else { 0 },
+        edgewise_http::now_ms(),
+        st.feed.max_clock_skew,
+    ) {
+        Ok(r) => r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
     let start = std::time::Instant::now();
     let (regional_path, personal_path) = feed::paths(&req, &st.feed);
     let mut refined = match (req.refine, personal_path, call.token) {
@@ -586,10 +591,6 @@ fn frame_error(e: &CacheError) -> String {
         CacheError::Upstream { status, body } => format!("the origin answered {status}: {body}"),
         CacheError::Origin(_) => "the origin is unavailable".into(),
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -506,18 +506,7 @@ impl Config {
         {
             return bad(format!("ingest.max_abs_value = {} must be in (0, 1e15]", self.ingest.max_abs_value));
         }
-        if self.server.max_body_bytes == 0 || self.server.max_body_bytes > u32::MAX as usize {
-            return bad("server.max_body_bytes must be in 1..=4294967295".into());
-        }
-        if self.server.body_budget_bytes < self.server.max_body_bytes {
-            return bad("server.body_budget_bytes must be at least server.max_body_bytes".into());
-        }
-        if self.server.max_in_flight == 0 || self.server.max_connections == 0 {
-            return bad("server.max_in_flight and server.max_connections must be at least 1".into());
-        }
-        if self.server.header_read_timeout_ms == 0 || self.server.body_read_timeout_ms == 0 {
-            return bad("server.header_read_timeout_ms and server.body_read_timeout_ms must be at least 1".into());
-        }
+        edgewise_http::check_limits(&self.server.admission(), &self.server.serve_options()).map_err(ConfigError)?;
         edgewise_http::auth::UserTokens::new(&self.auth.user_tokens).map_err(|e| ConfigError(e.to_string()))?;
         if self.features.names.len() > usize::from(edgewise_core::bundle::MAX_FEATURES) {
             return bad(format!(

@@ -47,7 +47,7 @@ impl ApiError {
 
 impl From<Denied> for ApiError {
     fn from(d: Denied) -> Self {
-        Self { status: d.status(), message: d.message(), denied: Some(d) }
+        Self { status: d.status(), message: d.to_string(), denied: Some(d) }
     }
 }
 

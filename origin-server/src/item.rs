@@ -179,8 +179,8 @@ impl Item {
     /// The JSON form (as `GET /v1/items/{id}` returns it, without the title):
     /// missing features are left out.
     pub fn to_json(&self, cfg: &Config) -> serde_json::Value {
-        let regions: Option<Vec<u8>> =
-            (self.region_mask != u32::MAX).then(|| (0u8..32).filter(|r| self.region_mask & (1 << r) != 0).collect());
+        let regions: Option<Vec<u8>> = (self.region_mask != u32::MAX)
+            .then(|| (0u8..32).filter(|&r| edgewise_core::bundle::region_eligible(self.region_mask, r)).collect());
         let features: serde_json::Map<String, serde_json::Value> = cfg
             .features
             .names
@@ -203,7 +203,7 @@ impl Item {
 
     /// Whether the item may be shown in `region` (`None`: no region filter).
     pub fn eligible_in(&self, region: Option<u8>) -> bool {
-        region.is_none_or(|r| r < 32 && self.region_mask & (1 << r) != 0)
+        region.is_none_or(|r| edgewise_core::bundle::region_eligible(self.region_mask, r))
     }
 }
 

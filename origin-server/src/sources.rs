@@ -102,8 +102,8 @@ pub struct Request {
 
 impl Request {
     fn filter(&self) -> impl Fn(u64, u32) -> bool + Sync + '_ {
-        let bit = self.region.map_or(u32::MAX, |r| if r < 32 { 1u32 << r } else { 0 });
-        move |id, mask| mask & bit != 0 && !self.exclude.contains(&id)
+        let region = self.region.unwrap_or(edgewise_core::bundle::REGION_ANY);
+        move |id, mask| edgewise_core::bundle::region_eligible(mask, region) && !self.exclude.contains(&id)
     }
 
     /// Runs one source for up to `n` results.

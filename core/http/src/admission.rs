@@ -88,11 +88,6 @@ impl Admission {
         self.cfg
     }
 
-    /// The counters.
-    pub fn metrics(&self) -> &HttpMetrics {
-        &self.metrics
-    }
-
     /// The response for a refused credential, counted.
     pub fn deny(&self, d: Denied) -> Response {
         let reason = if d.status() == StatusCode::FORBIDDEN { "forbidden" } else { "unauthorized" };
@@ -172,16 +167,4 @@ impl Admission {
         };
         next.run(Request::from_parts(parts, body)).await
     }
-}
-
-/// A JSON 413 for bodies refused by a layer below admission (for example
-/// axum's `DefaultBodyLimit`), so that every 413 carries an error body.
-pub async fn json_413(req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
-    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && resp.headers().get(header::CONTENT_TYPE).is_none_or(|v| v.as_bytes() != b"application/json")
-    {
-        return json_error(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large").into_response();
-    }
-    resp
 }

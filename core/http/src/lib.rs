@@ -23,3 +23,43 @@ pub mod metrics;
 pub mod serve;
 
 pub use error::{ErrorBody, json_error};
+
+/// Checks the `[server]` limits both servers share (the keys are the same in
+/// each server's configuration); the message names the key.
+pub fn check_limits(a: &admission::AdmissionConfig, s: &serve::ServeOptions) -> Result<(), String> {
+    if a.max_body_bytes == 0 || a.max_body_bytes > u32::MAX as usize {
+        return Err("server.max_body_bytes must be in 1..=4294967295".into());
+    }
+    if a.body_budget_bytes < a.max_body_bytes {
+        return Err("server.body_budget_bytes must be at least server.max_body_bytes".into());
+    }
+    if a.max_in_flight == 0 || s.max_connections == 0 {
+        return Err("server.max_in_flight and server.max_connections must be at least 1".into());
+    }
+    if s.header_read_timeout.is_zero() || a.body_timeout.is_zero() {
+        return Err("server.header_read_timeout_ms and server.body_read_timeout_ms must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch: the servers' clock for request times.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_checked_with_the_key_named() {
+        let (a, s) = (admission::AdmissionConfig::default(), serve::ServeOptions::default());
+        assert_eq!(check_limits(&a, &s), Ok(()));
+        let zero_body = admission::AdmissionConfig { max_body_bytes: 0, ..a };
+        assert!(check_limits(&zero_body, &s).is_err_and(|e| e.contains("server.max_body_bytes")));
+        let small_budget = admission::AdmissionConfig { body_budget_bytes: a.max_body_bytes - 1, ..a };
+        assert!(check_limits(&small_budget, &s).is_err_and(|e| e.contains("server.body_budget_bytes")));
+        let no_timeout = serve::ServeOptions { header_read_timeout: std::time::Duration::ZERO, ..s };
+        assert!(check_limits(&a, &no_timeout).is_err_and(|e| e.contains("server.header_read_timeout_ms")));
+    }
+}
