@@ -1,0 +1,155 @@
+//! `POST /v1/rank`: the refined ranking computed at the origin, with every
+//! stage explained.
+
+use super::*;
+
+/// A request for the refined ranking computed at the origin.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RankBody {
+    /// User id.
+    pub user: u64,
+    /// The user's region, 0–31.
+    #[serde(default)]
+    pub region: Option<u8>,
+    /// Items to return, 1–1000 (default 20).
+    #[serde(default)]
+    pub k: Option<u32>,
+    /// Candidates to retrieve and rank (default retrieval.default_k).
+    #[serde(default)]
+    pub candidates: Option<usize>,
+}
+
+#[utoipa::path(post, path = "/v1/rank", tag = "ranking", request_body = RankBody,
+    responses((status = 200, body = RankResponse, description = "the ranking with every stage explained"), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "no model registered")),
+    security(("user_token" = [])))]
+pub(super) async fn rank(
+    State(st): State<Arc<AppState>>,
+    who: Option<axum::Extension<Caller>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let who = caller(who)?;
+    // serde would also read a struct from a JSON array (`[1, 2]` as user 1, region 2): objects only.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::bad_request("invalid rank request: expected a JSON object like {\"user\": 42}"));
+    }
+    let b: RankBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid rank request: {e}")))?;
+    who.may_act_for(b.user)?;
+    require_ready(&st)?;
+    let k = b.k.unwrap_or(20);
+    if !(1..=1000).contains(&k) {
+        return Err(ApiError::bad_request("k must be in 1..=1000"));
+    }
+    let n = b.candidates.unwrap_or(st.cfg.retrieval.default_k);
+    if !(1..=st.cfg.retrieval.max_k).contains(&n) {
+        return Err(ApiError::bad_request(format!("candidates must be in 1..={}", st.cfg.retrieval.max_k)));
+    }
+    if let Some(r) = b.region
+        && r >= 32
+    {
+        return Err(ApiError::bad_request("region must be in 0..=31"));
+    }
+    let Some(digest) = model_for(&st, Some(b.user)) else {
+        return Err(ApiError::new(StatusCode::CONFLICT, "no model is registered yet (PUT /v1/models)"));
+    };
+    let st2 = st.clone();
+    let d2 = digest.clone();
+    let model = tokio::task::spawn_blocking(move || st2.models.get(&d2, || st2.store.model(&d2).ok().flatten()))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal(format!("registered model {digest} cannot be loaded")))?;
+    let (user, retrieved, built, now) = personal_bundle(&st, b.user, b.region, n).await?;
+    let bundle = edgewise_core::bundle::Bundle::decode(&built.bytes).map_err(ApiError::internal)?;
+    let mut ctx = edgewise_core::rank::RankContext::new(k, now);
+    ctx.region = b.region.unwrap_or(edgewise_core::bundle::REGION_ANY);
+    if let Some(u) = &user {
+        ctx.seen = u.seen.iter().chain(&u.hidden).copied().collect();
+        if u.base.len() == st.cfg.index.dim {
+            ctx.base = u.base.clone();
+        }
+        if let Some(s) = u.session_state().filter(|s| s.dim() == st.cfg.index.dim) {
+            ctx.session = s;
+        }
+    }
+    let mut out = edgewise_core::rank::RankOutput::default();
+    edgewise_core::rank::Ranker::new()
+        .rank(&model, &bundle, &ctx, &mut out)
+        .map_err(|e| ApiError::internal(format!("ranking failed: {e}")))?;
+    let names = edgewise_core::bundle::SOURCE_NAMES;
+    let ids: Vec<u64> = out.items.iter().map(|it| it.id).collect();
+    let st2 = st.clone();
+    let titles = tokio::task::spawn_blocking(move || st2.store.titles(&ids)).await.map_err(ApiError::internal)??;
+    let items: Vec<RankedJson> = out
+        .items
+        .iter()
+        .map(|it| {
+            let mask = bundle.source_mask(it.row as usize);
+            RankedJson {
+                id: it.id,
+                title: titles.get(&it.id).cloned(),
+                score: it.score,
+                pre_score: it.pre_score,
+                main_score: it.main_score,
+                mmr_penalty: it.mmr_penalty,
+                retrieval_score: bundle.retrieval_score(it.row as usize),
+                sources: names.iter().enumerate().filter(|(j, _)| mask & (1 << j) != 0).map(|(_, n)| *n).collect(),
+            }
+        })
+        .collect();
+    let mut stages = std::collections::BTreeMap::new();
+    for r in &out.rows {
+        *stages.entry(r.outcome.as_str()).or_insert(0u32) += 1;
+    }
+    Ok(axum::Json(RankResponse {
+        user: b.user,
+        model: digest,
+        bundle: built.digest.clone(),
+        candidates: bundle.len(),
+        sources_dropped: dropped_names(&retrieved),
+        stages,
+        items,
+    })
+    .into_response())
+}
+
+/// `POST /v1/rank`'s answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RankResponse {
+    /// The user.
+    pub user: u64,
+    /// The model that ranked (sha256).
+    pub model: String,
+    /// The personalized bundle that was ranked (sha256).
+    pub bundle: String,
+    /// Candidates in it.
+    pub candidates: usize,
+    /// Candidate sources that failed or missed their deadline.
+    pub sources_dropped: Vec<&'static str>,
+    /// How many candidates ended at each stage (`selected`, `seen`, `region`, `prerank_cut`, …).
+    pub stages: std::collections::BTreeMap<&'static str, u32>,
+    /// The ranking, best first.
+    pub items: Vec<RankedJson>,
+}
+
+/// One ranked item, with the scores of every stage.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RankedJson {
+    /// Item id.
+    pub id: u64,
+    /// Its title, when one is stored.
+    pub title: Option<String>,
+    /// Calibrated score.
+    pub score: f32,
+    /// Pre-rank score.
+    pub pre_score: f32,
+    /// The MLP's logit.
+    pub main_score: f32,
+    /// What diversity (MMR) took off.
+    pub mmr_penalty: f32,
+    /// The fused retrieval score.
+    pub retrieval_score: f32,
+    /// The candidate sources that found it.
+    pub sources: Vec<&'static str>,
+}
