@@ -174,10 +174,7 @@ impl Ranking {
 
     /// Every tenant and where its module came from.
     pub fn tenants(&self) -> Vec<(String, String)> {
-        let t = self.tenants.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut v: Vec<(String, String)> = t.iter().map(|(k, v)| (k.clone(), v.source.clone())).collect();
-        v.sort();
-        v
+        self.tenant_health().into_iter().map(|(tenant, source, _)| (tenant, source)).collect()
     }
 
     /// Replaces (or adds) a tenant's module. Requests already ranking keep
