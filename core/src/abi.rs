@@ -28,7 +28,7 @@
 //! |---|---|---|
 //! | 0 | `[u8; 4]` | `b"EWCX"` |
 //! | 4 | `u8` | version, 1 |
-//! | 5 | `u8` | region index ([`crate::bundle::REGION_ANY`] = no region filter) |
+//! | 5 | `u8` | region index, 0..=31 ([`crate::region::REGION_ANY`] = no region filter) |
 //! | 6 | `u16` | flags: bit 0 = the host verified the bundle's checksum, check structure only ([`crate::bundle::Bundle::decode_prechecked`]); other bits 0 |
 //! | 8 | `u32` | `k` |
 //! | 12 | `u32` | pre-rank keep override (0 = the model's) |
@@ -57,8 +57,11 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use crate::bundle::Bundle;
+use crate::digest::Digest;
+use crate::format::{Envelope, FormatError, f32_at, u16_at, u32_at, u64_at};
 use crate::model::{self, Model};
 use crate::rank::{Outcome, RankContext, RankOutput, RankedItem, Ranker, RowExplain};
+use crate::region::Region;
 
 /// Version of the export set and encodings above.
 pub const ABI_VERSION: u32 = 1;
@@ -112,32 +115,22 @@ impl Status {
     }
 }
 
-/// Why a context or result encoding is malformed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum WireError {
-    /// Malformed bytes.
-    #[error("malformed {what}: {reason}")]
-    Malformed {
-        /// Context or result.
-        what: &'static str,
-        /// What is wrong.
-        reason: &'static str,
-    },
-}
-
-const CTX_MAGIC: [u8; 4] = *b"EWCX";
+/// How the `EWCX` context is framed: magic and a one-byte version, no trailer
+/// (it never leaves the host's memory).
+pub const CONTEXT: Envelope =
+    Envelope { name: "context", magic: b"EWCX", version: 1, oldest: 1, version_width: 1, crc: false, end_magic: None };
+/// How the `EWRS` result is framed: magic and a one-byte version, no trailer.
+pub const RESULT: Envelope =
+    Envelope { name: "result", magic: b"EWRS", version: 1, oldest: 1, version_width: 1, crc: false, end_magic: None };
 const CTX_FIXED: usize = 56;
-const RES_MAGIC: [u8; 4] = *b"EWRS";
 const RES_HEADER: usize = 16;
 const ITEM_LEN: usize = 32;
 const ROW_LEN: usize = 16;
 
 /// Appends the `EWCX` encoding of `ctx` to `out`.
 pub fn encode_context(ctx: &RankContext, out: &mut Vec<u8>) {
-    out.extend_from_slice(&CTX_MAGIC);
-    out.push(1);
-    out.push(ctx.region);
+    CONTEXT.write_head(out);
+    out.push(Region::to_wire(ctx.region));
     out.extend_from_slice(&u16::from(ctx.checksum_verified).to_le_bytes());
     out.extend_from_slice(&ctx.k.to_le_bytes());
     out.extend_from_slice(&ctx.prerank_keep.to_le_bytes());
@@ -159,29 +152,18 @@ pub fn encode_context(ctx: &RankContext, out: &mut Vec<u8>) {
 }
 
 /// Decodes an `EWCX` context into `ctx`, reusing its buffers. Never panics.
-pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), WireError> {
-    let bad = |reason| WireError::Malformed { what: "context", reason };
-    if b.len() < CTX_FIXED {
-        return Err(bad("shorter than its fixed header"));
-    }
-    if b[..4] != CTX_MAGIC {
-        return Err(bad("bad magic"));
-    }
-    if b[4] != 1 {
-        return Err(bad("unsupported version"));
-    }
+pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), FormatError> {
+    let bad = |reason| CONTEXT.malformed(reason);
+    CONTEXT.check_len(b, CTX_FIXED)?;
+    CONTEXT.check_head(b)?;
     if b[6] > 1 || b[7] != 0 {
-        return Err(bad("unknown flag bits"));
+        return Err(FormatError::UnknownFlags { format: CONTEXT.name, flags: u16_at(b, 6) });
     }
-    if b[28..32] != [0; 4] {
-        return Err(bad("reserved bytes are not zero"));
+    if let Some(i) = (28..32).find(|&i| b[i] != 0) {
+        return Err(FormatError::ReservedNonZero { format: CONTEXT.name, offset: i });
     }
-    let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-    let u64_at = |at: usize| {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(&b[at..at + 8]);
-        u64::from_le_bytes(x)
-    };
+    let u32_at = |at: usize| u32_at(b, at);
+    let u64_at = |at: usize| u64_at(b, at);
     let (s, bl, d, l) = (u32_at(40) as u64, u32_at(44) as u64, u32_at(48) as u64, u32_at(52) as u64);
     let expected = CTX_FIXED as u64 + 8 * s + 4 * bl + 4 * d + l;
     if expected != b.len() as u64 {
@@ -191,7 +173,7 @@ pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), WireError> 
     if !(0.0..=1.0).contains(&share) {
         return Err(bad("session share is not in [0, 1]"));
     }
-    ctx.region = b[5];
+    ctx.region = Region::from_wire(b[5]).map_err(|_| bad("the region byte is neither 0..=31 nor 255 (any region)"))?;
     ctx.checksum_verified = b[6] & 1 != 0;
     ctx.k = u32_at(8);
     ctx.prerank_keep = u32_at(12);
@@ -244,10 +226,20 @@ pub enum ModelMatch {
     Mismatch = 2,
 }
 
+impl ModelMatch {
+    /// How a bundle that `expected` a model relates to the `loaded` one.
+    pub fn of(expected: Option<Digest>, loaded: Digest) -> Self {
+        match expected {
+            None => Self::Any,
+            Some(d) if d == loaded => Self::Match,
+            Some(_) => Self::Mismatch,
+        }
+    }
+}
+
 /// Appends the `EWRS` encoding of a ranking to `out`.
 pub fn encode_result(r: &RankOutput, model_match: ModelMatch, out: &mut Vec<u8>) {
-    out.extend_from_slice(&RES_MAGIC);
-    out.push(1);
+    RESULT.write_head(out);
     out.push(model_match as u8);
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&(r.items.len() as u32).to_le_bytes());
@@ -268,19 +260,18 @@ pub fn encode_result(r: &RankOutput, model_match: ModelMatch, out: &mut Vec<u8>)
 }
 
 /// Decodes an `EWRS` result. Never panics.
-pub fn decode_result(b: &[u8]) -> Result<(RankOutput, ModelMatch), WireError> {
-    let bad = |reason| WireError::Malformed { what: "result", reason };
-    if b.len() < RES_HEADER || b[..4] != RES_MAGIC || b[4] != 1 {
-        return Err(bad("bad header"));
-    }
+pub fn decode_result(b: &[u8]) -> Result<(RankOutput, ModelMatch), FormatError> {
+    let bad = |reason| RESULT.malformed(reason);
+    RESULT.check_len(b, RES_HEADER)?;
+    RESULT.check_head(b)?;
     let model_match = match b[5] {
         0 => ModelMatch::Any,
         1 => ModelMatch::Match,
         2 => ModelMatch::Mismatch,
         _ => return Err(bad("bad model-match code")),
     };
-    let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-    let f32_at = |at: usize| f32::from_bits(u32_at(at));
+    let u32_at = |at: usize| u32_at(b, at);
+    let f32_at = |at: usize| f32_at(b, at);
     let (ni, nr) = (u32_at(8) as u64, u32_at(12) as u64);
     if RES_HEADER as u64 + ITEM_LEN as u64 * ni + ROW_LEN as u64 * nr != b.len() as u64 {
         return Err(bad("counts do not match the length"));
@@ -288,10 +279,8 @@ pub fn decode_result(b: &[u8]) -> Result<(RankOutput, ModelMatch), WireError> {
     let mut out = RankOutput::default();
     let mut at = RES_HEADER;
     for _ in 0..ni {
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&b[at..at + 8]);
         out.items.push(RankedItem {
-            id: u64::from_le_bytes(id),
+            id: u64_at(b, at),
             row: u32_at(at + 8),
             score: f32_at(at + 12),
             pre_score: f32_at(at + 16),
@@ -318,7 +307,7 @@ pub fn decode_result(b: &[u8]) -> Result<(RankOutput, ModelMatch), WireError> {
 /// scratch space, and the last result or error.
 #[derive(Debug, Default)]
 pub struct Engine {
-    model: Option<(Model, [u8; 32])>,
+    model: Option<(Model, Digest)>,
     ranker: Ranker,
     ctx: RankContext,
     out: RankOutput,
@@ -352,7 +341,7 @@ impl Engine {
     }
 
     /// The loaded model and its digest.
-    pub fn model(&self) -> Option<&(Model, [u8; 32])> {
+    pub fn model(&self) -> Option<&(Model, Digest)> {
         self.model.as_ref()
     }
 
@@ -373,14 +362,7 @@ impl Engine {
             Ok(b) => b,
             Err(e) => return self.fail(Status::BadBundle, "invalid bundle", &e),
         };
-        let expected = b.header().model_digest;
-        let model_match = if expected == [0; 32] {
-            ModelMatch::Any
-        } else if &expected == digest {
-            ModelMatch::Match
-        } else {
-            ModelMatch::Mismatch
-        };
+        let model_match = ModelMatch::of(b.header().model_digest, *digest);
         if let Err(e) = self.ranker.rank(model, &b, &self.ctx, &mut self.out) {
             return self.fail(Status::Incompatible, "cannot rank", &e);
         }
@@ -421,7 +403,7 @@ mod tests {
         let bytes = include_bytes!("../fuzz/regressions/decode_context/context-with-dimensionless-session");
         let mut ctx = RankContext::default();
         let err = decode_context(bytes, &mut ctx).expect_err("non-canonical");
-        assert!(matches!(err, WireError::Malformed { reason, .. } if reason.contains("dimension-0")), "{err:?}");
+        assert!(matches!(err, FormatError::Malformed { reason, .. } if reason.contains("dimension-0")), "{err:?}");
         assert!(!crate::check::context_bytes(bytes), "the checker sees a refusal, not a panic");
     }
 }

@@ -9,6 +9,7 @@
 use alloc::vec::Vec;
 
 use crate::bundle::{self, Bundle, BundleError};
+use crate::format::FormatError;
 use crate::model::{Model, ModelError};
 use crate::session::SessionState;
 
@@ -205,7 +206,7 @@ pub fn bundle_prechecked_bytes(data: &[u8]) -> Result<usize, BundleError> {
             match Bundle::decode(data) {
                 Ok(_) => panic!("decode accepts what decode_prechecked rejects ({e})"),
                 Err(full) => assert!(
-                    full == e || matches!(full, BundleError::ChecksumMismatch { .. }),
+                    full == e || matches!(full, BundleError::Format(FormatError::ChecksumMismatch { .. })),
                     "decode_prechecked says {e}, decode says {full}"
                 ),
             }
@@ -227,7 +228,10 @@ pub fn bundle_prechecked_bytes(data: &[u8]) -> Result<usize, BundleError> {
             assert_eq!(full.header(), b.header());
             assert_eq!(full.layout(), b.layout());
         }
-        Err(e) => assert!(!crc_ok && matches!(e, BundleError::ChecksumMismatch { .. }), "decode says {e}"),
+        Err(e) => assert!(
+            !crc_ok && matches!(e, BundleError::Format(FormatError::ChecksumMismatch { .. })),
+            "decode says {e}"
+        ),
     }
     Ok(b.len())
 }
@@ -363,14 +367,7 @@ pub fn rank_bytes(bundle_bytes: &[u8], model_bytes: &[u8], context: &[u8]) -> Op
     check_ranking(&model, &b, &ctx, &out);
 
     // Encodings: the result round-trips, a warm ranker repeats itself, the engine agrees.
-    let expected = b.header().model_digest;
-    let model_match = if expected == [0; 32] {
-        ModelMatch::Any
-    } else if expected == crate::model::digest(model_bytes) {
-        ModelMatch::Match
-    } else {
-        ModelMatch::Mismatch
-    };
+    let model_match = ModelMatch::of(b.header().model_digest, crate::model::digest(model_bytes));
     let mut encoded = Vec::new();
     abi::encode_result(&out, model_match, &mut encoded);
     let (back, back_match) = match abi::decode_result(&encoded) {
@@ -402,14 +399,10 @@ fn check_ranking(model: &Model, b: &Bundle<'_>, ctx: &crate::rank::RankContext, 
 
     // The query, as the ranker builds it.
     let d = b.dim();
-    let mut query = alloc::vec![0.0f32; d];
-    let base = (!ctx.base.is_empty()).then_some(&ctx.base[..]);
-    if ctx.session.is_empty() {
-        if let Some(base) = base {
-            query.copy_from_slice(base);
-        }
-    } else {
-        ctx.session.query_into(&ctx.session_config, base, ctx.now_ms, &mut query);
+    let mut query = Vec::new();
+    if let Err(e) = crate::context::blend_query(&ctx.base, &ctx.session, &ctx.session_config, ctx.now_ms, d, &mut query)
+    {
+        panic!("the ranker accepted a context whose query cannot be built: {e}");
     }
     let mut query_q = alloc::vec![0i8; d];
     let query_scale = math::quantize_into(&query, &mut query_q);
@@ -427,7 +420,7 @@ fn check_ranking(model: &Model, b: &Bundle<'_>, ctx: &crate::rank::RankContext, 
             Some(Outcome::Seen)
         } else if blocked.binary_search(&b.creator(i)).is_ok() {
             Some(Outcome::BlockedCreator)
-        } else if !bundle::region_eligible(b.region_mask(i), ctx.region) {
+        } else if !crate::region::Region::allows(ctx.region, b.region_mask(i)) {
             Some(Outcome::Region)
         } else {
             None
@@ -532,7 +525,7 @@ mod tests {
         let mut b = synth::bundle(&spec(), 1);
         let at = Bundle::decode(&b).expect("valid").layout().retrieval.0;
         b[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-        assert!(matches!(bundle_bytes(&b), Err(BundleError::ChecksumMismatch { .. })));
+        assert!(matches!(bundle_bytes(&b), Err(BundleError::Format(FormatError::ChecksumMismatch { .. }))));
         let want = Err(BundleError::NonFinite { column: "retrieval", row: 0 });
         assert_eq!(bundle_bytes_fixed_crc(&b), want);
         assert_eq!(bundle_prechecked_bytes(&b), want);
@@ -554,8 +547,11 @@ mod tests {
     fn model_crc_fixup_reaches_the_range_checks() {
         let mut m = synth::model(&spec(), &[3], 5, 1).encode().expect("encodes");
         m[32..36].copy_from_slice(&0u32.to_le_bytes()); // prerank_keep = 0
-        assert!(matches!(model_bytes(&m), Err(ModelError::ChecksumMismatch { .. })));
-        assert!(matches!(model_bytes_fixed_crc(&m), Err(ModelError::OutOfRange { field: "prerank_keep", .. })));
+        assert!(matches!(model_bytes(&m), Err(ModelError::Format(FormatError::ChecksumMismatch { .. }))));
+        assert!(matches!(
+            model_bytes_fixed_crc(&m),
+            Err(ModelError::Format(FormatError::OutOfRange { field: "prerank_keep", .. }))
+        ));
     }
 
     #[test]

@@ -7,10 +7,14 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`format`] | the envelope the five binary formats share: magic, version, CRC, reader, [`FormatError`] |
 //! | [`bundle`] | the candidate-bundle format: builder and validated zero-copy view |
 //! | [`model`] | the model artifact: pre-ranker, MLP, calibration, diversity |
 //! | [`rank`] | the ranking pipeline and its explanation |
 //! | [`session`] | the real-time session embedding |
+//! | [`context`] | the query blend (base + session) and a [`RankContext`] from a stored user |
+//! | [`digest`] | [`Digest`], the sha256 content address, parsed and printed in one place |
+//! | [`region`] | [`Region`] and the region eligibility rule |
 //! | [`merge`] | speculative-then-refined stable merge and agreement metrics |
 //! | [`abi`] | the guest C ABI: request/result encodings and the engine behind the exports |
 //! | [`math`] | deterministic arithmetic: bit-identical on every platform |
@@ -23,17 +27,24 @@ extern crate alloc;
 pub mod abi;
 pub mod bundle;
 pub mod check;
+pub mod context;
+pub mod digest;
+pub mod format;
 pub mod math;
 pub mod merge;
 pub mod model;
 pub mod rank;
+pub mod region;
 pub mod session;
 #[cfg(feature = "synth")]
 pub mod synth;
 
 pub use bundle::{Bundle, BundleBuilder, BundleError, BundleHeader, Candidate, Scope};
+pub use digest::Digest;
+pub use format::FormatError;
 pub use model::{Model, ModelError};
 pub use rank::{RankContext, RankError, RankOutput, Ranker};
+pub use region::Region;
 pub use session::{SessionConfig, SessionState, Signal};
 
 /// Hash of a feature schema: the first 8 bytes (little-endian) of the sha256 of

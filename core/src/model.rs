@@ -45,7 +45,8 @@
 
 use alloc::vec::Vec;
 
-use sha2::{Digest, Sha256};
+use crate::digest::Digest;
+use crate::format::{Envelope, FormatError, check_range, f32_at, u16_at, u32_at};
 
 /// Magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"EWMODEL\0";
@@ -138,173 +139,48 @@ pub struct Model {
 /// Why bytes are not a valid model (or a model is not valid).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
+#[allow(missing_docs)] // variant fields are described by each variant's error message
 pub enum ModelError {
-    /// Shorter than the header plus trailer.
-    #[error("model too short: {len} bytes, at least {min} needed")]
-    TooShort {
-        /// Bytes given.
-        len: usize,
-        /// Minimum.
-        min: usize,
-    },
-    /// Not `EWMODEL\0`.
-    #[error("not an Edgewise model (bad magic)")]
-    BadMagic,
-    /// Unreadable version.
-    #[error("model version {found} is not supported (this build reads {oldest}..={newest})")]
-    UnsupportedVersion {
-        /// Found.
-        found: u16,
-        /// Oldest readable.
-        oldest: u16,
-        /// Newest readable.
-        newest: u16,
-    },
-    /// Wrong header length.
-    #[error("header length {found} is invalid (expected {expected})")]
-    BadHeaderLen {
-        /// Found.
-        found: u32,
-        /// Expected.
-        expected: u32,
-    },
-    /// Undefined flag bits.
-    #[error("unknown flag bits {flags:#06x}")]
-    UnknownFlags {
-        /// Flags.
-        flags: u16,
-    },
-    /// A reserved byte is not zero.
-    #[error("reserved header byte at offset {offset} is not zero")]
-    ReservedNonZero {
-        /// Offset.
-        offset: usize,
-    },
-    /// A count or parameter is out of range.
-    #[error("{field} = {value} is out of range (allowed {min}..={max})")]
-    OutOfRange {
-        /// Field.
-        field: &'static str,
-        /// Value.
-        value: u64,
-        /// Min.
-        min: u64,
-        /// Max.
-        max: u64,
-    },
-    /// The body ended before all declared weights were read.
-    #[error("model truncated while reading {what}")]
-    Truncated {
-        /// What was being read.
-        what: &'static str,
-    },
-    /// Bytes left over after the last section.
-    #[error("{extra} unexpected bytes after the last layer")]
-    TrailingBytes {
-        /// Count.
-        extra: usize,
-    },
-    /// Bad end magic.
-    #[error("bad trailer magic")]
-    BadTrailer,
-    /// Checksum mismatch.
-    #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    ChecksumMismatch {
-        /// Stored.
-        stored: u32,
-        /// Computed.
-        computed: u32,
-    },
+    /// The envelope or a field is wrong.
+    #[error(transparent)]
+    Format(#[from] FormatError),
     /// Layer widths do not chain.
     #[error("layer {layer} expects {expected} inputs but has {found}")]
-    LayerShape {
-        /// Layer index.
-        layer: usize,
-        /// Expected input width.
-        expected: usize,
-        /// Declared input width.
-        found: usize,
-    },
+    LayerShape { layer: usize, expected: usize, found: usize },
     /// The last layer does not produce a single logit.
     #[error("the last layer has {outputs} outputs; it must have 1")]
-    LastLayerOutputs {
-        /// Found.
-        outputs: usize,
-    },
+    LastLayerOutputs { outputs: usize },
     /// A vector has the wrong length.
     #[error("{what} has {found} values, expected {expected}")]
-    Shape {
-        /// What.
-        what: &'static str,
-        /// Expected.
-        expected: usize,
-        /// Found.
-        found: usize,
-    },
-    /// NaN or infinity.
-    #[error("non-finite value in {what}")]
-    NonFinite {
-        /// Where.
-        what: &'static str,
-    },
+    Shape { what: &'static str, expected: usize, found: usize },
 }
 
-/// sha256 of an encoded model: its content address.
-pub fn digest(encoded: &[u8]) -> [u8; 32] {
-    Sha256::digest(encoded).into()
-}
+/// How the model format is framed: magic, version range, CRC-32 and end magic.
+pub const ENVELOPE: Envelope = Envelope {
+    name: "model",
+    magic: &MAGIC,
+    version: VERSION,
+    oldest: OLDEST_SUPPORTED_VERSION,
+    version_width: 2,
+    crc: true,
+    end_magic: Some(END_MAGIC),
+};
 
-/// Lower-case hex of a digest.
-pub fn digest_hex(d: &[u8; 32]) -> alloc::string::String {
-    use core::fmt::Write;
-    let mut s = alloc::string::String::with_capacity(64);
-    for b in d {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], ModelError> {
-        let end = self.at.checked_add(n).ok_or(ModelError::Truncated { what })?;
-        let s = self.b.get(self.at..end).ok_or(ModelError::Truncated { what })?;
-        self.at = end;
-        Ok(s)
-    }
-    fn u32(&mut self, what: &'static str) -> Result<u32, ModelError> {
-        let s = self.take(4, what)?;
-        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    fn f32(&mut self, what: &'static str) -> Result<f32, ModelError> {
-        let x = f32::from_bits(self.u32(what)?);
-        if x.is_finite() { Ok(x) } else { Err(ModelError::NonFinite { what }) }
-    }
-    /// Reads `count` floats; the length is checked before anything is allocated.
-    fn f32s(&mut self, count: usize, what: &'static str) -> Result<Vec<f32>, ModelError> {
-        let bytes = self.take(count.checked_mul(4).ok_or(ModelError::Truncated { what })?, what)?;
-        let mut v = Vec::with_capacity(count);
-        for c in bytes.chunks_exact(4) {
-            let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            if !x.is_finite() {
-                return Err(ModelError::NonFinite { what });
-            }
-            v.push(x);
-        }
-        Ok(v)
-    }
+/// The content address of an encoded model.
+pub fn digest(encoded: &[u8]) -> Digest {
+    Digest::of(encoded)
 }
 
 fn range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ModelError> {
-    if value < min || value > max { Err(ModelError::OutOfRange { field, value, min, max }) } else { Ok(()) }
+    Ok(check_range(ENVELOPE.name, field, value, min, max)?)
 }
 
 fn finite(what: &'static str, xs: &[f32]) -> Result<(), ModelError> {
-    if xs.iter().all(|x| x.is_finite()) { Ok(()) } else { Err(ModelError::NonFinite { what }) }
+    if xs.iter().all(|x| x.is_finite()) {
+        Ok(())
+    } else {
+        Err(FormatError::NonFinite { format: ENVELOPE.name, what }.into())
+    }
 }
 
 impl Model {
@@ -324,7 +200,14 @@ impl Model {
         range("prerank_keep", u64::from(self.prerank_keep), 1, u64::from(crate::bundle::MAX_ROWS))?;
         let lambda = self.diversity.mmr_lambda;
         if !(0.0..=1.0).contains(&lambda) {
-            return Err(ModelError::OutOfRange { field: "mmr_lambda", value: lambda.to_bits().into(), min: 0, max: 1 });
+            return Err(FormatError::OutOfRange {
+                format: ENVELOPE.name,
+                field: "mmr_lambda",
+                value: lambda.to_bits().into(),
+                min: 0,
+                max: 1,
+            }
+            .into());
         }
         let p = &self.prerank;
         finite("pre-ranker", &[p.bias, p.w_dot, p.w_retrieval])?;
@@ -376,8 +259,7 @@ impl Model {
     pub fn encode(&self) -> Result<Vec<u8>, ModelError> {
         self.validate()?;
         let mut out = Vec::new();
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
+        let start = ENVELOPE.write_head(&mut out);
         let flags = if self.interaction { FLAG_INTERACTION } else { 0 };
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
@@ -402,53 +284,33 @@ impl Model {
             out.extend_from_slice(&(l.outputs as u32).to_le_bytes());
             l.weights.iter().chain(&l.bias).for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
         }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&END_MAGIC);
+        ENVELOPE.write_trailer(&mut out, start);
         Ok(out)
     }
 
     /// Decodes and validates a model. Never panics.
     pub fn decode(bytes: &[u8]) -> Result<Self, ModelError> {
-        let min = HEADER_LEN + 8;
-        if bytes.len() < min {
-            return Err(ModelError::TooShort { len: bytes.len(), min });
-        }
-        if bytes[..8] != MAGIC {
-            return Err(ModelError::BadMagic);
-        }
-        let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
-        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        let version = u16_at(8);
-        if !(OLDEST_SUPPORTED_VERSION..=VERSION).contains(&version) {
-            return Err(ModelError::UnsupportedVersion {
-                found: version,
-                oldest: OLDEST_SUPPORTED_VERSION,
-                newest: VERSION,
-            });
-        }
+        let format = ENVELOPE.name;
+        ENVELOPE.check_len(bytes, HEADER_LEN + ENVELOPE.trailer_len())?;
+        ENVELOPE.check_head(bytes)?;
+        let u16_at = |at: usize| u16_at(bytes, at);
+        let u32_at = |at: usize| u32_at(bytes, at);
         let flags = u16_at(10);
         if flags & !FLAG_INTERACTION != 0 {
-            return Err(ModelError::UnknownFlags { flags });
+            return Err(FormatError::UnknownFlags { format, flags }.into());
         }
         let header_len = u32_at(12);
         if header_len as usize != HEADER_LEN {
-            return Err(ModelError::BadHeaderLen { found: header_len, expected: HEADER_LEN as u32 });
+            return Err(FormatError::BadHeaderLen { format, found: header_len, expected: HEADER_LEN as u32 }.into());
         }
         for offset in [30usize, 31].into_iter().chain(52..HEADER_LEN) {
             if bytes[offset] != 0 {
-                return Err(ModelError::ReservedNonZero { offset });
+                return Err(FormatError::ReservedNonZero { format, offset }.into());
             }
         }
-        let body_end = bytes.len() - 8;
-        if bytes[body_end + 4..] != END_MAGIC {
-            return Err(ModelError::BadTrailer);
-        }
-        let stored = u32_at(body_end);
-        let computed = crc32fast::hash(&bytes[..body_end]);
-        if stored != computed {
-            return Err(ModelError::ChecksumMismatch { stored, computed });
-        }
+        let body_end = bytes.len() - ENVELOPE.trailer_len();
+        ENVELOPE.check_end_magic(bytes)?;
+        ENVELOPE.check_crc(bytes)?;
         let mut fsh = [0u8; 8];
         fsh.copy_from_slice(&bytes[16..24]);
         let dim = u16_at(24);
@@ -459,8 +321,8 @@ impl Model {
         range("n_features", u64::from(n_features), 0, u64::from(crate::bundle::MAX_FEATURES))?;
         range("n_sources", u64::from(n_sources), 0, u64::from(crate::bundle::MAX_SOURCES))?;
         range("n_layers", u64::from(n_layers), 1, u64::from(MAX_LAYERS))?;
-        let f32_at = |at: usize| f32::from_bits(u32_at(at));
-        let mut r = Reader { b: &bytes[..body_end], at: HEADER_LEN };
+        let f32_at = |at: usize| f32_at(bytes, at);
+        let mut r = ENVELOPE.reader(bytes, HEADER_LEN, body_end);
         let prerank = PreRanker {
             bias: r.f32("pre-ranker")?,
             w_dot: r.f32("pre-ranker")?,
@@ -479,9 +341,7 @@ impl Model {
             let bias = r.f32s(outputs, "layer bias")?;
             mlp.push(Layer { inputs, outputs, weights, bias });
         }
-        if r.at != body_end {
-            return Err(ModelError::TrailingBytes { extra: body_end - r.at });
-        }
+        r.finish()?;
         let model = Model {
             feature_schema_hash: u64::from_le_bytes(fsh),
             dim,
@@ -534,7 +394,7 @@ mod tests {
         let m = tiny();
         let bytes = m.encode().expect("encode");
         assert_eq!(Model::decode(&bytes), Ok(m));
-        assert_eq!(digest_hex(&digest(&bytes)).len(), 64);
+        assert_eq!(digest(&bytes).to_hex().len(), 64);
     }
 
     #[test]
@@ -549,21 +409,21 @@ mod tests {
         assert!(matches!(m.validate(), Err(ModelError::LayerShape { layer: 0, .. })));
         let mut m = tiny();
         m.diversity.mmr_lambda = 1.5;
-        assert!(matches!(m.validate(), Err(ModelError::OutOfRange { field: "mmr_lambda", .. })));
+        assert!(matches!(m.validate(), Err(ModelError::Format(FormatError::OutOfRange { field: "mmr_lambda", .. }))));
         let mut m = tiny();
         m.prerank.w_dot = f32::NAN;
-        assert!(matches!(m.encode(), Err(ModelError::NonFinite { .. })));
+        assert!(matches!(m.encode(), Err(ModelError::Format(FormatError::NonFinite { .. }))));
     }
 
     #[test]
     fn typed_decode_errors() {
         let bytes = tiny().encode().expect("encode");
-        assert!(matches!(Model::decode(&bytes[..20]), Err(ModelError::TooShort { .. })));
+        assert!(matches!(Model::decode(&bytes[..20]), Err(ModelError::Format(FormatError::TooShort { .. }))));
         let mut b = bytes.clone();
         b[8] = 2;
-        assert!(matches!(Model::decode(&b), Err(ModelError::UnsupportedVersion { found: 2, .. })));
+        assert!(matches!(Model::decode(&b), Err(ModelError::Format(FormatError::UnsupportedVersion { found: 2, .. }))));
         let mut b = bytes.clone();
         b[70] ^= 0x40;
-        assert!(matches!(Model::decode(&b), Err(ModelError::ChecksumMismatch { .. })));
+        assert!(matches!(Model::decode(&b), Err(ModelError::Format(FormatError::ChecksumMismatch { .. }))));
     }
 }

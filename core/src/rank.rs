@@ -24,43 +24,12 @@
 
 use alloc::vec::Vec;
 
-use crate::bundle::{Bundle, REGION_ANY};
+use crate::bundle::Bundle;
+pub use crate::context::RankContext;
+use crate::context::{QueryError, blend_query};
 use crate::math::{self, LANES, dot_f32, dot_i8, reduce_lanes, sortable};
 use crate::model::Model;
-use crate::session::{SessionConfig, SessionState};
-
-/// What the caller knows about the request.
-#[derive(Debug, Clone, Default)]
-pub struct RankContext {
-    /// Current time, ms since the Unix epoch (the core never reads a clock).
-    pub now_ms: u64,
-    /// How many items to return.
-    pub k: u32,
-    /// The user's region index, or [`REGION_ANY`] to skip the region filter.
-    pub region: u8,
-    /// Items the user has already seen.
-    pub seen: Vec<u64>,
-    /// Creators the user blocked.
-    pub blocked_creators: Vec<u32>,
-    /// The long-term user embedding; empty for an anonymous user.
-    pub base: Vec<f32>,
-    /// The real-time session state (may be empty).
-    pub session: SessionState,
-    /// Session blending parameters.
-    pub session_config: SessionConfig,
-    /// Overrides the model's pre-rank keep count when non-zero.
-    pub prerank_keep: u32,
-    /// For the guest ABI: the host already verified the bundle's checksum
-    /// ([`crate::bundle::verify_checksum`]), so the guest checks its structure only.
-    pub checksum_verified: bool,
-}
-
-impl RankContext {
-    /// A context with no history, returning `k` items, with region filtering off.
-    pub fn new(k: u32, now_ms: u64) -> Self {
-        Self { k, now_ms, region: REGION_ANY, ..Self::default() }
-    }
-}
+use crate::region::Region;
 
 /// What happened to a bundle row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +123,7 @@ pub struct RankOutput {
 /// Why a ranking could not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
+#[allow(missing_docs)] // variant fields are described by each variant's error message
 pub enum RankError {
     /// The bundle's features follow a different schema than the model's.
     #[error("feature schema mismatch: bundle {bundle:#018x}, model {model:#018x}")]
@@ -166,7 +136,6 @@ pub enum RankError {
     /// Bundle and model disagree on a shape.
     #[error("bundle and model disagree on {what}: bundle {bundle}, model {model}")]
     Shape {
-        /// Which dimension.
         what: &'static str,
         /// Bundle's value.
         bundle: usize,
@@ -175,20 +144,10 @@ pub enum RankError {
     },
     /// The context's embeddings do not fit the bundle.
     #[error("{what} has dimension {found}, the bundle has {expected}")]
-    QueryDimension {
-        /// Which embedding.
-        what: &'static str,
-        /// Bundle dimension.
-        expected: usize,
-        /// Given.
-        found: usize,
-    },
+    QueryDimension { what: &'static str, expected: usize, found: usize },
     /// NaN or infinity in the context.
     #[error("non-finite value in the {what}")]
-    NonFinite {
-        /// Which input.
-        what: &'static str,
-    },
+    NonFinite { what: &'static str },
 }
 
 /// The ranking pipeline with its reusable scratch space.
@@ -520,7 +479,7 @@ impl Ranker {
                 Outcome::Seen
             } else if self.blocked.binary_search(&bundle.creator(i)).is_ok() {
                 Outcome::BlockedCreator
-            } else if !crate::bundle::region_eligible(bundle.region_mask(i), ctx.region) {
+            } else if !Region::allows(ctx.region, bundle.region_mask(i)) {
                 Outcome::Region
             } else {
                 // 2. Pre-rank.
@@ -571,30 +530,14 @@ impl Ranker {
     }
 
     fn build_query(&mut self, ctx: &RankContext, d: usize) -> Result<(), RankError> {
-        if !ctx.base.is_empty() && ctx.base.len() != d {
-            return Err(RankError::QueryDimension { what: "base user embedding", expected: d, found: ctx.base.len() });
-        }
-        if ctx.base.iter().any(|x| !x.is_finite()) {
-            return Err(RankError::NonFinite { what: "base user embedding" });
-        }
-        self.query.clear();
-        self.query.resize(d, 0.0);
+        blend_query(&ctx.base, &ctx.session, &ctx.session_config, ctx.now_ms, d, &mut self.query).map_err(
+            |e| match e {
+                QueryError::Dimension { what, expected, found } => RankError::QueryDimension { what, expected, found },
+                QueryError::NonFinite(what) => RankError::NonFinite { what },
+            },
+        )?;
         self.query_q.clear();
         self.query_q.resize(d, 0);
-        let base = (!ctx.base.is_empty()).then_some(&ctx.base[..]);
-        if ctx.session.is_empty() {
-            if let Some(b) = base {
-                self.query.copy_from_slice(b);
-            }
-        } else {
-            if ctx.session.dim() != d {
-                return Err(RankError::QueryDimension { what: "session state", expected: d, found: ctx.session.dim() });
-            }
-            ctx.session.query_into(&ctx.session_config, base, ctx.now_ms, &mut self.query);
-        }
-        if self.query.iter().any(|x| !x.is_finite()) {
-            return Err(RankError::NonFinite { what: "session query" });
-        }
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 //! is small (one `f32` vector plus a few counters) and has a compact,
 //! checksummed encoding so a browser or an edge can keep it and send it along.
 //!
-//! # Model (seed 001, "Bottleneck 3")
+//! # Model
 //! * Each [`Signal`] has a signed weight `w` ([`SessionConfig`]): click, like
 //!   and long dwell (weighted by dwell time) pull towards the item; skip and
 //!   hide push away. Impressions and short dwells are neutral.
@@ -14,7 +14,7 @@
 //!   `ema / mass` is then a recency-weighted average of the signed item
 //!   embeddings: the newest interaction weighs most, older ones fade geometrically.
 //! * The query the ranker uses blends it with the base (long-term) user embedding:
-//!   `q = (1−β)·base + β·session`, with `β = 0.3` by default (seed 001's 70/30),
+//!   `q = (1−β)·base + β·session`, with `β = 0.3` by default (a 70/30 blend),
 //!   and `β` decaying with the time since the last interaction (half-life
 //!   [`SessionConfig::half_life_ms`]), so a stale session fades back to the base.
 //!   With no base embedding (an anonymous user), the session vector is the query.
@@ -23,8 +23,11 @@
 
 use alloc::vec::Vec;
 
+use crate::format::{Envelope, FormatError, check_range, f32_at, u16_at, u32_at, u64_at};
+
 /// One interaction with an item.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[allow(missing_docs)] // variant fields are described by each variant's error message
 pub enum Signal {
     /// The item was shown. Neutral.
     Impression,
@@ -48,7 +51,7 @@ pub enum Signal {
 pub struct SessionConfig {
     /// EMA step size α per unit of signal weight.
     pub alpha: f32,
-    /// Share β of the session vector in the blended query (0.3 = seed 001's 70/30).
+    /// Share β of the session vector in the blended query (0.3: a 70/30 blend).
     pub session_share: f32,
     /// Half-life of β after the last interaction.
     pub half_life_ms: u64,
@@ -103,27 +106,17 @@ impl SessionConfig {
 /// Why a session could not be updated or decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
+#[allow(missing_docs)] // variant fields are described by each variant's error message
 pub enum SessionError {
     /// The item embedding has the wrong length.
     #[error("item embedding has {found} values, the session has dimension {expected}")]
-    Dimension {
-        /// Session dimension.
-        expected: usize,
-        /// Given.
-        found: usize,
-    },
+    Dimension { expected: usize, found: usize },
     /// NaN or infinity in an input.
     #[error("non-finite value in {what}")]
-    NonFinite {
-        /// Which input.
-        what: &'static str,
-    },
+    NonFinite { what: &'static str },
     /// Encoded state is malformed.
-    #[error("malformed session state: {reason}")]
-    Malformed {
-        /// What is wrong.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    Format(#[from] FormatError),
 }
 
 /// Encoded-state magic.
@@ -132,6 +125,16 @@ pub const MAGIC: [u8; 4] = *b"EWSS";
 pub const VERSION: u8 = 1;
 /// Largest session dimension.
 pub const MAX_DIM: usize = crate::bundle::MAX_DIM as usize;
+/// How the session encoding is framed: magic, one-byte version, CRC-32 (no end magic).
+pub const ENVELOPE: Envelope = Envelope {
+    name: "session",
+    magic: &MAGIC,
+    version: VERSION as u16,
+    oldest: 1,
+    version_width: 1,
+    crc: true,
+    end_magic: None,
+};
 const FIXED_LEN: usize = 4 + 1 + 1 + 2 + 4 + 8 + 4 + 4; // magic, version, reserved, dim, events, last, mass, crc
 
 /// The session state.
@@ -231,26 +234,9 @@ impl SessionState {
         cfg.session_share.clamp(0.0, 1.0) * libm::exp2f(-age / half)
     }
 
-    /// Writes the blended query vector into `out` (length = [`dim`](Self::dim)).
-    ///
-    /// `base` is the long-term user embedding, or `None` for an anonymous user.
-    /// A `base` of the wrong length is ignored.
-    pub fn query_into(&self, cfg: &SessionConfig, base: Option<&[f32]>, now_ms: u64, out: &mut [f32]) {
-        let base = base.filter(|b| b.len() == self.ema.len());
-        let inv_mass = if self.mass > 0.0 { 1.0 / self.mass } else { 0.0 };
-        match base {
-            Some(b) => {
-                let beta = self.share(cfg, now_ms);
-                for ((o, &e), &x) in out.iter_mut().zip(&self.ema).zip(b) {
-                    *o = (1.0 - beta) * x + beta * e * inv_mass;
-                }
-            }
-            None => {
-                for (o, &e) in out.iter_mut().zip(&self.ema) {
-                    *o = e * inv_mass;
-                }
-            }
-        }
+    /// The unnormalised embedding average and its mass (the blend in [`crate::context`] reads them).
+    pub(crate) fn parts(&self) -> (&[f32], f32) {
+        (&self.ema, self.mass)
     }
 
     /// Length of [`encode_into`](Self::encode_into)'s output.
@@ -261,17 +247,14 @@ impl SessionState {
     /// Appends the compact encoding: `EWSS`, version, 0, dim u16, events u32,
     /// last_ms u64, mass f32, `dim` × f32, CRC-32 of all that.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
+        let start = ENVELOPE.write_head(out);
         out.push(0);
         out.extend_from_slice(&(self.ema.len() as u16).to_le_bytes());
         out.extend_from_slice(&self.events.to_le_bytes());
         out.extend_from_slice(&self.last_ms.to_le_bytes());
         out.extend_from_slice(&self.mass.to_le_bytes());
         self.ema.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
-        let crc = crc32fast::hash(&out[start..]);
-        out.extend_from_slice(&crc.to_le_bytes());
+        ENVELOPE.write_trailer(out, start);
     }
 
     /// The encoding as a new vector.
@@ -300,46 +283,27 @@ impl SessionState {
     }
 
     fn decode_inner(&mut self, b: &[u8]) -> Result<usize, SessionError> {
-        let bad = |reason| SessionError::Malformed { reason };
-        if b.len() < FIXED_LEN {
-            return Err(bad("too short"));
-        }
-        if b[..4] != MAGIC {
-            return Err(bad("bad magic"));
-        }
-        if b[4] != VERSION {
-            return Err(bad("unsupported version"));
-        }
+        let format = ENVELOPE.name;
+        ENVELOPE.check_len(b, FIXED_LEN)?;
+        ENVELOPE.check_head(b)?;
         if b[5] != 0 {
-            return Err(bad("reserved byte is not zero"));
+            return Err(FormatError::ReservedNonZero { format, offset: 5 }.into());
         }
-        let dim = usize::from(u16::from_le_bytes([b[6], b[7]]));
-        if dim > MAX_DIM {
-            return Err(bad("dimension too large"));
-        }
-        let len = FIXED_LEN + 4 * dim;
-        let body = b.get(..len - 4).ok_or(bad("truncated"))?;
-        let crc_bytes = b.get(len - 4..len).ok_or(bad("truncated"))?;
-        let stored = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
-        if crc32fast::hash(body) != stored {
-            return Err(bad("checksum mismatch"));
-        }
-        let f = |at: usize| f32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-        self.events = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-        let mut last = [0u8; 8];
-        last.copy_from_slice(&b[12..20]);
-        self.last_ms = u64::from_le_bytes(last);
-        self.mass = f(20);
+        let dim = u16_at(b, 6);
+        check_range(format, "dim", u64::from(dim), 0, MAX_DIM as u64)?;
+        let len = FIXED_LEN + 4 * usize::from(dim);
+        let encoded = b.get(..len).ok_or(FormatError::Truncated { format, what: "session embedding" })?;
+        ENVELOPE.check_crc(encoded)?;
+        self.events = u32_at(b, 8);
+        self.last_ms = u64_at(b, 12);
+        self.mass = f32_at(b, 20);
         if !self.mass.is_finite() || !(0.0..=1.0).contains(&self.mass) {
-            return Err(bad("mass out of range"));
+            return Err(ENVELOPE.malformed("mass is not in [0, 1]").into());
         }
+        let mut r = ENVELOPE.reader(encoded, 24, len - 4);
         self.ema.clear();
-        for i in 0..dim {
-            let x = f(24 + 4 * i);
-            if !x.is_finite() {
-                return Err(bad("non-finite embedding value"));
-            }
-            self.ema.push(x);
+        for _ in 0..dim {
+            self.ema.push(r.f32("session embedding")?);
         }
         Ok(len)
     }
@@ -356,16 +320,22 @@ impl SessionState {
 mod tests {
     use super::*;
 
+    fn query_into(s: &SessionState, cfg: &SessionConfig, base: Option<&[f32]>, now: u64, out: &mut [f32]) {
+        let mut q = Vec::new();
+        crate::context::blend_query(base.unwrap_or(&[]), s, cfg, now, s.dim(), &mut q).expect("query");
+        out.copy_from_slice(&q);
+    }
+
     #[test]
     fn click_pulls_towards_item_and_skip_pushes_away() {
         let cfg = SessionConfig::default();
         let mut s = SessionState::new(2);
         s.observe(&cfg, Signal::Click, &[1.0, 0.0], 10).expect("observe");
         let mut q = [0.0f32; 2];
-        s.query_into(&cfg, None, 10, &mut q);
+        query_into(&s, &cfg, None, 10, &mut q);
         assert_eq!(q, [1.0, 0.0]);
         s.observe(&cfg, Signal::Skip, &[0.0, 1.0], 20).expect("observe");
-        s.query_into(&cfg, None, 20, &mut q);
+        query_into(&s, &cfg, None, 20, &mut q);
         assert!(q[0] > 0.0 && q[1] < 0.0, "{q:?}");
     }
 
@@ -375,9 +345,9 @@ mod tests {
         let mut s = SessionState::new(1);
         s.observe(&cfg, Signal::Like, &[1.0], 1_000).expect("observe");
         let mut q = [0.0f32];
-        s.query_into(&cfg, Some(&[0.0]), 1_000, &mut q);
+        query_into(&s, &cfg, Some(&[0.0]), 1_000, &mut q);
         assert!((q[0] - 0.3).abs() < 1e-6, "{q:?}");
-        s.query_into(&cfg, Some(&[0.0]), 1_000 + cfg.half_life_ms, &mut q);
+        query_into(&s, &cfg, Some(&[0.0]), 1_000 + cfg.half_life_ms, &mut q);
         assert!((q[0] - 0.15).abs() < 1e-6, "{q:?}");
     }
 
@@ -398,7 +368,7 @@ mod tests {
         s.observe(&cfg, Signal::Click, &[1.0, 0.0], 1).expect("observe");
         s.observe(&cfg, Signal::Click, &[0.0, 1.0], 2).expect("observe");
         let mut q = [0.0f32; 2];
-        s.query_into(&cfg, None, 2, &mut q);
+        query_into(&s, &cfg, None, 2, &mut q);
         assert!(q[1] > q[0], "newest interaction weighs most: {q:?}");
     }
 
@@ -436,7 +406,10 @@ mod tests {
         assert_eq!((d, n), (s.clone(), b.len()));
         let mut bad = b.clone();
         bad[24] ^= 1;
-        assert_eq!(SessionState::decode(&bad), Err(SessionError::Malformed { reason: "checksum mismatch" }));
+        assert!(matches!(
+            SessionState::decode(&bad),
+            Err(SessionError::Format(FormatError::ChecksumMismatch { format: "session", .. }))
+        ));
         assert!(SessionState::decode(&b[..b.len() - 1]).is_err());
         assert!(s.observe(&cfg, Signal::Click, &[1.0], 1).is_err());
         assert!(s.observe(&cfg, Signal::Click, &[1.0, f32::NAN, 0.0], 1).is_err());

@@ -12,9 +12,10 @@ use alloc::vec::Vec;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use crate::bundle::{ALL_REGIONS, BundleBuilder, BundleHeader, Candidate, NO_RANK, Scope};
+use crate::bundle::{BundleBuilder, BundleHeader, Candidate, NO_RANK, Scope};
 use crate::model::{Diversity, Layer, Model, Platt, PreRanker};
 use crate::rank::RankContext;
+use crate::region::{ALL_REGIONS, Region};
 use crate::session::{SessionConfig, SessionState, Signal};
 
 /// The shape of a synthetic catalogue.
@@ -215,9 +216,9 @@ pub fn context(spec: &Spec, k: u32, now_ms: u64, seed: u64) -> RankContext {
         now_ms,
         k,
         region: if rng.random::<f32>() < 0.5 {
-            rng.random_range(0..spec.regions.clamp(1, 32))
+            Region::new(rng.random_range(0..spec.regions.clamp(1, 32))).ok()
         } else {
-            crate::bundle::REGION_ANY
+            None
         },
         seen,
         blocked_creators: blocked,

@@ -239,14 +239,14 @@ fn instance_strategies(module: &GuestModule) {
     let spec = synth::Spec::new(300, 64, 21);
     let bundle = synth::bundle(&spec, 1_700_000_000_000);
     let model = synth::model(&spec, &[64, 32], 200, 21).encode().expect("model");
-    let digest = edgewise_core::model::digest_hex(&edgewise_core::model::digest(&model));
+    let digest = edgewise_core::model::digest(&model);
     let contexts: Vec<RankContext> = (0..32).map(|s| synth::context(&spec, 20, 1_700_000_000_000, 900 + s)).collect();
     let fresh = InstancePool::new(module.clone(), InstanceMode::Fresh, 0);
     let pooled = InstancePool::new(module.clone(), InstanceMode::Pooled, 4);
     let run = |pool: &InstancePool| {
         let t = Instant::now();
         for c in &contexts {
-            std::hint::black_box(pool.rank(&digest, &model, &bundle, c).expect("rank"));
+            std::hint::black_box(pool.rank(digest, &model, &bundle, c).expect("rank"));
         }
         t.elapsed().as_secs_f64() * 1e6 / contexts.len() as f64
     };

@@ -20,14 +20,28 @@
 //! least recently used entry first (moka with the LRU policy and a byte
 //! weigher). Entries can be purged by surrogate key (`Surrogate-Key` /
 //! `Cache-Tag`). Every response says how it was served ([`Status`]).
+//!
+//! The cache knows HTTP and bytes, nothing else: it interprets the headers
+//! the caching rules need (`Cache-Control`, `Age`, `ETag`, surrogate keys)
+//! and keeps the origin's other end-to-end headers as they came
+//! ([`Stored::header`]) for the layers that do know what they mean (the
+//! module checks read the signature, the proxy passes headers on). What a
+//! layer learns from a body, such as a bundle's digest and model, it keeps in
+//! the stored response's memo ([`Stored::derived`]), computed once per stored
+//! response rather than once per request. Ages are read from the [`Clock`]
+//! the cache is built with ([`Cache::with_clock`]).
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use edgewise_wire::headers;
 use moka::policy::EvictionPolicy;
+use reqwest::header::{self as h, HeaderMap, HeaderName};
 
+use crate::clock::{Clock, SystemClock};
 use crate::metrics::CacheMetrics;
 
 /// The parsed `Cache-Control` of a response.
@@ -91,90 +105,116 @@ impl CacheControl {
     }
 }
 
-/// How a response was served (the `X-Edgewise-Cache` header).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Fresh from the cache.
-    Hit,
-    /// Fetched from the origin (not cached, or not storable).
-    Miss,
-    /// Stale from the cache: while revalidating, or because the origin failed.
-    Stale,
-    /// The origin confirmed the stored copy (304).
-    Revalidated,
+/// How a response was served (the `X-Edgewise-Cache` header): the wire's
+/// [`edgewise_wire::CacheStatus`].
+pub use edgewise_wire::CacheStatus as Status;
+
+/// Response headers the cache neither stores nor passes on: hop-by-hop
+/// headers (RFC 9110 §7.6.1), the ones it recomputes (`Age`, `Content-Length`),
+/// and `Set-Cookie`, which a shared cache must not hand to other users.
+const NOT_STORED: [HeaderName; 11] = [
+    h::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    h::PROXY_AUTHENTICATE,
+    h::PROXY_AUTHORIZATION,
+    h::TE,
+    h::TRAILER,
+    h::TRANSFER_ENCODING,
+    h::UPGRADE,
+    h::AGE,
+    h::CONTENT_LENGTH,
+    h::SET_COOKIE,
+];
+
+/// The origin's end-to-end headers, without those in [`NOT_STORED`].
+fn storable_headers(from: &HeaderMap) -> HeaderMap {
+    let mut out = from.clone();
+    for name in &NOT_STORED {
+        out.remove(name);
+    }
+    out
 }
 
-impl Status {
-    /// The header value and metrics label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Hit => "hit",
-            Status::Miss => "miss",
-            Status::Stale => "stale",
-            Status::Revalidated => "revalidated",
+/// Values other layers derive from a stored body, one per type, each
+/// computed at most once per stored response (a 304 refresh keeps them: the
+/// body is the same). The cache never looks inside them.
+#[derive(Default)]
+pub struct Derived {
+    values: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.values.lock().map_or(0, |v| v.len());
+        f.debug_struct("Derived").field("values", &n).finish()
+    }
+}
+
+impl Derived {
+    /// The value of type `T`, computed by `init` the first time it is asked for.
+    /// Concurrent first requests wait for the one computation.
+    pub fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        let mut values = self.values.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(v) = values.iter().find_map(|v| v.clone().downcast::<T>().ok()) {
+            return v;
         }
+        let v = Arc::new(init());
+        values.push(v.clone());
+        v
     }
 }
 
 /// A stored (or just fetched) response.
 #[derive(Debug, Clone)]
 pub struct Stored {
-    /// Body.
+    /// The body, as the origin sent it.
     pub body: Bytes,
-    /// `ETag`, if any.
-    pub etag: Option<String>,
-    /// `Content-Type`.
-    pub content_type: Option<String>,
-    /// The raw `Cache-Control`.
-    pub cache_control_raw: String,
-    /// Parsed `Cache-Control`.
+    /// The origin's end-to-end headers, updated by 304 refreshes.
+    pub headers: HeaderMap,
+    /// The parsed `Cache-Control`.
     pub cache_control: CacheControl,
     /// Surrogate keys (`Surrogate-Key` and `Cache-Tag`, space or comma separated).
     pub surrogate_keys: Vec<String>,
-    /// A guest module's detached signature (`X-Edgewise-Signature`).
-    pub signature: Option<String>,
     /// The origin's `Age` when received.
     pub age_at_receipt: Duration,
-    /// When it was received (or last revalidated).
+    /// When it was received (or last revalidated), on the cache's clock.
     pub received: Instant,
-    /// Facts about the body, computed once per stored response (a 304
-    /// refresh keeps them: the body is the same).
-    pub facts: Arc<std::sync::OnceLock<BodyFacts>>,
-}
-
-/// What the feed needs to know about a body, computed once per stored
-/// response rather than once per request that uses it.
-#[derive(Debug, Clone)]
-pub struct BodyFacts {
-    /// sha256 of the body, hex.
-    pub sha256: String,
-    /// The model digest its bundle header names, when the body is a bundle
-    /// that passed the full check (structure and CRC-32).
-    pub bundle_model: Option<[u8; 32]>,
+    /// What other layers derived from the body ([`Stored::derived`]).
+    derived: Arc<Derived>,
 }
 
 impl Stored {
-    /// Current age.
+    /// Its age at `now`: the origin's `Age` plus the time it has spent here.
     pub fn age(&self, now: Instant) -> Duration {
         self.age_at_receipt + now.saturating_duration_since(self.received)
     }
 
-    /// The body's sha256 and, for a valid bundle, its model digest.
-    pub fn facts(&self) -> &BodyFacts {
-        self.facts.get_or_init(|| {
-            use sha2::Digest as _;
-            BodyFacts {
-                sha256: edgewise_core::model::digest_hex(&sha2::Sha256::digest(&self.body).into()),
-                bundle_model: edgewise_core::bundle::Bundle::decode(&self.body).ok().map(|b| b.header().model_digest),
-            }
-        })
+    /// A header of the origin's response, if present and visible ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `ETag`, if any.
+    pub fn etag(&self) -> Option<&str> {
+        self.header(h::ETAG.as_str())
+    }
+
+    /// The value of type `T` derived from the body by `init`, computed once per
+    /// stored response and shared by every request it serves.
+    pub fn derived<T: Any + Send + Sync>(&self, init: impl FnOnce(&Bytes) -> T) -> Arc<T> {
+        self.derived.get_or_init(|| init(&self.body))
+    }
+
+    fn weight(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+        self.body.len() + headers
     }
 }
 
 /// What [`Cache::get`] returns.
 #[derive(Debug, Clone)]
 pub struct Served {
-    /// The response.
+    /// The stored (or just fetched) response, shared rather than copied.
     pub response: Arc<Stored>,
     /// How it was served.
     pub status: Status,
@@ -191,14 +231,15 @@ pub enum CacheError {
     /// The origin answered with a client error (passed on with its status).
     #[error("origin answered {status}: {body}")]
     Upstream {
-        /// Status code.
+        /// The origin's status code (4xx).
         status: u16,
-        /// Body (truncated).
+        /// The origin's body, truncated to 512 bytes.
         body: String,
     },
 }
 
-/// The cache.
+/// The regional cache. Clones share everything: the entries, the requests
+/// in flight, the clock and the metrics.
 #[derive(Clone)]
 pub struct Cache {
     origin: String,
@@ -207,6 +248,7 @@ pub struct Cache {
     entries: moka::sync::Cache<String, Arc<Stored>>,
     inflight: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     revalidating: Arc<Mutex<std::collections::HashSet<String>>>,
+    clock: Arc<dyn Clock>,
     /// Counters (registered by the server's `/metrics`).
     pub metrics: CacheMetrics,
 }
@@ -217,13 +259,17 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-fn header(h: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
-    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+fn header<'h>(map: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    map.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn age_header(map: &HeaderMap) -> Duration {
+    Duration::from_secs(header(map, h::AGE.as_str()).and_then(|a| a.trim().parse().ok()).unwrap_or(0))
 }
 
 enum Fetched {
     Full(Stored),
-    NotModified(reqwest::header::HeaderMap),
+    NotModified(HeaderMap),
 }
 
 impl Cache {
@@ -239,7 +285,7 @@ impl Cache {
             .map_err(|e| CacheError::Origin(format!("cannot build the HTTP client: {e}")))?;
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|k: &String, v: &Arc<Stored>| u32::try_from(k.len() + v.body.len() + 256).unwrap_or(u32::MAX))
+            .weigher(|k: &String, v: &Arc<Stored>| u32::try_from(k.len() + v.weight() + 256).unwrap_or(u32::MAX))
             .eviction_policy(EvictionPolicy::lru())
             .build();
         Ok(Cache {
@@ -249,8 +295,17 @@ impl Cache {
             entries,
             inflight: Arc::default(),
             revalidating: Arc::default(),
+            clock: Arc::new(SystemClock),
             metrics: CacheMetrics::new().map_err(|e| CacheError::Origin(format!("metrics: {e}")))?,
         })
+    }
+
+    /// Ages entries by `clock` instead of the system clock (tests use a
+    /// [`ManualClock`](crate::clock::ManualClock)). Call it before the cache is cloned.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Sends `key` as `X-Api-Key` with every origin request (for an origin with read keys).
@@ -265,7 +320,7 @@ impl Cache {
         &self.origin
     }
 
-    /// Stored entries.
+    /// How many responses are stored (once pending evictions have run).
     pub fn len(&self) -> u64 {
         self.entries.run_pending_tasks();
         self.entries.entry_count()
@@ -287,10 +342,10 @@ impl Cache {
         let _timer = self.metrics.origin_seconds.start_timer();
         let mut req = self.client.get(format!("{}{path}", self.origin));
         if let Some(e) = etag {
-            req = req.header("if-none-match", e);
+            req = req.header(h::IF_NONE_MATCH, e);
         }
         if let Some(k) = &self.api_key {
-            req = req.header(edgewise_http::auth::API_KEY_HEADER, k);
+            req = req.header(headers::API_KEY, k);
         }
         if let Some(t) = bearer {
             req = req.bearer_auth(t);
@@ -316,9 +371,8 @@ impl Cache {
             let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
             return Err(CacheError::Upstream { status: status.as_u16(), body: text });
         }
-        let raw = header(&headers, "cache-control").unwrap_or_default();
         let mut keys: Vec<String> = Vec::new();
-        for name in ["surrogate-key", "cache-tag"] {
+        for name in [headers::SURROGATE_KEY, headers::CACHE_TAG] {
             if let Some(v) = header(&headers, name) {
                 keys.extend(v.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string));
             }
@@ -327,15 +381,12 @@ impl Cache {
         keys.dedup();
         Ok(Fetched::Full(Stored {
             body,
-            etag: header(&headers, "etag"),
-            content_type: header(&headers, "content-type"),
-            cache_control: CacheControl::parse(&raw),
-            cache_control_raw: raw,
+            cache_control: CacheControl::parse(header(&headers, h::CACHE_CONTROL.as_str()).unwrap_or_default()),
             surrogate_keys: keys,
-            signature: header(&headers, "x-edgewise-signature"),
-            age_at_receipt: Duration::from_secs(header(&headers, "age").and_then(|a| a.parse().ok()).unwrap_or(0)),
-            received: Instant::now(),
-            facts: Arc::default(),
+            age_at_receipt: age_header(&headers),
+            received: self.clock.now(),
+            headers: storable_headers(&headers),
+            derived: Arc::default(),
         }))
     }
 
@@ -345,33 +396,36 @@ impl Cache {
     }
 
     fn served(&self, response: Arc<Stored>, status: Status) -> Served {
-        let age_secs = response.age(Instant::now()).as_secs();
+        let age_secs = response.age(self.clock.now()).as_secs();
         Served { response, status: self.count(status), age_secs }
     }
 
-    /// Applies a 304's headers to a stored entry.
-    fn refreshed(old: &Stored, h: &reqwest::header::HeaderMap) -> Stored {
+    /// Applies a 304's headers to a stored entry (RFC 9111 §4.3.4: each header
+    /// the 304 carries replaces the stored one); the body and what was derived
+    /// from it stay.
+    fn refreshed(&self, old: &Stored, fresh: &HeaderMap) -> Stored {
         let mut s = old.clone();
-        if let Some(raw) = header(h, "cache-control") {
-            s.cache_control = CacheControl::parse(&raw);
-            s.cache_control_raw = raw;
+        let fresh = storable_headers(fresh);
+        for name in fresh.keys() {
+            s.headers.remove(name);
+            for v in fresh.get_all(name) {
+                s.headers.append(name.clone(), v.clone());
+            }
         }
-        if let Some(e) = header(h, "etag") {
-            s.etag = Some(e);
-        }
-        s.age_at_receipt = Duration::from_secs(header(h, "age").and_then(|a| a.parse().ok()).unwrap_or(0));
-        s.received = Instant::now();
+        s.cache_control = CacheControl::parse(s.header(h::CACHE_CONTROL.as_str()).unwrap_or_default());
+        s.age_at_receipt = age_header(&fresh);
+        s.received = self.clock.now();
         s
     }
 
     /// Fetches or revalidates `path` and stores the result when storable.
     async fn refresh(&self, path: &str, stale: Option<Arc<Stored>>) -> Result<(Arc<Stored>, Status), CacheError> {
-        match self.fetch(path, stale.as_ref().and_then(|s| s.etag.as_deref()), None).await? {
-            Fetched::NotModified(h) => {
+        match self.fetch(path, stale.as_ref().and_then(|s| s.etag()), None).await? {
+            Fetched::NotModified(fresh) => {
                 let Some(old) = stale else {
                     return Err(CacheError::Origin("origin answered 304 to an unconditional request".into()));
                 };
-                let s = Arc::new(Self::refreshed(&old, &h));
+                let s = Arc::new(self.refreshed(&old, &fresh));
                 self.entries.insert(path.to_string(), s.clone());
                 Ok((s, Status::Revalidated))
             }
@@ -409,7 +463,7 @@ impl Cache {
 
     /// Serves `path` (the origin path and query, the cache key).
     pub async fn get(&self, path: &str) -> Result<Served, CacheError> {
-        let now = Instant::now();
+        let now = self.clock.now();
         if let Some(s) = self.entries.get(path) {
             let age = s.age(now);
             let life = s.cache_control.lifetime();
@@ -441,7 +495,7 @@ impl Cache {
     async fn get_locked(&self, path: &str) -> Result<Served, CacheError> {
         let stored = self.entries.get(path);
         if let Some(s) = &stored
-            && s.age(Instant::now()) < s.cache_control.lifetime()
+            && s.age(self.clock.now()) < s.cache_control.lifetime()
         {
             // Another request refreshed it while this one waited.
             return Ok(self.served(s.clone(), Status::Hit));
@@ -452,7 +506,7 @@ impl Cache {
             Err(e) => {
                 if let Some(s) = stored {
                     let sie = Duration::from_secs(s.cache_control.stale_if_error.unwrap_or(0));
-                    if s.age(Instant::now()) < s.cache_control.lifetime() + sie {
+                    if s.age(self.clock.now()) < s.cache_control.lifetime() + sie {
                         tracing::warn!(path, error = %e, "origin failed; serving a stale copy (stale-if-error)");
                         return Ok(self.served(s, Status::Stale));
                     }
@@ -512,5 +566,40 @@ mod tests {
         assert!(nc.storable() && nc.lifetime().is_zero(), "no-cache: stored, always revalidated");
         assert!(!CacheControl::parse("").storable(), "no lifetime, no storing");
         assert_eq!(CacheControl::parse("MAX-AGE=\"7\", x-unknown=1").max_age, Some(7));
+    }
+
+    #[test]
+    fn a_derived_value_is_computed_once_per_type() {
+        let d = Derived::default();
+        let mut calls = 0;
+        let a = d.get_or_init(|| {
+            calls += 1;
+            7u32
+        });
+        let b = d.get_or_init(|| {
+            calls += 1;
+            8u32
+        });
+        assert_eq!((*a, *b, calls), (7, 7, 1), "the second caller gets the first value");
+        assert_eq!(*d.get_or_init(|| "another type"), "another type", "each type has its own value");
+    }
+
+    #[test]
+    fn hop_by_hop_and_recomputed_headers_are_not_stored() {
+        let mut from = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "close"),
+            ("age", "5"),
+            ("content-length", "3"),
+            ("set-cookie", "a=b"),
+            ("x-edgewise-signature", "c2ln"),
+            ("content-type", "application/wasm"),
+        ] {
+            from.insert(HeaderName::from_static(k), v.parse().expect("value"));
+        }
+        let kept = storable_headers(&from);
+        let mut names: Vec<&str> = kept.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-type", "x-edgewise-signature"]);
     }
 }

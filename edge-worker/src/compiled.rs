@@ -24,10 +24,37 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use edgewise_core::Digest;
+use sha2::{Digest as _, Sha256};
 use wasmtime::{Engine, Module};
 
-use crate::guest::GuestError;
+/// Why the cache could not be opened, or a module not compiled.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompiledError {
+    /// The cache directory cannot be created or restricted to its owner.
+    #[error("cannot use {path} for compiled modules: {source}")]
+    Io {
+        /// The directory that could not be created or restricted.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// wasmtime refused to compile the module.
+    #[error("wasmtime cannot compile the module: {0}")]
+    Compile(String),
+}
+
+/// Why a cache entry is not run (it is recompiled instead).
+#[derive(Debug, thiserror::Error)]
+enum Unusable {
+    #[error("{0} bytes is too short to be an entry")]
+    TooShort(usize),
+    #[error("its sha256 does not match its contents (truncated or corrupt)")]
+    Corrupt,
+    #[error("wasmtime refused it: {0}")]
+    Refused(String),
+}
 
 /// Where a module's compiled code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +75,8 @@ const SUFFIX: &str = "cwasm";
 
 impl CompiledCache {
     /// Opens (creating it, mode 0700) the cache directory.
-    pub fn open(dir: &Path) -> Result<Self, GuestError> {
-        let io = |source| GuestError::Io { path: dir.display().to_string(), source };
+    pub fn open(dir: &Path) -> Result<Self, CompiledError> {
+        let io = |source| CompiledError::Io { path: dir.display().to_string(), source };
         std::fs::create_dir_all(dir).map_err(io)?;
         #[cfg(unix)]
         {
@@ -59,7 +86,7 @@ impl CompiledCache {
         Ok(Self { dir: dir.to_path_buf() })
     }
 
-    /// The directory.
+    /// Where the compiled modules are written.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -68,28 +95,28 @@ impl CompiledCache {
     pub fn path_for(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {
         let mut h = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
-        let key = edgewise_core::model::digest_hex(&Sha256::digest(wasm).into());
+        let key = Digest::of(wasm);
         self.dir.join(format!("{key}-{:016x}.{SUFFIX}", h.finish()))
     }
 
     /// `wasm` compiled for `engine`: from the cache when a sound entry is
     /// there, else compiled now and stored. A cache that cannot be read or
     /// written only costs a compilation (and a warning), never the module.
-    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> Result<(Module, CompiledFrom), GuestError> {
+    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> Result<(Module, CompiledFrom), CompiledError> {
         let path = self.path_for(engine, wasm);
         match std::fs::read(&path) {
             Ok(bytes) => match deserialize(engine, &bytes) {
                 Ok(module) => return Ok((module, CompiledFrom::Disk)),
                 Err(reason) => tracing::warn!(
                     path = %path.display(),
-                    reason,
+                    %reason,
                     "compiled-module cache entry is unusable; recompiling"
                 ),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read the compiled-module cache"),
         }
-        let module = Module::new(engine, wasm).map_err(|e| GuestError::Wasmtime(format!("{e:#}")))?;
+        let module = Module::new(engine, wasm).map_err(|e| CompiledError::Compile(format!("{e:#}")))?;
         match module.serialize() {
             Ok(code) => {
                 if let Err(e) = write_entry(&path, &code) {
@@ -115,15 +142,15 @@ fn write_entry(path: &Path, code: &[u8]) -> std::io::Result<()> {
 }
 
 /// Checks an entry's sha256, then deserializes its code.
-fn deserialize(engine: &Engine, entry: &[u8]) -> Result<Module, String> {
+fn deserialize(engine: &Engine, entry: &[u8]) -> Result<Module, Unusable> {
     let Some(split) = entry.len().checked_sub(32) else {
-        return Err(format!("{} bytes is too short to be an entry", entry.len()));
+        return Err(Unusable::TooShort(entry.len()));
     };
     let (code, sum) = entry.split_at(split);
     if Sha256::digest(code).as_slice() != sum {
-        return Err("its sha256 does not match its contents (truncated or corrupt)".into());
+        return Err(Unusable::Corrupt);
     }
-    load_code(engine, code).map_err(|e| format!("wasmtime refused it: {e:#}"))
+    load_code(engine, code).map_err(|e| Unusable::Refused(format!("{e:#}")))
 }
 
 #[allow(unsafe_code)]

@@ -33,6 +33,12 @@
 //! The same key from the environment: `EDGEWISE_EDGE__GUEST__DEADLINE_MS=20`.
 //! (The origin reads `EDGEWISE__…`; the edge's own prefix keeps the two apart
 //! on a host that runs both.)
+//!
+//! This module is the schema and its defaults, and nothing else: it sits at
+//! the bottom of the crate. Each layer builds its own settings from its
+//! section (`guest::Limits::from(&cfg.guest)`, `tenants::GuestOptions::from(&cfg.guest)`,
+//! `feed::FeedConfig::from(&cfg.feed)`, `server::ServerSettings::from(&cfg)`),
+//! so the defaults are written once, here.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,10 +48,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::feed::{FeedConfig, GuestOptions};
-use crate::guest::Limits;
-use crate::pool::InstanceMode;
-use crate::server::ServerSettings;
+use edgewise_http::admission::AdmissionConfig;
+use edgewise_http::serve::ServeOptions;
 
 /// The environment prefix.
 pub const ENV_PREFIX: &str = "EDGEWISE_EDGE__";
@@ -54,17 +58,17 @@ pub const ENV_PREFIX: &str = "EDGEWISE_EDGE__";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeConfig {
-    /// The origin.
+    /// `[origin]`: where the origin is, and how the edge talks to it.
     pub origin: OriginConfig,
-    /// HTTP server.
+    /// `[server]`: the address, the admin keys, body and connection limits.
     pub server: ServerConfig,
-    /// The regional cache.
+    /// `[cache]`: how much the regional cache holds.
     pub cache: CacheConfig,
-    /// The guest module and its sandbox.
+    /// `[guest]`: the guest module, its sandbox and its instances.
     pub guest: GuestConfig,
-    /// The feed.
+    /// `[feed]`: the refinement deadline, bundle sizes, clock skew.
     pub feed: FeedSettings,
-    /// User tokens.
+    /// `[auth]`: how user tokens are verified.
     pub auth: AuthConfig,
 }
 
@@ -122,8 +126,8 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        let a = edgewise_http::admission::AdmissionConfig::default();
-        let s = edgewise_http::serve::ServeOptions::default();
+        let a = AdmissionConfig::default();
+        let s = ServeOptions::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             admin_keys: Vec::new(),
@@ -183,21 +187,48 @@ pub struct GuestConfig {
 
 impl Default for GuestConfig {
     fn default() -> Self {
-        let l = Limits::default();
-        let o = GuestOptions::default();
         Self {
             module: None,
             module_digest: None,
             public_key: None,
-            deadline_ms: u64::try_from(l.deadline.as_millis()).unwrap_or(10),
-            memory_mib: l.memory_bytes >> 20,
+            deadline_ms: 10,
+            memory_mib: 64,
             fuel: None,
-            slots: l.instances,
-            instances: o.mode,
-            max_idle: o.max_idle,
-            concurrency: o.concurrency,
+            slots: 128,
+            instances: InstanceMode::Pooled,
+            max_idle: 8,
+            concurrency: 0,
             compiled_cache: true,
             compiled_cache_dir: None,
+        }
+    }
+}
+
+/// How a ranking gets its guest instance (`guest.instances`); what each mode
+/// does is described in [`crate::pool`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceMode {
+    /// A new instance per ranking, model loaded each time.
+    Fresh,
+    /// Idle instances are reused, and keep their model loaded.
+    #[default]
+    Pooled,
+}
+
+/// A `guest.instances` value that is neither mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("instance mode {0:?} is neither \"fresh\" nor \"pooled\"")]
+pub struct UnknownInstanceMode(pub String);
+
+impl std::str::FromStr for InstanceMode {
+    type Err = UnknownInstanceMode;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fresh" => Ok(Self::Fresh),
+            "pooled" => Ok(Self::Pooled),
+            other => Err(UnknownInstanceMode(other.to_string())),
         }
     }
 }
@@ -216,12 +247,7 @@ pub struct FeedSettings {
 
 impl Default for FeedSettings {
     fn default() -> Self {
-        let f = FeedConfig::default();
-        Self {
-            refine_deadline_ms: u64::try_from(f.refine_deadline.as_millis()).unwrap_or(150),
-            candidates: f.candidates,
-            max_clock_skew_ms: u64::try_from(f.max_clock_skew.as_millis()).unwrap_or(3_600_000),
-        }
+        Self { refine_deadline_ms: 150, candidates: 300, max_clock_skew_ms: 3_600_000 }
     }
 }
 
@@ -268,8 +294,8 @@ impl EdgeConfig {
         if self.cache.bytes == 0 {
             return bad("cache.bytes must be at least 1");
         }
-        let settings = self.server_settings();
-        edgewise_http::check_limits(&settings.admission, &settings.serve).map_err(ConfigError)?;
+        let (admission, serve) = self.http_limits();
+        edgewise_http::check_limits(&admission, &serve).map_err(ConfigError)?;
         if self.origin.api_key.as_deref().is_some_and(|k| k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic())) {
             return bad("origin.api_key must be printable ASCII without spaces");
         }
@@ -309,48 +335,22 @@ impl EdgeConfig {
         self.origin.url.trim_end_matches('/')
     }
 
-    /// The sandbox limits.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            deadline: Duration::from_millis(self.guest.deadline_ms),
-            memory_bytes: self.guest.memory_mib << 20,
-            fuel: self.guest.fuel,
-            instances: self.guest.slots,
-        }
-    }
-
-    /// How rankings get instances.
-    pub fn guest_options(&self) -> GuestOptions {
-        GuestOptions { mode: self.guest.instances, max_idle: self.guest.max_idle, concurrency: self.guest.concurrency }
-    }
-
-    /// Feed settings.
-    pub fn feed(&self) -> FeedConfig {
-        FeedConfig {
-            refine_deadline: Duration::from_millis(self.feed.refine_deadline_ms),
-            candidates: self.feed.candidates,
-            max_clock_skew: Duration::from_millis(self.feed.max_clock_skew_ms),
-        }
-    }
-
-    /// Server settings: who may call what, and the connection and body limits.
-    pub fn server_settings(&self) -> ServerSettings {
+    /// The `[server]` body, in-flight and connection limits, in
+    /// [`edgewise_http`]'s terms.
+    pub fn http_limits(&self) -> (AdmissionConfig, ServeOptions) {
         let sv = &self.server;
-        ServerSettings {
-            admin_keys: sv.admin_keys.clone(),
-            user_tokens: self.auth.user_tokens.clone(),
-            admission: edgewise_http::admission::AdmissionConfig {
-                max_body_bytes: sv.max_body_bytes,
-                body_timeout: Duration::from_millis(sv.body_read_timeout_ms),
-                body_budget_bytes: sv.body_budget_bytes,
-                max_in_flight: sv.max_in_flight,
-            },
-            serve: edgewise_http::serve::ServeOptions {
-                header_read_timeout: Duration::from_millis(sv.header_read_timeout_ms),
-                max_connections: sv.max_connections,
-                ..Default::default()
-            },
-        }
+        let admission = AdmissionConfig {
+            max_body_bytes: sv.max_body_bytes,
+            body_timeout: Duration::from_millis(sv.body_read_timeout_ms),
+            body_budget_bytes: sv.body_budget_bytes,
+            max_in_flight: sv.max_in_flight,
+        };
+        let serve = ServeOptions {
+            header_read_timeout: Duration::from_millis(sv.header_read_timeout_ms),
+            max_connections: sv.max_connections,
+            ..Default::default()
+        };
+        (admission, serve)
     }
 
     /// The compiled-module cache directory, if caching is on and a directory is known.
@@ -390,8 +390,9 @@ mod tests {
             );
             let cfg = EdgeConfig::load(Some(&f), &[]).map_err(|e| e.to_string())?;
             assert_eq!(cfg.origin_url(), "http://o:1");
-            assert_eq!(cfg.limits().deadline, Duration::from_millis(20));
-            assert_eq!(cfg.limits().memory_bytes, 32 << 20);
+            let limits = crate::guest::Limits::from(&cfg.guest);
+            assert_eq!(limits.deadline, Duration::from_millis(20));
+            assert_eq!(limits.memory_bytes, 32 << 20);
             assert_eq!(cfg.guest.instances, InstanceMode::Fresh);
             assert_eq!(cfg.server.listen, ServerConfig::default().listen, "untouched keys keep their defaults");
 

@@ -31,6 +31,10 @@ use std::time::Duration;
 
 use edgewise_core::abi::{self, ABI_VERSION, ModelMatch, Status};
 use edgewise_core::rank::{RankContext, RankOutput};
+use edgewise_core::{BundleBuilder, BundleHeader, Candidate, FormatError, Model};
+
+use crate::compiled::{CompiledCache, CompiledError, CompiledFrom};
+use crate::config::GuestConfig;
 use wasmtime::{
     Engine, Instance, InstancePre, Linker, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc,
 };
@@ -40,11 +44,11 @@ use wasmtime::{
 #[non_exhaustive]
 pub enum GuestError {
     /// The module file could not be read.
-    #[error("cannot read guest module {path}: {source}")]
+    #[error("cannot read {path}: {source}")]
     Io {
-        /// Path.
+        /// The file or directory.
         path: String,
-        /// Cause.
+        /// The I/O error.
         source: std::io::Error,
     },
     /// wasmtime refused to compile or instantiate the module, or a call trapped.
@@ -53,7 +57,7 @@ pub enum GuestError {
     /// The module imports something; the core guest must be self-contained.
     #[error("guest module has {count} import(s) (first: {first}); the core guest must have none")]
     HasImports {
-        /// Number of imports.
+        /// How many imports the module declares.
         count: usize,
         /// `module::name` of the first.
         first: String,
@@ -61,17 +65,17 @@ pub enum GuestError {
     /// A required export is missing or has the wrong type.
     #[error("guest module does not export {name} with the expected type: {reason}")]
     MissingExport {
-        /// Export name.
+        /// The export the host needs.
         name: &'static str,
-        /// Why.
+        /// What wasmtime said about it.
         reason: String,
     },
     /// The module speaks another ABI version.
     #[error("guest ABI version {found} is not supported (host speaks {expected})")]
     AbiVersion {
-        /// Module's version.
+        /// The version `ew_abi_version` returned.
         found: u32,
-        /// Host's version.
+        /// [`ABI_VERSION`], the one this host speaks.
         expected: u32,
     },
     /// The guest could not allocate.
@@ -80,14 +84,14 @@ pub enum GuestError {
     /// A call returned an error status.
     #[error("guest call failed with {status:?}: {message}")]
     Call {
-        /// Status code.
+        /// The status the guest returned.
         status: Status,
         /// The guest's message.
         message: String,
     },
     /// The guest's result bytes are malformed.
     #[error("guest returned a malformed result: {0}")]
-    BadResult(#[from] abi::WireError),
+    BadResult(#[from] FormatError),
     /// The guest ran past its deadline and was interrupted.
     #[error("guest interrupted after its {limit_ms} ms deadline")]
     Deadline {
@@ -106,6 +110,9 @@ pub enum GuestError {
     /// An earlier call trapped or was interrupted; this instance must be replaced.
     #[error("guest instance is poisoned by an earlier failure; instantiate a fresh one")]
     Poisoned,
+    /// The host could not build the canary's bundle or model (a bug in the host, not the guest).
+    #[error("cannot build the canary ranking's input: {0}")]
+    CanaryInput(String),
     /// The guest reported a result or error region outside its own memory.
     #[error("guest reported {len} bytes at {ptr}, outside its {memory}-byte memory")]
     BadRegion {
@@ -134,6 +141,15 @@ impl GuestError {
     }
 }
 
+impl From<CompiledError> for GuestError {
+    fn from(e: CompiledError) -> Self {
+        match e {
+            CompiledError::Io { path, source } => GuestError::Io { path, source },
+            other => GuestError::Wasmtime(other.to_string()),
+        }
+    }
+}
+
 fn wt(e: impl std::fmt::Display) -> GuestError {
     GuestError::Wasmtime(format!("{e:#}"))
 }
@@ -155,8 +171,20 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// The limits of the default `[guest]` configuration.
     fn default() -> Self {
-        Self { deadline: Duration::from_millis(10), memory_bytes: 64 << 20, fuel: None, instances: 128 }
+        Self::from(&GuestConfig::default())
+    }
+}
+
+impl From<&GuestConfig> for Limits {
+    fn from(g: &GuestConfig) -> Self {
+        Self {
+            deadline: Duration::from_millis(g.deadline_ms),
+            memory_bytes: g.memory_mib << 20,
+            fuel: g.fuel,
+            instances: g.slots,
+        }
     }
 }
 
@@ -258,11 +286,11 @@ impl GuestModule {
         engine: &Engine,
         bytes: &[u8],
         limits: Limits,
-        cache: Option<&crate::compiled::CompiledCache>,
-    ) -> Result<(Self, crate::compiled::CompiledFrom), GuestError> {
+        cache: Option<&CompiledCache>,
+    ) -> Result<(Self, CompiledFrom), GuestError> {
         let (module, from) = match cache {
             Some(c) => c.load_or_compile(engine, bytes)?,
-            None => (Module::new(engine, bytes).map_err(wt)?, crate::compiled::CompiledFrom::Compiled),
+            None => (Module::new(engine, bytes).map_err(wt)?, CompiledFrom::Compiled),
         };
         Ok((Self::check(engine, module, Some(limits))?, from))
     }
@@ -293,18 +321,15 @@ impl GuestModule {
     }
 
     /// Proves the module can rank before it serves: a fresh instance loads a
-    /// small generated model and ranks a generated 64-candidate bundle, and
-    /// the result must decode and hold the 10 items asked for. The ABI
+    /// small fixed model and ranks a fixed 64-candidate bundle (built here, no
+    /// randomness),
+    /// and the result must decode and hold the 10 items asked for. The ABI
     /// version and exports were checked when the module was built.
     pub fn canary(&self) -> Result<(), GuestError> {
-        use edgewise_core::synth;
-        let spec = synth::Spec::new(64, 16, 0xC0FFEE);
-        let model = synth::model(&spec, &[8], 32, 1)
-            .encode()
-            .map_err(|e| GuestError::Wasmtime(format!("cannot encode the canary model: {e}")))?;
+        let (bundle, model) = canary_input()?;
         let mut inst = self.instantiate()?;
         inst.load_model(&model)?;
-        let (out, _) = inst.rank(&synth::bundle(&spec, 1_700_000_000_000), &RankContext::new(10, 1_700_000_000_000))?;
+        let (out, _) = inst.rank(&bundle, &RankContext::new(10, CANARY_NOW_MS))?;
         if out.items.len() != 10 {
             return Err(GuestError::Call {
                 status: Status::Incompatible,
@@ -326,6 +351,77 @@ impl GuestModule {
         let instance = self.pre.instantiate(&mut store).map_err(|e| classify(&e, self.limits.as_ref()))?;
         GuestInstance::new(store, instance, self.limits)
     }
+}
+
+/// The request time of the canary ranking, ms since the epoch.
+const CANARY_NOW_MS: u64 = 1_700_000_000_000;
+
+/// The canary's encoded bundle and model: 64 candidates of dimension 16 with
+/// two features and two sources, and a model with one hidden layer of 8,
+/// every number a fixed function of its position. Small enough to rank in
+/// well under a millisecond; big enough to go through every stage (pre-rank
+/// cut, MLP, MMR).
+fn canary_input() -> Result<(Vec<u8>, Vec<u8>), GuestError> {
+    const ROWS: usize = 64;
+    const DIM: u16 = 16;
+    let bad = |e: &dyn std::fmt::Display| GuestError::CanaryInput(e.to_string());
+    let mut header = BundleHeader::new(DIM, 2, 2);
+    header.created_at_ms = CANARY_NOW_MS;
+    header.sources_contributed = 0b11;
+    let mut builder = BundleBuilder::new(header).map_err(|e| bad(&e))?;
+    for i in 0..ROWS {
+        let embedding: Vec<f32> = (0..usize::from(DIM)).map(|d| ((i * 7 + d * 3) % 11) as f32 / 10.0 - 0.5).collect();
+        let features = [(i % 5) as f32 / 5.0, (i % 3) as f32];
+        let rank = u16::try_from(i).map_err(|e| bad(&e))?;
+        let source_ranks = if i % 2 == 0 { [rank, rank / 2] } else { [rank, edgewise_core::bundle::NO_RANK] };
+        builder
+            .push(&Candidate {
+                id: 1 + i as u64,
+                embedding: &embedding,
+                features: &features,
+                source_ranks: &source_ranks,
+                creator: (i % 8) as u32,
+                category: (i % 4) as u32,
+                region_mask: edgewise_core::region::ALL_REGIONS,
+                retrieval_score: 1.0 - i as f32 / ROWS as f32,
+            })
+            .map_err(|e| bad(&e))?;
+    }
+    let mut model = Model {
+        feature_schema_hash: header.feature_schema_hash,
+        dim: DIM,
+        n_features: 2,
+        n_sources: 2,
+        interaction: false,
+        prerank_keep: 32,
+        prerank: edgewise_core::model::PreRanker {
+            bias: 0.0,
+            w_dot: 1.0,
+            w_retrieval: 0.5,
+            w_features: vec![0.2, -0.1],
+            w_sources: vec![0.1, 0.05],
+        },
+        mlp: Vec::new(),
+        calibration: edgewise_core::model::Platt { a: 1.0, b: 0.0 },
+        diversity: edgewise_core::model::Diversity { mmr_lambda: 0.8, creator_cap: 3 },
+    };
+    let (inputs, hidden) = (model.input_dim(), 8);
+    model.mlp = vec![
+        edgewise_core::model::Layer {
+            inputs,
+            outputs: hidden,
+            weights: (0..inputs * hidden).map(|i| ((i % 7) as f32 - 3.0) / 10.0).collect(),
+            bias: vec![0.1; hidden],
+        },
+        edgewise_core::model::Layer {
+            inputs: hidden,
+            outputs: 1,
+            weights: (0..hidden).map(|i| ((i % 5) as f32 - 2.0) / 10.0).collect(),
+            bias: vec![0.0],
+        },
+    ];
+    let model = model.encode().map_err(|e| bad(&e))?;
+    Ok((builder.finish(), model))
 }
 
 /// The default engine configuration for the guest (Cranelift, SIMD on).
@@ -524,4 +620,25 @@ pub fn default_module_path() -> std::path::PathBuf {
         }
     };
     target.join("wasm").join("edgewise_core.wasm")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The canary's input is valid on its own: the native core ranks it and
+    /// returns the 10 items the canary asks the guest for.
+    #[test]
+    fn the_canary_input_ranks_natively() {
+        let (bundle, model) = canary_input().expect("canary input");
+        let bundle = edgewise_core::Bundle::decode(&bundle).expect("the bundle decodes");
+        let model = Model::decode(&model).expect("the model decodes");
+        let mut out = RankOutput::default();
+        edgewise_core::Ranker::new()
+            .rank(&model, &bundle, &RankContext::new(10, CANARY_NOW_MS), &mut out)
+            .expect("native ranking");
+        assert_eq!(out.items.len(), 10);
+        let ids: std::collections::BTreeSet<u64> = out.items.iter().map(|i| i.id).collect();
+        assert!(ids.len() == 10 && ids.iter().all(|id| (1..=64).contains(id)), "{ids:?}");
+    }
 }

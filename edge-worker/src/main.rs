@@ -1,11 +1,17 @@
 //! `edgewise-edge`: the Edgewise edge worker.
 //!
+//! `edgewise-edge serve` runs the edge: it reads the layered configuration,
+//! loads (or fetches and verifies) the guest module, proves it with a canary
+//! ranking, and serves until SIGINT or SIGTERM ([`edgewise_edge::server::serve`]).
+//!
 //! `edgewise-edge rank` ranks a candidate bundle through the core guest module
 //! in wasmtime and natively, checks that both agree bit for bit, and prints the
-//! ranking with the explanation of every stage. Without `--bundle`/`--model` it
-//! generates a clustered synthetic catalogue, a model and a user context.
+//! ranking with the explanation of every stage. Built with the `synth` feature,
+//! it generates a clustered synthetic catalogue, a model and a user context
+//! when no `--bundle`/`--model` is given.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -14,10 +20,13 @@ use edgewise_core::abi::{self, ModelMatch};
 use edgewise_core::bundle::{Bundle, SOURCE_NAMES};
 use edgewise_core::model::{self, Model};
 use edgewise_core::rank::{Outcome, RankContext, RankOutput, Ranker};
-use edgewise_core::synth;
+use edgewise_edge::cache::Cache;
 use edgewise_edge::compiled::CompiledCache;
 use edgewise_edge::config::EdgeConfig;
-use edgewise_edge::guest::{self, GuestModule};
+use edgewise_edge::feed::FeedConfig;
+use edgewise_edge::guest::{self, GuestModule, Limits};
+use edgewise_edge::server::{EdgeState, ServerSettings};
+use edgewise_edge::tenants::{GuestOptions, Tenants};
 
 #[derive(Parser, Debug)]
 #[command(name = "edgewise-edge", version, about = "The Edgewise edge worker")]
@@ -132,7 +141,8 @@ struct RankArgs {
     /// The guest module [default: the one `cargo xtask guest` builds].
     #[arg(long)]
     module: Option<PathBuf>,
-    /// A bundle file (v1). Needs --model. Without it a synthetic bundle is generated.
+    /// A bundle file (v1). Needs --model. Without it a synthetic bundle is
+    /// generated (a build with the `synth` feature only).
     #[arg(long, requires = "model")]
     bundle: Option<PathBuf>,
     /// A model artifact file (v1).
@@ -142,19 +152,19 @@ struct RankArgs {
     /// seen items, region, time and k. Without it: an anonymous user, no history.
     #[arg(long, requires = "bundle")]
     context: Option<PathBuf>,
-    /// Synthetic candidates to generate.
+    /// Synthetic candidates to generate (feature `synth`).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     candidates: u32,
-    /// Synthetic embedding dimension.
+    /// Synthetic embedding dimension (feature `synth`).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
     dim: u16,
     /// Items to return [default: the context file's k, else 10].
     #[arg(short, long)]
     k: Option<u32>,
-    /// Seed for the synthetic data and the user context.
+    /// Seed for the synthetic data and the user context (feature `synth`).
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Also write the synthetic bundle and model to this directory.
+    /// Also write the bundle, model and context ranked to this directory.
     #[arg(long)]
     write_to: Option<PathBuf>,
 }
@@ -172,24 +182,19 @@ fn serve(a: ServeArgs) -> Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cfg = EdgeConfig::load(a.config.as_deref(), &a.overrides())?;
     let url = cfg.origin_url().to_string();
-    let cache = edgewise_edge::cache::Cache::new(
-        &url,
-        cfg.cache.bytes,
-        std::time::Duration::from_millis(cfg.origin.timeout_ms),
-    )?
-    .with_api_key(cfg.origin.api_key.clone());
+    let cache = Cache::new(&url, cfg.cache.bytes, std::time::Duration::from_millis(cfg.origin.timeout_ms))?
+        .with_api_key(cfg.origin.api_key.clone());
     let public_key = cfg.guest.public_key.as_deref().map(edgewise_edge::modules::parse_public_key).transpose()?;
-    let limits = cfg.limits();
+    let module_digest = cfg.guest.module_digest.as_deref().map(edgewise_edge::modules::parse_digest).transpose()?;
+    let limits = Limits::from(&cfg.guest);
     let engine = guest::sandboxed_engine(&limits)?;
     let compiled_cache = match cfg.compiled_cache_dir() {
-        Some(dir) => Some(CompiledCache::open(&dir).with_context(|| {
-            format!("cannot use {} for compiled modules (guest.compiled_cache_dir)", dir.display())
-        })?),
+        Some(dir) => Some(CompiledCache::open(&dir).map_err(|e| anyhow::anyhow!("{e} (guest.compiled_cache_dir)"))?),
         None => None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let (bytes, source) = match &cfg.guest.module_digest {
+        let (bytes, source) = match module_digest {
             Some(d) => {
                 let b = edgewise_edge::modules::fetch_verified(&cache, d, public_key.as_ref()).await?;
                 (b, format!("origin:{d}"))
@@ -202,7 +207,7 @@ fn serve(a: ServeArgs) -> Result<()> {
                 (b, path.display().to_string())
             }
         };
-        let t = std::time::Instant::now();
+        let t = Instant::now();
         let (module, from) = GuestModule::sandboxed_cached(&engine, &bytes, limits, compiled_cache.as_ref())?;
         module.canary().with_context(|| format!("the guest module {source} cannot rank (canary ranking failed)"))?;
         tracing::info!(
@@ -212,21 +217,18 @@ fn serve(a: ServeArgs) -> Result<()> {
             instances = ?cfg.guest.instances,
             "guest module loaded"
         );
-        let mut ranking = edgewise_edge::feed::Ranking::with_options(None, cfg.guest_options())?;
-        ranking.sandbox = Some((engine, limits));
-        ranking.compiled_cache = compiled_cache;
-        ranking.public_key = public_key;
-        ranking.swap(edgewise_edge::feed::DEFAULT_TENANT, module, source);
-        let settings = cfg.server_settings();
+        let tenants = Tenants::builder()
+            .default_module(module, source)
+            .options(GuestOptions::from(&cfg.guest))
+            .sandbox(engine, limits)
+            .compiled_cache(compiled_cache)
+            .public_key(public_key)
+            .build()?;
+        let settings = ServerSettings::from(&cfg);
         if settings.admin_keys.is_empty() {
             tracing::info!("no admin key configured (server.admin_keys): the admin routes are disabled");
         }
-        let state = std::sync::Arc::new(edgewise_edge::server::EdgeState::new(
-            cache,
-            std::sync::Arc::new(ranking),
-            cfg.feed(),
-            settings,
-        )?);
+        let state = Arc::new(EdgeState::new(cache, Arc::new(tenants), FeedConfig::from(&cfg.feed), settings)?);
         if !state.tokens.is_configured() {
             tracing::info!("no user-token key configured (auth.user_tokens): only anonymous feeds are served");
         }
@@ -274,12 +276,7 @@ fn rank(a: RankArgs) -> Result<()> {
             };
             (bundle, model, ctx)
         }
-        _ => {
-            let spec = synth::Spec::new(a.candidates as usize, a.dim, a.seed);
-            let bundle = synth::bundle(&spec, now_ms);
-            let model = synth::model(&spec, &[64, 32], 200, a.seed).encode().context("encoding the synthetic model")?;
-            (bundle, model, synth::context(&spec, 10, now_ms, a.seed + 1))
-        }
+        _ => synthetic(&a, now_ms)?,
     };
     let ctx = RankContext { k: a.k.unwrap_or(ctx.k), ..ctx };
     if let Some(dir) = &a.write_to {
@@ -321,14 +318,7 @@ fn rank(a: RankArgs) -> Result<()> {
 
     let mut nb = Vec::new();
     let mut gb = Vec::new();
-    let expected = bundle.header().model_digest;
-    let native_match = if expected == [0; 32] {
-        ModelMatch::Any
-    } else if expected == digest {
-        ModelMatch::Match
-    } else {
-        ModelMatch::Mismatch
-    };
+    let native_match = ModelMatch::of(bundle.header().model_digest, digest);
     abi::encode_result(&native, native_match, &mut nb);
     abi::encode_result(&guest_out, model_match, &mut gb);
 
@@ -344,7 +334,7 @@ fn rank(a: RankArgs) -> Result<()> {
     );
     println!(
         "model:  sha256 {}, MLP {:?}, pre-rank keep {}, MMR λ {}, creator cap {}",
-        model::digest_hex(&digest),
+        digest,
         model.mlp.iter().map(|l| l.outputs).collect::<Vec<_>>(),
         model.prerank_keep,
         model.diversity.mmr_lambda,
@@ -396,4 +386,23 @@ fn rank(a: RankArgs) -> Result<()> {
     } else {
         bail!("guest and native results differ: this is a determinism bug")
     }
+}
+
+/// A synthetic bundle, model and context from `--candidates`, `--dim` and `--seed`.
+#[cfg(feature = "synth")]
+fn synthetic(a: &RankArgs, now_ms: u64) -> Result<(Vec<u8>, Vec<u8>, RankContext)> {
+    use edgewise_core::synth;
+    let spec = synth::Spec::new(a.candidates as usize, a.dim, a.seed);
+    let bundle = synth::bundle(&spec, now_ms);
+    let model = synth::model(&spec, &[64, 32], 200, a.seed).encode().context("encoding the synthetic model")?;
+    Ok((bundle, model, synth::context(&spec, 10, now_ms, a.seed + 1)))
+}
+
+/// Without the `synth` feature there is nothing to rank but files.
+#[cfg(not(feature = "synth"))]
+fn synthetic(_: &RankArgs, _: u64) -> Result<(Vec<u8>, Vec<u8>, RankContext)> {
+    bail!(
+        "no --bundle and --model given, and this edgewise-edge was built without the `synth` feature that \
+         generates them: pass the files, or build with `--features synth`"
+    )
 }

@@ -27,18 +27,18 @@ pub fn buckets() -> Vec<f64> {
 /// The cache's counters (created by the cache, registered by [`EdgeMetrics`]).
 #[derive(Debug, Clone)]
 pub struct CacheMetrics {
-    /// Served, by status.
+    /// Responses served, by how the cache served them (hit, miss, stale, revalidated).
     pub served: IntCounterVec,
-    /// Origin requests.
+    /// Requests sent to the origin, revalidations included.
     pub origin_requests: IntCounter,
-    /// Origin latency.
+    /// Latency of origin requests, body included.
     pub origin_seconds: Histogram,
     /// Whether the last origin request got an answer (1) or not (0); -1 before the first.
     pub origin_up: IntGauge,
 }
 
 impl CacheMetrics {
-    /// Unregistered counters.
+    /// The counters, not yet registered anywhere ([`EdgeMetrics::new`] registers them).
     pub fn new() -> Result<Self, prometheus::Error> {
         Ok(Self {
             served: IntCounterVec::new(Opts::new("cache_served_total", "Responses by cache status"), &["status"])?,
@@ -56,14 +56,14 @@ impl CacheMetrics {
     }
 }
 
-/// The guest's counters (created by the feed's ranking state, registered by [`EdgeMetrics`]).
+/// The guest's counters (created by the tenants, shared by every tenant's rankings, registered by [`EdgeMetrics`]).
 #[derive(Debug, Clone)]
 pub struct GuestMetrics {
-    /// Failed rankings by kind.
+    /// Failed rankings by `kind` (a `GuestError::kind`, or model, no-module, panic).
     pub failures: IntCounterVec,
     /// Guest ranking time (model load included).
     pub rank_seconds: Histogram,
-    /// Instantiation time.
+    /// Time to instantiate a guest (a pooling-allocator slot, from the module's `InstancePre`).
     pub instantiate_seconds: Histogram,
     /// Instances rankings ran on, by `how`: `new` or `reused`.
     pub instances: IntCounterVec,
@@ -72,7 +72,7 @@ pub struct GuestMetrics {
 }
 
 impl GuestMetrics {
-    /// Unregistered counters.
+    /// The counters, not yet registered anywhere ([`EdgeMetrics::new`] registers them).
     pub fn new() -> Result<Self, prometheus::Error> {
         Ok(Self {
             failures: IntCounterVec::new(Opts::new("guest_failures_total", "Failed guest rankings"), &["kind"])?,
@@ -97,9 +97,9 @@ pub struct EdgeMetrics {
     registry: Registry,
     cache: CacheMetrics,
     hit_ratio: Gauge,
-    /// Feed answers.
+    /// Feed answers by `answer` (refined, preliminary, unavailable), JSON and NDJSON alike.
     pub feeds: IntCounterVec,
-    /// Request latency.
+    /// Request latency by route and status.
     pub http_seconds: HistogramVec,
     /// Connections, slow clients and refused requests.
     pub http: edgewise_http::metrics::HttpMetrics,

@@ -11,12 +11,15 @@
 
 use base64::Engine as _;
 use ed25519_dalek::{Signature, VerifyingKey};
-use sha2::{Digest, Sha256};
+use edgewise_core::Digest;
+use edgewise_wire::{headers, paths};
 
 use crate::cache::{Cache, CacheError};
+use crate::error::AppError;
 
 /// Why a module was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModuleError {
     /// The digest is not 64 lower-case hex digits.
     #[error("a module digest is 64 lower-case hex digits (sha256), got {0:?}")]
@@ -24,20 +27,20 @@ pub enum ModuleError {
     /// The bytes do not hash to the digest.
     #[error("module {expected} failed verification: its sha256 is {actual}")]
     DigestMismatch {
-        /// Asked for.
-        expected: String,
-        /// Computed.
-        actual: String,
+        /// The digest the module was asked for by.
+        expected: Digest,
+        /// The sha256 of the bytes that came.
+        actual: Digest,
     },
     /// A public key is configured and the module has no signature.
     #[error("module {0} is not signed, and this edge requires signatures (--public-key)")]
-    Unsigned(String),
+    Unsigned(Digest),
     /// The signature does not verify.
     #[error("module {digest}: bad signature: {reason}")]
     BadSignature {
-        /// Module.
-        digest: String,
-        /// Why.
+        /// The module's digest.
+        digest: Digest,
+        /// Why the signature was refused (not base64, not 64 bytes, not by the key).
         reason: String,
     },
     /// The public key is malformed.
@@ -46,11 +49,27 @@ pub enum ModuleError {
     /// The origin could not provide it.
     #[error("fetching module {digest}: {source}")]
     Fetch {
-        /// Module.
-        digest: String,
-        /// The cache's error.
+        /// The module's digest.
+        digest: Digest,
+        /// Why the cache could not serve it.
         source: CacheError,
     },
+}
+
+impl From<ModuleError> for AppError {
+    /// A module the origin does not have, or one that fails a check, is the
+    /// caller's problem (422); an origin that cannot be reached is not (502).
+    fn from(e: ModuleError) -> Self {
+        match e {
+            ModuleError::Fetch { digest, source: CacheError::Upstream { status, .. } } => AppError::Unprocessable(
+                format!("module {digest} is not available from the origin (it answered {status})"),
+            ),
+            ModuleError::Fetch { digest, source: CacheError::Origin(_) } => {
+                AppError::BadGateway(format!("module {digest} could not be fetched: the origin is unavailable"))
+            }
+            other => AppError::Unprocessable(other.to_string()),
+        }
+    }
 }
 
 /// Parses an ed25519 public key: PEM, 64 hex digits or base64 of 32 bytes
@@ -59,44 +78,38 @@ pub fn parse_public_key(s: &str) -> Result<VerifyingKey, ModuleError> {
     edgewise_http::auth::parse_ed25519_public_key(s).map_err(ModuleError::BadKey)
 }
 
-fn check_digest(d: &str) -> Result<(), ModuleError> {
-    if d.len() == 64 && d.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        Ok(())
-    } else {
-        Err(ModuleError::BadDigest(d.to_string()))
-    }
+/// Parses a module digest (as a request or the configuration gives it).
+pub fn parse_digest(d: &str) -> Result<Digest, ModuleError> {
+    d.parse().map_err(|_| ModuleError::BadDigest(d.to_string()))
 }
 
 /// Checks `bytes` against `digest` and, when `key` is given, `signature` (base64) against `key`.
 pub fn verify(
     bytes: &[u8],
-    digest: &str,
+    digest: Digest,
     signature: Option<&str>,
     key: Option<&VerifyingKey>,
 ) -> Result<(), ModuleError> {
-    check_digest(digest)?;
-    let actual: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let actual = Digest::of(bytes);
     if actual != digest {
-        return Err(ModuleError::DigestMismatch { expected: digest.to_string(), actual });
+        return Err(ModuleError::DigestMismatch { expected: digest, actual });
     }
     let Some(key) = key else { return Ok(()) };
-    let Some(sig) = signature else { return Err(ModuleError::Unsigned(digest.to_string())) };
-    let bad = |reason: String| ModuleError::BadSignature { digest: digest.to_string(), reason };
+    let Some(sig) = signature else { return Err(ModuleError::Unsigned(digest)) };
+    let bad = |reason: String| ModuleError::BadSignature { digest, reason };
     let raw =
         base64::engine::general_purpose::STANDARD.decode(sig.trim().as_bytes()).map_err(|e| bad(e.to_string()))?;
     let sig = Signature::from_slice(&raw).map_err(|e| bad(e.to_string()))?;
     key.verify_strict(bytes, &sig).map_err(|e| bad(e.to_string()))
 }
 
-/// Fetches module `digest` from the origin through the cache and verifies it.
-pub async fn fetch_verified(cache: &Cache, digest: &str, key: Option<&VerifyingKey>) -> Result<Vec<u8>, ModuleError> {
-    check_digest(digest)?;
-    let served = cache
-        .get(&format!("/v1/modules/{digest}"))
-        .await
-        .map_err(|source| ModuleError::Fetch { digest: digest.to_string(), source })?;
+/// Fetches module `digest` from the origin through the cache and verifies it:
+/// its sha256, and its signature (the origin's `X-Edgewise-Signature`) when
+/// `key` is given.
+pub async fn fetch_verified(cache: &Cache, digest: Digest, key: Option<&VerifyingKey>) -> Result<Vec<u8>, ModuleError> {
+    let served = cache.get(&paths::module(&digest)).await.map_err(|source| ModuleError::Fetch { digest, source })?;
     let r = &served.response;
-    verify(&r.body, digest, r.signature.as_deref(), key)?;
+    verify(&r.body, digest, r.header(headers::SIGNATURE), key)?;
     Ok(r.body.to_vec())
 }
 
@@ -112,19 +125,21 @@ mod tests {
     #[test]
     fn digests_and_signatures_are_checked() {
         let bytes = b"\0asm\x01\0\0\0".to_vec();
-        let digest = hex(&Sha256::digest(&bytes));
+        let digest = Digest::of(&bytes);
         let key = SigningKey::from_bytes(&[7; 32]);
         let public = key.verifying_key();
         let sig = base64::engine::general_purpose::STANDARD.encode(key.sign(&bytes).to_bytes());
-        verify(&bytes, &digest, None, None).expect("no key: the digest is enough");
-        verify(&bytes, &digest, Some(&sig), Some(&public)).expect("signed by the key");
-        assert!(matches!(verify(&bytes, &"0".repeat(64), None, None), Err(ModuleError::DigestMismatch { .. })));
-        assert!(matches!(verify(&bytes, "abc", None, None), Err(ModuleError::BadDigest(_))));
-        assert!(matches!(verify(&bytes, &digest, None, Some(&public)), Err(ModuleError::Unsigned(_))));
+        verify(&bytes, digest, None, None).expect("no key: the digest is enough");
+        verify(&bytes, digest, Some(&sig), Some(&public)).expect("signed by the key");
+        let zero = parse_digest(&"0".repeat(64)).expect("a digest");
+        assert!(matches!(verify(&bytes, zero, None, None), Err(ModuleError::DigestMismatch { .. })));
+        assert!(matches!(parse_digest("abc"), Err(ModuleError::BadDigest(_))));
+        assert!(matches!(parse_digest(&digest.to_hex().to_uppercase()), Err(ModuleError::BadDigest(_))));
+        assert!(matches!(verify(&bytes, digest, None, Some(&public)), Err(ModuleError::Unsigned(_))));
         let other = SigningKey::from_bytes(&[8; 32]);
         let forged = base64::engine::general_purpose::STANDARD.encode(other.sign(&bytes).to_bytes());
-        assert!(matches!(verify(&bytes, &digest, Some(&forged), Some(&public)), Err(ModuleError::BadSignature { .. })));
-        assert!(matches!(verify(&bytes, &digest, Some("%%"), Some(&public)), Err(ModuleError::BadSignature { .. })));
+        assert!(matches!(verify(&bytes, digest, Some(&forged), Some(&public)), Err(ModuleError::BadSignature { .. })));
+        assert!(matches!(verify(&bytes, digest, Some("%%"), Some(&public)), Err(ModuleError::BadSignature { .. })));
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //!   last loaded. A request takes one whose model matches, ranks, and gives it
 //!   back. Loading the model (decoding and checking the artifact inside the
 //!   guest) costs far more than instantiating, so this removes most of the
-//!   guest time of a cache-hit ranking; `benches/feed.rs` measures both side
-//!   by side and ARCHITECTURE.md records the figures.
+//!   guest time of a cache-hit ranking; the feed benchmark (`cargo bench -p
+//!   edgewise-conformance --bench feed`) measures both side by side and
+//!   BENCHMARKS.md records the figures.
 //!
 //! A reused instance only ever serves the tenant whose module it runs: each
 //! tenant has its own [`InstancePool`], dropped when the tenant's module is
@@ -23,38 +24,18 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use edgewise_core::Digest;
 use edgewise_core::abi::ModelMatch;
 use edgewise_core::rank::{RankContext, RankOutput};
 
 use crate::guest::{GuestError, GuestInstance, GuestModule};
 
-/// How a ranking gets its guest instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InstanceMode {
-    /// A new instance per ranking, model loaded each time.
-    Fresh,
-    /// Idle instances are reused, and keep their model loaded.
-    #[default]
-    Pooled,
-}
-
-impl std::str::FromStr for InstanceMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "fresh" => Ok(Self::Fresh),
-            "pooled" => Ok(Self::Pooled),
-            other => Err(format!("instance mode {other:?} is neither \"fresh\" nor \"pooled\"")),
-        }
-    }
-}
+pub use crate::config::InstanceMode;
 
 /// What one ranking cost, besides the ranking itself.
 #[derive(Debug, Clone)]
 pub struct Ranked {
-    /// The ranking.
+    /// The guest's ranking: the items, and what happened to every row.
     pub output: RankOutput,
     /// Whether the bundle named the loaded model.
     pub model_match: ModelMatch,
@@ -70,7 +51,7 @@ pub struct InstancePool {
     mode: InstanceMode,
     /// Idle instances and the digest of the model each has loaded; the most
     /// recently returned last.
-    idle: Mutex<Vec<(String, GuestInstance)>>,
+    idle: Mutex<Vec<(Digest, GuestInstance)>>,
     max_idle: usize,
     /// Rankings in a row that failed (reset by a success); `/readyz` reports
     /// a tenant past [`UNHEALTHY_AFTER`] as unable to rank.
@@ -108,7 +89,7 @@ impl InstancePool {
         self.failures_in_a_row.load(std::sync::atomic::Ordering::Relaxed) < UNHEALTHY_AFTER
     }
 
-    /// The module.
+    /// The module its instances are made from.
     pub fn module(&self) -> &GuestModule {
         &self.module
     }
@@ -123,24 +104,24 @@ impl InstancePool {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, GuestInstance)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Digest, GuestInstance)>> {
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// An instance with `model` (whose sha256 is `digest`) loaded: an idle one
-    /// that has it, else an idle one that loads it, else a new one.
-    fn checkout(&self, digest: &str) -> (Option<GuestInstance>, bool) {
+    /// An instance with the model `digest` loaded: an idle one that has it,
+    /// else an idle one that loads it, else a new one.
+    fn checkout(&self, digest: Digest) -> (Option<GuestInstance>, bool) {
         if self.mode == InstanceMode::Fresh {
             return (None, false);
         }
         let mut idle = self.lock();
-        if let Some(pos) = idle.iter().rposition(|(d, _)| d == digest) {
+        if let Some(pos) = idle.iter().rposition(|(d, _)| *d == digest) {
             return (Some(idle.swap_remove(pos).1), true);
         }
         if idle.is_empty() { (None, false) } else { (Some(idle.remove(0).1), false) }
     }
 
-    fn checkin(&self, digest: &str, inst: GuestInstance) {
+    fn checkin(&self, digest: Digest, inst: GuestInstance) {
         if self.mode == InstanceMode::Fresh || inst.is_poisoned() || self.max_idle == 0 {
             return;
         }
@@ -148,11 +129,11 @@ impl InstancePool {
         if idle.len() >= self.max_idle {
             idle.remove(0);
         }
-        idle.push((digest.to_string(), inst));
+        idle.push((digest, inst));
     }
 
-    /// Ranks `bundle` for `ctx` with `model` (whose sha256 hex is `digest`).
-    pub fn rank(&self, digest: &str, model: &[u8], bundle: &[u8], ctx: &RankContext) -> Result<Ranked, GuestError> {
+    /// Ranks `bundle` for `ctx` with `model`, whose sha256 is `digest`.
+    pub fn rank(&self, digest: Digest, model: &[u8], bundle: &[u8], ctx: &RankContext) -> Result<Ranked, GuestError> {
         let (inst, has_model) = self.checkout(digest);
         let mut instantiated = None;
         let mut inst = match inst {
@@ -191,7 +172,7 @@ mod tests {
     fn mode_parses() {
         assert_eq!("fresh".parse::<InstanceMode>(), Ok(InstanceMode::Fresh));
         assert_eq!("pooled".parse::<InstanceMode>(), Ok(InstanceMode::Pooled));
-        assert!("warm".parse::<InstanceMode>().unwrap_err().contains("warm"));
+        assert!("warm".parse::<InstanceMode>().expect_err("not a mode").to_string().contains("warm"));
     }
 
     /// Pooled and fresh instances give the same bytes for a sequence of
@@ -210,12 +191,12 @@ mod tests {
         let pooled = InstancePool::new(module.clone(), InstanceMode::Pooled, 2);
         let fresh = InstancePool::new(module, InstanceMode::Fresh, 2);
         let now = 1_700_000_000_000;
-        let models: Vec<(String, Vec<u8>)> = [3u64, 4]
+        let models: Vec<(Digest, Vec<u8>)> = [3u64, 4]
             .iter()
             .map(|&seed| {
                 let spec = synth::Spec::new(300, 32, seed);
                 let m = synth::model(&spec, &[16], 100, seed).encode().expect("model");
-                (edgewise_core::model::digest_hex(&edgewise_core::model::digest(&m)), m)
+                (edgewise_core::model::digest(&m), m)
             })
             .collect();
         let mut loads = 0;
@@ -224,8 +205,8 @@ mod tests {
             let bundle = synth::bundle(&spec, now);
             let ctx = synth::context(&spec, 10, now, 100 + i);
             let (digest, model) = &models[(i / 3 % 2) as usize];
-            let a = pooled.rank(digest, model, &bundle, &ctx).expect("pooled");
-            let b = fresh.rank(digest, model, &bundle, &ctx).expect("fresh");
+            let a = pooled.rank(*digest, model, &bundle, &ctx).expect("pooled");
+            let b = fresh.rank(*digest, model, &bundle, &ctx).expect("fresh");
             // Bytes, not `==`: unranked rows carry NaN scores.
             let (mut ea, mut eb) = (Vec::new(), Vec::new());
             edgewise_core::abi::encode_result(&a.output, a.model_match, &mut ea);

@@ -18,7 +18,8 @@ use edgewise_core::synth;
 use edgewise_http::auth::{TokenSpec, mint_hs256};
 use edgewise_origin::Config;
 use edgewise_origin::item::Item;
-use edgewise_origin::user::{Event, EventKind, trending_merge};
+use edgewise_origin::trending::trending_merge;
+use edgewise_origin::user::{Event, EventKind};
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();

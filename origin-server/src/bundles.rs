@@ -1,7 +1,7 @@
 //! Turning fused candidates into candidate bundles (`edgewise_core::bundle`).
 
 use edgewise_core::bundle::{BundleBuilder, BundleHeader, Candidate, NO_RANK, Scope};
-use sha2::{Digest, Sha256};
+use edgewise_core::{Digest, Region};
 
 use crate::catalogue::Catalogue;
 use crate::config::Config;
@@ -17,7 +17,7 @@ pub struct Built {
     /// Regional or personal.
     pub scope: Scope,
     /// Region the bundle was built for.
-    pub region: Option<u8>,
+    pub region: Option<Region>,
     /// Rows.
     pub rows: usize,
     /// Rows left out for a non-finite value.
@@ -42,15 +42,15 @@ pub fn build(
     cat: &Catalogue,
     retrieved: &Retrieved,
     scope: Scope,
-    region: Option<u8>,
+    region: Option<Region>,
     now_ms: u64,
-    model_digest: [u8; 32],
+    model_digest: Option<Digest>,
 ) -> Result<Built, BuildError> {
     let dim = u16::try_from(cfg.index.dim).map_err(|_| BuildError("index.dim does not fit u16".into()))?;
     let nf = u16::try_from(cfg.features.names.len()).map_err(|_| BuildError("too many features".into()))?;
     let mut h = BundleHeader::new(dim, nf, SLOTS as u8);
     h.scope = scope;
-    h.region = region.unwrap_or(edgewise_core::bundle::REGION_ANY);
+    h.region = region;
     h.created_at_ms = now_ms;
     h.feature_schema_hash = cfg.schema_hash();
     h.model_digest = model_digest;
@@ -89,6 +89,6 @@ pub fn build(
     }
     let rows = b.len();
     let bytes = b.finish();
-    let digest = edgewise_core::model::digest_hex(&Sha256::digest(&bytes).into());
+    let digest = Digest::of(&bytes).to_hex();
     Ok(Built { bytes: bytes.into(), digest, scope, region, rows, dropped, owner: None })
 }

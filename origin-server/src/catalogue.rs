@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use crate::config::{Config, IndexKind};
 use crate::index::{Filter, Hit, ShardedIndex, TopK, poisoned};
 use crate::item::Item;
-use crate::user::trending_value;
+use crate::trending::trending_value;
 
 /// Items ordered newest first: (creation time, id).
 type Recency = BTreeSet<(std::cmp::Reverse<u64>, u64)>;

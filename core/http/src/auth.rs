@@ -39,6 +39,7 @@ pub const MAX_CREDENTIAL_BYTES: usize = 8 << 10;
 /// Why a request may not call a route.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
+#[allow(missing_docs)] // variant fields are described by each variant's error message
 pub enum Denied {
     /// No credential was presented (401, `WWW-Authenticate: Bearer`).
     #[error("{0}")]
@@ -210,15 +211,14 @@ impl Default for UserTokenConfig {
 /// Why a [`UserTokenConfig`] cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
+#[allow(missing_docs)] // variant fields are described by each variant's error message
 pub enum TokenConfigError {
     /// An HS256 secret is too short to resist guessing.
     #[error("auth.user_tokens.hmac_secrets[{index}] has {len} bytes; HS256 secrets need at least {min}")]
     ShortSecret {
         /// Position in the list.
         index: usize,
-        /// Its length.
         len: usize,
-        /// The minimum.
         min: usize,
     },
     /// An Ed25519 public key could not be read.
@@ -290,10 +290,7 @@ pub fn parse_ed25519_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKe
         let key = DecodingKey::from_ed_pem(t.as_bytes()).map_err(|e| format!("not an Ed25519 PEM public key: {e}"))?;
         key.try_get_as_bytes().map_err(|e| format!("not an Ed25519 PEM public key: {e}"))?.to_vec()
     } else if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        (0..32)
-            .map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16))
-            .collect::<Result<Vec<u8>, _>>()
-            .map_err(|e| e.to_string())?
+        base16ct::mixed::decode_vec(t).map_err(|e| format!("not hex: {e}"))?
     } else {
         let engines = [
             base64::engine::general_purpose::STANDARD,

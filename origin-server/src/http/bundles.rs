@@ -3,6 +3,7 @@
 //! cache headers.
 
 use super::*;
+use edgewise_wire::headers;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,11 +31,8 @@ pub fn regional_k(k: usize, max_k: usize) -> usize {
     REGIONAL_K_BUCKETS.iter().copied().find(|&b| b >= k).unwrap_or(max_k).min(max_k)
 }
 
-pub(super) fn parse_region(r: &str) -> Result<u8, ApiError> {
-    match r.parse::<u8>() {
-        Ok(r) if r < 32 => Ok(r),
-        _ => Err(ApiError::bad_request(format!("region {r:?} must be an integer in 0..=31"))),
-    }
+pub(super) fn parse_region(r: &str) -> Result<Region, ApiError> {
+    r.parse().map_err(|e: edgewise_core::region::RegionError| ApiError::bad_request(e.to_string()))
 }
 
 pub(super) fn record_sources(st: &AppState, r: &Retrieved) {
@@ -48,8 +46,8 @@ pub(super) fn record_sources(st: &AppState, r: &Retrieved) {
     }
 }
 
-pub(super) fn bundle_response(built: &Built, cache_control: &str, headers: &HeaderMap) -> Response {
-    let etag = format!("\"{}\"", built.digest);
+pub(super) fn bundle_response(built: &Built, cache_control: &str, request: &HeaderMap) -> Response {
+    let etag = edgewise_wire::etag::strong(&built.digest);
     let region = built.region.map_or_else(|| "any".to_string(), |r| r.to_string());
     let scope = if built.scope == Scope::Personal { "personal" } else { "regional" };
     let keys = format!("bundle bundle-{scope} region-{region} bundle-format-{}", edgewise_core::bundle::VERSION);
@@ -62,37 +60,21 @@ pub(super) fn bundle_response(built: &Built, cache_control: &str, headers: &Head
     put(header::ETAG, &etag);
     put(header::CACHE_CONTROL, cache_control);
     put(header::VARY, "Accept-Encoding");
-    put(header::HeaderName::from_static("surrogate-key"), &keys);
-    put(header::HeaderName::from_static("cache-tag"), &keys.replace(' ', ","));
-    put(header::HeaderName::from_static("x-edgewise-bundle-digest"), &built.digest);
-    if etag_matches(headers, &built.digest) {
+    put(header::HeaderName::from_static(headers::SURROGATE_KEY), &keys);
+    put(header::HeaderName::from_static(headers::CACHE_TAG), &keys.replace(' ', ","));
+    put(header::HeaderName::from_static(headers::BUNDLE_DIGEST), &built.digest);
+    if etag_matches(request, &built.digest) {
         return (StatusCode::NOT_MODIFIED, h).into_response();
     }
     put(header::CONTENT_TYPE, BUNDLE_MEDIA_TYPE);
     (StatusCode::OK, h, Body::from(built.bytes.clone())).into_response()
 }
 
-/// The personalized plan: the five sources with their configured budgets and weights.
-pub fn personal_plan(cfg: &Config) -> Vec<(Source, f64, f64)> {
-    Source::PERSONAL
-        .iter()
-        .map(|&s| {
-            let share = cfg.retrieval.budgets.get(s.name()).copied().unwrap_or(0.0);
-            let weight = cfg.retrieval.weights.get(s.name()).copied().unwrap_or(0.0);
-            (s, share, weight)
-        })
-        .collect()
-}
-
-/// The regional plan: trending, fresh and popular.
-pub const REGIONAL_PLAN: [(Source, f64, f64); 3] =
-    [(Source::Trending, 0.5, 1.0), (Source::Fresh, 0.25, 0.6), (Source::Popular, 0.25, 0.8)];
-
 /// Retrieval and bundle building for one user (shared by `/candidates` and `/rank`).
 pub(super) async fn personal_bundle(
     st: &Arc<AppState>,
     user: u64,
-    region: Option<u8>,
+    region: Option<Region>,
     k: usize,
 ) -> Result<(Option<crate::user::UserState>, Retrieved, Arc<Built>, u64), ApiError> {
     let now = now_ms();
@@ -109,10 +91,16 @@ pub(super) async fn personal_bundle(
         exclude,
         recent_seeds: st.cfg.retrieval.recent_seeds,
     });
-    let retrieved =
-        sources::retrieve(req, &personal_plan(&st.cfg), k, &st.cfg.retrieval, &[Source::Fresh, Source::Popular]).await;
+    let retrieved = sources::retrieve(
+        req,
+        &sources::personal_plan(&st.cfg),
+        k,
+        &st.cfg.retrieval,
+        &[Source::Fresh, Source::Popular],
+    )
+    .await;
     record_sources(st, &retrieved);
-    let digest = model_for(st, Some(user)).and_then(|d| digest_bytes(&d)).unwrap_or([0; 32]);
+    let digest = model_for(st, Some(user));
     let built = Arc::new(
         crate::bundles::build(&st.cfg, &st.catalogue, &retrieved, Scope::Personal, region, now, digest)
             .map(|b| Built { owner: Some(user), ..b })
@@ -151,7 +139,7 @@ pub(super) async fn candidates(
     let cc = format!("private, max-age={}", st.cfg.cache.personal_max_age);
     let mut resp = bundle_response(&built, &cc, &headers);
     if let Ok(v) = HeaderValue::from_str(&dropped_names(&retrieved).join(",")) {
-        resp.headers_mut().insert("x-edgewise-sources-dropped", v);
+        resp.headers_mut().insert(headers::SOURCES_DROPPED, v);
     }
     Ok(resp)
 }
@@ -190,9 +178,10 @@ pub(super) async fn regional_bundle(
                 exclude: Default::default(),
                 recent_seeds: 0,
             });
-            let retrieved = sources::retrieve(req, &REGIONAL_PLAN, k, &st2.cfg.retrieval, &[Source::Fresh]).await;
+            let retrieved =
+                sources::retrieve(req, &sources::REGIONAL_PLAN, k, &st2.cfg.retrieval, &[Source::Fresh]).await;
             record_sources(&st2, &retrieved);
-            let digest = model_for(&st2, None).and_then(|d| digest_bytes(&d)).unwrap_or([0; 32]);
+            let digest = model_for(&st2, None);
             let built = crate::bundles::build(
                 &st2.cfg,
                 &st2.catalogue,

@@ -57,10 +57,13 @@ use crate::config::Config;
 use crate::error::{ApiError, ErrorBody};
 use crate::item::{Item, ItemJson, split_batch};
 use crate::metrics::Metrics;
-use crate::models::{Canary, Loaded, Manifest, digest_bytes};
+use crate::models::{Canary, Loaded, Manifest};
 use crate::sources::{self, Request as SourceRequest, Retrieved, Source};
 use crate::store::{EventOutcome, Store};
-use crate::user::{Event, trending_merge};
+use crate::trending::trending_merge;
+use crate::user::Event;
+use edgewise_core::{Digest, Region};
+use edgewise_wire::paths;
 
 mod access;
 mod bundles;
@@ -71,8 +74,8 @@ mod openapi;
 mod rank;
 
 pub use self::access::{Access, Caller};
-pub use self::bundles::{REGIONAL_K_BUCKETS, REGIONAL_PLAN, personal_plan, regional_k};
-pub use self::models::{CurrentModel, ModelRegistered, ModuleStored, SIGNATURE_HEADER};
+pub use self::bundles::{REGIONAL_K_BUCKETS, regional_k};
+pub use self::models::{ModelRegistered, ModuleStored, SIGNATURE_HEADER};
 pub use self::openapi::{ApiDoc, BatchRefused, Binary};
 pub use self::rank::{RankBody, RankResponse, RankedJson};
 use self::{access::*, bundles::*, events::*, items::*, models::*, rank::*};
@@ -113,7 +116,7 @@ impl BatchResult {
 }
 
 /// Media type of candidate bundles.
-pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.edgewise.bundle";
+pub const BUNDLE_MEDIA_TYPE: &str = edgewise_wire::media::BUNDLE;
 
 /// Service keys by class (from `auth.*_keys`).
 #[derive(Debug, Clone)]
@@ -150,7 +153,7 @@ pub struct AppState {
     pub tokens: UserTokens,
     /// Body limits and the in-flight cap.
     pub admission: Admission,
-    regional: moka::future::Cache<(u8, usize), Arc<Built>>,
+    regional: moka::future::Cache<(Region, usize), Arc<Built>>,
     by_digest: moka::future::Cache<String, Arc<Built>>,
 }
 
@@ -173,7 +176,7 @@ impl AppState {
             u32::try_from(b.bytes.len()).unwrap_or(u32::MAX)
         }
         let regional = moka::future::Cache::builder()
-            .weigher(weigh::<(u8, usize)>)
+            .weigher(weigh::<(Region, usize)>)
             .max_capacity(cfg.cache.regional_cache_bytes)
             .time_to_live(Duration::from_secs(cfg.cache.regional_s_maxage.max(1)))
             .build();
@@ -215,24 +218,24 @@ pub fn app(state: Arc<AppState>) -> Router {
     let g = |access| middleware::from_fn_with_state((state.clone(), access), guard);
     let api = Router::new()
         .route(
-            "/openapi.json",
+            paths::OPENAPI,
             get(|| async { axum::Json(<ApiDoc as utoipa::OpenApi>::openapi()) }).route_layer(g(Access::Open)),
         )
-        .route("/v1/items", put(put_items).route_layer(g(Access::Ingest)))
+        .route(paths::ITEMS, put(put_items).route_layer(g(Access::Ingest)))
         .route(
             "/v1/items/{id}",
             get(get_item).route_layer(g(Access::Read)).merge(delete(delete_item).route_layer(g(Access::Ingest))),
         )
-        .route("/v1/events", post(post_events).route_layer(g(Access::IngestOrUser)))
+        .route(paths::EVENTS, post(post_events).route_layer(g(Access::IngestOrUser)))
         .route("/v1/users/{id}/candidates", get(candidates).route_layer(g(Access::User)))
         .route("/v1/regions/{region}/bundle", get(regional_bundle).route_layer(g(Access::Read)))
         .route("/v1/bundles/{digest}", get(bundle_by_digest).route_layer(g(Access::Read)))
-        .route("/v1/models", put(put_model).route_layer(g(Access::Admin)))
-        .route("/v1/models/current", get(current_model).route_layer(g(Access::Read)))
+        .route(paths::MODELS, put(put_model).route_layer(g(Access::Admin)))
+        .route(paths::MODEL_CURRENT, get(current_model).route_layer(g(Access::Read)))
         .route("/v1/models/{digest}", get(get_model).route_layer(g(Access::Read)))
-        .route("/v1/modules", put(put_module).route_layer(g(Access::Admin)))
+        .route(paths::MODULES, put(put_module).route_layer(g(Access::Admin)))
         .route("/v1/modules/{digest}", get(get_module).route_layer(g(Access::Read)))
-        .route("/v1/rank", post(rank).route_layer(g(Access::User)))
+        .route(paths::RANK, post(rank).route_layer(g(Access::User)))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(middleware::from_fn(representation_etag))
@@ -249,9 +252,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         )
         .fallback(|| async { ApiError::not_found("no such route") });
     Router::new()
-        .route("/livez", get(livez))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(paths::LIVEZ, get(livez))
+        .route(paths::READYZ, get(readyz))
+        .route(paths::METRICS, get(metrics))
         .merge(api)
         .with_state(state)
 }
@@ -272,7 +275,7 @@ async fn representation_etag(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let coding = resp.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let (Some(coding), Some(tag)) = (coding, resp.headers().get(header::ETAG).and_then(|v| v.to_str().ok())) {
-        let tagged = format!("{}-{coding}\"", tag.trim_end_matches('"'));
+        let tagged = edgewise_wire::etag::for_coding(tag, &coding);
         if let Ok(v) = HeaderValue::from_str(&tagged) {
             resp.headers_mut().insert(header::ETAG, v);
         }
@@ -280,17 +283,12 @@ async fn representation_etag(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Whether `If-None-Match` matches the entity `digest` (in any representation).
+/// Whether `If-None-Match` matches the entity tagged `digest` (in any representation).
 pub fn etag_matches(headers: &HeaderMap, digest: &str) -> bool {
-    let Some(v) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else { return false };
-    v.split(',').map(str::trim).any(|t| {
-        if t == "*" {
-            return true;
-        }
-        let t = t.strip_prefix("W/").unwrap_or(t).trim_matches('"');
-        let base = ["-gzip", "-br", "-zstd", "-deflate"].iter().find_map(|s| t.strip_suffix(s)).unwrap_or(t);
-        base == digest
-    })
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| edgewise_wire::etag::if_none_match(v, digest))
 }
 
 #[utoipa::path(get, path = "/livez", tag = "health",
@@ -314,7 +312,7 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     st.metrics.index_items.set(st.catalogue.len() as i64);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, edgewise_wire::media::PROMETHEUS)], st.metrics.render()).into_response()
 }
 
 fn require_ready(st: &AppState) -> Result<(), ApiError> {
@@ -358,16 +356,12 @@ fn parse_id(s: &str, what: &str) -> Result<u64, ApiError> {
 }
 
 /// The model digest `user` gets (`None`: the stable model).
-fn model_for(st: &AppState, user: Option<u64>) -> Option<String> {
-    st.manifest.read().unwrap_or_else(std::sync::PoisonError::into_inner).for_user(user).map(str::to_owned)
+fn model_for(st: &AppState, user: Option<u64>) -> Option<Digest> {
+    st.manifest.read().unwrap_or_else(std::sync::PoisonError::into_inner).for_user(user)
 }
 
-fn check_digest(d: &str) -> Result<(), ApiError> {
-    if d.len() == 64 && d.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request("a digest is 64 lower-case hex digits (sha256)"))
-    }
+fn check_digest(d: &str) -> Result<Digest, ApiError> {
+    d.parse().map_err(|e| ApiError::bad_request(format!("{e} (a sha256)")))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! digest, and the manifest with its sticky canary.
 
 use super::*;
+use edgewise_wire::{ModelManifest, headers, media};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,14 +42,14 @@ pub(super) async fn put_model(
     if usize::from(model.n_sources) != sources::SLOTS {
         return mismatch("source-slot count", model.n_sources.to_string(), sources::SLOTS.to_string());
     }
-    let digest = edgewise_core::model::digest_hex(&edgewise_core::model::digest(&body));
+    let digest = Digest::of(&body);
     let mut next = st.manifest.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     match q.rollout.as_deref().unwrap_or("stable") {
         "stable" => {
             if q.percent.is_some() {
                 return Err(ApiError::bad_request("percent only applies to rollout=canary"));
             }
-            next.stable = Some(digest.clone());
+            next.stable = Some(digest);
             if next.canary.as_ref().is_some_and(|c| c.digest == digest) {
                 next.canary = None;
             }
@@ -58,12 +59,12 @@ pub(super) async fn put_model(
                 Some(Ok(p)) if (1..=100).contains(&p) => p,
                 _ => return Err(ApiError::bad_request("rollout=canary needs percent=1..100")),
             };
-            next.canary = Some(Canary { digest: digest.clone(), percent });
+            next.canary = Some(Canary { digest, percent });
         }
         other => return Err(ApiError::bad_request(format!("rollout={other:?} must be stable or canary"))),
     }
     let manifest_json = serde_json::to_vec(&next).map_err(ApiError::internal)?;
-    let (st2, d2) = (st.clone(), digest.clone());
+    let (st2, d2) = (st.clone(), digest.to_hex());
     tokio::task::spawn_blocking(move || {
         st2.store.put_model(&d2, &body)?;
         st2.store.put_meta("manifest", &manifest_json)
@@ -84,7 +85,7 @@ pub(super) async fn get_model(
     headers: HeaderMap,
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
-    stored_artifact(st, &headers, digest, "model", "application/vnd.edgewise.model", |store, d| {
+    stored_artifact(st, &headers, digest, "model", media::MODEL, |store, d| {
         Ok(store.model(d)?.map(|bytes| (bytes, None)))
     })
     .await
@@ -122,12 +123,12 @@ pub(super) fn immutable_artifact(
     let mut h = HeaderMap::new();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{digest}\"")) {
+    if let Ok(v) = HeaderValue::from_str(&edgewise_wire::etag::strong(digest)) {
         h.insert(header::ETAG, v);
     }
     if let Ok(v) = HeaderValue::from_str(&format!("{kind} {kind}-{digest}")) {
-        h.insert("surrogate-key", v.clone());
-        h.insert("cache-tag", v);
+        h.insert(headers::SURROGATE_KEY, v.clone());
+        h.insert(headers::CACHE_TAG, v);
     }
     if let Some(v) = signature.filter(|s| !s.is_empty()).and_then(|s| HeaderValue::from_str(s).ok()) {
         h.insert(SIGNATURE_HEADER, v);
@@ -140,7 +141,7 @@ pub(super) fn immutable_artifact(
 }
 
 /// The header that carries a guest module's detached ed25519 signature (base64).
-pub const SIGNATURE_HEADER: &str = "x-edgewise-signature";
+pub const SIGNATURE_HEADER: &str = headers::SIGNATURE;
 
 #[utoipa::path(put, path = "/v1/modules", tag = "modules",
     request_body(description = "a core guest module (`edgewise_core.wasm` or a build of it: no imports, the guest ABI's exports); an optional detached ed25519 signature (base64) in X-Edgewise-Signature is stored with it and served to edges; the content type is not checked",
@@ -168,12 +169,12 @@ pub(super) async fn put_module(
             s.to_string()
         }
     };
-    let digest = edgewise_core::model::digest_hex(&<sha2::Sha256 as sha2::Digest>::digest(&body).into());
+    let digest = Digest::of(&body).to_hex();
     let (st2, d2) = (st.clone(), digest.clone());
     tokio::task::spawn_blocking(move || st2.store.put_module(&d2, &body, &signature))
         .await
         .map_err(ApiError::internal)??;
-    let url = format!("/v1/modules/{digest}");
+    let url = format!("{}/{digest}", edgewise_wire::paths::MODULES);
     Ok((StatusCode::CREATED, axum::Json(ModuleStored { digest, url })).into_response())
 }
 
@@ -185,7 +186,7 @@ pub(super) async fn get_module(
     headers: HeaderMap,
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
-    stored_artifact(st, &headers, digest, "module", "application/wasm", |store, d| {
+    stored_artifact(st, &headers, digest, "module", media::WASM, |store, d| {
         Ok(store.module(d)?.map(|(bytes, signature)| (bytes, Some(signature))))
     })
     .await
@@ -199,40 +200,40 @@ pub(super) struct CurrentQuery {
 
 #[utoipa::path(get, path = "/v1/models/current", tag = "models",
     params(("user" = Option<u64>, Query, description = "the user; picks stable or canary by a sticky hash")),
-    responses((status = 200, body = CurrentModel, description = "the model this user gets, and the manifest"), (status = 400, body = ErrorBody),
+    responses((status = 200, body = ModelManifest, description = "the model this user gets, and the manifest"), (status = 400, body = ErrorBody),
         (status = 304, description = "If-None-Match matched"), (status = 404, body = ErrorBody)))]
 pub(super) async fn current_model(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    request: HeaderMap,
     q: Result<Query<CurrentQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let user = q.user.as_deref().map(|u| parse_id(u, "user id")).transpose()?;
     let manifest = st.manifest.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    let Some(chosen) = manifest.for_user(user).map(str::to_owned) else {
+    let Some(chosen) = manifest.for_user(user) else {
         return Err(ApiError::not_found("no model is registered yet (PUT /v1/models)"));
     };
-    let body = serde_json::to_vec(&CurrentModel {
-        url: format!("/v1/models/{chosen}"),
+    let body = serde_json::to_vec(&ModelManifest {
+        url: edgewise_wire::paths::model(&chosen),
         digest: chosen,
         stable: manifest.stable,
         canary: manifest.canary,
     })
     .map_err(ApiError::internal)?;
-    let etag = edgewise_core::model::digest_hex(&<sha2::Sha256 as sha2::Digest>::digest(&body).into());
+    let etag = Digest::of(&body).to_hex();
     let mut h = HeaderMap::new();
     let cc = if user.is_some() { "private, max-age=60" } else { "public, max-age=60" };
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cc));
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    h.insert("surrogate-key", HeaderValue::from_static("model-manifest"));
-    h.insert("cache-tag", HeaderValue::from_static("model-manifest"));
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
+    h.insert(headers::SURROGATE_KEY, HeaderValue::from_static("model-manifest"));
+    h.insert(headers::CACHE_TAG, HeaderValue::from_static("model-manifest"));
+    if let Ok(v) = HeaderValue::from_str(&edgewise_wire::etag::strong(&etag)) {
         h.insert(header::ETAG, v);
     }
-    if etag_matches(&headers, &etag) {
+    if etag_matches(&request, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, h).into_response());
     }
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(media::JSON));
     Ok((StatusCode::OK, h, body).into_response())
 }
 
@@ -249,20 +250,8 @@ pub struct ModuleStored {
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ModelRegistered {
     /// The model's sha256.
-    pub digest: String,
+    #[schema(value_type = String)]
+    pub digest: Digest,
     /// The models live now.
     pub manifest: Manifest,
-}
-
-/// `GET /v1/models/current`'s answer.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct CurrentModel {
-    /// The model this user (or, without `user`, everyone on stable) gets.
-    pub digest: String,
-    /// Where to fetch it.
-    pub url: String,
-    /// The stable model.
-    pub stable: Option<String>,
-    /// The canary, if one is rolling out.
-    pub canary: Option<Canary>,
 }

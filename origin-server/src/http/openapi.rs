@@ -14,7 +14,7 @@ use super::*;
     paths(livez, readyz, metrics, put_items, get_item, delete_item, post_events, candidates, regional_bundle, bundle_by_digest,
         put_model, get_model, current_model, put_module, get_module, rank),
     components(schemas(ItemJson, Event, crate::user::EventKind, BatchResponse, BatchResult, BatchRefused, ErrorBody, RankBody,
-        RankResponse, RankedJson, Manifest, Canary, CurrentModel, ModelRegistered, ModuleStored)),
+        RankResponse, RankedJson, Manifest, Canary, edgewise_wire::ModelManifest, ModelRegistered, ModuleStored)),
     modifiers(&SecuritySchemes, &CommonResponses)
 )]
 pub struct ApiDoc;

@@ -46,33 +46,21 @@ pub(super) async fn rank(
     if !(1..=st.cfg.retrieval.max_k).contains(&n) {
         return Err(ApiError::bad_request(format!("candidates must be in 1..={}", st.cfg.retrieval.max_k)));
     }
-    if let Some(r) = b.region
-        && r >= 32
-    {
-        return Err(ApiError::bad_request("region must be in 0..=31"));
-    }
+    let region = b.region.map(Region::new).transpose().map_err(|e| ApiError::bad_request(e.to_string()))?;
     let Some(digest) = model_for(&st, Some(b.user)) else {
         return Err(ApiError::new(StatusCode::CONFLICT, "no model is registered yet (PUT /v1/models)"));
     };
     let st2 = st.clone();
-    let d2 = digest.clone();
-    let model = tokio::task::spawn_blocking(move || st2.models.get(&d2, || st2.store.model(&d2).ok().flatten()))
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::internal(format!("registered model {digest} cannot be loaded")))?;
-    let (user, retrieved, built, now) = personal_bundle(&st, b.user, b.region, n).await?;
+    let d2 = digest;
+    let model =
+        tokio::task::spawn_blocking(move || st2.models.get(&d2, || st2.store.model(&d2.to_hex()).ok().flatten()))
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::internal(format!("registered model {digest} cannot be loaded")))?;
+    let (user, retrieved, built, now) = personal_bundle(&st, b.user, region, n).await?;
     let bundle = edgewise_core::bundle::Bundle::decode(&built.bytes).map_err(ApiError::internal)?;
-    let mut ctx = edgewise_core::rank::RankContext::new(k, now);
-    ctx.region = b.region.unwrap_or(edgewise_core::bundle::REGION_ANY);
-    if let Some(u) = &user {
-        ctx.seen = u.seen.iter().chain(&u.hidden).copied().collect();
-        if u.base.len() == st.cfg.index.dim {
-            ctx.base = u.base.clone();
-        }
-        if let Some(s) = u.session_state().filter(|s| s.dim() == st.cfg.index.dim) {
-            ctx.session = s;
-        }
-    }
+    let view = user.as_ref().map(crate::user::UserState::view).unwrap_or_default();
+    let ctx = view.rank_context(k, now, region, st.cfg.index.dim, st.session);
     let mut out = edgewise_core::rank::RankOutput::default();
     edgewise_core::rank::Ranker::new()
         .rank(&model, &bundle, &ctx, &mut out)
@@ -104,7 +92,7 @@ pub(super) async fn rank(
     }
     Ok(axum::Json(RankResponse {
         user: b.user,
-        model: digest,
+        model: digest.to_hex(),
         bundle: built.digest.clone(),
         candidates: bundle.len(),
         sources_dropped: dropped_names(&retrieved),

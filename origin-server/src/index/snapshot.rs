@@ -52,6 +52,7 @@ pub struct Expect {
 /// Why a snapshot was not used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
+#[allow(missing_docs)] // variant fields are described by each variant's error message
 pub enum SnapshotError {
     /// There is no snapshot file.
     #[error("{0}: no snapshot")]
@@ -59,7 +60,6 @@ pub enum SnapshotError {
     /// The file exists but is not a usable snapshot.
     #[error("{path}: {reason}")]
     Invalid {
-        /// The file.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
@@ -67,7 +67,6 @@ pub enum SnapshotError {
     /// The snapshot is intact but was taken of other data.
     #[error("{path}: taken at store generation {found}, the store is at {expected} (written since)")]
     Stale {
-        /// The file.
         path: PathBuf,
         /// Generation in the file.
         found: u64,
@@ -77,7 +76,6 @@ pub enum SnapshotError {
     /// Reading or writing failed.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,

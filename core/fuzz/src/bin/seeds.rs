@@ -86,7 +86,7 @@ fn contexts(spec: &Spec) -> Vec<RankContext> {
     anonymous.session = SessionState::default();
     anonymous.seen.clear();
     let mut k0 = synth::context(spec, 0, now, spec.seed + 9);
-    k0.region = 1;
+    k0.region = edgewise_core::Region::new(1).ok();
     vec![plain, verified, anonymous, k0]
 }
 
@@ -99,7 +99,7 @@ fn bundles(spec: &Spec, model: &[u8]) -> Vec<Vec<u8>> {
     regional[REGION_AT] = 1;
     check::fix_bundle_crc(&mut regional);
     let mut pinned = personal.clone();
-    pinned[DIGEST_AT..DIGEST_AT + 32].copy_from_slice(&edgewise_core::model::digest(model));
+    pinned[DIGEST_AT..DIGEST_AT + 32].copy_from_slice(edgewise_core::model::digest(model).as_bytes());
     check::fix_bundle_crc(&mut pinned);
     vec![personal, regional, pinned]
 }

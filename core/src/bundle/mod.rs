@@ -1,0 +1,746 @@
+//! The candidate-bundle format (v1): a builder that encodes and a validated,
+//! zero-copy view that decodes.
+//!
+//! A bundle is what the origin ships and the caches keep: a few hundred to a
+//! few thousand candidates, each with an int8 embedding and everything the
+//! ranking pipeline reads. The layout is columnar so that JavaScript can view
+//! each column as a typed array and upload it to the GPU unchanged.
+//!
+//! # Layout, version 1
+//! All integers and floats are little-endian. Offsets are from the start of the bundle.
+//!
+//! ## Header (128 bytes)
+//! | offset | type | field |
+//! |---|---|---|
+//! | 0 | `[u8; 8]` | magic, `b"EWBUNDLE"` |
+//! | 8 | `u16` | format version ([`VERSION`]); readers accept [`OLDEST_SUPPORTED_VERSION`]..=[`VERSION`] |
+//! | 10 | `u16` | flags: bit 0 set = personal scope, clear = regional; other bits must be 0 |
+//! | 12 | `u32` | header length, 128 |
+//! | 16 | `u32` | `n`, number of rows (≤ [`MAX_ROWS`]) |
+//! | 20 | `u16` | `d`, embedding dimension (1..=[`MAX_DIM`]) |
+//! | 22 | `u16` | `f`, features per row (≤ [`MAX_FEATURES`]) |
+//! | 24 | `u8` | `s`, source slots per row (≤ [`MAX_SOURCES`]) |
+//! | 25 | `u8` | region index the bundle was built for, 0..=31 ([`crate::region::REGION_ANY`] = none) |
+//! | 26 | `u16` | reserved, 0 |
+//! | 28 | `u8` | bitmask of sources that contributed |
+//! | 29 | `u8` | bitmask of sources that failed or timed out |
+//! | 30 | `u16` | reserved, 0 |
+//! | 32 | `u64` | creation time, ms since the Unix epoch |
+//! | 40 | `u64` | feature-schema hash ([`crate::feature_schema_hash`]) |
+//! | 48 | `[u8; 32]` | sha256 digest of the model the bundle expects (all zero: any model) |
+//! | 80 | `[u8; 48]` | reserved, 0 |
+//!
+//! ## Columns
+//! In this order, each starting at a multiple of 8 bytes (zero padding between):
+//!
+//! | column | type | shape |
+//! |---|---|---|
+//! | item id | `u64` | `n` |
+//! | embedding scale | `f32` (finite, ≥ 0) | `n` |
+//! | retrieval score | `f32` (finite) | `n` |
+//! | creator | `u32` | `n` |
+//! | category | `u32` | `n` |
+//! | region eligibility | `u32` bitmask (bit `r` = eligible in region `r`) | `n` |
+//! | features | `f32` (finite), row-major | `n × f` |
+//! | rank within each source | `u16`, row-major, [`NO_RANK`] = not retrieved by it | `n × s` |
+//! | source bitmask | `u8` (bit `j` set ⇔ rank slot `j` is not [`NO_RANK`]) | `n` |
+//! | embedding | `i8`, row-major, symmetric: value ≈ `q × scale` | `n × d` |
+//!
+//! ## Trailer (8 bytes)
+//! The CRC-32 (IEEE) of every byte before it, as `u32`, then `b"EWBE"`.
+//!
+//! # Decoding guarantees
+//! [`Bundle::decode`] accepts any byte string and returns a view or a typed
+//! [`BundleError`]. It never panics and never allocates: every length field is
+//! checked against the real length before anything is sliced.
+
+use alloc::vec::Vec;
+
+use crate::digest::Digest;
+use crate::format::{Envelope, FormatError, f32_at, u16_at, u32_at, u64_at};
+use crate::math;
+use crate::region::Region;
+
+/// Magic bytes at offset 0.
+pub const MAGIC: [u8; 8] = *b"EWBUNDLE";
+/// Magic bytes at the very end.
+pub const END_MAGIC: [u8; 4] = *b"EWBE";
+/// The version this code writes.
+pub const VERSION: u16 = 1;
+/// The oldest version this code still reads.
+pub const OLDEST_SUPPORTED_VERSION: u16 = 1;
+/// Length of the fixed header.
+pub const HEADER_LEN: usize = 128;
+/// Length of the trailer (checksum + end magic).
+pub const TRAILER_LEN: usize = 8;
+/// Largest number of rows a bundle may carry.
+pub const MAX_ROWS: u32 = 1 << 20;
+/// Largest embedding dimension.
+pub const MAX_DIM: u16 = 4096;
+/// Largest number of features per row.
+pub const MAX_FEATURES: u16 = 1024;
+/// Largest number of source slots per row (the source bitmask is a `u8`).
+pub const MAX_SOURCES: u8 = 8;
+/// Rank value meaning "this source did not retrieve the item".
+pub const NO_RANK: u16 = u16::MAX;
+/// How the bundle format is framed: magic, version range, CRC-32 and end magic.
+pub const ENVELOPE: Envelope = Envelope {
+    name: "bundle",
+    magic: &MAGIC,
+    version: VERSION,
+    oldest: OLDEST_SUPPORTED_VERSION,
+    version_width: 2,
+    crc: true,
+    end_magic: Some(END_MAGIC),
+};
+
+const FLAG_PERSONAL: u16 = 1;
+const ALIGN: u64 = 8;
+
+/// Names of the source slots, in slot order: the five personalized candidate
+/// sources, then `fresh` (newest eligible items) and `popular` (most engaged
+/// overall), which fill regional bundles and back-fill cold starts.
+pub const SOURCE_NAMES: [&str; 7] =
+    ["collaborative", "content", "trending", "recent_similar", "creator", "fresh", "popular"];
+
+/// Who a bundle is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Non-personalized, shared by every user of a region; publicly cacheable.
+    Regional,
+    /// Built for one user; must never be shared.
+    Personal,
+}
+
+/// Everything a bundle says about itself besides its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundleHeader {
+    /// Format version of the bytes this header was read from (the builder writes [`VERSION`]).
+    pub version: u16,
+    /// Regional or personal.
+    pub scope: Scope,
+    /// Region the bundle was built for (`None`: any).
+    pub region: Option<Region>,
+    /// Embedding dimension.
+    pub dim: u16,
+    /// Features per row.
+    pub n_features: u16,
+    /// Source slots per row.
+    pub n_sources: u8,
+    /// Bitmask of sources that contributed candidates.
+    pub sources_contributed: u8,
+    /// Bitmask of sources that failed or ran past their deadline.
+    pub sources_timed_out: u8,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Hash of the feature schema the feature columns follow.
+    pub feature_schema_hash: u64,
+    /// The model the bundle was built for (`None`: any).
+    pub model_digest: Option<Digest>,
+}
+
+impl BundleHeader {
+    /// A header for a bundle with the given shape, everything else zero/regional.
+    pub fn new(dim: u16, n_features: u16, n_sources: u8) -> Self {
+        Self {
+            version: VERSION,
+            scope: Scope::Regional,
+            region: None,
+            dim,
+            n_features,
+            n_sources,
+            sources_contributed: 0,
+            sources_timed_out: 0,
+            created_at_ms: 0,
+            feature_schema_hash: 0,
+            model_digest: None,
+        }
+    }
+}
+
+/// Why a byte string is not a valid bundle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[allow(missing_docs)] // variant fields are described by each variant's error message
+pub enum BundleError {
+    /// The envelope or a header field is wrong.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// A float that must be finite is NaN or infinite.
+    #[error("non-finite value in column {column}, row {row}")]
+    NonFinite { column: &'static str, row: u32 },
+    /// An embedding scale is negative.
+    #[error("negative embedding scale in row {row}")]
+    NegativeScale { row: u32 },
+    /// The source bitmask disagrees with the source ranks, or names a slot that does not exist.
+    #[error("source bitmask and source ranks disagree in row {row}")]
+    SourceMismatch { row: u32 },
+}
+
+/// Why a row could not be added to a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[allow(missing_docs)] // variant fields are described by each variant's error message
+pub enum BuildError {
+    /// A slice has the wrong length for the bundle's shape.
+    #[error("{what} has {found} values, the bundle expects {expected}")]
+    Shape { what: &'static str, expected: usize, found: usize },
+    /// A NaN or infinite input.
+    #[error("non-finite value in {what}")]
+    NonFinite { what: &'static str },
+    /// The header asks for a shape outside the format's limits.
+    #[error("{field} = {value} is out of range (allowed {min}..={max})")]
+    OutOfRange { field: &'static str, value: u64, min: u64, max: u64 },
+    /// More than [`MAX_ROWS`] rows.
+    #[error("a bundle holds at most {max} rows")]
+    TooManyRows { max: u32 },
+}
+
+/// One candidate as the origin knows it, with a float embedding.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'c> {
+    /// Item id.
+    pub id: u64,
+    /// Float embedding, `dim` values; quantised on push.
+    pub embedding: &'c [f32],
+    /// Feature values, `n_features` of them.
+    pub features: &'c [f32],
+    /// Rank within each source slot (`n_sources` entries), [`NO_RANK`] when absent.
+    pub source_ranks: &'c [u16],
+    /// Creator id.
+    pub creator: u32,
+    /// Category id.
+    pub category: u32,
+    /// Regions the item may be shown in.
+    pub region_mask: u32,
+    /// Score from retrieval (fused source score).
+    pub retrieval_score: f32,
+}
+
+/// One candidate with its embedding already quantised (e.g. copied from another bundle).
+#[derive(Debug, Clone, Copy)]
+pub struct QuantizedCandidate<'c> {
+    /// Item id.
+    pub id: u64,
+    /// int8 embedding, `dim` values.
+    pub embedding: &'c [i8],
+    /// Its scale (finite, ≥ 0).
+    pub scale: f32,
+    /// Feature values.
+    pub features: &'c [f32],
+    /// Rank within each source slot.
+    pub source_ranks: &'c [u16],
+    /// Creator id.
+    pub creator: u32,
+    /// Category id.
+    pub category: u32,
+    /// Region eligibility mask.
+    pub region_mask: u32,
+    /// Retrieval score.
+    pub retrieval_score: f32,
+}
+
+/// Byte ranges of every column, for hosts that view them directly (JS typed arrays, GPU uploads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnLayout {
+    /// `u64 × n`.
+    pub ids: (usize, usize),
+    /// `f32 × n`.
+    pub scales: (usize, usize),
+    /// `f32 × n`.
+    pub retrieval: (usize, usize),
+    /// `u32 × n`.
+    pub creator: (usize, usize),
+    /// `u32 × n`.
+    pub category: (usize, usize),
+    /// `u32 × n`.
+    pub region_mask: (usize, usize),
+    /// `f32 × n × f`.
+    pub features: (usize, usize),
+    /// `u16 × n × s`.
+    pub source_ranks: (usize, usize),
+    /// `u8 × n`.
+    pub source_mask: (usize, usize),
+    /// `i8 × n × d`.
+    pub embeddings: (usize, usize),
+    /// Total length including the trailer.
+    pub total: usize,
+}
+
+/// Column placement in u64 arithmetic; `None` on overflow.
+fn layout_u64(n: u64, dim: u64, nf: u64, ns: u64) -> Option<[(u64, u64); 10]> {
+    let sizes = [
+        n.checked_mul(8)?,
+        n.checked_mul(4)?,
+        n.checked_mul(4)?,
+        n.checked_mul(4)?,
+        n.checked_mul(4)?,
+        n.checked_mul(4)?,
+        n.checked_mul(nf)?.checked_mul(4)?,
+        n.checked_mul(ns)?.checked_mul(2)?,
+        n,
+        n.checked_mul(dim)?,
+    ];
+    let mut out = [(0u64, 0u64); 10];
+    let mut at = HEADER_LEN as u64;
+    for (slot, size) in out.iter_mut().zip(sizes) {
+        at = at.checked_add(ALIGN - 1)? / ALIGN * ALIGN;
+        let end = at.checked_add(size)?;
+        *slot = (at, end);
+        at = end;
+    }
+    Some(out)
+}
+
+fn total_len_u64(cols: &[(u64, u64); 10]) -> Option<u64> {
+    cols[9].1.checked_add(ALIGN - 1).map(|x| x / ALIGN * ALIGN)?.checked_add(TRAILER_LEN as u64)
+}
+
+fn check_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), (&'static str, u64, u64, u64)> {
+    if value < min || value > max { Err((field, value, min, max)) } else { Ok(()) }
+}
+
+fn check_shape(h: &BundleHeader) -> Result<(), (&'static str, u64, u64, u64)> {
+    check_range("dim", u64::from(h.dim), 1, u64::from(MAX_DIM))?;
+    check_range("n_features", u64::from(h.n_features), 0, u64::from(MAX_FEATURES))?;
+    check_range("n_sources", u64::from(h.n_sources), 0, u64::from(MAX_SOURCES))?;
+    Ok(())
+}
+
+/// Encodes candidates into a bundle.
+#[derive(Debug, Clone)]
+pub struct BundleBuilder {
+    header: BundleHeader,
+    ids: Vec<u64>,
+    scales: Vec<f32>,
+    retrieval: Vec<f32>,
+    creator: Vec<u32>,
+    category: Vec<u32>,
+    region_mask: Vec<u32>,
+    features: Vec<f32>,
+    source_ranks: Vec<u16>,
+    source_mask: Vec<u8>,
+    embeddings: Vec<i8>,
+    scratch: Vec<i8>,
+}
+
+impl BundleBuilder {
+    /// Starts a bundle with the given header (its `version` is ignored: [`VERSION`] is written).
+    pub fn new(header: BundleHeader) -> Result<Self, BuildError> {
+        check_shape(&header).map_err(|(field, value, min, max)| BuildError::OutOfRange { field, value, min, max })?;
+        Ok(Self {
+            header: BundleHeader { version: VERSION, ..header },
+            ids: Vec::new(),
+            scales: Vec::new(),
+            retrieval: Vec::new(),
+            creator: Vec::new(),
+            category: Vec::new(),
+            region_mask: Vec::new(),
+            features: Vec::new(),
+            source_ranks: Vec::new(),
+            source_mask: Vec::new(),
+            embeddings: Vec::new(),
+            scratch: alloc::vec![0; usize::from(header.dim)],
+        })
+    }
+
+    /// Number of rows pushed so far.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether no row has been pushed.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Adds a candidate, quantising its embedding to int8 with one scale.
+    pub fn push(&mut self, c: &Candidate<'_>) -> Result<(), BuildError> {
+        let d = usize::from(self.header.dim);
+        shape("embedding", d, c.embedding.len())?;
+        if c.embedding.iter().any(|x| !x.is_finite()) {
+            return Err(BuildError::NonFinite { what: "embedding" });
+        }
+        let mut q = core::mem::take(&mut self.scratch);
+        let scale = math::quantize_into(c.embedding, &mut q);
+        let r = self.push_quantized(&QuantizedCandidate {
+            id: c.id,
+            embedding: &q,
+            scale,
+            features: c.features,
+            source_ranks: c.source_ranks,
+            creator: c.creator,
+            category: c.category,
+            region_mask: c.region_mask,
+            retrieval_score: c.retrieval_score,
+        });
+        self.scratch = q;
+        r
+    }
+
+    /// Adds a candidate whose embedding is already quantised.
+    pub fn push_quantized(&mut self, c: &QuantizedCandidate<'_>) -> Result<(), BuildError> {
+        if self.ids.len() >= MAX_ROWS as usize {
+            return Err(BuildError::TooManyRows { max: MAX_ROWS });
+        }
+        shape("embedding", usize::from(self.header.dim), c.embedding.len())?;
+        shape("features", usize::from(self.header.n_features), c.features.len())?;
+        shape("source_ranks", usize::from(self.header.n_sources), c.source_ranks.len())?;
+        if !c.scale.is_finite() || c.scale < 0.0 {
+            return Err(BuildError::NonFinite { what: "embedding scale" });
+        }
+        if c.features.iter().any(|x| !x.is_finite()) {
+            return Err(BuildError::NonFinite { what: "features" });
+        }
+        if !c.retrieval_score.is_finite() {
+            return Err(BuildError::NonFinite { what: "retrieval_score" });
+        }
+        let mut mask = 0u8;
+        for (j, &r) in c.source_ranks.iter().enumerate() {
+            if r != NO_RANK {
+                mask |= 1 << j;
+            }
+        }
+        self.ids.push(c.id);
+        self.scales.push(c.scale);
+        self.retrieval.push(c.retrieval_score);
+        self.creator.push(c.creator);
+        self.category.push(c.category);
+        self.region_mask.push(c.region_mask);
+        self.features.extend_from_slice(c.features);
+        self.source_ranks.extend_from_slice(c.source_ranks);
+        self.source_mask.push(mask);
+        self.embeddings.extend_from_slice(c.embedding);
+        Ok(())
+    }
+
+    /// Writes the bundle.
+    pub fn finish(&self) -> Vec<u8> {
+        let h = &self.header;
+        let n = self.ids.len() as u64;
+        // The shape was checked in `new` and rows are capped, so this cannot overflow.
+        let cols =
+            layout_u64(n, u64::from(h.dim), u64::from(h.n_features), u64::from(h.n_sources)).unwrap_or([(0, 0); 10]);
+        let total = total_len_u64(&cols).unwrap_or(0) as usize;
+        let mut out = Vec::with_capacity(total);
+        let start = ENVELOPE.write_head(&mut out);
+        let flags = if h.scope == Scope::Personal { FLAG_PERSONAL } else { 0 };
+        out.extend_from_slice(&flags.to_le_bytes());
+        out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+        out.extend_from_slice(&h.dim.to_le_bytes());
+        out.extend_from_slice(&h.n_features.to_le_bytes());
+        out.push(h.n_sources);
+        out.push(Region::to_wire(h.region));
+        out.extend_from_slice(&[0, 0]);
+        out.push(h.sources_contributed);
+        out.push(h.sources_timed_out);
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&h.created_at_ms.to_le_bytes());
+        out.extend_from_slice(&h.feature_schema_hash.to_le_bytes());
+        out.extend_from_slice(&Digest::to_wire(h.model_digest));
+        out.resize(HEADER_LEN, 0);
+        let pad = |out: &mut Vec<u8>, to: u64| out.resize(to as usize, 0);
+        pad(&mut out, cols[0].0);
+        self.ids.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        pad(&mut out, cols[1].0);
+        self.scales.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        pad(&mut out, cols[2].0);
+        self.retrieval.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        pad(&mut out, cols[3].0);
+        self.creator.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        pad(&mut out, cols[4].0);
+        self.category.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        pad(&mut out, cols[5].0);
+        self.region_mask.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        pad(&mut out, cols[6].0);
+        self.features.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        pad(&mut out, cols[7].0);
+        self.source_ranks.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        pad(&mut out, cols[8].0);
+        out.extend_from_slice(&self.source_mask);
+        pad(&mut out, cols[9].0);
+        out.extend_from_slice(bytemuck::cast_slice(&self.embeddings));
+        pad(&mut out, (total - TRAILER_LEN) as u64);
+        ENVELOPE.write_trailer(&mut out, start);
+        out
+    }
+}
+
+fn shape(what: &'static str, expected: usize, found: usize) -> Result<(), BuildError> {
+    if expected == found { Ok(()) } else { Err(BuildError::Shape { what, expected, found }) }
+}
+
+/// A validated, zero-copy view of a bundle.
+#[derive(Debug, Clone, Copy)]
+pub struct Bundle<'a> {
+    header: BundleHeader,
+    n: usize,
+    layout: ColumnLayout,
+    bytes: &'a [u8],
+}
+
+impl<'a> Bundle<'a> {
+    /// Validates `bytes` (checksum and structure) and returns a view over them.
+    /// Never panics, never allocates.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, BundleError> {
+        Self::decode_inner(bytes, true)
+    }
+
+    /// Validates everything but the checksum. For a host that ran
+    /// [`verify_checksum`] once when the bytes arrived (an edge cache, say) and
+    /// then ranks the same bundle many times. Still never panics on any input:
+    /// only corruption that keeps the structure valid goes unnoticed.
+    pub fn decode_prechecked(bytes: &'a [u8]) -> Result<Self, BundleError> {
+        Self::decode_inner(bytes, false)
+    }
+
+    fn decode_inner(bytes: &'a [u8], check_crc: bool) -> Result<Self, BundleError> {
+        let format = ENVELOPE.name;
+        ENVELOPE.check_len(bytes, HEADER_LEN + TRAILER_LEN)?;
+        // From here on every fixed header offset is < 128 <= len.
+        let version = ENVELOPE.check_head(bytes)?;
+        let flags = u16_at(bytes, 10);
+        if flags & !FLAG_PERSONAL != 0 {
+            return Err(FormatError::UnknownFlags { format, flags }.into());
+        }
+        let header_len = u32_at(bytes, 12);
+        if header_len as usize != HEADER_LEN {
+            return Err(FormatError::BadHeaderLen { format, found: header_len, expected: HEADER_LEN as u32 }.into());
+        }
+        for offset in [26usize, 27, 30, 31].into_iter().chain(80..HEADER_LEN) {
+            if bytes[offset] != 0 {
+                return Err(FormatError::ReservedNonZero { format, offset }.into());
+            }
+        }
+        let n = u32_at(bytes, 16);
+        let mut model_digest = [0u8; 32];
+        model_digest.copy_from_slice(&bytes[48..80]);
+        let region = Region::from_wire(bytes[25])
+            .map_err(|_| ENVELOPE.malformed("the region byte is neither 0..=31 nor 255 (any region)"))?;
+        let header = BundleHeader {
+            version,
+            scope: if flags & FLAG_PERSONAL != 0 { Scope::Personal } else { Scope::Regional },
+            region,
+            dim: u16_at(bytes, 20),
+            n_features: u16_at(bytes, 22),
+            n_sources: bytes[24],
+            sources_contributed: bytes[28],
+            sources_timed_out: bytes[29],
+            created_at_ms: u64_at(bytes, 32),
+            feature_schema_hash: u64_at(bytes, 40),
+            model_digest: Digest::from_wire(model_digest),
+        };
+        let oor = |(field, value, min, max)| FormatError::OutOfRange { format, field, value, min, max };
+        check_range("n_rows", u64::from(n), 0, u64::from(MAX_ROWS)).map_err(oor)?;
+        check_shape(&header).map_err(oor)?;
+        let cols =
+            layout_u64(u64::from(n), u64::from(header.dim), u64::from(header.n_features), u64::from(header.n_sources));
+        let expected = cols.as_ref().and_then(total_len_u64).unwrap_or(u64::MAX);
+        if expected != bytes.len() as u64 {
+            return Err(FormatError::LengthMismatch { format, expected, actual: bytes.len() as u64 }.into());
+        }
+        // expected == len, so every column end fits in usize and inside `bytes`.
+        let cols = cols.unwrap_or([(0, 0); 10]);
+        let r = |i: usize| (cols[i].0 as usize, cols[i].1 as usize);
+        let total = bytes.len();
+        ENVELOPE.check_end_magic(bytes)?;
+        if check_crc {
+            ENVELOPE.check_crc(bytes)?;
+        }
+        let layout = ColumnLayout {
+            ids: r(0),
+            scales: r(1),
+            retrieval: r(2),
+            creator: r(3),
+            category: r(4),
+            region_mask: r(5),
+            features: r(6),
+            source_ranks: r(7),
+            source_mask: r(8),
+            embeddings: r(9),
+            total,
+        };
+        // Padding between columns must be zero, so every valid bundle has one encoding.
+        for c in 0..cols.len() {
+            let gap_end = cols.get(c + 1).map_or(total - TRAILER_LEN, |next| next.0 as usize);
+            if let Some(offset) = (cols[c].1 as usize..gap_end).find(|&o| bytes[o] != 0) {
+                return Err(FormatError::ReservedNonZero { format, offset }.into());
+            }
+        }
+        let view = Bundle { header, n: n as usize, layout, bytes };
+        view.validate_rows()?;
+        Ok(view)
+    }
+
+    fn validate_rows(&self) -> Result<(), BundleError> {
+        let ns = usize::from(self.header.n_sources);
+        for i in 0..self.n {
+            let row = i as u32;
+            let s = self.scale(i);
+            if !s.is_finite() {
+                return Err(BundleError::NonFinite { column: "scale", row });
+            }
+            if s < 0.0 {
+                return Err(BundleError::NegativeScale { row });
+            }
+            if !self.retrieval_score(i).is_finite() {
+                return Err(BundleError::NonFinite { column: "retrieval", row });
+            }
+            if self.features(i).any(|x| !x.is_finite()) {
+                return Err(BundleError::NonFinite { column: "features", row });
+            }
+            let mask = self.source_mask(i);
+            if ns < 8 && mask >> ns != 0 {
+                return Err(BundleError::SourceMismatch { row });
+            }
+            for j in 0..ns {
+                let present = self.source_rank(i, j).is_some();
+                if present != (mask & (1 << j) != 0) {
+                    return Err(BundleError::SourceMismatch { row });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The header.
+    pub fn header(&self) -> &BundleHeader {
+        &self.header
+    }
+    /// Where each column lies in the bytes.
+    pub fn layout(&self) -> &ColumnLayout {
+        &self.layout
+    }
+    /// The bytes this view reads.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+    /// Number of rows.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.n
+    }
+    /// Whether the bundle has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+    /// Embedding dimension.
+    #[inline]
+    pub fn dim(&self) -> usize {
+        usize::from(self.header.dim)
+    }
+
+    // Row accessors. Each panics if `i >= self.len()`, like slice indexing.
+
+    /// Item id of row `i`.
+    #[inline]
+    pub fn id(&self, i: usize) -> u64 {
+        u64_at(self.bytes, self.layout.ids.0 + 8 * i)
+    }
+    /// Embedding scale of row `i`.
+    #[inline]
+    pub fn scale(&self, i: usize) -> f32 {
+        f32_at(self.bytes, self.layout.scales.0 + 4 * i)
+    }
+    /// Retrieval score of row `i`.
+    #[inline]
+    pub fn retrieval_score(&self, i: usize) -> f32 {
+        f32_at(self.bytes, self.layout.retrieval.0 + 4 * i)
+    }
+    /// Creator of row `i`.
+    #[inline]
+    pub fn creator(&self, i: usize) -> u32 {
+        u32_at(self.bytes, self.layout.creator.0 + 4 * i)
+    }
+    /// Category of row `i`.
+    #[inline]
+    pub fn category(&self, i: usize) -> u32 {
+        u32_at(self.bytes, self.layout.category.0 + 4 * i)
+    }
+    /// Region eligibility mask of row `i`.
+    #[inline]
+    pub fn region_mask(&self, i: usize) -> u32 {
+        u32_at(self.bytes, self.layout.region_mask.0 + 4 * i)
+    }
+    /// Feature values of row `i`.
+    #[inline]
+    pub fn features(&self, i: usize) -> impl Iterator<Item = f32> + 'a {
+        let nf = usize::from(self.header.n_features);
+        let start = self.layout.features.0 + 4 * nf * i;
+        self.bytes[start..start + 4 * nf].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+    /// Feature `j` of row `i`.
+    pub fn feature(&self, i: usize, j: usize) -> f32 {
+        let nf = usize::from(self.header.n_features);
+        assert!(j < nf, "feature index out of range");
+        f32_at(self.bytes, self.layout.features.0 + 4 * (nf * i + j))
+    }
+    /// Source bitmask of row `i`.
+    #[inline]
+    pub fn source_mask(&self, i: usize) -> u8 {
+        self.bytes[self.layout.source_mask.0 + i]
+    }
+    /// Rank of row `i` within source slot `j`, if that source retrieved it.
+    pub fn source_rank(&self, i: usize, j: usize) -> Option<u16> {
+        let ns = usize::from(self.header.n_sources);
+        assert!(j < ns, "source slot out of range");
+        let r = u16_at(self.bytes, self.layout.source_ranks.0 + 2 * (ns * i + j));
+        (r != NO_RANK).then_some(r)
+    }
+    /// int8 embedding of row `i`.
+    #[inline]
+    pub fn embedding(&self, i: usize) -> &'a [i8] {
+        let d = self.dim();
+        let start = self.layout.embeddings.0 + d * i;
+        bytemuck::cast_slice(&self.bytes[start..start + d])
+    }
+
+    /// Row `i` as a [`QuantizedCandidate`], with its features and ranks copied into the given buffers.
+    pub fn row<'b>(&self, i: usize, features: &'b mut Vec<f32>, ranks: &'b mut Vec<u16>) -> QuantizedCandidate<'b>
+    where
+        'a: 'b,
+    {
+        features.clear();
+        features.extend(self.features(i));
+        ranks.clear();
+        ranks.extend((0..usize::from(self.header.n_sources)).map(|j| self.source_rank(i, j).unwrap_or(NO_RANK)));
+        QuantizedCandidate {
+            id: self.id(i),
+            embedding: self.embedding(i),
+            scale: self.scale(i),
+            features,
+            source_ranks: ranks,
+            creator: self.creator(i),
+            category: self.category(i),
+            region_mask: self.region_mask(i),
+            retrieval_score: self.retrieval_score(i),
+        }
+    }
+}
+
+/// Checks the trailer's CRC-32 against the bytes before it (nothing else).
+pub fn verify_checksum(bytes: &[u8]) -> Result<(), BundleError> {
+    ENVELOPE.check_len(bytes, HEADER_LEN + TRAILER_LEN)?;
+    Ok(ENVELOPE.check_crc(bytes)?)
+}
+
+/// Re-encodes a decoded bundle; the result is byte-identical to a canonical encoding.
+pub fn reencode(b: &Bundle<'_>) -> Vec<u8> {
+    let mut builder = match BundleBuilder::new(*b.header()) {
+        Ok(x) => x,
+        // A decoded header always has a valid shape.
+        Err(_) => return Vec::new(),
+    };
+    let (mut f, mut r) = (Vec::new(), Vec::new());
+    for i in 0..b.len() {
+        let row = b.row(i, &mut f, &mut r);
+        // Rows of a decoded bundle are valid by construction.
+        let _ = builder.push_quantized(&row);
+    }
+    builder.finish()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! Unit tests of the bundle format.
+
+use super::*;
+use crate::region::ALL_REGIONS;
+use alloc::vec;
+
+fn sample(n: usize) -> Vec<u8> {
+    let mut h = BundleHeader::new(4, 2, 3);
+    h.scope = Scope::Personal;
+    h.region = Region::new(3).ok();
+    h.created_at_ms = 1_700_000_000_000;
+    h.feature_schema_hash = 0xABCD;
+    h.sources_contributed = 0b101;
+    h.sources_timed_out = 0b010;
+    let mut b = BundleBuilder::new(h).expect("header");
+    for i in 0..n {
+        let e = [i as f32, -1.0, 0.5, 0.25];
+        b.push(&Candidate {
+            id: 1000 + i as u64,
+            embedding: &e,
+            features: &[i as f32, 2.0],
+            source_ranks: &[i as u16, NO_RANK, 7],
+            creator: i as u32 % 3,
+            category: 9,
+            region_mask: ALL_REGIONS,
+            retrieval_score: 0.5,
+        })
+        .expect("push");
+    }
+    b.finish()
+}
+
+#[test]
+fn roundtrip_fields() {
+    let bytes = sample(5);
+    let b = Bundle::decode(&bytes).expect("decode");
+    assert_eq!(b.len(), 5);
+    assert_eq!(b.header().scope, Scope::Personal);
+    assert_eq!(b.header().region, Region::new(3).ok());
+    assert_eq!(b.header().created_at_ms, 1_700_000_000_000);
+    assert_eq!(b.header().sources_timed_out, 0b010);
+    assert_eq!(b.id(4), 1004);
+    assert_eq!(b.feature(3, 0), 3.0);
+    assert_eq!(b.source_rank(2, 0), Some(2));
+    assert_eq!(b.source_rank(2, 1), None);
+    assert_eq!(b.source_mask(2), 0b101);
+    assert_eq!(b.creator(4), 1);
+    assert_eq!(b.embedding(0)[1], -127);
+    assert_eq!(reencode(&b), bytes);
+}
+
+#[test]
+fn columns_are_aligned() {
+    let bytes = sample(3);
+    let l = *Bundle::decode(&bytes).expect("decode").layout();
+    for (start, _) in [
+        l.ids,
+        l.scales,
+        l.retrieval,
+        l.creator,
+        l.category,
+        l.region_mask,
+        l.features,
+        l.source_ranks,
+        l.source_mask,
+        l.embeddings,
+    ] {
+        assert_eq!(start % 8, 0);
+    }
+    assert_eq!(l.total, bytes.len());
+}
+
+#[test]
+fn empty_bundle_is_valid() {
+    let bytes = sample(0);
+    assert_eq!(Bundle::decode(&bytes).expect("decode").len(), 0);
+}
+
+#[test]
+fn typed_errors() {
+    let bytes = sample(2);
+    assert!(matches!(Bundle::decode(&bytes[..10]), Err(BundleError::Format(FormatError::TooShort { .. }))));
+    let mut b = bytes.clone();
+    b[0] = b'X';
+    assert_eq!(Bundle::decode(&b).unwrap_err(), BundleError::Format(FormatError::BadMagic { format: "bundle" }));
+    let mut b = bytes.clone();
+    b[8] = 9;
+    assert!(matches!(Bundle::decode(&b), Err(BundleError::Format(FormatError::UnsupportedVersion { found: 9, .. }))));
+    let mut b = bytes.clone();
+    b[16] = 200;
+    assert!(matches!(Bundle::decode(&b), Err(BundleError::Format(FormatError::LengthMismatch { .. }))));
+    let mut b = bytes.clone();
+    let last = b.len() - 12;
+    b[last] ^= 1;
+    assert!(matches!(Bundle::decode(&b), Err(BundleError::Format(FormatError::ChecksumMismatch { .. }))));
+    let mut b = bytes.clone();
+    b[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(Bundle::decode(&b), Err(BundleError::Format(FormatError::OutOfRange { field: "n_rows", .. }))));
+}
+
+#[test]
+fn prechecked_decode_skips_only_the_checksum() {
+    let mut bytes = sample(3);
+    let n = bytes.len();
+    bytes[n - 8] ^= 0xFF; // corrupt the stored CRC
+    assert!(matches!(Bundle::decode(&bytes), Err(BundleError::Format(FormatError::ChecksumMismatch { .. }))));
+    assert!(matches!(verify_checksum(&bytes), Err(BundleError::Format(FormatError::ChecksumMismatch { .. }))));
+    assert_eq!(Bundle::decode_prechecked(&bytes).expect("structure is fine").len(), 3);
+    bytes[0] = b'X';
+    assert_eq!(
+        Bundle::decode_prechecked(&bytes).unwrap_err(),
+        BundleError::Format(FormatError::BadMagic { format: "bundle" })
+    );
+    assert!(matches!(
+        Bundle::decode_prechecked(&bytes[..n - 1]),
+        Err(BundleError::Format(FormatError::BadMagic { format: "bundle" }))
+    ));
+    assert!(verify_checksum(&[1, 2, 3]).is_err());
+}
+
+#[test]
+fn builder_rejects_bad_rows() {
+    let mut b = BundleBuilder::new(BundleHeader::new(2, 1, 0)).expect("header");
+    let bad = Candidate {
+        id: 1,
+        embedding: &[1.0, f32::NAN],
+        features: &[0.0],
+        source_ranks: &[],
+        creator: 0,
+        category: 0,
+        region_mask: 0,
+        retrieval_score: 0.0,
+    };
+    assert_eq!(b.push(&bad), Err(BuildError::NonFinite { what: "embedding" }));
+    let short = Candidate { embedding: &[1.0], ..bad };
+    assert!(matches!(b.push(&short), Err(BuildError::Shape { what: "embedding", .. })));
+    assert!(BundleBuilder::new(BundleHeader::new(0, 1, 0)).is_err());
+    let _ = vec![0u8];
+}

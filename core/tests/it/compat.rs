@@ -1,0 +1,83 @@
+//! Format compatibility: committed files written by every supported format
+//! version must keep decoding, and must keep ranking to the committed result.
+//!
+//! `core/tests/golden/v<N>/` holds a bundle, a model, a context and the
+//! expected result, written by version N of the code. Regenerate the current
+//! version's files (only when the format or the ranking *intentionally*
+//! changes) with `EDGEWISE_BLESS=1 cargo test -p edgewise-core --test it compat`.
+
+use std::path::PathBuf;
+
+use edgewise_core::abi::{self, Engine, Status};
+use edgewise_core::bundle::{self, Bundle, Scope};
+use edgewise_core::model::{self, Model};
+use edgewise_core::synth;
+
+fn dir(version: u16) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden").join(format!("v{version}"))
+}
+
+fn spec() -> synth::Spec {
+    synth::Spec { n: 40, dim: 16, n_features: 3, n_sources: 5, clusters: 4, creators: 6, regions: 4, seed: 2024 }
+}
+
+fn bless() {
+    let d = dir(bundle::VERSION);
+    std::fs::create_dir_all(&d).expect("create golden dir");
+    let s = spec();
+    let b = synth::bundle(&s, 1_700_000_000_000);
+    let m = synth::model(&s, &[8, 4], 25, 2024).encode().expect("encodes");
+    let mut c = Vec::new();
+    abi::encode_context(&synth::context(&s, 8, 1_700_000_100_000, 2025), &mut c);
+    let mut e = Engine::new();
+    assert_eq!(e.load_model(&m), Status::Ok);
+    assert_eq!(e.rank(&b, &c), Status::Ok, "{}", e.error());
+    std::fs::write(d.join("bundle.ewb"), &b).expect("write");
+    std::fs::write(d.join("model.ewm"), &m).expect("write");
+    std::fs::write(d.join("context.ewcx"), &c).expect("write");
+    std::fs::write(d.join("result.ewrs"), e.result()).expect("write");
+}
+
+fn read(version: u16, name: &str) -> Vec<u8> {
+    let p = dir(version).join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("golden file {} is missing ({e}); see this file's docs", p.display()))
+}
+
+#[test]
+fn every_supported_version_still_reads_and_ranks() {
+    if std::env::var_os("EDGEWISE_BLESS").is_some() {
+        bless();
+    }
+    assert_eq!(bundle::OLDEST_SUPPORTED_VERSION, model::OLDEST_SUPPORTED_VERSION);
+    let mut checked = 0;
+    for v in bundle::OLDEST_SUPPORTED_VERSION..=bundle::VERSION {
+        let b = read(v, "bundle.ewb");
+        let m = read(v, "model.ewm");
+        let c = read(v, "context.ewcx");
+        let want = read(v, "result.ewrs");
+        let view = Bundle::decode(&b).expect("golden bundle decodes");
+        assert_eq!(view.header().version, v);
+        let model = Model::decode(&m).expect("golden model decodes");
+        let mut e = Engine::new();
+        assert_eq!(e.load_model(&m), Status::Ok, "{}", e.error());
+        assert_eq!(e.rank(&b, &c), Status::Ok, "{}", e.error());
+        assert_eq!(e.result(), &want[..], "v{v} golden files no longer rank to the committed result");
+        let (res, _) = abi::decode_result(&want).expect("golden result decodes");
+        assert!(!res.items.is_empty());
+        if v == 1 {
+            // Spot checks against values fixed when v1 was written.
+            assert_eq!(view.len(), 40);
+            assert_eq!(view.header().scope, Scope::Personal);
+            assert_eq!(view.header().created_at_ms, 1_700_000_000_000);
+            assert_eq!(view.header().feature_schema_hash, edgewise_core::feature_schema_hash(&["f0", "f1", "f2"]));
+            assert_eq!(view.id(0), 1_000_000);
+            assert_eq!(view.id(39), 1_000_039);
+            assert_eq!(model.mlp.iter().map(|l| l.outputs).collect::<Vec<_>>(), vec![8, 4, 1]);
+            assert_eq!(model.prerank_keep, 25);
+            assert_eq!(res.items.len(), 8);
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, usize::from(bundle::VERSION - bundle::OLDEST_SUPPORTED_VERSION + 1));
+    println!("compat: checked {checked} format version(s)");
+}

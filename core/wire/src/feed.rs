@@ -1,0 +1,138 @@
+//! The feed's frames: `GET|POST /v1/feed` answers with one JSON frame, or
+//! streams them as NDJSON (preliminary, then refined).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Which step of the two-step feed a frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrameKind {
+    /// The speculative ranking of the regional bundle.
+    Preliminary,
+    /// The ranking of the user's own bundle, merged so shown items keep their places.
+    Refined,
+}
+
+impl FrameKind {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Preliminary => "preliminary",
+            Self::Refined => "refined",
+        }
+    }
+}
+
+/// What ordered a frame's items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RankedBy {
+    /// The core guest module.
+    Guest,
+    /// The bundle's retrieval order, after the guest failed.
+    RetrievalOrder,
+}
+
+/// One ranked frame.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Frame {
+    /// Preliminary or refined.
+    pub frame: FrameKind,
+    /// The ranked items.
+    pub items: Vec<FrameItem>,
+    /// What ordered them.
+    pub ranked_by: RankedBy,
+    /// sha256 of the bundle's bytes.
+    pub bundle_digest: String,
+    /// How the edge cache served the bundle.
+    pub bundle_cache: CacheStatus,
+    /// The model used (its digest), or empty when none could be loaded.
+    pub model: String,
+    /// Milliseconds spent.
+    pub timings_ms: Timings,
+    /// The merged list (refined frame only): shown preliminary items keep their places.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Vec<u64>>,
+}
+
+/// An NDJSON line in place of a frame that could not be produced (the other
+/// frame of the stream may still arrive).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FrameFailure {
+    /// Which frame failed.
+    pub frame: FrameKind,
+    /// Why, naming the problem.
+    pub error: String,
+}
+
+/// How the edge cache served a response (the `X-Edgewise-Cache` header, and
+/// [`Frame::bundle_cache`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheStatus {
+    /// Fresh from the cache.
+    Hit,
+    /// Fetched from the origin (stored if its `Cache-Control` allows).
+    Miss,
+    /// Served stale while one background request revalidates, or because the origin failed.
+    Stale,
+    /// The origin confirmed the stored copy (304) before it was served.
+    Revalidated,
+}
+
+impl CacheStatus {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Stale => "stale",
+            Self::Revalidated => "revalidated",
+        }
+    }
+}
+
+/// One item of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FrameItem {
+    /// Item id.
+    pub id: u64,
+    /// Calibrated score (the retrieval score after a guest failure).
+    pub score: f32,
+}
+
+/// Where a frame's time went.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Timings {
+    /// Getting the bundle (cache or origin).
+    pub fetch: f64,
+    /// Ranking it.
+    pub rank: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_json_names_are_stable() {
+        let f = Frame {
+            frame: FrameKind::Refined,
+            items: alloc::vec![FrameItem { id: 3, score: 0.5 }],
+            ranked_by: RankedBy::RetrievalOrder,
+            bundle_digest: "d".into(),
+            bundle_cache: CacheStatus::Hit,
+            model: String::new(),
+            timings_ms: Timings { fetch: 1.0, rank: 2.0 },
+            merged: None,
+        };
+        let j = serde_json::to_value(&f).expect("json");
+        assert_eq!(j["frame"], "refined");
+        assert_eq!(j["ranked_by"], "retrieval-order");
+        assert_eq!(j["bundle_cache"], "hit");
+        assert!(j.get("merged").is_none());
+        let back: Frame = serde_json::from_value(j).expect("parse");
+        assert_eq!(back, f);
+    }
+}
