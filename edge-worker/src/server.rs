@@ -22,7 +22,7 @@
 //! `Cache-Control`, `ETag` and surrogate keys, and the Edgewise headers a
 //! client may need (the module signature, the bundle digest, the dropped
 //! sources); it answers a matching `If-None-Match` with 304
-//! ([`edgewise_wire::etag::if_none_match`]).
+//! ([`edgewise_http::if_none_match`]).
 //!
 //! **Readiness.** `/readyz` is 503 while the default tenant has no module or
 //! any tenant's last [`crate::pool::UNHEALTHY_AFTER`] rankings all failed.
@@ -396,12 +396,7 @@ async fn proxy(
     }
     if let Some(etag) = r.etag() {
         set(header::ETAG, etag);
-        let matches = req
-            .headers()
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| edgewise_wire::etag::if_none_match(v, etag));
-        if matches {
+        if edgewise_http::if_none_match(req.headers(), etag) {
             return Ok((StatusCode::NOT_MODIFIED, out).into_response());
         }
     }

@@ -42,6 +42,16 @@ pub fn check_limits(a: &admission::AdmissionConfig, s: &serve::ServeOptions) -> 
     Ok(())
 }
 
+/// Whether a request's `If-None-Match` matches the entity tagged `tag` (in
+/// any representation): both servers answer 304 on it. The header is parsed
+/// by [`edgewise_wire::etag::if_none_match`].
+pub fn if_none_match(headers: &axum::http::HeaderMap, tag: &str) -> bool {
+    headers
+        .get(axum::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| edgewise_wire::etag::if_none_match(v, tag))
+}
+
 /// Milliseconds since the Unix epoch: the servers' clock for request times.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)

@@ -399,7 +399,10 @@ async fn purge_by_surrogate_key_needs_the_admin_key() {
         }
         r.send()
     };
-    assert_eq!(purge(None, r#"{"surrogate_key":"region-4"}"#).await.expect("edge").status(), StatusCode::UNAUTHORIZED);
+    // The same rule as the origin's: 401 with a challenge when missing, 403 when wrong.
+    let missing = purge(None, r#"{"surrogate_key":"region-4"}"#).await.expect("edge");
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert!(missing.headers().get("www-authenticate").is_some(), "a 401 carries a challenge");
     assert_eq!(
         purge(Some("nope"), r#"{"surrogate_key":"region-4"}"#).await.expect("edge").status(),
         StatusCode::FORBIDDEN

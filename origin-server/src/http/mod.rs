@@ -285,10 +285,7 @@ async fn representation_etag(req: Request, next: Next) -> Response {
 
 /// Whether `If-None-Match` matches the entity tagged `digest` (in any representation).
 pub fn etag_matches(headers: &HeaderMap, digest: &str) -> bool {
-    headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| edgewise_wire::etag::if_none_match(v, digest))
+    edgewise_http::if_none_match(headers, digest)
 }
 
 #[utoipa::path(get, path = "/livez", tag = "health",

@@ -667,8 +667,8 @@ async fn hundreds_of_stalled_clients_do_not_lock_anyone_out() {
     use tokio::io::AsyncWriteExt;
     let mut cfg = config(data_dir("slowloris"));
     cfg.server.max_in_flight = 32;
-    cfg.server.header_read_timeout_ms = 1500;
-    cfg.server.body_read_timeout_ms = 1500;
+    cfg.server.header_read_timeout_ms = 5000;
+    cfg.server.body_read_timeout_ms = 5000;
     let s = Server::start(cfg).await;
     put_items(&s, &items()).await;
     let addr = s.url.trim_start_matches("http://").to_string();
@@ -694,26 +694,29 @@ async fn hundreds_of_stalled_clients_do_not_lock_anyone_out() {
         stalled.push(c);
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let timed = |path: &'static str| {
-        let (c, u) = (s.client.clone(), s.u(path));
-        async move {
-            let t = std::time::Instant::now();
-            let r = c.get(u).send().await.expect("answers");
-            (r.status(), t.elapsed())
-        }
-    };
     for path in ["/livez", "/readyz", "/v1/regions/1/bundle", "/v1/items/1001"] {
-        let (status, took) = timed(path).await;
-        assert_eq!(status, StatusCode::OK, "{path} during the stall");
-        assert!(took < std::time::Duration::from_secs(1), "{path} took {took:?} during the stall");
+        let r = s.client.get(s.u(path)).send().await.expect("answers");
+        assert_eq!(r.status(), StatusCode::OK, "{path} during the stall");
     }
-    let t = std::time::Instant::now();
     let r = s.client.put(s.u("/v1/items")).json(&items()[..2]).send().await.expect("a write answers");
     assert_eq!(r.status(), StatusCode::OK, "a normal write during the stall");
-    assert!(t.elapsed() < std::time::Duration::from_secs(1), "the write took {:?}", t.elapsed());
-    // The timeouts cut every stalled client off, and /metrics counts them.
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // Served during the stall, not after it: no stalled client has been cut off
+    // yet (no wall-clock bound on the answers themselves, which a loaded
+    // machine could break; the 5 s timeouts leave room).
     let m = s.client.get(s.u("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert_eq!(metric(&m, "edgewise_origin_slow_clients_total{phase=\"body\"}"), 0.0, "answered while stalled:\n{m}");
+    // The timeouts then cut every stalled client off, and /metrics counts them.
+    let mut m = String::new();
+    for _ in 0..300 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        m = s.client.get(s.u("/metrics")).send().await.expect("metrics").text().await.expect("text");
+        if metric(&m, "edgewise_origin_slow_clients_total{phase=\"body\"}") >= 300.0
+            && metric(&m, "edgewise_origin_slow_clients_total{phase=\"headers\"}") >= 200.0
+            && metric(&m, "edgewise_origin_connections_open") <= 2.0
+        {
+            break;
+        }
+    }
     assert_eq!(metric(&m, "edgewise_origin_slow_clients_total{phase=\"body\"}"), 300.0, "{m}");
     assert!(metric(&m, "edgewise_origin_slow_clients_total{phase=\"headers\"}") >= 200.0, "{m}");
     assert!(metric(&m, "edgewise_origin_connections_open") <= 2.0, "stalled connections are closed:\n{m}");

@@ -286,7 +286,9 @@ async fn a_hostile_guest_fails_only_its_ranking_and_the_feed_falls_back() {
             let got = items(&f);
             assert_eq!(got.len(), 10, "{name}");
             assert!(got.windows(2).all(|w| w[0].1 >= w[1].1), "{name}: retrieval order: {got:?}");
-            assert!(start.elapsed() < Duration::from_secs(2), "{name} round {round}: took {:?}", start.elapsed());
+            // The guest's 10 ms deadline and the fallback keep this far below the
+            // bound, which only proves the feed did not hang on the guest.
+            assert!(start.elapsed() < Duration::from_secs(10), "{name} round {round}: took {:?}", start.elapsed());
         }
         assert!(rig.tenants.failures(kind) >= 2, "{name}: failures are counted as {kind}");
         let metrics = rig.client.get(format!("{}/metrics", rig.edge)).send().await.expect("m").text().await.expect("t");
