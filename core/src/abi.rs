@@ -58,7 +58,7 @@ use core::fmt::Write;
 
 use crate::bundle::Bundle;
 use crate::digest::Digest;
-use crate::format::{Envelope, FormatError, f32_at, u16_at, u32_at, u64_at};
+use crate::format::{Envelope, FormatError, VersionWidth, f32_at, u16_at, u32_at, u64_at};
 use crate::model::{self, Model};
 use crate::rank::{Outcome, RankContext, RankOutput, RankedItem, Ranker, RowExplain};
 use crate::region::Region;
@@ -117,11 +117,25 @@ impl Status {
 
 /// How the `EWCX` context is framed: magic and a one-byte version, no trailer
 /// (it never leaves the host's memory).
-pub const CONTEXT: Envelope =
-    Envelope { name: "context", magic: b"EWCX", version: 1, oldest: 1, version_width: 1, crc: false, end_magic: None };
+pub const CONTEXT: Envelope = Envelope {
+    name: "context",
+    magic: b"EWCX",
+    version: 1,
+    oldest: 1,
+    version_width: VersionWidth::U8,
+    crc: false,
+    end_magic: None,
+};
 /// How the `EWRS` result is framed: magic and a one-byte version, no trailer.
-pub const RESULT: Envelope =
-    Envelope { name: "result", magic: b"EWRS", version: 1, oldest: 1, version_width: 1, crc: false, end_magic: None };
+pub const RESULT: Envelope = Envelope {
+    name: "result",
+    magic: b"EWRS",
+    version: 1,
+    oldest: 1,
+    version_width: VersionWidth::U8,
+    crc: false,
+    end_magic: None,
+};
 const CTX_FIXED: usize = 56;
 const RES_HEADER: usize = 16;
 const ITEM_LEN: usize = 32;

@@ -23,12 +23,31 @@ pub struct Envelope {
     pub version: u16,
     /// The oldest version this build reads.
     pub oldest: u16,
-    /// Width of the version field right after the magic: 1 or 2 bytes.
-    pub version_width: usize,
+    /// Width of the version field right after the magic.
+    pub version_width: VersionWidth,
     /// Whether a CRC-32 of everything before it ends the encoding.
     pub crc: bool,
     /// An end magic after the CRC.
     pub end_magic: Option<[u8; 4]>,
+}
+
+/// How many bytes the version field takes (little-endian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionWidth {
+    /// One byte (session, context, result).
+    U8,
+    /// Two bytes (bundle, model).
+    U16,
+}
+
+impl VersionWidth {
+    /// The width in bytes.
+    pub const fn bytes(self) -> usize {
+        match self {
+            Self::U8 => 1,
+            Self::U16 => 2,
+        }
+    }
 }
 
 /// Why bytes are not a valid encoding of a format.
@@ -102,7 +121,7 @@ pub enum FormatError {
 impl Envelope {
     /// Bytes taken by the magic and the version.
     pub const fn head_len(&self) -> usize {
-        self.magic.len() + self.version_width
+        self.magic.len() + self.version_width.bytes()
     }
 
     /// Bytes taken by the CRC and the end magic.
@@ -127,9 +146,10 @@ impl Envelope {
             return Err(FormatError::BadMagic { format: self.name });
         }
         let at = self.magic.len();
+        // check_len above guaranteed the version field's bytes.
         let found = match self.version_width {
-            1 => u16::from(bytes[at]),
-            _ => u16::from_le_bytes([bytes[at], bytes[at + 1]]),
+            VersionWidth::U8 => u16::from(bytes[at]),
+            VersionWidth::U16 => u16_at(bytes, at),
         };
         if !(self.oldest..=self.version).contains(&found) {
             return Err(FormatError::UnsupportedVersion {
@@ -173,8 +193,9 @@ impl Envelope {
         let start = out.len();
         out.extend_from_slice(self.magic);
         match self.version_width {
-            1 => out.push(self.version as u8),
-            _ => out.extend_from_slice(&self.version.to_le_bytes()),
+            // A one-byte format's version constant is below 256 (the envelope constants are ours).
+            VersionWidth::U8 => out.push(u8::try_from(self.version).unwrap_or(u8::MAX)),
+            VersionWidth::U16 => out.extend_from_slice(&self.version.to_le_bytes()),
         }
         start
     }
@@ -318,7 +339,7 @@ mod tests {
         magic: b"EWTT",
         version: 3,
         oldest: 2,
-        version_width: 2,
+        version_width: VersionWidth::U16,
         crc: true,
         end_magic: Some(*b"EWTE"),
     };

@@ -46,7 +46,7 @@
 use alloc::vec::Vec;
 
 use crate::digest::Digest;
-use crate::format::{Envelope, FormatError, check_range, f32_at, u16_at, u32_at};
+use crate::format::{Envelope, FormatError, VersionWidth, check_range, f32_at, u16_at, u32_at};
 
 /// Magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"EWMODEL\0";
@@ -161,7 +161,7 @@ pub const ENVELOPE: Envelope = Envelope {
     magic: &MAGIC,
     version: VERSION,
     oldest: OLDEST_SUPPORTED_VERSION,
-    version_width: 2,
+    version_width: VersionWidth::U16,
     crc: true,
     end_magic: Some(END_MAGIC),
 };

@@ -85,10 +85,12 @@ impl fmt::Display for Region {
 impl FromStr for Region {
     type Err = RegionError;
 
-    /// Decimal digits only (no sign, no spaces), in `0..=31`.
+    /// Decimal digits only (no sign, no spaces, no leading zero), in `0..=31`.
     fn from_str(s: &str) -> Result<Self, RegionError> {
         let bad = || RegionError::NotANumber(alloc::string::String::from(s));
-        if s.is_empty() || s.len() > 3 || !s.bytes().all(|c| c.is_ascii_digit()) {
+        // One spelling per region: no sign, no spaces, no leading zero.
+        if s.is_empty() || s.len() > 2 || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|c| c.is_ascii_digit())
+        {
             return Err(bad());
         }
         s.parse::<u8>().map_err(|_| bad()).and_then(Self::new)
@@ -119,7 +121,7 @@ mod tests {
     fn parse_bounds() {
         assert_eq!("0".parse::<Region>().map(Region::get), Ok(0));
         assert_eq!("31".parse::<Region>().map(Region::get), Ok(31));
-        for bad in ["32", "255", "-1", "+1", " 1", "", "1a", "0031", "any"] {
+        for bad in ["32", "255", "256", "-1", "+1", " 1", "", "1a", "01", "031", "0031", "any"] {
             assert!(bad.parse::<Region>().is_err(), "{bad:?}");
         }
         assert!(Region::new(32).is_err());

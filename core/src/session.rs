@@ -23,7 +23,7 @@
 
 use alloc::vec::Vec;
 
-use crate::format::{Envelope, FormatError, check_range, f32_at, u16_at, u32_at, u64_at};
+use crate::format::{Envelope, FormatError, VersionWidth, check_range, f32_at, u16_at, u32_at, u64_at};
 
 /// One interaction with an item.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -131,7 +131,7 @@ pub const ENVELOPE: Envelope = Envelope {
     magic: &MAGIC,
     version: VERSION as u16,
     oldest: 1,
-    version_width: 1,
+    version_width: VersionWidth::U8,
     crc: true,
     end_magic: None,
 };

@@ -125,7 +125,7 @@ pub fn bundle(spec: &Spec, created_at_ms: u64) -> Vec<u8> {
         let region_mask = if rng.random::<f32>() < 0.8 || spec.regions == 0 {
             ALL_REGIONS
         } else {
-            1u32 << rng.random_range(0..spec.regions.min(32))
+            Region::new(rng.random_range(0..spec.regions.min(32))).map_or(ALL_REGIONS, Region::mask)
         };
         let cand = Candidate {
             id: 1_000_000 + i as u64,

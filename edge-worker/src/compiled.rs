@@ -25,7 +25,6 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use edgewise_core::Digest;
-use sha2::{Digest as _, Sha256};
 use wasmtime::{Engine, Module};
 
 /// Why the cache could not be opened, or a module not compiled.
@@ -134,7 +133,7 @@ fn write_entry(path: &Path, code: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("{SUFFIX}.tmp{}", std::process::id()));
     let mut bytes = Vec::with_capacity(code.len() + 32);
     bytes.extend_from_slice(code);
-    bytes.extend_from_slice(&Sha256::digest(code));
+    bytes.extend_from_slice(edgewise_core::Digest::of(code).as_bytes());
     std::fs::write(&tmp, &bytes)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
@@ -147,7 +146,7 @@ fn deserialize(engine: &Engine, entry: &[u8]) -> Result<Module, Unusable> {
         return Err(Unusable::TooShort(entry.len()));
     };
     let (code, sum) = entry.split_at(split);
-    if Sha256::digest(code).as_slice() != sum {
+    if edgewise_core::Digest::of(code).as_bytes().as_slice() != sum {
         return Err(Unusable::Corrupt);
     }
     load_code(engine, code).map_err(|e| Unusable::Refused(format!("{e:#}")))

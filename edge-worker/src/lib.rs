@@ -10,9 +10,9 @@
 //! | HTTP | [`server`] | the axum router: routes, access guards, admission, and each layer's error as a response |
 //! | services | [`feed`] | the speculative-then-refined feed: frames, refinement, deadline, NDJSON |
 //! | | [`tenants`] | each tenant's guest module and instance pool, module swaps, ranking slots |
-//! | parts | [`cache`] | the regional HTTP cache in front of the origin (RFC 9111 shared-cache rules); HTTP and bytes only |
-//! | | [`modules`] | guest modules fetched from the origin, verified by sha256 and ed25519 |
+//! | parts | [`modules`] | guest modules fetched from the origin (through the cache), verified by sha256 and ed25519 |
 //! | | [`pool`] | where a ranking gets its instance: pooled (reused, the model kept loaded) or fresh |
+//! | | [`cache`] | the regional HTTP cache in front of the origin (RFC 9111 shared-cache rules); HTTP and bytes only |
 //! | | [`guest`] | the host side of the guest ABI ([`edgewise_core::abi`]): compiles and checks the module, and runs it in the sandbox (epoch deadlines, a memory cap, fuel, pooling-allocator instances from an `InstancePre`) |
 //! | | [`compiled`] | compiled modules cached on disk |
 //! | foundations | [`config`] | layered configuration: the schema and its defaults |

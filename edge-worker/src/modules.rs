@@ -15,7 +15,6 @@ use edgewise_core::Digest;
 use edgewise_wire::{headers, paths};
 
 use crate::cache::{Cache, CacheError};
-use crate::error::AppError;
 
 /// Why a module was refused.
 #[derive(Debug, thiserror::Error)]
@@ -54,22 +53,6 @@ pub enum ModuleError {
         /// Why the cache could not serve it.
         source: CacheError,
     },
-}
-
-impl From<ModuleError> for AppError {
-    /// A module the origin does not have, or one that fails a check, is the
-    /// caller's problem (422); an origin that cannot be reached is not (502).
-    fn from(e: ModuleError) -> Self {
-        match e {
-            ModuleError::Fetch { digest, source: CacheError::Upstream { status, .. } } => AppError::Unprocessable(
-                format!("module {digest} is not available from the origin (it answered {status})"),
-            ),
-            ModuleError::Fetch { digest, source: CacheError::Origin(_) } => {
-                AppError::BadGateway(format!("module {digest} could not be fetched: the origin is unavailable"))
-            }
-            other => AppError::Unprocessable(other.to_string()),
-        }
-    }
 }
 
 /// Parses an ed25519 public key: PEM, 64 hex digits or base64 of 32 bytes

@@ -481,6 +481,50 @@ async fn feed_route(
     })
 }
 
+// How each lower layer's error is answered: the layers below know nothing of
+// HTTP statuses; this is the one place that maps them.
+
+impl From<crate::feed::FeedError> for AppError {
+    fn from(e: crate::feed::FeedError) -> Self {
+        match e {
+            crate::feed::FeedError::BadRequest(m) => AppError::BadRequest(m),
+            e @ crate::feed::FeedError::Unavailable(_) => AppError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::modules::ModuleError> for AppError {
+    /// A module the origin does not have, or one that fails a check, is the
+    /// caller's problem (422); an origin that cannot be reached is not (502).
+    fn from(e: crate::modules::ModuleError) -> Self {
+        match e {
+            crate::modules::ModuleError::Fetch {
+                digest,
+                source: crate::cache::CacheError::Upstream { status, .. },
+            } => AppError::Unprocessable(format!(
+                "module {digest} is not available from the origin (it answered {status})"
+            )),
+            crate::modules::ModuleError::Fetch { digest, source: crate::cache::CacheError::Origin(_) } => {
+                AppError::BadGateway(format!("module {digest} could not be fetched: the origin is unavailable"))
+            }
+            other => AppError::Unprocessable(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::tenants::SwapError> for AppError {
+    fn from(e: crate::tenants::SwapError) -> Self {
+        match e {
+            crate::tenants::SwapError::NoSandbox => AppError::Conflict(e.to_string()),
+            crate::tenants::SwapError::Module(m) => m.into(),
+            e @ crate::tenants::SwapError::CannotRank { .. } => AppError::Unprocessable(e.to_string()),
+            crate::tenants::SwapError::Task(detail) => {
+                AppError::Internal { public: "checking the module failed", detail }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,6 @@ use edgewise_core::Digest;
 use crate::cache::Cache;
 use crate::compiled::CompiledCache;
 use crate::config::GuestConfig;
-use crate::error::AppError;
 use crate::guest::{GuestError, GuestModule, Limits};
 use crate::metrics::GuestMetrics;
 use crate::modules::ModuleError;
@@ -104,17 +103,6 @@ pub enum SwapError {
     /// The blocking compile-and-canary task died.
     #[error("the module check task failed: {0}")]
     Task(String),
-}
-
-impl From<SwapError> for AppError {
-    fn from(e: SwapError) -> Self {
-        match e {
-            SwapError::NoSandbox => AppError::Conflict(e.to_string()),
-            SwapError::Module(m) => m.into(),
-            e @ SwapError::CannotRank { .. } => AppError::Unprocessable(e.to_string()),
-            SwapError::Task(detail) => AppError::Internal { public: "checking the module failed", detail },
-        }
-    }
 }
 
 /// The guest modules by tenant, and what every ranking shares.

@@ -95,7 +95,7 @@ fn bounded_f32(v: &[f64], what: &str, max_abs: f64) -> Result<Vec<f32>, String> 
 /// Region indices to a mask; `None` = everywhere.
 pub fn region_mask(regions: Option<&[u8]>) -> Result<u32, String> {
     match regions {
-        None => Ok(u32::MAX),
+        None => Ok(edgewise_core::region::ALL_REGIONS),
         Some(rs) => {
             let mut m = 0u32;
             for &r in rs {
@@ -177,8 +177,8 @@ impl Item {
     /// The JSON form (as `GET /v1/items/{id}` returns it, without the title):
     /// missing features are left out.
     pub fn to_json(&self, cfg: &Config) -> serde_json::Value {
-        let regions: Option<Vec<u8>> =
-            (self.region_mask != u32::MAX).then(|| Region::in_mask(self.region_mask).map(Region::get).collect());
+        let regions: Option<Vec<u8>> = (self.region_mask != edgewise_core::region::ALL_REGIONS)
+            .then(|| Region::in_mask(self.region_mask).map(Region::get).collect());
         let features: serde_json::Map<String, serde_json::Value> = cfg
             .features
             .names

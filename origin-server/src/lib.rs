@@ -6,7 +6,8 @@
 //! | module | purpose |
 //! |---|---|
 //! | [`config`] | layered configuration (defaults ← file ← `EDGEWISE__…` env ← flags) |
-//! | [`store`] | the durable redb store: items, users, event ids, trending, models |
+//! | [`store`] | the durable redb store: items, users, event ids, trending, models and guest modules |
+//! | [`error`] | `ApiError`: a status and the JSON error body |
 //! | [`item`] | items, their JSON validation, batch bodies |
 //! | [`user`] | events, per-user state with event-time rules |
 //! | [`index`] | sharded inner-product search with in-search filtering, soft deletes, background rebuilds |

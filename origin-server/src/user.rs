@@ -137,9 +137,7 @@ impl Event {
         if e.event_id.is_empty() || e.event_id.len() > 128 {
             return Err(format!("event_id must be 1 to 128 bytes, got {}", e.event_id.len()));
         }
-        if e.region >= 32 {
-            return Err(format!("region {} is out of range (0..=31)", e.region));
-        }
+        edgewise_core::Region::new(e.region).map_err(|err| err.to_string())?;
         match (e.kind, e.dwell_ms) {
             (EventKind::Dwell, None) => return Err("a dwell event needs dwell_ms".into()),
             (k, Some(_)) if k != EventKind::Dwell => return Err("dwell_ms is only valid on dwell events".into()),

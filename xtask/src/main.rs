@@ -8,7 +8,7 @@
 //! | `cargo xtask test` | every test and check CI runs (README's test command) |
 //! | `cargo xtask bench` | the native-vs-guest ranking benchmark |
 //! | `cargo xtask fuzz [--seconds N] [--targets a,b]` | a fuzz campaign over `core/fuzz/`'s targets, N seconds each; prints executions and coverage per target (`fuzz.rs`) |
-//! | `cargo xtask layering [--edges] [CRATE_SRC ...]` | reads each crate's `use` graph between top-level modules; prints cycles (file:line per edge) and a topological order, fails on a cycle (`layering.rs`) |
+//! | `cargo xtask layering [--edges] [CRATE_SRC ...]` | reads each crate's `use` graph between top-level modules; prints cycles (file:line per edge) and a topological order, fails on a cycle (`layering/`) |
 //!
 //! Each command installs what it needs (rustup targets and components) first.
 //! `<target>` is `$CARGO_TARGET_DIR`, or `target/` in the repository.

@@ -31,7 +31,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use subtle::ConstantTimeEq;
 
 /// The header that carries a service key (the alternative to `Authorization: Bearer`).
-pub const API_KEY_HEADER: &str = "x-api-key";
+pub use edgewise_wire::headers::API_KEY as API_KEY_HEADER;
 
 /// Longest credential header value looked at; longer ones are refused unread.
 pub const MAX_CREDENTIAL_BYTES: usize = 8 << 10;

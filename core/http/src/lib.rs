@@ -46,10 +46,12 @@ pub fn check_limits(a: &admission::AdmissionConfig, s: &serve::ServeOptions) -> 
 /// any representation): both servers answer 304 on it. The header is parsed
 /// by [`edgewise_wire::etag::if_none_match`].
 pub fn if_none_match(headers: &axum::http::HeaderMap, tag: &str) -> bool {
+    // Repeated field lines are one list (RFC 9110 §5.3).
     headers
-        .get(axum::http::header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| edgewise_wire::etag::if_none_match(v, tag))
+        .get_all(axum::http::header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| edgewise_wire::etag::if_none_match(v, tag))
 }
 
 /// Milliseconds since the Unix epoch: the servers' clock for request times.

@@ -57,7 +57,7 @@
 use alloc::vec::Vec;
 
 use crate::digest::Digest;
-use crate::format::{Envelope, FormatError, f32_at, u16_at, u32_at, u64_at};
+use crate::format::{Envelope, FormatError, VersionWidth, f32_at, u16_at, u32_at, u64_at};
 use crate::math;
 use crate::region::Region;
 
@@ -89,7 +89,7 @@ pub const ENVELOPE: Envelope = Envelope {
     magic: &MAGIC,
     version: VERSION,
     oldest: OLDEST_SUPPORTED_VERSION,
-    version_width: 2,
+    version_width: VersionWidth::U16,
     crc: true,
     end_magic: Some(END_MAGIC),
 };
@@ -720,7 +720,8 @@ impl<'a> Bundle<'a> {
     }
 }
 
-/// Checks the trailer's CRC-32 against the bytes before it (nothing else).
+/// Checks the trailer's CRC-32 against the bytes before it, and nothing else
+/// but the length (a string shorter than a header and trailer is `TooShort`).
 pub fn verify_checksum(bytes: &[u8]) -> Result<(), BundleError> {
     ENVELOPE.check_len(bytes, HEADER_LEN + TRAILER_LEN)?;
     Ok(ENVELOPE.check_crc(bytes)?)

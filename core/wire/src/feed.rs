@@ -4,6 +4,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use edgewise_core::Digest;
+
 /// Which step of the two-step feed a frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,11 +46,13 @@ pub struct Frame {
     /// What ordered them.
     pub ranked_by: RankedBy,
     /// sha256 of the bundle's bytes.
-    pub bundle_digest: String,
+    pub bundle_digest: Digest,
     /// How the edge cache served the bundle.
     pub bundle_cache: CacheStatus,
-    /// The model used (its digest), or empty when none could be loaded.
-    pub model: String,
+    /// The model used; absent when none could be loaded (the items are then in
+    /// retrieval order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<Digest>,
     /// Milliseconds spent.
     pub timings_ms: Timings,
     /// The merged list (refined frame only): shown preliminary items keep their places.
@@ -121,9 +125,9 @@ mod tests {
             frame: FrameKind::Refined,
             items: alloc::vec![FrameItem { id: 3, score: 0.5 }],
             ranked_by: RankedBy::RetrievalOrder,
-            bundle_digest: "d".into(),
+            bundle_digest: Digest::of(b"bundle"),
             bundle_cache: CacheStatus::Hit,
-            model: String::new(),
+            model: None,
             timings_ms: Timings { fetch: 1.0, rank: 2.0 },
             merged: None,
         };
@@ -131,7 +135,8 @@ mod tests {
         assert_eq!(j["frame"], "refined");
         assert_eq!(j["ranked_by"], "retrieval-order");
         assert_eq!(j["bundle_cache"], "hit");
-        assert!(j.get("merged").is_none());
+        assert!(j.get("merged").is_none() && j.get("model").is_none());
+        assert_eq!(j["bundle_digest"].as_str().map(str::len), Some(64));
         let back: Frame = serde_json::from_value(j).expect("parse");
         assert_eq!(back, f);
     }

@@ -6,7 +6,7 @@ pub const SIGNATURE: &str = "x-edgewise-signature";
 pub const BUNDLE_DIGEST: &str = "x-edgewise-bundle-digest";
 /// Candidate sources that failed or timed out while a bundle was built.
 pub const SOURCES_DROPPED: &str = "x-edgewise-sources-dropped";
-/// How the edge cache served a response: `hit`, `miss`, `stale`, `revalidated`, `pass`.
+/// How the edge cache served a response: `hit`, `miss`, `stale`, `revalidated` ([`crate::CacheStatus`]).
 pub const CACHE: &str = "x-edgewise-cache";
 /// Which frame a plain-JSON feed answer is: `preliminary` or `refined`.
 pub const FEED_FRAME: &str = "x-edgewise-feed";

@@ -137,9 +137,9 @@ impl Feed {
             frame: kind,
             items,
             ranked_by,
-            bundle_digest: facts.digest.to_hex(),
+            bundle_digest: facts.digest,
             bundle_cache: served.status,
-            model: model.map(|d| d.to_hex()).unwrap_or_default(),
+            model,
             timings_ms: Timings { fetch, rank: t1.elapsed().as_secs_f64() * 1e3 },
             merged: None,
         })

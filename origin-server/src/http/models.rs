@@ -169,12 +169,12 @@ pub(super) async fn put_module(
             s.to_string()
         }
     };
-    let digest = Digest::of(&body).to_hex();
-    let (st2, d2) = (st.clone(), digest.clone());
+    let d = Digest::of(&body);
+    let (st2, d2, digest) = (st.clone(), d.to_hex(), d.to_hex());
     tokio::task::spawn_blocking(move || st2.store.put_module(&d2, &body, &signature))
         .await
         .map_err(ApiError::internal)??;
-    let url = format!("{}/{digest}", edgewise_wire::paths::MODULES);
+    let url = edgewise_wire::paths::module(&d);
     Ok((StatusCode::CREATED, axum::Json(ModuleStored { digest, url })).into_response())
 }
 

@@ -64,13 +64,13 @@ impl utoipa::Modify for CommonResponses {
             ResponseBuilder::new()
                 .description(what)
                 .content(
-                    "application/json",
+                    edgewise_wire::media::JSON,
                     ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
                 )
                 .build()
         };
         for (path, item) in doc.paths.paths.iter_mut() {
-            if !path.starts_with("/v1/") && path != "/openapi.json" {
+            if !path.starts_with("/v1/") && path != edgewise_wire::paths::OPENAPI {
                 continue;
             }
             for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {

@@ -1,4 +1,4 @@
-//! `edgewise-origin train`: embeddings, content embeddings and the ranker,
+//! `edgewise-lab train`: embeddings, content embeddings and the ranker,
 //! from the interaction log in the store.
 //!
 //! 1. **Split** ([`split`]): each user's last positive interaction is held out
@@ -47,7 +47,7 @@ use edgewise_origin::user::EventKind;
 use ranker::{Example, MlpParams, Standardizer};
 use split::{Held, Split, replay};
 
-/// Training options (`edgewise-origin train` flags).
+/// Training options (`edgewise-lab train` flags).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainOptions {
     /// Embedding dimension.
@@ -395,7 +395,7 @@ pub fn train(
     store.for_each_item(|i| base_items.push(i), |_| {})?;
     if base_items.is_empty() {
         return Err(TrainError::Input(format!(
-            "{} holds no items: import data first (edgewise-origin import movielens)",
+            "{} holds no items: import data first (edgewise-lab import movielens)",
             cfg.data_dir.display()
         )));
     }

@@ -1,0 +1,159 @@
+//! Unit tests of [`super`].
+
+use super::*;
+use crate::synth;
+use alloc::vec;
+use proptest::prelude::*;
+
+proptest! {
+    #[test]
+    fn batched_mlp_is_bit_identical_to_the_reference(
+        dim in 1u16..40, nf in 0u16..6, hidden in proptest::collection::vec(1usize..40, 0..3), seed in any::<u64>(),
+        xs in proptest::collection::vec(-50.0f32..50.0, 4 * 200),
+    ) {
+        let spec = synth::Spec { n: 0, dim, n_features: nf, n_sources: 5, clusters: 1, creators: 1, regions: 1, seed };
+        let model = synth::model(&spec, &hidden, 10, seed);
+        let w = model.input_dim();
+        let inputs: Vec<f32> = xs.iter().cycle().take(MLP_BATCH * w).copied().collect();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut batch = [0.0f32; MLP_BATCH];
+        mlp_forward_batch(&model, &inputs, &mut a, &mut b, &mut batch);
+        for (r, got) in batch.iter().enumerate() {
+            let want = mlp_forward(&model, &inputs[r * w..(r + 1) * w], &mut a, &mut b);
+            prop_assert_eq!(got.to_bits(), want.to_bits());
+        }
+    }
+}
+
+/// The eager greedy MMR the ranker's lazy form must match: a search pass
+/// per pick, then a `max_sim` update pass over every candidate left, with
+/// creators counted in a list searched linearly.
+fn reference_diversify(
+    cand: &[(f32, u32)],
+    lambda: f32,
+    cap: u32,
+    bundle: &Bundle<'_>,
+    k: usize,
+    out: &mut RankOutput,
+) {
+    let n = cand.len();
+    let norms: Vec<f32> = cand
+        .iter()
+        .map(|&(_, row)| {
+            let e = bundle.embedding(row as usize);
+            libm::sqrtf(dot_i8(e, e) as f32)
+        })
+        .collect();
+    let (mut max_sim, mut taken) = (vec![0.0f32; n], vec![false; n]);
+    let mut creators: Vec<(u32, u32)> = Vec::new();
+    let count = |creators: &[(u32, u32)], c: u32| creators.iter().find(|(x, _)| *x == c).map_or(0, |(_, n)| *n);
+    while out.items.len() < k {
+        let mut best: Option<(usize, f32)> = None;
+        for j in 0..n {
+            if taken[j] || (cap > 0 && count(&creators, bundle.creator(cand[j].1 as usize)) >= cap) {
+                continue;
+            }
+            let score = lambda * cand[j].0 - (1.0 - lambda) * max_sim[j];
+            if best.is_none_or(|(_, b)| sortable(score) > sortable(b)) {
+                best = Some((j, score));
+            }
+        }
+        let Some((j, score)) = best else { break };
+        taken[j] = true;
+        let row = cand[j].1 as usize;
+        let creator = bundle.creator(row);
+        match creators.iter_mut().find(|(c, _)| *c == creator) {
+            Some((_, c)) => *c += 1,
+            None => creators.push((creator, 1)),
+        }
+        let r = &mut out.rows[row];
+        r.outcome = Outcome::Selected;
+        out.items.push(RankedItem {
+            row: row as u32,
+            id: bundle.id(row),
+            score: r.calibrated,
+            pre_score: r.pre_score,
+            main_score: r.main_score,
+            mmr_penalty: (1.0 - lambda) * max_sim[j],
+            mmr_score: score,
+        });
+        if lambda < 1.0 {
+            for t in 0..n {
+                if !taken[t] {
+                    let s = cosine(bundle.embedding(row), norms[j], bundle.embedding(cand[t].1 as usize), norms[t]);
+                    if s > max_sim[t] {
+                        max_sim[t] = s;
+                    }
+                }
+            }
+        }
+    }
+    for t in 0..n {
+        let row = cand[t].1 as usize;
+        if cap > 0 && !taken[t] && count(&creators, bundle.creator(row)) >= cap {
+            out.rows[row].outcome = Outcome::CreatorCap;
+        }
+    }
+}
+
+/// Everything MMR decides, bit for bit.
+fn decisions(out: &RankOutput) -> (Vec<[u64; 7]>, Vec<Outcome>) {
+    let items = out
+        .items
+        .iter()
+        .map(|i| {
+            [
+                u64::from(i.row),
+                i.id,
+                i.score.to_bits().into(),
+                i.pre_score.to_bits().into(),
+                i.main_score.to_bits().into(),
+                i.mmr_penalty.to_bits().into(),
+                i.mmr_score.to_bits().into(),
+            ]
+        })
+        .collect();
+    (items, out.rows.iter().map(|r| r.outcome).collect())
+}
+
+proptest! {
+    #[test]
+    fn lazy_mmr_matches_the_eager_reference(
+        n in 1usize..120, creators in 1u32..12, dim in 1u16..24, seed in any::<u64>(),
+        scores in proptest::collection::vec(prop_oneof![-3.0f32..3.0, Just(0.5f32), Just(-0.0f32)], 120),
+        lambda in prop_oneof![0.0f32..=1.0, Just(1.0f32), Just(0.0f32)],
+        cap in 0u32..4, k in 0usize..40, stride in 1usize..4,
+    ) {
+        let spec = synth::Spec { n, dim, n_features: 2, n_sources: 5, clusters: 3, creators, regions: 2, seed };
+        let bytes = synth::bundle(&spec, 1);
+        let bundle = Bundle::decode(&bytes).map_err(|e| TestCaseError::fail(alloc::format!("{e}")))?;
+        let mut model = synth::model(&spec, &[4], 10, seed);
+        model.diversity.mmr_lambda = lambda;
+        model.diversity.creator_cap = cap;
+        // Every `stride`-th row is a candidate, best first as the ranker leaves them.
+        let mut cand: Vec<(f32, u32)> = (0..n).step_by(stride).map(|i| (scores[i], i as u32)).collect();
+        cand.sort_unstable_by(best_first);
+        let rows: Vec<RowExplain> = (0..n)
+            .map(|i| RowExplain { outcome: Outcome::BelowTopK, pre_score: scores[i] / 2.0, main_score: -scores[i], calibrated: scores[i] })
+            .collect();
+        let mut want = RankOutput { items: Vec::new(), rows: rows.clone() };
+        reference_diversify(&cand, lambda, cap, &bundle, k, &mut want);
+        let mut ranker = Ranker::new();
+        ranker.cand = cand;
+        let mut got = RankOutput { items: Vec::new(), rows };
+        ranker.diversify(&model, &bundle, k, &mut got);
+        prop_assert_eq!(decisions(&got), decisions(&want));
+    }
+}
+
+#[test]
+fn relu_keeps_negative_zero_like_the_reference() {
+    let spec = synth::Spec { n: 0, dim: 1, n_features: 0, n_sources: 0, clusters: 1, creators: 1, regions: 1, seed: 1 };
+    let model = synth::model(&spec, &[3], 10, 1);
+    let inputs = vec![-0.0f32; MLP_BATCH * model.input_dim()];
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut batch = [0.0f32; MLP_BATCH];
+    mlp_forward_batch(&model, &inputs, &mut a, &mut b, &mut batch);
+    let want = mlp_forward(&model, &inputs[..model.input_dim()], &mut a, &mut b);
+    assert_eq!(batch[0].to_bits(), want.to_bits());
+}
