@@ -82,25 +82,14 @@ const CONTEXT_FIXED_LEN: usize = 56;
 /// CRC of everything before the trailer (the layout of [`crate::bundle`]).
 /// Returns whether it did: strings shorter than the decoder's minimum are left alone.
 pub fn fix_bundle_crc(data: &mut [u8]) -> bool {
-    if data.len() < bundle::HEADER_LEN + bundle::TRAILER_LEN {
-        return false;
-    }
-    let body = data.len() - bundle::TRAILER_LEN;
-    let crc = crc32fast::hash(&data[..body]);
-    data[body..body + 4].copy_from_slice(&crc.to_le_bytes());
-    true
+    data.len() >= bundle::HEADER_LEN + bundle::TRAILER_LEN && bundle::ENVELOPE.reseal(data)
 }
 
 /// Overwrites the CRC-32 in the trailer of a model-shaped byte string
 /// (the layout of [`crate::model`]). Returns whether it did.
 pub fn fix_model_crc(data: &mut [u8]) -> bool {
-    if data.len() < crate::model::HEADER_LEN + 8 {
-        return false;
-    }
-    let body = data.len() - 8;
-    let crc = crc32fast::hash(&data[..body]);
-    data[body..body + 4].copy_from_slice(&crc.to_le_bytes());
-    true
+    let model = crate::model::ENVELOPE;
+    data.len() >= crate::model::HEADER_LEN + model.trailer_len() && model.reseal(data)
 }
 
 /// Overwrites the CRC-32 of an `EWSS` session state at the start of `data`,
@@ -115,9 +104,7 @@ pub fn fix_session_crc(data: &mut [u8]) -> bool {
     if dim > crate::session::MAX_DIM || data.len() < len {
         return false;
     }
-    let crc = crc32fast::hash(&data[..len - 4]);
-    data[len - 4..len].copy_from_slice(&crc.to_le_bytes());
-    true
+    crate::session::ENVELOPE.reseal(&mut data[..len])
 }
 
 /// Fixes the CRC of the session state inside an `EWCX` context, found where the

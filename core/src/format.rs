@@ -188,6 +188,19 @@ impl Envelope {
         }
     }
 
+    /// Rewrites the CRC-32 in the trailer of `data` to match the bytes before
+    /// it (for fuzzing and property tests, so that mutations reach the checks
+    /// behind the checksum). Returns whether it did: not for a format without
+    /// a CRC, nor for bytes too short to hold a trailer.
+    pub fn reseal(&self, data: &mut [u8]) -> bool {
+        let Some(body) = data.len().checked_sub(self.trailer_len()).filter(|_| self.crc) else {
+            return false;
+        };
+        let crc = crc32fast::hash(&data[..body]);
+        data[body..body + 4].copy_from_slice(&crc.to_le_bytes());
+        true
+    }
+
     /// Appends the magic and the version this build writes; returns where the encoding starts.
     pub fn write_head(&self, out: &mut Vec<u8>) -> usize {
         let start = out.len();
@@ -376,6 +389,9 @@ mod tests {
         let mut c = b.clone();
         c[6] ^= 1;
         assert!(matches!(TEST.check_crc(&c), Err(FormatError::ChecksumMismatch { .. })));
+        assert!(TEST.reseal(&mut c));
+        assert_eq!(TEST.check_crc(&c), Ok(()), "resealed");
+        assert!(!TEST.reseal(&mut [0u8; 3]), "too short for a trailer");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!
 //! | module | purpose |
 //! |---|---|
+//! | [`cli`] | the options both binaries share, configuration loading, logging |
 //! | [`config`] | layered configuration (defaults ← file ← `EDGEWISE__…` env ← flags) |
 //! | [`store`] | the durable redb store: items, users, event ids, trending, models and guest modules |
 //! | [`error`] | `ApiError`: a status and the JSON error body |
@@ -25,6 +26,7 @@ use std::time::Instant;
 
 pub mod bundles;
 pub mod catalogue;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -2,24 +2,17 @@
 //! Offline work on the data directory (import, train, eval) is `edgewise-lab`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use edgewise_origin::Config;
+use edgewise_origin::cli::GlobalArgs;
 
 #[derive(Parser, Debug)]
 #[command(name = "edgewise-origin", version, about = "The Edgewise origin server")]
 struct Cli {
-    /// Configuration file (TOML); `EDGEWISE__SECTION__KEY` variables and flags override it.
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    /// Data directory (overrides `data_dir`).
-    #[arg(long, global = true)]
-    data_dir: Option<PathBuf>,
-    /// Log format.
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -48,11 +41,9 @@ enum Cmd {
     },
 }
 
+/// The `serve` flags, as configuration overrides.
 fn overrides(cli: &Cli) -> Vec<(&'static str, figment::value::Value)> {
     let mut o = Vec::new();
-    if let Some(d) = &cli.data_dir {
-        o.push(("data_dir", d.display().to_string().into()));
-    }
     if let Cmd::Serve { listen, shards } = &cli.cmd {
         if let Some(l) = listen {
             o.push(("server.listen", l.to_string().into()));
@@ -64,20 +55,10 @@ fn overrides(cli: &Cli) -> Vec<(&'static str, figment::value::Value)> {
     o
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.init();
-    }
-}
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
-    let cfg = Config::load(cli.config.as_deref(), &overrides(&cli))?;
+    cli.global.init_logging();
+    let cfg = cli.global.load(overrides(&cli))?;
     match &cli.cmd {
         Cmd::Serve { .. } => serve(cfg),
         Cmd::Token { user, ttl } => mint_token(&cfg, *user, *ttl),

@@ -62,6 +62,23 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    #[test]
+    fn if_none_match_parsing() {
+        let mut h = HeaderMap::new();
+        let d = "ab".repeat(32);
+        assert!(!if_none_match(&h, &d));
+        for v in [format!("\"{d}\""), format!("W/\"{d}\""), format!("\"x\", \"{d}-gzip\""), "*".to_string()] {
+            h.insert(header::IF_NONE_MATCH, HeaderValue::from_str(&v).expect("header"));
+            assert!(if_none_match(&h, &d), "{v}");
+        }
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"abc\""));
+        assert!(!if_none_match(&h, &d));
+        // A second field line is part of the same list.
+        h.append(header::IF_NONE_MATCH, HeaderValue::from_str(&format!("\"{d}\"")).expect("header"));
+        assert!(if_none_match(&h, &d));
+    }
 
     #[test]
     fn limits_are_checked_with_the_key_named() {

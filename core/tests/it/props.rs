@@ -1,6 +1,6 @@
 //! Property tests of the ranking pipeline and the formats against naive references.
 
-use edgewise_core::bundle::{self, Bundle, BundleBuilder, BundleHeader, Candidate, NO_RANK};
+use edgewise_core::bundle::{Bundle, BundleBuilder, BundleHeader, Candidate, NO_RANK};
 use edgewise_core::model::Model;
 use edgewise_core::rank::{Outcome, RankContext, RankOutput, Ranker, cosine};
 use edgewise_core::{abi, check, synth};
@@ -193,16 +193,6 @@ proptest! {
     }
 }
 
-fn fixed_checksum(mut b: Vec<u8>, trailer_len: usize, crc_at_end_minus: usize) -> Vec<u8> {
-    // Recompute the CRC so that mutations reach the content validation, not just the checksum.
-    if b.len() >= trailer_len {
-        let body = b.len() - crc_at_end_minus;
-        let crc = crc32fast::hash(&b[..body]);
-        b[body..body + 4].copy_from_slice(&crc.to_le_bytes());
-    }
-    b
-}
-
 fn small_bundle() -> Vec<u8> {
     synth::bundle(
         &synth::Spec { n: 12, dim: 8, n_features: 3, n_sources: 5, clusters: 3, creators: 4, regions: 4, seed: 1 },
@@ -239,7 +229,9 @@ proptest! {
             let n = b.len();
             b[at % n] = *v;
         }
-        let b = if fix { fixed_checksum(b, bundle::TRAILER_LEN, bundle::TRAILER_LEN) } else { b };
+        if fix {
+            check::fix_bundle_crc(&mut b);
+        }
         let _ = check::bundle_bytes(&b);
     }
 
@@ -262,7 +254,9 @@ proptest! {
             let n = b.len();
             b[at % n] = *v;
         }
-        let b = if fix { fixed_checksum(b, 8, 8) } else { b };
+        if fix {
+            check::fix_model_crc(&mut b);
+        }
         let _ = check::model_bytes(&b);
     }
 

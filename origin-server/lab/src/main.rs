@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use edgewise_lab::train::{Step, TrainOptions};
+use edgewise_origin::cli::GlobalArgs;
 use edgewise_origin::{Config, item::Item, progress_bar};
 
 #[derive(Parser, Debug)]
@@ -17,15 +18,8 @@ use edgewise_origin::{Config, item::Item, progress_bar};
     about = "Offline work on an Edgewise origin's data directory: import, train, evaluate"
 )]
 struct Cli {
-    /// Configuration file (TOML); `EDGEWISE__SECTION__KEY` variables and flags override it.
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    /// Data directory (overrides `data_dir`).
-    #[arg(long, global = true)]
-    data_dir: Option<PathBuf>,
-    /// Log format.
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -89,24 +83,10 @@ enum ImportCmd {
     },
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.init();
-    }
-}
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
-    let mut overrides = Vec::new();
-    if let Some(d) = &cli.data_dir {
-        overrides.push(("data_dir", figment::value::Value::from(d.display().to_string())));
-    }
-    let cfg = Config::load(cli.config.as_deref(), &overrides)?;
+    cli.global.init_logging();
+    let cfg = cli.global.load(Vec::new())?;
     match &cli.cmd {
         Cmd::Import { what: ImportCmd::Items { file, skip_invalid } } => import_items(cfg, file, *skip_invalid),
         Cmd::Import { what: ImportCmd::Movielens { path, skip_invalid } } => {

@@ -63,7 +63,7 @@ pub(super) fn bundle_response(built: &Built, cache_control: &str, request: &Head
     put(header::HeaderName::from_static(headers::SURROGATE_KEY), &keys);
     put(header::HeaderName::from_static(headers::CACHE_TAG), &keys.replace(' ', ","));
     put(header::HeaderName::from_static(headers::BUNDLE_DIGEST), &built.digest);
-    if etag_matches(request, &built.digest) {
+    if edgewise_http::if_none_match(request, &built.digest) {
         return (StatusCode::NOT_MODIFIED, h).into_response();
     }
     put(header::CONTENT_TYPE, BUNDLE_MEDIA_TYPE);

@@ -283,11 +283,6 @@ async fn representation_etag(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Whether `If-None-Match` matches the entity tagged `digest` (in any representation).
-pub fn etag_matches(headers: &HeaderMap, digest: &str) -> bool {
-    edgewise_http::if_none_match(headers, digest)
-}
-
 #[utoipa::path(get, path = "/livez", tag = "health",
     responses((status = 200, description = "the process is alive", content_type = "text/plain", body = String)))]
 async fn livez() -> &'static str {
@@ -359,22 +354,4 @@ fn model_for(st: &AppState, user: Option<u64>) -> Option<Digest> {
 
 fn check_digest(d: &str) -> Result<Digest, ApiError> {
     d.parse().map_err(|e| ApiError::bad_request(format!("{e} (a sha256)")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn if_none_match_parsing() {
-        let mut h = HeaderMap::new();
-        let d = "ab".repeat(32);
-        assert!(!etag_matches(&h, &d));
-        for v in [format!("\"{d}\""), format!("W/\"{d}\""), format!("\"x\", \"{d}-gzip\""), "*".to_string()] {
-            h.insert(header::IF_NONE_MATCH, HeaderValue::from_str(&v).expect("header"));
-            assert!(etag_matches(&h, &d), "{v}");
-        }
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"abc\""));
-        assert!(!etag_matches(&h, &d));
-    }
 }

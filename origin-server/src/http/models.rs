@@ -133,7 +133,7 @@ pub(super) fn immutable_artifact(
     if let Some(v) = signature.filter(|s| !s.is_empty()).and_then(|s| HeaderValue::from_str(s).ok()) {
         h.insert(SIGNATURE_HEADER, v);
     }
-    if etag_matches(headers, digest) {
+    if edgewise_http::if_none_match(headers, digest) {
         return (StatusCode::NOT_MODIFIED, h).into_response();
     }
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -170,7 +170,8 @@ pub(super) async fn put_module(
         }
     };
     let d = Digest::of(&body);
-    let (st2, d2, digest) = (st.clone(), d.to_hex(), d.to_hex());
+    let digest = d.to_hex();
+    let (st2, d2) = (st.clone(), digest.clone());
     tokio::task::spawn_blocking(move || st2.store.put_module(&d2, &body, &signature))
         .await
         .map_err(ApiError::internal)??;
@@ -230,7 +231,7 @@ pub(super) async fn current_model(
     if let Ok(v) = HeaderValue::from_str(&edgewise_wire::etag::strong(&etag)) {
         h.insert(header::ETAG, v);
     }
-    if etag_matches(&request, &etag) {
+    if edgewise_http::if_none_match(&request, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, h).into_response());
     }
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(media::JSON));
