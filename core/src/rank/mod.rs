@@ -148,6 +148,9 @@ pub enum RankError {
     /// NaN or infinity in the context.
     #[error("non-finite value in the {what}")]
     NonFinite { what: &'static str },
+    /// [`Ranker::rank_with_dots`] was given a different number of dot products than the bundle has rows.
+    #[error("{found} dot products for a bundle of {expected} rows")]
+    DotCount { expected: usize, found: usize },
 }
 
 /// The ranking pipeline with its reusable scratch space.
@@ -202,8 +205,18 @@ fn best_first(a: &(f32, u32), b: &(f32, u32)) -> core::cmp::Ordering {
 
 /// Pre-rank score of row `i` given the quantised query and its scale.
 pub fn prerank_score(model: &Model, bundle: &Bundle<'_>, i: usize, query_q: &[i8], query_scale: f32) -> f32 {
+    prerank_from_dot(model, bundle, i, dot_i8(query_q, bundle.embedding(i)), query_scale)
+}
+
+/// Pre-rank score of row `i` from `dot`, the exact int8 dot product of the
+/// quantised query and the row's embedding: [`prerank_score`] without the dot
+/// product, bit for bit (the dot product is an integer, exact wherever it was
+/// computed, and everything after it is the same f32 operations in the same
+/// order).
+#[inline]
+pub fn prerank_from_dot(model: &Model, bundle: &Bundle<'_>, i: usize, dot: i32, query_scale: f32) -> f32 {
     let p = &model.prerank;
-    let dot = dot_i8(query_q, bundle.embedding(i)) as f32 * (query_scale * bundle.scale(i));
+    let dot = dot as f32 * (query_scale * bundle.scale(i));
     let mut s = p.bias + p.w_dot * dot + p.w_retrieval * bundle.retrieval_score(i);
     for (w, f) in p.w_features.iter().zip(bundle.features(i)) {
         s += w * f;
@@ -227,9 +240,26 @@ pub fn mlp_input(
     pre: f32,
     input: &mut Vec<f32>,
 ) {
+    let dot = dot_i8(query_q, bundle.embedding(i));
+    mlp_input_from_dot(model, bundle, i, query_q, query_scale, dot, pre, input);
+}
+
+/// [`mlp_input`] with the row's exact int8 dot product `dot` already known.
+#[allow(clippy::too_many_arguments)] // the row, the query and the dot product: all needed, none optional
+#[inline]
+pub fn mlp_input_from_dot(
+    model: &Model,
+    bundle: &Bundle<'_>,
+    i: usize,
+    query_q: &[i8],
+    query_scale: f32,
+    dot: i32,
+    pre: f32,
+    input: &mut Vec<f32>,
+) {
     let emb = bundle.embedding(i);
     let s = query_scale * bundle.scale(i);
-    input.push(dot_i8(query_q, emb) as f32 * s);
+    input.push(dot as f32 * s);
     input.push(pre);
     input.push(bundle.retrieval_score(i));
     input.extend(bundle.features(i));
@@ -449,8 +479,49 @@ impl Ranker {
         ctx: &RankContext,
         out: &mut RankOutput,
     ) -> Result<(), RankError> {
-        out.items.clear();
-        out.rows.clear();
+        self.rank_by(model, bundle, ctx, out, |q, i| dot_i8(q, bundle.embedding(i)))
+    }
+
+    /// The query [`rank`](Self::rank) would score `bundle` against for `ctx`:
+    /// the blended query quantised to int8, and its scale. Checks everything
+    /// `rank` checks first (schema, shapes, the context), with the same errors,
+    /// so a host that computes the dot products elsewhere (a GPU) refuses bad
+    /// input before doing any work.
+    pub fn quantized_query(
+        &mut self,
+        model: &Model,
+        bundle: &Bundle<'_>,
+        ctx: &RankContext,
+    ) -> Result<(&[i8], f32), RankError> {
+        let query_scale = self.prepare(model, bundle, ctx)?;
+        Ok((&self.query_q, query_scale))
+    }
+
+    /// [`rank`](Self::rank) with the int8 dot products computed elsewhere:
+    /// `dots[i]` is the dot product of [`quantized_query`](Self::quantized_query)'s
+    /// query and row `i`'s embedding. Integers are exact wherever they are
+    /// computed, so with correct dot products the output is bit-identical to
+    /// `rank`'s. The embeddings are still read for the MLP's interaction
+    /// inputs and for diversity.
+    pub fn rank_with_dots(
+        &mut self,
+        model: &Model,
+        bundle: &Bundle<'_>,
+        ctx: &RankContext,
+        dots: &[i32],
+        out: &mut RankOutput,
+    ) -> Result<(), RankError> {
+        if dots.len() != bundle.len() {
+            out.items.clear();
+            out.rows.clear();
+            return Err(RankError::DotCount { expected: bundle.len(), found: dots.len() });
+        }
+        self.rank_by(model, bundle, ctx, out, |_, i| dots[i])
+    }
+
+    /// Checks that `model`, `bundle` and `ctx` fit together and builds the
+    /// quantised query; returns its scale.
+    fn prepare(&mut self, model: &Model, bundle: &Bundle<'_>, ctx: &RankContext) -> Result<f32, RankError> {
         let h = bundle.header();
         if h.feature_schema_hash != model.feature_schema_hash {
             return Err(RankError::SchemaMismatch { bundle: h.feature_schema_hash, model: model.feature_schema_hash });
@@ -463,7 +534,22 @@ impl Ranker {
         shape("source count", usize::from(h.n_sources), usize::from(model.n_sources))?;
         let d = bundle.dim();
         self.build_query(ctx, d)?;
-        let query_scale = math::quantize_into(&self.query, &mut self.query_q);
+        Ok(math::quantize_into(&self.query, &mut self.query_q))
+    }
+
+    /// The pipeline, with row `i`'s int8 dot product given by `dot(query_q, i)`.
+    #[inline(always)]
+    fn rank_by(
+        &mut self,
+        model: &Model,
+        bundle: &Bundle<'_>,
+        ctx: &RankContext,
+        out: &mut RankOutput,
+        dot: impl Fn(&[i8], usize) -> i32,
+    ) -> Result<(), RankError> {
+        out.items.clear();
+        out.rows.clear();
+        let query_scale = self.prepare(model, bundle, ctx)?;
 
         // 1. Integrity filter.
         self.seen.clear();
@@ -483,7 +569,7 @@ impl Ranker {
                 Outcome::Region
             } else {
                 // 2. Pre-rank.
-                let pre = prerank_score(model, bundle, i, &self.query_q, query_scale);
+                let pre = prerank_from_dot(model, bundle, i, dot(&self.query_q, i), query_scale);
                 self.cand.push((pre, i as u32));
                 out.rows.push(RowExplain {
                     outcome: Outcome::PreRankCut,
@@ -509,7 +595,8 @@ impl Ranker {
             self.input.clear();
             for c in &self.cand[start..end] {
                 let i = c.1 as usize;
-                mlp_input(model, bundle, i, &self.query_q, query_scale, out.rows[i].pre_score, &mut self.input);
+                let (q, pre) = (&self.query_q, out.rows[i].pre_score);
+                mlp_input_from_dot(model, bundle, i, q, query_scale, dot(q, i), pre, &mut self.input);
             }
             self.input.resize(MLP_BATCH * width, 0.0);
             mlp_forward_batch(model, &self.input, &mut self.act_a, &mut self.act_b, &mut logits);

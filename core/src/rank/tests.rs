@@ -157,3 +157,35 @@ fn relu_keeps_negative_zero_like_the_reference() {
     let want = mlp_forward(&model, &inputs[..model.input_dim()], &mut a, &mut b);
     assert_eq!(batch[0].to_bits(), want.to_bits());
 }
+
+proptest! {
+    /// Ranking with dot products computed elsewhere is `rank`, bit for bit,
+    /// when they are right; and `quantized_query` refuses what `rank` refuses.
+    #[test]
+    fn rank_with_dots_is_rank(n in 1usize..300, dim in 1u16..40, seed in any::<u64>(), keep in 1u32..100) {
+        let spec = synth::Spec { n, dim, n_features: 3, n_sources: 4, clusters: 4, creators: 9, regions: 4, seed };
+        let model = synth::model(&spec, &[8], keep, seed);
+        let bytes = synth::bundle(&spec, 1_700_000_000_000);
+        let bundle = Bundle::decode(&bytes).expect("synthetic bundle decodes");
+        let ctx = synth::context(&spec, 10, 1_700_000_000_000, seed ^ 3);
+        let mut ranker = Ranker::new();
+        let mut want = RankOutput::default();
+        ranker.rank(&model, &bundle, &ctx, &mut want).expect("ranks");
+        let (q, _) = ranker.quantized_query(&model, &bundle, &ctx).expect("query");
+        let q = q.to_vec();
+        let dots: Vec<i32> = (0..n).map(|i| math::dot_i8(&q, bundle.embedding(i))).collect();
+        let mut got = RankOutput::default();
+        ranker.rank_with_dots(&model, &bundle, &ctx, &dots, &mut got).expect("ranks with dots");
+        prop_assert_eq!(decisions(&got), decisions(&want));
+        let bits = |o: &RankOutput| o.rows.iter().map(|r| [r.pre_score, r.main_score, r.calibrated].map(f32::to_bits)).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&got), bits(&want));
+
+        let err = ranker.rank_with_dots(&model, &bundle, &ctx, &dots[1..], &mut got);
+        prop_assert_eq!(err, Err(RankError::DotCount { expected: n, found: n - 1 }));
+        prop_assert!(got.items.is_empty() && got.rows.is_empty());
+        let mut other = model.clone();
+        other.dim += 1;
+        let refused = matches!(ranker.quantized_query(&other, &bundle, &ctx), Err(RankError::Shape { .. }));
+        prop_assert!(refused, "a model of another dimension is refused");
+    }
+}
