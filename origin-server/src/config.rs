@@ -49,6 +49,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// API keys and user tokens.
     pub auth: AuthConfig,
+    /// Where rankings run.
+    pub rank: RankConfig,
 }
 
 impl Default for Config {
@@ -62,8 +64,31 @@ impl Default for Config {
             cache: CacheConfig::default(),
             ingest: IngestConfig::default(),
             auth: AuthConfig::default(),
+            rank: RankConfig::default(),
         }
     }
+}
+
+/// Where `POST /v1/rank` ranks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RankConfig {
+    /// `"auto"`: the pre-rank scan on a GPU when the machine has a working
+    /// adapter (wgpu: Vulkan, Metal or DirectX 12; `WGPU_BACKEND` narrows
+    /// it), else the CPU, said at start-up; `"off"` (the default): the CPU
+    /// only. The results are byte-identical either way.
+    pub gpu: GpuSetting,
+}
+
+/// The `rank.gpu` setting.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuSetting {
+    /// The CPU core only.
+    #[default]
+    Off,
+    /// The GPU when one works, else the CPU.
+    Auto,
 }
 
 /// HTTP server settings.
@@ -585,6 +610,11 @@ mod tests {
         std::fs::write(&file, "[retrieval.budgets]\nviral = 0.5\n").expect("write");
         let err = Config::load(Some(&file), &[]).expect_err("unknown source");
         assert!(err.to_string().contains("viral"), "{err}");
+        std::fs::write(&file, "[rank]\ngpu = \"always\"\n").expect("write");
+        let err = Config::load(Some(&file), &[]).expect_err("unknown rank.gpu");
+        assert!(err.to_string().contains("always") && err.to_string().contains("auto"), "{err}");
+        std::fs::write(&file, "[rank]\ngpu = \"auto\"\n").expect("write");
+        assert_eq!(Config::load(Some(&file), &[]).expect("loads").rank.gpu, GpuSetting::Auto);
         assert!(Config::load(Some(Path::new("/no/such/file.toml")), &[]).is_err());
     }
 

@@ -349,9 +349,7 @@ impl GpuRanker {
 
         let limits = device.limits();
         let max_chunk_bytes =
-            options.max_chunk_bytes.min(u64::from(limits.max_storage_buffer_binding_size)).min(limits.max_buffer_size)
-                / 4
-                * 4;
+            options.max_chunk_bytes.min(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size) / 4 * 4;
         let summary = AdapterSummary {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
@@ -511,7 +509,7 @@ impl GpuRanker {
         let rows_per_chunk = (self.max_chunk_bytes / row_bytes).min(u64::from(MAX_WORKGROUPS * WORKGROUP)).max(1);
         let dots_bytes = (n as u64 * 4).max(4);
         let limits = self.device.limits();
-        let limit = u64::from(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
+        let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         if dots_bytes > limit {
             return Err(GpuError::TooLarge { what: "the dot products", needed: dots_bytes, limit });
         }
@@ -544,7 +542,7 @@ impl GpuRanker {
             match rows_buf.slice(..).get_mapped_range_mut() {
                 Ok(mut view) => {
                     let src = &column[first as usize * d..(first + rows) as usize * d];
-                    if d % 4 == 0 {
+                    if d.is_multiple_of(4) {
                         view.copy_from_slice(src);
                     } else {
                         // Pad every row to whole words: WebGPU zeroes a buffer

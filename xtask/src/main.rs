@@ -266,11 +266,37 @@ fn ensure_apt(packages: &[(&str, &str)]) -> Result<()> {
     run(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing))
 }
 
+/// The environment the GPU tests (`edgewise-shaders`) need: wgpu on Vulkan
+/// (lavapipe, unless the machine has a GPU), without also probing OpenGL, and a
+/// private runtime directory for Mesa. What the caller already set is kept.
+fn gpu_test_env() -> Result<Vec<(String, String)>> {
+    let mut env = Vec::new();
+    if std::env::var_os("WGPU_BACKEND").is_none() {
+        env.push(("WGPU_BACKEND".to_string(), "vulkan".to_string()));
+    }
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join("edgewise-xdg");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", dir.display()))?;
+        env.push(("XDG_RUNTIME_DIR".to_string(), dir.display().to_string()));
+    }
+    Ok(env)
+}
+
 fn test(root: &Path) -> Result<()> {
     let start = Instant::now();
     ensure_toolchain(&[GUEST_TARGET, BARE_TARGET], &["rustfmt", "clippy"])?;
-    // g++ builds the hnswlib shim (`hnswlib-ffi`); the chart tests render text with DejaVu Sans.
-    ensure_apt(&[("g++", "/usr/bin/g++"), ("fonts-dejavu-core", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")])?;
+    // g++ builds the hnswlib shim (`hnswlib-ffi`); the chart tests render text with DejaVu Sans;
+    // the GPU tests run on Mesa's lavapipe, Vulkan on the CPU (CI has no GPU).
+    let lavapipe = format!("/usr/share/vulkan/icd.d/lvp_icd.{}.json", std::env::consts::ARCH);
+    ensure_apt(&[
+        ("g++", "/usr/bin/g++"),
+        ("fonts-dejavu-core", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+        ("mesa-vulkan-drivers", lavapipe.as_str()),
+    ])?;
+    let gpu_env = gpu_test_env()?;
     let mut steps: Vec<(String, f64)> = Vec::new();
     let mut step = |name: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
         let t = Instant::now();
@@ -313,7 +339,7 @@ fn test(root: &Path) -> Result<()> {
     step("docs (warnings are errors)", &mut || {
         run(cargo().args(["doc", "--workspace", "--no-deps", "--profile", "ci"]).env("RUSTDOCFLAGS", "-D warnings"))
     })?;
-    step("tests", &mut || run(cargo().args(["test", "--workspace", "--profile", "ci"])))?;
+    step("tests", &mut || run(cargo().args(["test", "--workspace", "--profile", "ci"]).envs(gpu_env.clone())))?;
     step("benches compile", &mut || run(cargo().args(["bench", "--workspace", "--no-run", "--profile", "ci"])))?;
     step("fuzz targets compile", &mut || run(cargo().args(["build", "--manifest-path", "core/fuzz/Cargo.toml"])))?;
     println!("\nall checks passed in {:.0} s:", start.elapsed().as_secs_f64());

@@ -14,5 +14,7 @@ pub const FEED_FRAME: &str = "x-edgewise-feed";
 pub const SURROGATE_KEY: &str = "surrogate-key";
 /// Purge keys (Cloudflare's name); carries the same keys as [`SURROGATE_KEY`].
 pub const CACHE_TAG: &str = "cache-tag";
+/// Which path ranked an origin ranking: `gpu` or `cpu` (the bytes are the same either way).
+pub const RANKED_ON: &str = "x-edgewise-ranked-on";
 /// A service key (the alternative to `Authorization: Bearer`).
 pub const API_KEY: &str = "x-api-key";

@@ -153,6 +153,8 @@ pub struct AppState {
     pub tokens: UserTokens,
     /// Body limits and the in-flight cap.
     pub admission: Admission,
+    /// The GPU path for `/v1/rank` (`rank.gpu = "auto"`); `None` when off.
+    pub gpu: Option<std::sync::Mutex<edgewise_shaders::AnyRanker>>,
     regional: moka::future::Cache<(Region, usize), Arc<Built>>,
     by_digest: moka::future::Cache<String, Arc<Built>>,
 }
@@ -190,6 +192,21 @@ impl AppState {
         };
         let tokens = UserTokens::new(&a.user_tokens)?;
         let admission = Admission::new(cfg.server.admission(), metrics.http.clone());
+        let gpu = match cfg.rank.gpu {
+            crate::config::GpuSetting::Off => None,
+            crate::config::GpuSetting::Auto => {
+                match edgewise_shaders::AnyRanker::new(edgewise_shaders::Choice::Auto, &Default::default()) {
+                    Ok(r) => {
+                        tracing::info!(path = %r.path(), "rank.gpu = \"auto\": /v1/rank ranks on this path");
+                        Some(std::sync::Mutex::new(r))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rank.gpu = \"auto\": no GPU path, /v1/rank ranks on the CPU");
+                        None
+                    }
+                }
+            }
+        };
         Ok(Self {
             cfg,
             store,
@@ -202,6 +219,7 @@ impl AppState {
             keys,
             tokens,
             admission,
+            gpu,
             regional,
             by_digest,
         })

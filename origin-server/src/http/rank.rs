@@ -21,7 +21,8 @@ pub struct RankBody {
 }
 
 #[utoipa::path(post, path = "/v1/rank", tag = "ranking", request_body = RankBody,
-    responses((status = 200, body = RankResponse, description = "the ranking with every stage explained"), (status = 400, body = ErrorBody),
+    responses((status = 200, body = RankResponse, description = "the ranking with every stage explained",
+            headers(("x-edgewise-ranked-on" = String, description = "`gpu` or `cpu`: which path ranked (the same result either way)"))), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "no model registered")),
     security(("user_token" = [])))]
 pub(super) async fn rank(
@@ -61,10 +62,10 @@ pub(super) async fn rank(
     let bundle = edgewise_core::bundle::Bundle::decode(&built.bytes).map_err(ApiError::internal)?;
     let view = user.as_ref().map(crate::user::UserState::view).unwrap_or_default();
     let ctx = view.rank_context(k, now, region, st.cfg.index.dim, st.session);
-    let mut out = edgewise_core::rank::RankOutput::default();
-    edgewise_core::rank::Ranker::new()
-        .rank(&model, &bundle, &ctx, &mut out)
-        .map_err(|e| ApiError::internal(format!("ranking failed: {e}")))?;
+    let (st2, bytes) = (st.clone(), built.bytes.clone());
+    let (out, ranked_on) = tokio::task::spawn_blocking(move || rank_blocking(&st2, &model, &bytes, &ctx))
+        .await
+        .map_err(ApiError::internal)??;
     let names = edgewise_core::bundle::SOURCE_NAMES;
     let ids: Vec<u64> = out.items.iter().map(|it| it.id).collect();
     let st2 = st.clone();
@@ -90,7 +91,7 @@ pub(super) async fn rank(
     for r in &out.rows {
         *stages.entry(r.outcome.as_str()).or_insert(0u32) += 1;
     }
-    Ok(axum::Json(RankResponse {
+    let body = axum::Json(RankResponse {
         user: b.user,
         model: digest.to_hex(),
         bundle: built.digest.clone(),
@@ -98,8 +99,33 @@ pub(super) async fn rank(
         sources_dropped: dropped_names(&retrieved),
         stages,
         items,
-    })
-    .into_response())
+    });
+    Ok(([(edgewise_wire::headers::RANKED_ON, ranked_on)], body).into_response())
+}
+
+/// Ranks on the GPU path when `rank.gpu = "auto"` found one, else on the CPU
+/// core (same bytes); returns the output and which path ran. A GPU failure
+/// falls back to the CPU and is logged.
+fn rank_blocking(
+    st: &AppState,
+    model: &edgewise_core::model::Model,
+    bytes: &[u8],
+    ctx: &edgewise_core::RankContext,
+) -> Result<(edgewise_core::rank::RankOutput, &'static str), ApiError> {
+    let bundle = edgewise_core::bundle::Bundle::decode_prechecked(bytes).map_err(ApiError::internal)?;
+    let mut out = edgewise_core::rank::RankOutput::default();
+    let failed = |e: &dyn std::fmt::Display| ApiError::internal(format!("ranking failed: {e}"));
+    let Some(gpu) = &st.gpu else {
+        edgewise_core::rank::Ranker::new().rank(model, &bundle, ctx, &mut out).map_err(|e| failed(&e))?;
+        return Ok((out, "cpu"));
+    };
+    let mut ranker = gpu.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let prepared = ranker.prepare(bundle).map_err(|e| failed(&e))?;
+    let path = ranker.rank(model, &prepared, ctx, &mut out).map_err(|e| failed(&e))?;
+    if let edgewise_shaders::Path::Cpu { fallback: Some(e) } = &path {
+        tracing::warn!(error = %e, "the GPU path failed; ranked on the CPU");
+    }
+    Ok((out, path.name()))
 }
 
 /// `POST /v1/rank`'s answer.

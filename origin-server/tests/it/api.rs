@@ -536,6 +536,7 @@ async fn model_registry_canary_and_origin_ranking() {
         .await
         .expect("request");
     assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[edgewise_wire::headers::RANKED_ON], "cpu", "rank.gpu is off by default");
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["items"].as_array().expect("items").len(), 10);
     assert_eq!(v["candidates"], 80);
@@ -562,11 +563,29 @@ async fn model_registry_canary_and_origin_ranking() {
     }
     s.stop().await;
 
-    // The manifest survives a restart.
-    let s = Server::start(cfg).await;
+    // The manifest survives a restart; this time `/v1/rank` may use the GPU
+    // (lavapipe in CI). The GPU path's bytes equal the core's (the
+    // edgewise-shaders conformance tests); here: it is used and explains all.
+    let mut gpu_cfg = cfg.clone();
+    gpu_cfg.rank.gpu = edgewise_origin::config::GpuSetting::Auto;
+    let s = Server::start(gpu_cfg).await;
     let v: Value = s.client.get(s.u("/v1/models/current")).send().await.expect("request").json().await.expect("json");
     assert_eq!(v["stable"], d1.as_str());
     assert_eq!(v["canary"]["digest"], d2.as_str());
+    let r = s
+        .client
+        .post(s.u("/v1/rank"))
+        .bearer_auth(tok(3))
+        .json(&json!({"user": 3, "region": 1, "k": 10, "candidates": 80}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[edgewise_wire::headers::RANKED_ON], "gpu", "rank.gpu = \"auto\" with an adapter");
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["items"].as_array().expect("items").len(), 10);
+    let explained: u64 = v["stages"].as_object().expect("stages").values().filter_map(Value::as_u64).sum();
+    assert_eq!(explained, 80, "{v}");
     s.stop().await;
 }
 

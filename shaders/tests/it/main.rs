@@ -66,7 +66,7 @@ fn on_gpu(
 /// twins tie, or nearly tie, on every score.
 fn with_twins(bytes: &[u8], nudge: bool) -> Vec<u8> {
     let b = Bundle::decode(bytes).expect("bundle decodes");
-    let mut out = BundleBuilder::new(b.header().clone()).expect("same header");
+    let mut out = BundleBuilder::new(*b.header()).expect("same header");
     let (mut f, mut r) = (Vec::new(), Vec::new());
     for i in 0..b.len() {
         let row = b.row(i, &mut f, &mut r);
