@@ -288,6 +288,18 @@ impl GpuBundle<'_> {
     }
 }
 
+/// Packs int8 lanes four to a little-endian word, the last word zero-padded.
+fn pack(q: &[i8], words: &mut Vec<u32>) {
+    words.clear();
+    words.extend(q.chunks(4).map(|c| {
+        let mut lanes = [0u8; 4];
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l = x as u8;
+        }
+        u32::from_le_bytes(lanes)
+    }));
+}
+
 /// The first error an error scope caught, as a [`GpuError`].
 fn scope_error(e: Option<wgpu::Error>, what: &'static str) -> Result<(), GpuError> {
     match e {
@@ -615,16 +627,38 @@ impl GpuRanker {
         self.check_usable()?;
         let b = &bundle.bundle;
         let (q, _) = self.ranker.quantized_query(model, b, ctx)?;
-        self.words.clear();
-        self.words.extend(q.chunks(4).map(|c| {
-            let mut lanes = [0u8; 4];
-            for (l, &x) in lanes.iter_mut().zip(c) {
-                *l = x as u8;
-            }
-            u32::from_le_bytes(lanes)
-        }));
-        if b.is_empty() {
-            return Ok(self.ranker.rank_with_dots(model, b, ctx, &[], out)?);
+        pack(q, &mut self.words);
+        let mut ranker = std::mem::take(&mut self.ranker);
+        let ranked = self.scan(bundle, |dots| ranker.rank_with_dots(model, b, ctx, dots, out));
+        self.ranker = ranker;
+        Ok(ranked??)
+    }
+
+    /// The pre-rank scan alone: `out[i]` becomes the int8 dot product of
+    /// `query` and row `i` of the resident bundle, computed on the GPU (what
+    /// [`rank`](Self::rank) runs before the core finishes).
+    pub fn dot_products(&mut self, bundle: &GpuBundle<'_>, query: &[i8], out: &mut Vec<i32>) -> Result<(), GpuError> {
+        if bundle.owner != self.id {
+            return Err(GpuError::ForeignBundle);
+        }
+        self.check_usable()?;
+        let d = bundle.bundle.dim();
+        if query.len() != d {
+            return Err(RankError::QueryDimension { what: "query", expected: d, found: query.len() }.into());
+        }
+        pack(query, &mut self.words);
+        self.scan(bundle, |dots| {
+            out.clear();
+            out.extend_from_slice(dots);
+        })
+    }
+
+    /// Runs the scan with the query in `self.words` and hands the dot
+    /// products, read in place from the mapped readback buffer, to `f`.
+    fn scan<R>(&mut self, bundle: &GpuBundle<'_>, f: impl FnOnce(&[i32]) -> R) -> Result<R, GpuError> {
+        let n = bundle.bundle.len() as u64;
+        if n == 0 {
+            return Ok(f(&[]));
         }
         let query_bytes = self.words.len() as u64 * 4;
         match self.upload.slice(..query_bytes).get_mapped_range_mut() {
@@ -632,7 +666,6 @@ impl GpuRanker {
             Err(e) => return Err(self.fail(GpuError::Map { what: "query upload", message: e.to_string() })),
         }
         self.upload.unmap();
-        let n = b.len() as u64;
         let mut encoder =
             self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("edgewise rank") });
         encoder.copy_buffer_to_buffer(&self.upload, 0, &self.query, 0, query_bytes);
@@ -672,17 +705,14 @@ impl GpuRanker {
         if let Err(e) = mapped(&write, "query upload").and(mapped(&read, "dot products")) {
             return Err(self.fail(e));
         }
-        let ranked = match bundle.readback.slice(..n * 4).get_mapped_range() {
+        let result = match bundle.readback.slice(..n * 4).get_mapped_range() {
             Ok(view) => match bytemuck::try_cast_slice::<u8, i32>(&view) {
-                Ok(dots) => Ok(self.ranker.rank_with_dots(model, b, ctx, dots, out)),
+                Ok(dots) => Ok(f(dots)),
                 Err(e) => Err(GpuError::Map { what: "dot products", message: e.to_string() }),
             },
             Err(e) => Err(GpuError::Map { what: "dot products", message: e.to_string() }),
         };
         bundle.readback.unmap();
-        match ranked {
-            Ok(r) => Ok(r?),
-            Err(e) => Err(self.fail(e)),
-        }
+        result.map_err(|e| self.fail(e))
     }
 }

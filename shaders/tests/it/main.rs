@@ -198,6 +198,14 @@ fn a_chunked_column_ranks_the_same() {
         let mut out = RankOutput::default();
         g.rank(&model, &resident, &ctx, &mut out).expect("rank");
         assert!(encode(&out, &bundle, &m) == cpu(&model, &m, &bundle, &ctx).expect("cpu"), "n {n}, d {dim}");
+        // The scan alone, with extreme lanes: exact against the core's integer dot product.
+        let query: Vec<i8> = (0..usize::from(dim)).map(|j| [-128i8, 127, -1, 0, 1, -127][j % 6]).collect();
+        let mut dots = Vec::new();
+        g.dot_products(&resident, &query, &mut dots).expect("scan");
+        let want: Vec<i32> = (0..n).map(|i| edgewise_core::math::dot_i8(&query, bundle.embedding(i))).collect();
+        assert_eq!(dots, want, "n {n}, d {dim}");
+        let short = g.dot_products(&resident, &query[1..], &mut dots).expect_err("a query of another dimension");
+        assert!(matches!(short, GpuError::Refused(RankError::QueryDimension { .. })), "{short:?}");
         println!("n {n}, d {dim}: {} chunks, byte-identical", resident.chunks());
     }
 }
