@@ -143,6 +143,11 @@ impl AnyRanker {
         self.gpu.as_ref()
     }
 
+    /// The GPU ranker, mutably (to [`destroy`](GpuRanker::destroy) it, say).
+    pub fn gpu_mut(&mut self) -> Option<&mut GpuRanker> {
+        self.gpu.as_mut()
+    }
+
     /// The path rankings take now: the GPU's adapter, or the CPU and why.
     pub fn path(&self) -> Path {
         match &self.gpu {

@@ -483,6 +483,14 @@ impl GpuRanker {
         self.max_chunk_bytes
     }
 
+    /// Gives the device up now, freeing its memory. Every later call returns
+    /// [`GpuError::DeviceLost`], as after a driver reset: this is also how the
+    /// tests lose a device on purpose.
+    pub fn destroy(&mut self) {
+        self.device.destroy();
+        lock(&self.signals).lost.get_or_insert_with(|| ("Destroyed".into(), "GpuRanker::destroy was called".into()));
+    }
+
     /// Fails if the device was lost or an earlier call left the ranker unusable.
     fn check_usable(&mut self) -> Result<(), GpuError> {
         if let Some(why) = &self.broken {

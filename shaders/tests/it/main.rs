@@ -326,3 +326,47 @@ fn without_an_adapter_auto_falls_back_to_the_cpu_and_says_so() {
     assert_eq!("auto".parse::<Choice>(), Ok(Choice::Auto));
     assert!("fast".parse::<Choice>().unwrap_err().contains("\"auto\", \"gpu\" or \"cpu\""));
 }
+
+/// A lost device is an error, never a panic: the GPU ranker says so on every
+/// later call, and `auto` falls back to the CPU with the same bytes, reports
+/// why, and stays on the CPU.
+#[test]
+fn a_lost_device_is_reported_and_auto_falls_back() {
+    let spec = synth::Spec::new(600, 64, 21);
+    let model = synth::model(&spec, &[16], 200, 22);
+    let m = model.encode().expect("model");
+    let bytes = synth::bundle(&spec, NOW);
+    let bundle = Bundle::decode(&bytes).expect("bundle");
+    let ctx = synth::context(&spec, 20, NOW, 23);
+    let want = cpu(&model, &m, &bundle, &ctx).expect("cpu");
+    let mut out = RankOutput::default();
+
+    let mut g = gpu(PackedDot::Auto);
+    let resident = g.upload(bundle).expect("upload");
+    g.destroy();
+    let lost = g.rank(&model, &resident, &ctx, &mut out).expect_err("the device is gone");
+    assert!(matches!(lost, GpuError::DeviceLost { .. }), "{lost:?}");
+    let again = g.upload(bundle).expect_err("still gone");
+    assert!(matches!(again, GpuError::Unusable(_)), "{again:?}");
+    assert!(g.dot_products(&resident, &[0; 64], &mut Vec::new()).is_err());
+
+    let mut auto = AnyRanker::new(Choice::Auto, &GpuOptions::default()).expect("auto");
+    let prepared = auto.prepare(bundle).expect("prepare");
+    auto.gpu_mut().expect("a GPU under auto on this machine").destroy();
+    let path = auto.rank(&model, &prepared, &ctx, &mut out).expect("falls back");
+    println!("after losing the device: {path}");
+    assert!(matches!(path, Path::Cpu { fallback: Some(GpuError::DeviceLost { .. }) }), "{path}");
+    assert!(encode(&out, &bundle, &m) == want);
+    assert!(auto.gpu().is_none(), "auto stays on the CPU");
+    let prepared = auto.prepare(bundle).expect("prepare");
+    let path = auto.rank(&model, &prepared, &ctx, &mut out).expect("cpu");
+    assert!(matches!(path, Path::Cpu { fallback: Some(GpuError::DeviceLost { .. }) }), "{path}");
+    assert!(encode(&out, &bundle, &m) == want);
+
+    // Under `gpu` the failure is returned, not hidden.
+    let mut forced = AnyRanker::new(Choice::Gpu, &GpuOptions::default()).expect("gpu");
+    let prepared = forced.prepare(bundle).expect("prepare");
+    forced.gpu_mut().expect("gpu").destroy();
+    let err = forced.rank(&model, &prepared, &ctx, &mut out).expect_err("gpu only");
+    assert!(matches!(err, GpuError::DeviceLost { .. }), "{err:?}");
+}
