@@ -76,7 +76,13 @@ pub struct RankConfig {
     /// `"auto"`: the pre-rank scan on a GPU when the machine has a working
     /// adapter (wgpu: Vulkan, Metal or DirectX 12; `WGPU_BACKEND` narrows
     /// it), else the CPU, said at start-up; `"off"` (the default): the CPU
-    /// only. The results are byte-identical either way.
+    /// only. The results are byte-identical either way. Each request's bundle
+    /// is built for it and uploaded before the scan, so at the candidate
+    /// counts the origin serves (hundreds to thousands) the upload and the
+    /// dispatch cost more than the scan saves; the GPU path pays where a
+    /// large bundle stays resident and is re-ranked many times (the browser
+    /// and the edge). Measure before turning it on (BENCHMARKS.md, "GPU path
+    /// against the CPU core").
     pub gpu: GpuSetting,
 }
 
