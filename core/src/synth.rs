@@ -185,6 +185,23 @@ pub fn model(spec: &Spec, hidden: &[usize], prerank_keep: u32, seed: u64) -> Mod
     m
 }
 
+/// [`model`] without the interaction inputs when `interaction` is false: the
+/// first layer then reads only the dot product, the pre-rank score, retrieval,
+/// features and sources, with fixed weights. The conformance tests draw both
+/// kinds.
+pub fn model_with_interaction(spec: &Spec, hidden: &[usize], prerank_keep: u32, seed: u64, interaction: bool) -> Model {
+    let mut m = model(spec, hidden, prerank_keep, seed);
+    if !interaction {
+        m.interaction = false;
+        let inputs = m.input_dim();
+        if let Some(first) = m.mlp.first_mut() {
+            first.weights = (0..inputs * first.outputs).map(|i| ((i * 7919) % 101) as f32 / 101.0 - 0.5).collect();
+            first.inputs = inputs;
+        }
+    }
+    m
+}
+
 /// A user context: a base embedding near a cluster, a session with a few
 /// interactions, some seen items and blocked creators.
 pub fn context(spec: &Spec, k: u32, now_ms: u64, seed: u64) -> RankContext {

@@ -133,14 +133,7 @@ fn gpu_and_cpu_rankings_are_byte_identical() {
     let case = |spec: synth::Spec, depth: usize, keep: u32, interaction: bool, k: u32, twins: u8| {
         let seed = spec.seed;
         let hidden: Vec<usize> = [32, 16, 8][..depth].to_vec();
-        let mut model = synth::model(&spec, &hidden, keep, seed ^ 1);
-        if !interaction {
-            model.interaction = false;
-            let inputs = model.input_dim();
-            let first = &mut model.mlp[0];
-            first.weights = (0..inputs * first.outputs).map(|i| ((i * 7919) % 101) as f32 / 101.0 - 0.5).collect();
-            first.inputs = inputs;
-        }
+        let model = synth::model_with_interaction(&spec, &hidden, keep, seed ^ 1, interaction);
         let model_bytes = model.encode().expect("model encodes");
         let mut bytes = synth::bundle(&spec, NOW);
         if twins > 0 {

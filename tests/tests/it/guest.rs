@@ -82,14 +82,7 @@ fn guest_and_native_rankings_are_bit_identical() {
         .run(&strategy, |(n, dim, n_features, n_sources, clusters, creators, seed, k, depth, keep, interaction)| {
             let spec = synth::Spec { n, dim, n_features, n_sources, clusters, creators, regions: 8, seed };
             let hidden: Vec<usize> = [32, 16, 8][..depth].to_vec();
-            let mut model = synth::model(&spec, &hidden, keep, seed ^ 1);
-            if !interaction {
-                model.interaction = false;
-                let inputs = model.input_dim();
-                let first = &mut model.mlp[0];
-                first.weights = (0..inputs * first.outputs).map(|i| ((i * 7919) % 101) as f32 / 101.0 - 0.5).collect();
-                first.inputs = inputs;
-            }
+            let model = synth::model_with_interaction(&spec, &hidden, keep, seed ^ 1, interaction);
             let model_bytes = model.encode().expect("model encodes");
             let bundle_bytes = synth::bundle(&spec, 1_700_000_000_000);
             let ctx = synth::context(&spec, k, 1_700_000_000_000, seed ^ 2);
