@@ -317,6 +317,34 @@ pub fn decode_result(b: &[u8]) -> Result<(RankOutput, ModelMatch), FormatError> 
     Ok((out, model_match))
 }
 
+/// Decodes the context into `ctx` and the bundle, for a loaded `model`; a
+/// failure's message goes to `error`.
+fn prepare<'b, 'm>(
+    model: &'m Option<(Model, Digest)>,
+    ctx: &mut RankContext,
+    error: &mut String,
+    bundle: &'b [u8],
+    ctx_bytes: &[u8],
+) -> Result<(Bundle<'b>, &'m (Model, Digest)), Status> {
+    error.clear();
+    let Some(model) = model.as_ref() else {
+        error.push_str("no model loaded: call ew_load_model first");
+        return Err(Status::NoModel);
+    };
+    if let Err(e) = decode_context(ctx_bytes, ctx) {
+        let _ = write!(error, "invalid context: {e}");
+        return Err(Status::BadContext);
+    }
+    let decoded = if ctx.checksum_verified { Bundle::decode_prechecked(bundle) } else { Bundle::decode(bundle) };
+    match decoded {
+        Ok(b) => Ok((b, model)),
+        Err(e) => {
+            let _ = write!(error, "invalid bundle: {e}");
+            Err(Status::BadBundle)
+        }
+    }
+}
+
 /// The state behind the guest's exports: a loaded model, a ranker with its
 /// scratch space, and the last result or error.
 #[derive(Debug, Default)]
@@ -361,23 +389,47 @@ impl Engine {
 
     /// Ranks a bundle with an encoded context; on success the result is in [`result`](Self::result).
     pub fn rank(&mut self, bundle: &[u8], ctx: &[u8]) -> Status {
+        self.rank_inner(bundle, ctx, None)
+    }
+
+    /// [`rank`](Self::rank) with the int8 dot products computed elsewhere (a
+    /// GPU): `dots[i]` is the dot product of [`quantized_query`](Self::quantized_query)'s
+    /// query with row `i` ([`Ranker::rank_with_dots`]). Same result, bit for bit.
+    pub fn rank_with_dots(&mut self, bundle: &[u8], ctx: &[u8], dots: &[i32]) -> Status {
+        self.rank_inner(bundle, ctx, Some(dots))
+    }
+
+    /// The quantised query a ranking of `bundle` for `ctx` scores rows
+    /// against, after every check [`rank`](Self::rank) makes; on success it is
+    /// in [`result`](Self::result) as `d` signed bytes.
+    pub fn quantized_query(&mut self, bundle: &[u8], ctx: &[u8]) -> Status {
         self.result.clear();
-        let Some((model, digest)) = self.model.as_ref() else {
-            self.error.clear();
-            self.error.push_str("no model loaded: call ew_load_model first");
-            return Status::NoModel;
+        let (b, model) = match prepare(&self.model, &mut self.ctx, &mut self.error, bundle, ctx) {
+            Ok(x) => x,
+            Err(status) => return status,
         };
-        if let Err(e) = decode_context(ctx, &mut self.ctx) {
-            return self.fail(Status::BadContext, "invalid context", &e);
+        match self.ranker.quantized_query(&model.0, &b, &self.ctx) {
+            Ok((q, _)) => {
+                self.result.extend(q.iter().map(|&x| x as u8));
+                self.error.clear();
+                Status::Ok
+            }
+            Err(e) => self.fail(Status::Incompatible, "cannot rank", &e),
         }
-        let decoded =
-            if self.ctx.checksum_verified { Bundle::decode_prechecked(bundle) } else { Bundle::decode(bundle) };
-        let b = match decoded {
-            Ok(b) => b,
-            Err(e) => return self.fail(Status::BadBundle, "invalid bundle", &e),
+    }
+
+    fn rank_inner(&mut self, bundle: &[u8], ctx: &[u8], dots: Option<&[i32]>) -> Status {
+        self.result.clear();
+        let (b, (model, digest)) = match prepare(&self.model, &mut self.ctx, &mut self.error, bundle, ctx) {
+            Ok(x) => x,
+            Err(status) => return status,
         };
         let model_match = ModelMatch::of(b.header().model_digest, *digest);
-        if let Err(e) = self.ranker.rank(model, &b, &self.ctx, &mut self.out) {
+        let ranked = match dots {
+            None => self.ranker.rank(model, &b, &self.ctx, &mut self.out),
+            Some(dots) => self.ranker.rank_with_dots(model, &b, &self.ctx, dots, &mut self.out),
+        };
+        if let Err(e) = ranked {
             return self.fail(Status::Incompatible, "cannot rank", &e);
         }
         encode_result(&self.out, model_match, &mut self.result);
@@ -407,6 +459,33 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The engine's split path (query out, dot products in) gives `rank`'s
+    /// bytes, and refuses what `rank` refuses with the same status.
+    #[test]
+    fn rank_with_dots_through_the_engine_is_rank() {
+        let spec = crate::synth::Spec::new(500, 24, 5);
+        let model = crate::synth::model(&spec, &[8], 100, 6).encode().expect("model");
+        let bundle = crate::synth::bundle(&spec, 1_700_000_000_000);
+        let mut ctx = Vec::new();
+        encode_context(&crate::synth::context(&spec, 10, 1_700_000_000_000, 7), &mut ctx);
+        let mut e = Engine::new();
+        assert_eq!(e.quantized_query(&bundle, &ctx), Status::NoModel);
+        assert_eq!(e.load_model(&model), Status::Ok);
+        assert_eq!(e.rank(&bundle, &ctx), Status::Ok, "{}", e.error());
+        let want = e.result().to_vec();
+        assert_eq!(e.quantized_query(&bundle, &ctx), Status::Ok, "{}", e.error());
+        let q: Vec<i8> = e.result().iter().map(|&x| x as i8).collect();
+        assert_eq!(q.len(), 24);
+        let b = Bundle::decode(&bundle).expect("bundle");
+        let dots: Vec<i32> = (0..b.len()).map(|i| crate::math::dot_i8(&q, b.embedding(i))).collect();
+        assert_eq!(e.rank_with_dots(&bundle, &ctx, &dots), Status::Ok, "{}", e.error());
+        assert_eq!(e.result(), &want[..]);
+        assert_eq!(e.rank_with_dots(&bundle, &ctx, &dots[1..]), Status::Incompatible);
+        assert!(e.error().contains("499 dot products"), "{}", e.error());
+        assert_eq!(e.quantized_query(&bundle[1..], &ctx), Status::BadBundle);
+        assert_eq!(e.quantized_query(&bundle, &ctx[1..]), Status::BadContext);
+    }
 
     /// Found while making the `decode_context` fuzz target checksum-aware
     /// (and confirmed with it): a context whose session section holds a valid

@@ -8,6 +8,8 @@
 //! | `cargo xtask test` | every test and check CI runs (README's test command) |
 //! | `cargo xtask bench` | the native-vs-guest ranking benchmark |
 //! | `cargo xtask fuzz [--seconds N] [--targets a,b]` | a fuzz campaign over `core/fuzz/`'s targets, N seconds each; prints executions and coverage per target (`fuzz.rs`) |
+//! | `cargo xtask npm` | builds and packs the npm package `edgewise` into `<target>/npm/edgewise-<version>.tgz`, with its sizes (`npm.rs`) |
+//! | `cargo xtask npm-test` | installs that tarball into a scratch app and runs the Node tests against it |
 //! | `cargo xtask layering [--edges] [CRATE_SRC ...]` | reads each crate's `use` graph between top-level modules; prints cycles (file:line per edge) and a topological order, fails on a cycle (`layering/`) |
 //!
 //! Each command installs what it needs (rustup targets and components) first.
@@ -21,6 +23,7 @@ use anyhow::{Context, Result, bail};
 
 mod fuzz;
 mod layering;
+mod npm;
 
 const GUEST_TARGET: &str = "wasm32-unknown-unknown";
 /// A target with no `std` at all: building the core for it proves it is `no_std`.
@@ -38,9 +41,11 @@ fn main() -> Result<()> {
         Some("bench") => bench(&root, &args[1..]),
         Some("fuzz") => fuzz::run(&root, &args[1..]),
         Some("layering") => layering::run(&root, &args[1..]),
+        Some("npm") => npm::build(&root).map(|_| ()),
+        Some("npm-test") => npm::test(&root),
         other => {
             eprintln!(
-                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b] | layering [--edges] [CRATE_SRC ...]>"
+                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b] | layering [--edges] [CRATE_SRC ...] | npm | npm-test>"
             );
             if let Some(o) = other {
                 bail!("unknown command {o:?}");
@@ -340,6 +345,7 @@ fn test(root: &Path) -> Result<()> {
         run(cargo().args(["doc", "--workspace", "--no-deps", "--profile", "ci"]).env("RUSTDOCFLAGS", "-D warnings"))
     })?;
     step("tests", &mut || run(cargo().args(["test", "--workspace", "--profile", "ci"]).envs(gpu_env.clone())))?;
+    step("npm package: build, pack, Node tests", &mut || npm::test(root))?;
     step("benches compile", &mut || run(cargo().args(["bench", "--workspace", "--no-run", "--profile", "ci"])))?;
     step("fuzz targets compile", &mut || run(cargo().args(["build", "--manifest-path", "core/fuzz/Cargo.toml"])))?;
     println!("\nall checks passed in {:.0} s:", start.elapsed().as_secs_f64());

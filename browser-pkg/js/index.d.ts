@@ -1,0 +1,115 @@
+// Types for the `edgewise` package (js/index.js).
+
+/** What went wrong: the `code` of every `EdgewiseError`. */
+export type ErrorCode =
+  | 'wasm-load'
+  | 'bad-model'
+  | 'no-model'
+  | 'bad-bundle'
+  | 'bad-context'
+  | 'bad-session'
+  | 'incompatible'
+  | 'internal';
+
+/** Every error this package throws. */
+export class EdgewiseError extends Error {
+  constructor(code: ErrorCode | string, message: string, options?: { cause?: unknown });
+  readonly name: 'EdgewiseError';
+  readonly code: ErrorCode | string;
+}
+
+/** What `Core.load` accepts: the default is the `.wasm` shipped next to the package's JavaScript. */
+export type WasmInput = URL | string | Response | Promise<Response> | BufferSource | WebAssembly.Module;
+
+/** The ranking core. */
+export class Core {
+  /** Loads the wasm module (once per page or worker) and returns a core with no model. */
+  static load(wasm?: WasmInput): Promise<Core>;
+  /** Decodes and installs a model; returns its sha256 (hex). */
+  loadModel(bytes: Uint8Array): string;
+  /** The loaded model's sha256 (hex). */
+  readonly modelDigest: string | undefined;
+  /** Ranks a bundle for an `EWCX` context; returns the `EWRS` result bytes. */
+  rank(bundle: Uint8Array, context: Uint8Array): Uint8Array;
+  /** The int8 query a GPU scan needs, after every check `rank` makes. */
+  quantizedQuery(bundle: Uint8Array, context: Uint8Array): Int8Array;
+  /** `rank` from every row's int8 dot product with `quantizedQuery`'s query: the same bytes. */
+  rankWithDots(bundle: Uint8Array, context: Uint8Array, dots: Int32Array): Uint8Array;
+  /** Frees the core's memory now. */
+  free(): void;
+}
+
+/** The fields of a ranking context. */
+export interface ContextOptions {
+  /** Items to return (default 20). */
+  k?: number;
+  /** The user's region, 0–31; none filters nothing. */
+  region?: number;
+  /** Now, in ms since the Unix epoch (default `Date.now()`). */
+  nowMs?: number;
+  /** Item ids not to show again. */
+  seen?: Iterable<bigint | number>;
+  /** Creator ids the user blocked. */
+  blocked?: Iterable<number>;
+  /** The user's long-term embedding (empty: anonymous). */
+  base?: ArrayLike<number>;
+  /** A session state (`sessionNew`, `sessionObserve`). */
+  session?: Uint8Array;
+  /** Pre-rank keep override (0: the model's). */
+  prerankKeep?: number;
+  /** The bundle's checksum was checked when it entered the cache (`verifyBundle`). */
+  checksumVerified?: boolean;
+}
+
+/** Builds an `EWCX` context (after `Core.load()`). */
+export function encodeContext(options?: ContextOptions): Uint8Array;
+
+/** One ranked item. */
+export interface RankedItem {
+  id: bigint;
+  row: number;
+  score: number;
+  preScore: number;
+  mainScore: number;
+  mmrPenalty: number;
+  mmrScore: number;
+}
+
+/** A decoded `EWRS` result. */
+export interface RankResult {
+  modelMatch: 'any' | 'match' | 'mismatch';
+  items: RankedItem[];
+  /** Per bundle row: the outcome code (an index into `outcomes`) and each stage's score (NaN where not reached). */
+  rows: { outcome: Uint8Array; preScore: Float32Array; mainScore: Float32Array; calibrated: Float32Array };
+  /** Outcome names by code. */
+  outcomes: string[];
+}
+
+/** Decodes `EWRS` bytes. */
+export function decodeResult(bytes: Uint8Array): RankResult;
+
+/** Checks a bundle's checksum and structure once; returns its row count. */
+export function verifyBundle(bytes: Uint8Array): number;
+
+/** A fresh session state for embeddings of dimension `dim`. */
+export function sessionNew(dim: number): Uint8Array;
+
+/** An interaction the session embedding learns from at once. */
+export interface SessionEvent {
+  /** The bundle row interacted with. */
+  row: number;
+  kind: 'impression' | 'click' | 'like' | 'skip' | 'hide' | 'dwell';
+  /** For `dwell`. */
+  dwellMs?: number;
+  /** Default `Date.now()`. */
+  nowMs?: number;
+}
+
+/** The session state after an interaction with a row of `bundle`. */
+export function sessionObserve(state: Uint8Array, bundle: Uint8Array, event: SessionEvent): Uint8Array;
+
+/** A session state's dimension, event count and last event time. */
+export function sessionInfo(state: Uint8Array): { dim: number; events: number; lastMs: number };
+
+/** The version of the byte formats this build speaks. */
+export function abiVersion(): number;

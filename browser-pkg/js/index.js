@@ -1,0 +1,236 @@
+// edgewise: the Edgewise ranking core in the browser.
+//
+// The low-level entry: `Core.load(wasm?)`, then `core.loadModel(bytes)` and
+// `core.rank(bundle, context)`, which returns the `EWRS` result bytes, the same
+// bytes the origin's and the edge's cores produce for the same inputs.
+// Everything that fails throws an `EdgewiseError` with a `code`.
+
+import init, * as wasm from './edgewise_core.js';
+
+/** Every error this package throws. `code` says what went wrong. */
+export class EdgewiseError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {{ cause?: unknown }} [options]
+   */
+  constructor(code, message, options) {
+    super(message, options);
+    this.name = 'EdgewiseError';
+    this.code = code;
+  }
+}
+
+/** @param {unknown} e */
+function toEdgewiseError(e) {
+  if (e instanceof EdgewiseError) return e;
+  if (e && typeof e === 'object' && /** @type {any} */ (e).name === 'EdgewiseError') {
+    const err = /** @type {any} */ (e);
+    return new EdgewiseError(String(err.code ?? 'internal'), String(err.message));
+  }
+  const message = e && typeof e === 'object' && 'message' in e ? String(/** @type {any} */ (e).message) : String(e);
+  return new EdgewiseError('internal', message, { cause: e });
+}
+
+/**
+ * @template T
+ * @param {() => T} f
+ * @returns {T}
+ */
+function call(f) {
+  try {
+    return f();
+  } catch (e) {
+    throw toEdgewiseError(e);
+  }
+}
+
+/** @type {Promise<unknown> | null} */
+let loading = null;
+
+/**
+ * Instantiates the wasm module once per page (or worker). `wasm` may be a
+ * URL (or string), a `Response` (or a promise of one), the module's bytes or
+ * a compiled `WebAssembly.Module`; by default the `.wasm` next to this file,
+ * which bundlers (Vite, webpack 5) find through `new URL(…, import.meta.url)`.
+ * @param {URL | string | Response | Promise<Response> | BufferSource | WebAssembly.Module} [wasmInput]
+ */
+async function instantiate(wasmInput) {
+  if (loading === null) {
+    const source = wasmInput ?? new URL('./edgewise_core_bg.wasm', import.meta.url);
+    loading = init({ module_or_path: source }).catch((e) => {
+      loading = null;
+      throw new EdgewiseError('wasm-load', `the edgewise core could not be loaded: ${e?.message ?? e}`, { cause: e });
+    });
+  }
+  await loading;
+}
+
+/** The ranking core: a loaded model and a ranker with its scratch space. */
+export class Core {
+  /** @type {wasm.Core} */
+  #core;
+
+  /** Use `Core.load()`. */
+  constructor() {
+    if (loading === null) {
+      throw new EdgewiseError('wasm-load', 'call `await Core.load()` before creating a Core');
+    }
+    this.#core = call(() => new wasm.Core());
+  }
+
+  /**
+   * Loads the wasm module (once) and returns a core with no model.
+   * @param {URL | string | Response | Promise<Response> | BufferSource | WebAssembly.Module} [wasmInput]
+   */
+  static async load(wasmInput) {
+    await instantiate(wasmInput);
+    return new Core();
+  }
+
+  /**
+   * Decodes and installs a model; returns its sha256 (hex).
+   * @param {Uint8Array} bytes
+   */
+  loadModel(bytes) {
+    return call(() => this.#core.loadModel(bytes));
+  }
+
+  /** The loaded model's sha256 (hex), or `undefined`. */
+  get modelDigest() {
+    return this.#core.modelDigest();
+  }
+
+  /**
+   * Ranks a bundle for an `EWCX` context (`encodeContext`); returns the `EWRS` bytes.
+   * @param {Uint8Array} bundle
+   * @param {Uint8Array} context
+   */
+  rank(bundle, context) {
+    return call(() => this.#core.rank(bundle, context));
+  }
+
+  /**
+   * The int8 query a ranking of `bundle` for `context` scores rows against
+   * (what a GPU scan needs), after every check `rank` makes.
+   * @param {Uint8Array} bundle
+   * @param {Uint8Array} context
+   */
+  quantizedQuery(bundle, context) {
+    return call(() => this.#core.quantizedQuery(bundle, context));
+  }
+
+  /**
+   * `rank`, given every row's int8 dot product with `quantizedQuery`'s query
+   * (computed on the GPU): the same bytes.
+   * @param {Uint8Array} bundle
+   * @param {Uint8Array} context
+   * @param {Int32Array} dots
+   */
+  rankWithDots(bundle, context, dots) {
+    if (!(dots instanceof Int32Array)) {
+      throw new EdgewiseError('incompatible', 'dots must be an Int32Array');
+    }
+    return call(() => this.#core.rankWithDots(bundle, context, dots));
+  }
+
+  /** Frees the core's memory now (otherwise the garbage collector does). */
+  free() {
+    this.#core.free();
+  }
+}
+
+const U32_MAX = 0xffff_ffff;
+
+/**
+ * @param {string} name
+ * @param {unknown} v
+ * @param {number} max
+ */
+function whole(name, v, max) {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) {
+    throw new EdgewiseError('bad-context', `${name} must be a whole number in 0..=${max}, not ${String(v)}`);
+  }
+  return v;
+}
+
+/**
+ * Builds an `EWCX` context. Call after `Core.load()`.
+ * @param {{ k?: number, region?: number, nowMs?: number, seen?: Iterable<bigint | number>, blocked?: Iterable<number>,
+ *   base?: ArrayLike<number>, session?: Uint8Array, prerankKeep?: number, checksumVerified?: boolean }} [options]
+ */
+export function encodeContext(options = {}) {
+  const k = whole('k', options.k ?? 20, U32_MAX);
+  const region = options.region === undefined ? undefined : whole('region', options.region, 31);
+  const nowMs = whole('nowMs', options.nowMs ?? Date.now(), Number.MAX_SAFE_INTEGER);
+  const prerankKeep = whole('prerankKeep', options.prerankKeep ?? 0, U32_MAX);
+  /** @type {bigint[]} */
+  const seen = [];
+  for (const id of options.seen ?? []) {
+    const big = typeof id === 'bigint' ? id : Number.isSafeInteger(id) ? BigInt(id) : null;
+    if (big === null || big < 0n || big > 0xffff_ffff_ffff_ffffn) {
+      throw new EdgewiseError('bad-context', `seen ids must be u64 values, not ${String(id)}`);
+    }
+    seen.push(big);
+  }
+  const blocked = Uint32Array.from(options.blocked ?? [], (c) => whole('a blocked creator', c, U32_MAX));
+  const base = Float32Array.from(options.base ?? []);
+  const session = options.session ?? new Uint8Array();
+  return call(() =>
+    wasm.encodeContext(k, region, nowMs, BigUint64Array.from(seen), blocked, base, session, prerankKeep,
+      options.checksumVerified === true),
+  );
+}
+
+/**
+ * Decodes `EWRS` bytes: `{ modelMatch, items, rows, outcomes }`.
+ * @param {Uint8Array} bytes
+ */
+export function decodeResult(bytes) {
+  return call(() => wasm.decodeResult(bytes));
+}
+
+/**
+ * Checks a bundle's checksum and structure once (when it enters a cache);
+ * returns its row count. Later contexts can say `checksumVerified: true`.
+ * @param {Uint8Array} bytes
+ */
+export function verifyBundle(bytes) {
+  return call(() => wasm.verifyBundle(bytes));
+}
+
+/**
+ * A fresh session state for embeddings of dimension `dim`.
+ * @param {number} dim
+ */
+export function sessionNew(dim) {
+  return call(() => wasm.sessionNew(whole('dim', dim, 4096)));
+}
+
+/**
+ * The session state after an interaction with row `row` of `bundle`:
+ * `kind` is `impression`, `click`, `like`, `skip`, `hide` or `dwell` (with `dwellMs`).
+ * @param {Uint8Array} state
+ * @param {Uint8Array} bundle
+ * @param {{ row: number, kind: string, dwellMs?: number, nowMs?: number }} event
+ */
+export function sessionObserve(state, bundle, event) {
+  const row = whole('row', event.row, U32_MAX);
+  const dwellMs = whole('dwellMs', event.dwellMs ?? 0, U32_MAX);
+  const nowMs = whole('nowMs', event.nowMs ?? Date.now(), Number.MAX_SAFE_INTEGER);
+  return call(() => wasm.sessionObserve(state, bundle, row, String(event.kind), dwellMs, nowMs));
+}
+
+/**
+ * A session state's dimension, event count and last event time.
+ * @param {Uint8Array} state
+ */
+export function sessionInfo(state) {
+  const [dim, events, lastMs] = call(() => wasm.sessionInfo(state));
+  return { dim, events, lastMs };
+}
+
+/** The version of the byte formats this build speaks. */
+export function abiVersion() {
+  return call(() => wasm.abiVersion());
+}
