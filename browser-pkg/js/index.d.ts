@@ -9,6 +9,10 @@ export type ErrorCode =
   | 'bad-context'
   | 'bad-session'
   | 'incompatible'
+  | 'bad-options'
+  | 'no-gpu'
+  | 'gpu'
+  | 'gpu-lost'
   | 'internal';
 
 /** Every error this package throws. */
@@ -113,3 +117,46 @@ export function sessionInfo(state: Uint8Array): { dim: number; events: number; l
 
 /** The version of the byte formats this build speaks. */
 export function abiVersion(): number;
+
+/** What a WebGPU adapter says about itself. */
+export interface AdapterSummary {
+  vendor: string;
+  architecture: string;
+  description: string;
+  /** A software adapter (SwiftShader): a CPU emulation, not a GPU. */
+  isFallbackAdapter: boolean;
+  /** Whether the scan uses `dot4I8Packed`. */
+  packedDot: boolean;
+}
+
+/** Options of `Ranker.create`. */
+export interface RankerOptions {
+  /** The wasm module (see `Core.load`). */
+  wasm?: WasmInput;
+  /** `'auto'` (default): WebGPU when an adapter works, else wasm; `'off'`: wasm only; `'require'`: fail without a GPU. */
+  gpu?: 'auto' | 'off' | 'require';
+  /** Bundles with fewer rows rank in wasm even with a GPU (default 10,000). */
+  gpuMinRows?: number;
+  /** `false`: never use `dot4I8Packed` (both ways are exact). */
+  packed?: boolean;
+}
+
+/** Ranks on WebGPU when there is a GPU, else in wasm; the same bytes either way. */
+export class Ranker {
+  static create(options?: RankerOptions): Promise<Ranker>;
+  /** Where rankings run now. */
+  readonly engine: 'webgpu' | 'wasm-simd';
+  /** The adapter, when WebGPU is in use. */
+  readonly adapter: AdapterSummary | undefined;
+  /** How many times the GPU failed and wasm took over (including at start). */
+  readonly fallbacks: number;
+  /** The last GPU failure. */
+  readonly lastFallback: EdgewiseError | undefined;
+  gpuMinRows: number;
+  /** Decodes and installs a model; returns its sha256 (hex). */
+  loadModel(bytes: Uint8Array): string;
+  /** The `EWRS` bytes; a bundle stays on the GPU between calls (give a new array for new bytes). */
+  rank(bundle: Uint8Array, context: Uint8Array): Promise<Uint8Array>;
+  /** Destroys the GPU device; the next ranking falls back to wasm and counts it. */
+  releaseGpu(): void;
+}

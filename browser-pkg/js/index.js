@@ -6,20 +6,9 @@
 // Everything that fails throws an `EdgewiseError` with a `code`.
 
 import init, * as wasm from './edgewise_core.js';
+import { EdgewiseError } from './error.js';
 
-/** Every error this package throws. `code` says what went wrong. */
-export class EdgewiseError extends Error {
-  /**
-   * @param {string} code
-   * @param {string} message
-   * @param {{ cause?: unknown }} [options]
-   */
-  constructor(code, message, options) {
-    super(message, options);
-    this.name = 'EdgewiseError';
-    this.code = code;
-  }
-}
+export { EdgewiseError };
 
 /** @param {unknown} e */
 function toEdgewiseError(e) {
@@ -234,3 +223,144 @@ export function sessionInfo(state) {
 export function abiVersion() {
   return call(() => wasm.abiVersion());
 }
+
+/** Error codes that mean the GPU failed, not the input: the wasm core takes over. */
+const GPU_CODES = new Set(['no-gpu', 'gpu', 'gpu-lost']);
+
+/**
+ * Finds a WebGPU adapter and loads the GPU add-on (`gpu.js`) only then.
+ * @param {{ packed?: boolean }} options
+ */
+async function openGpu(options) {
+  const gpu = /** @type {any} */ (globalThis.navigator)?.gpu;
+  if (!gpu) throw new EdgewiseError('no-gpu', 'WebGPU is not available here (navigator.gpu is missing)');
+  let adapter;
+  try {
+    adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  } catch (e) {
+    throw new EdgewiseError('no-gpu', `requestAdapter() failed: ${toEdgewiseError(e).message}`, { cause: e });
+  }
+  if (!adapter) throw new EdgewiseError('no-gpu', 'requestAdapter() returned null: no usable GPU adapter');
+  const { GpuScan } = await import('./gpu.js');
+  return GpuScan.create(adapter, options);
+}
+
+/**
+ * Ranks on the GPU when there is one (WebGPU), else in wasm, with the same
+ * bytes either way: the GPU computes every row's int8 dot product (integers,
+ * exact everywhere) and the wasm core finishes from them.
+ */
+export class Ranker {
+  /** @type {Core} */
+  #core;
+  /** @type {any} */
+  #gpu = null;
+  /** @type {WeakMap<Uint8Array, { resident: any, trailer: Uint8Array }>} */
+  #resident = new WeakMap();
+
+  /**
+   * @param {Core} core
+   * @param {number} gpuMinRows
+   */
+  constructor(core, gpuMinRows) {
+    this.#core = core;
+    /** Bundles with fewer rows rank in wasm even with a GPU (the dispatch costs more than it saves). */
+    this.gpuMinRows = gpuMinRows;
+    /** `'webgpu'` or `'wasm-simd'`: where rankings run now. */
+    this.engine = 'wasm-simd';
+    /** The WebGPU adapter's description, when the GPU is in use. @type {object | undefined} */
+    this.adapter = undefined;
+    /** How many times the GPU path failed and wasm took over (including at start). */
+    this.fallbacks = 0;
+    /** The last GPU failure. @type {EdgewiseError | undefined} */
+    this.lastFallback = undefined;
+  }
+
+  /**
+   * @param {{ wasm?: WasmInputArg, gpu?: 'auto' | 'off' | 'require', gpuMinRows?: number, packed?: boolean }} [options]
+   *   `gpu`: `'auto'` (default) uses WebGPU when an adapter works, `'off'` never, `'require'` fails without one.
+   */
+  static async create(options = {}) {
+    const mode = options.gpu ?? 'auto';
+    if (!['auto', 'off', 'require'].includes(mode)) {
+      throw new EdgewiseError('bad-options', `gpu must be 'auto', 'off' or 'require', not ${String(mode)}`);
+    }
+    const minRows = whole('gpuMinRows', options.gpuMinRows ?? 10_000, U32_MAX);
+    const r = new Ranker(await Core.load(options.wasm), minRows);
+    if (mode !== 'off') {
+      try {
+        r.#gpu = await openGpu({ packed: options.packed });
+        r.engine = 'webgpu';
+        r.adapter = r.#gpu.adapter;
+      } catch (e) {
+        const err = toEdgewiseError(e);
+        if (mode === 'require') throw err;
+        r.#fellBack(err);
+      }
+    }
+    return r;
+  }
+
+  /** @param {EdgewiseError} err */
+  #fellBack(err) {
+    this.fallbacks += 1;
+    this.lastFallback = err;
+  }
+
+  /**
+   * Decodes and installs a model; returns its sha256 (hex).
+   * @param {Uint8Array} bytes
+   */
+  loadModel(bytes) {
+    return this.#core.loadModel(bytes);
+  }
+
+  /**
+   * Ranks `bundle` for `context`: the `EWRS` bytes. A bundle stays on the
+   * GPU between calls (keyed by the array; give a new array for new bytes).
+   * @param {Uint8Array} bundle
+   * @param {Uint8Array} context
+   */
+  async rank(bundle, context) {
+    const gpu = this.#gpu;
+    if (gpu !== null) {
+      try {
+        const layout = call(() => wasm.bundleEmbeddings(bundle));
+        if (layout[0] >= this.gpuMinRows) {
+          const q = this.#core.quantizedQuery(bundle, context);
+          const trailer = bundle.slice(bundle.byteLength - 8);
+          let entry = this.#resident.get(bundle);
+          if (entry === undefined || !entry.trailer.every((b, i) => b === trailer[i])) {
+            if (entry !== undefined) gpu.release(entry.resident);
+            entry = { resident: gpu.upload(bundle, layout), trailer };
+            this.#resident.set(bundle, entry);
+          }
+          const dots = await gpu.dots(entry.resident, q);
+          return this.#core.rankWithDots(bundle, context, dots);
+        }
+      } catch (e) {
+        const err = toEdgewiseError(e);
+        if (!GPU_CODES.has(err.code)) throw err;
+        this.#fellBack(err);
+        if (err.code === 'gpu-lost' || gpu.lost !== null) {
+          this.#gpu = null;
+          this.engine = 'wasm-simd';
+        }
+      }
+    }
+    return this.#core.rank(bundle, context);
+  }
+
+  /**
+   * Gives the GPU up now: the device is destroyed and its memory freed. The
+   * next ranking sees the lost device as it would see a driver reset: it
+   * runs in wasm, counts a fallback and stays there.
+   */
+  releaseGpu() {
+    if (this.#gpu !== null) {
+      this.#gpu.destroy();
+    }
+  }
+}
+
+/** @typedef {URL | string | Response | Promise<Response> | BufferSource | WebAssembly.Module} WasmInputArg */

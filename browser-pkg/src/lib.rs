@@ -21,6 +21,7 @@
 //! | `sessionNew(dim)`, `sessionObserve(...)`, `sessionInfo(state)` | the local session embedding |
 //! | `verifyBundle(bytes)` | the bundle's checksum and structure, once, when it enters a cache |
 //! | `decodeResult(bytes)` | `EWRS` bytes as items and per-row typed arrays |
+//! | `bundleEmbeddings(bytes)` | where the embedding column lies, for a GPU upload |
 //!
 //! Errors are JavaScript `Error`s named `EdgewiseError` with a `code`
 //! ([`Code`]); the wrapper turns them into its `EdgewiseError` class.
@@ -355,6 +356,16 @@ pub fn decode_result(bytes: &[u8]) -> Result<JsValue, JsValue> {
     }
     set(&out, "outcomes", names);
     Ok(out.into())
+}
+
+/// Where a bundle's int8 embedding column lies, for a GPU upload:
+/// `[rows, dim, start, end]` (byte offsets into the bundle). Checks the
+/// bundle's structure (not its checksum: `verifyBundle` does that).
+#[wasm_bindgen(js_name = bundleEmbeddings)]
+pub fn bundle_embeddings(bytes: &[u8]) -> Result<Vec<u32>, JsValue> {
+    let b = Bundle::decode_prechecked(bytes).map_err(|e| error(Code::BadBundle, &e.to_string()))?;
+    let (start, end) = b.layout().embeddings;
+    Ok(vec![b.len() as u32, b.dim() as u32, start as u32, end as u32])
 }
 
 /// Checks a bundle's checksum and structure (once, when it enters a cache;

@@ -1,0 +1,117 @@
+// The packed package in a real browser: Debian's Chromium driven by
+// playwright-core. With `--enable-unsafe-webgpu` Chromium offers a WebGPU
+// adapter (SwiftShader, a CPU emulation): the GPU path must run and give the
+// native core's bytes. Without it `requestAdapter()` returns null: the wasm
+// fallback must run, say so, and give the same bytes. The page runs under a
+// strict Content Security Policy (`script-src 'self' 'wasm-unsafe-eval'`).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { readFile, readdir } from 'node:fs/promises';
+import { dirname, join, extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const fixtures = process.env.EDGEWISE_FIXTURES;
+const golden = process.env.EDGEWISE_GOLDEN;
+assert.ok(fixtures && golden, 'EDGEWISE_FIXTURES and EDGEWISE_GOLDEN must be set (cargo xtask npm-test sets them)');
+const pkgDir = dirname(fileURLToPath(import.meta.resolve('edgewise/package.json')));
+const here = dirname(fileURLToPath(import.meta.url));
+const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'";
+const TYPES = { '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
+/** Cases per page. */
+const CASES = { wasm: 200, gpu: 200 };
+
+let server;
+let origin;
+let allCases;
+
+before(async () => {
+  allCases = (await readdir(fixtures)).filter((n) => n.endsWith('.ewrs')).map((n) => n.slice(0, -5)).sort();
+  server = createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://x');
+    const path = decodeURIComponent(url.pathname);
+    const send = (status, body, type) => {
+      res.writeHead(status, { 'content-type': type, 'content-security-policy': CSP, 'cache-control': 'no-store' });
+      res.end(body);
+    };
+    try {
+      if (path === '/' || path === '/index.html') {
+        return send(200, '<!doctype html><meta charset="utf-8"><script type="module" src="/app.js"></script>', 'text/html');
+      }
+      if (path === '/app.js') return send(200, await readFile(join(here, 'browser-app.js')), TYPES['.js']);
+      if (path === '/fixtures/index.json') {
+        const n = Number(url.searchParams.get('n') ?? allCases.length);
+        return send(200, JSON.stringify(allCases.slice(0, n)), TYPES['.json']);
+      }
+      const roots = { '/pkg/': pkgDir, '/golden/': golden, '/fixtures/': fixtures };
+      for (const [prefix, dir] of Object.entries(roots)) {
+        if (path.startsWith(prefix) && !path.includes('..')) {
+          const file = join(dir, path.slice(prefix.length));
+          return send(200, await readFile(file), TYPES[extname(file)] ?? 'application/octet-stream');
+        }
+      }
+      send(404, 'not found', 'text/plain');
+    } catch {
+      send(404, 'not found', 'text/plain');
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  origin = `http://127.0.0.1:${server.address().port}`;
+});
+
+after(() => server?.close());
+
+/** Opens the page in a fresh Chromium and returns its summary. */
+async function page(query, { webgpu, cases }) {
+  const args = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--no-first-run', '--disable-quic'];
+  if (webgpu) args.push('--enable-unsafe-webgpu');
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args });
+  try {
+    const p = await browser.newPage();
+    const errors = [];
+    p.on('pageerror', (e) => errors.push(String(e)));
+    p.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    // The page reads the case list from /fixtures/index.json; limit it per run.
+    await p.route('**/fixtures/index.json', (route) => route.continue({ url: `${origin}/fixtures/index.json?n=${cases}` }));
+    await p.goto(`${origin}/?${query}`);
+    await p.waitForFunction(() => window.__result !== undefined, null, { timeout: 240_000 });
+    const r = await p.evaluate(() => window.__result);
+    return { ...r, errors, browser: browser.version() };
+  } finally {
+    await browser.close();
+  }
+}
+
+test('with WebGPU the GPU path runs and matches the native bytes, also after losing the device', async () => {
+  for (const packed of [true, false]) {
+    const r = await page(`gpu=auto&packed=${packed}`, { webgpu: true, cases: CASES.gpu });
+    console.log(`Chromium ${r.browser}, WebGPU (packed ${packed}):`, JSON.stringify(r));
+    assert.equal(r.error, undefined, r.error);
+    assert.equal(r.engine, 'webgpu', `the GPU path ran (fallback: ${r.lastFallback})`);
+    // Both dot4 variants must have run: SwiftShader offers packed_4x8_integer_dot_product.
+    assert.equal(r.adapter.packedDot, packed, `dot4I8Packed in use: ${r.adapter.packedDot}, asked ${packed}`);
+    assert.equal(r.compared, CASES.gpu + 1);
+    assert.deepEqual(r.mismatches, [], 'every GPU ranking equals the native core\'s bytes');
+    assert.deepEqual(r.lost, { engine: 'wasm-simd', fallbacks: 1, lastFallback: r.lost.lastFallback });
+    assert.ok(['gpu-lost', 'gpu'].includes(r.lost.lastFallback), r.lost.lastFallback);
+    assert.deepEqual(r.errors, [], 'no page errors, no unhandled rejections');
+  }
+});
+
+test('without WebGPU the wasm fallback runs, says why, and matches the native bytes', async () => {
+  const r = await page('gpu=auto', { webgpu: false, cases: CASES.wasm });
+  console.log(`Chromium ${r.browser}, no WebGPU:`, JSON.stringify({ ...r, mismatches: r.mismatches.length }));
+  assert.equal(r.error, undefined, r.error);
+  assert.equal(r.engine, 'wasm-simd');
+  assert.equal(r.fallbacks, 1);
+  assert.equal(r.lastFallback, 'no-gpu');
+  assert.equal(r.compared, CASES.wasm + 1);
+  assert.deepEqual(r.mismatches, []);
+  assert.deepEqual(r.errors, []);
+
+  const required = await page('gpu=require', { webgpu: false, cases: 1 });
+  assert.equal(required.code, 'no-gpu', JSON.stringify(required));
+});
