@@ -2,7 +2,8 @@
 //! case a bundle, a model, an `EWCX` context and the native core's `EWRS`
 //! result, so the package's wasm build can be checked byte for byte.
 //!
-//! `cargo run -p edgewise-browser --example fixtures -- DIR [CASES]`
+//! `cargo run -p edgewise-browser --example fixtures -- DIR [CASES]`; with
+//! `--bench` instead of a count, the browser bench's inputs.
 //! (`cargo xtask npm-test` runs it). Cases are drawn like the guest's
 //! conformance cases: sizes, dimensions, features, sources, models with and
 //! without interaction inputs, contexts with seen items, blocked creators,
@@ -22,8 +23,11 @@ use rand_pcg::Pcg64Mcg;
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(dir) = args.first().map(PathBuf::from) else {
-        bail!("usage: fixtures DIR [CASES]");
+        bail!("usage: fixtures DIR [CASES | --bench]");
     };
+    if args.get(1).map(String::as_str) == Some("--bench") {
+        return bench(&dir);
+    }
     let cases: usize = match args.get(1) {
         Some(n) => n.parse().with_context(|| format!("CASES must be a number, not {n:?}"))?,
         None => 200,
@@ -65,5 +69,26 @@ fn main() -> Result<()> {
         }
     }
     println!("{cases} cases written to {}", dir.display());
+    Ok(())
+}
+
+/// The browser bench's inputs (`cargo xtask npm-bench`): `bench-N.{ewb,ewm,ewcx}`
+/// for N = 300, 10k and 100k rows at d = 64, with a model that pre-ranks to
+/// 300 and k = 50, like the native GPU bench.
+fn bench(dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let now = 1_700_000_000_000u64;
+    for n in [300usize, 10_000, 100_000] {
+        let spec = synth::Spec::new(n, 64, 0xB0 + n as u64);
+        let model = synth::model(&spec, &[64, 32], 300, 7).encode().context("model encodes")?;
+        let bundle = synth::bundle(&spec, now);
+        let mut ctx = Vec::new();
+        abi::encode_context(&synth::context(&spec, 50, now, 9), &mut ctx);
+        for (ext, bytes) in [("ewb", &bundle), ("ewm", &model), ("ewcx", &ctx)] {
+            let p = dir.join(format!("bench-{n}.{ext}"));
+            std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+        }
+        println!("bench-{n}: {} rows, {} bytes", n, bundle.len());
+    }
     Ok(())
 }

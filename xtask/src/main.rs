@@ -9,7 +9,8 @@
 //! | `cargo xtask bench` | the native-vs-guest ranking benchmark |
 //! | `cargo xtask fuzz [--seconds N] [--targets a,b]` | a fuzz campaign over `core/fuzz/`'s targets, N seconds each; prints executions and coverage per target (`fuzz.rs`) |
 //! | `cargo xtask npm` | builds and packs the npm package `edgewise` into `<target>/npm/edgewise-<version>.tgz`, with its sizes (`npm.rs`) |
-//! | `cargo xtask npm-test` | installs that tarball into a scratch app and runs the Node tests against it |
+//! | `cargo xtask npm-test` | installs that tarball into a scratch app and runs the Node and browser tests against it |
+//! | `cargo xtask npm-bench` | the package's sizes and ranking times in Chromium, wasm against WebGPU |
 //! | `cargo xtask layering [--edges] [CRATE_SRC ...]` | reads each crate's `use` graph between top-level modules; prints cycles (file:line per edge) and a topological order, fails on a cycle (`layering/`) |
 //!
 //! Each command installs what it needs (rustup targets and components) first.
@@ -43,9 +44,10 @@ fn main() -> Result<()> {
         Some("layering") => layering::run(&root, &args[1..]),
         Some("npm") => npm::build(&root).map(|_| ()),
         Some("npm-test") => npm::test(&root),
+        Some("npm-bench") => npm::bench(&root),
         other => {
             eprintln!(
-                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b] | layering [--edges] [CRATE_SRC ...] | npm | npm-test>"
+                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b] | layering [--edges] [CRATE_SRC ...] | npm | npm-test | npm-bench>"
             );
             if let Some(o) = other {
                 bail!("unknown command {o:?}");

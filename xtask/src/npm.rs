@@ -11,7 +11,9 @@
 //! `npm-test` installs that tarball into a scratch app (as a user would),
 //! writes randomized cases ranked by the native core
 //! (`browser-pkg/examples/fixtures.rs`) and runs `browser-pkg/test/` with
-//! Node's test runner against the installed package.
+//! Node's test runner against the installed package, in Node and in Debian's
+//! Chromium. `npm-bench` runs `browser-pkg/bench/` the same way: sizes, and
+//! ranking times in wasm and on WebGPU.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -157,55 +159,84 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
     Ok(tgz)
 }
 
-/// Builds the package, installs it into a scratch app and runs the Node tests.
-pub(crate) fn test(root: &Path) -> Result<()> {
-    let tgz = build(root)?;
-    let target = target_dir(root);
-    let app = target.join("npm").join("node-test");
+/// Installs the packed tarball into a fresh scratch app `<target>/npm/NAME`
+/// (as a user would), with playwright-core and Debian's Chromium for the
+/// browser runs; returns the app's directory.
+fn scratch_app(root: &Path, tgz: &Path, name: &str) -> Result<PathBuf> {
+    let app = target_dir(root).join("npm").join(name);
     if app.exists() {
         std::fs::remove_dir_all(&app).with_context(|| format!("removing {}", app.display()))?;
     }
     std::fs::create_dir_all(&app)?;
     std::fs::write(
         app.join("package.json"),
-        "{\n  \"name\": \"edgewise-node-test\",\n  \"private\": true,\n  \"type\": \"module\"\n}\n",
+        format!("{{\n  \"name\": \"edgewise-{name}\",\n  \"private\": true,\n  \"type\": \"module\"\n}}\n"),
     )?;
     run(Command::new("npm")
         .args(["install", "--offline", "--no-audit", "--no-fund", "--silent"])
-        .arg(&tgz)
+        .arg(tgz)
         .current_dir(&app)
         .env("npm_config_update_notifier", "false"))?;
-    // The browser tests: Debian's Chromium (Playwright's own download cannot
+    // The browser runs: Debian's Chromium (Playwright's own download cannot
     // work here) driven by a pinned playwright-core from npm.
     ensure_apt(&[("chromium", "/usr/bin/chromium")])?;
     run(Command::new("npm")
         .args(["install", "--no-audit", "--no-fund", "--silent", "--no-save", PLAYWRIGHT])
         .current_dir(&app)
         .env("npm_config_update_notifier", "false"))?;
-    let fixtures = app.join("fixtures");
-    run(cargo()
-        .args(["run", "--quiet", "--profile", "ci", "--package", "edgewise-browser", "--example", "fixtures", "--"])
-        .arg(&fixtures)
-        .arg("200"))?;
-    let tests = root.join("browser-pkg").join("test");
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(&tests).with_context(|| format!("reading {}", tests.display()))? {
+    Ok(app)
+}
+
+/// Copies every file of `dir` into `app`; returns the copies whose names end with `suffix`.
+fn copy_dir(dir: &Path, app: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
+    let mut picked = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let p = entry?.path();
-        let name = p.file_name().context("a test file name")?.to_string_lossy().into_owned();
+        let name = p.file_name().context("a file name")?.to_string_lossy().into_owned();
         let dest = app.join(&name);
-        std::fs::copy(&p, &dest)?;
-        if name.ends_with(".test.mjs") {
-            files.push(dest);
+        std::fs::copy(&p, &dest).with_context(|| format!("copying {}", p.display()))?;
+        if name.ends_with(suffix) {
+            picked.push(dest);
         }
     }
+    picked.sort();
+    Ok(picked)
+}
+
+/// Writes the example `fixtures`' output for `args` into `dir`.
+fn fixtures(dir: &Path, arg: &str) -> Result<()> {
+    run(cargo()
+        .args(["run", "--quiet", "--profile", "ci", "--package", "edgewise-browser", "--example", "fixtures", "--"])
+        .arg(dir)
+        .arg(arg))
+}
+
+/// Builds the package, installs it into a scratch app and runs the Node and
+/// browser tests against it.
+pub(crate) fn test(root: &Path) -> Result<()> {
+    let tgz = build(root)?;
+    let app = scratch_app(root, &tgz, "node-test")?;
+    let data = app.join("fixtures");
+    fixtures(&data, "200")?;
+    let files = copy_dir(&root.join("browser-pkg").join("test"), &app, ".test.mjs")?;
     if files.is_empty() {
-        bail!("no tests in {}", tests.display());
+        bail!("no tests in browser-pkg/test");
     }
-    files.sort();
     run(Command::new("node")
         .arg("--test")
         .args(&files)
         .current_dir(&app)
-        .env("EDGEWISE_FIXTURES", &fixtures)
+        .env("EDGEWISE_FIXTURES", &data)
         .env("EDGEWISE_GOLDEN", root.join("core").join("tests").join("golden").join("v1")))
+}
+
+/// `cargo xtask npm-bench`: sizes and ranking times in Chromium, wasm against
+/// WebGPU (SwiftShader here), at 300, 10k and 100k rows.
+pub(crate) fn bench(root: &Path) -> Result<()> {
+    let tgz = build(root)?;
+    let app = scratch_app(root, &tgz, "bench")?;
+    let data = app.join("data");
+    fixtures(&data, "--bench")?;
+    copy_dir(&root.join("browser-pkg").join("bench"), &app, ".mjs")?;
+    run(Command::new("node").arg("bench.mjs").current_dir(&app).env("EDGEWISE_BENCH_DATA", &data))
 }
