@@ -12,7 +12,8 @@
 //! writes randomized cases ranked by the native core
 //! (`browser-pkg/examples/fixtures.rs`) and runs `browser-pkg/test/` with
 //! Node's test runner against the installed package, in Node and in Debian's
-//! Chromium. `npm-bench` runs `browser-pkg/bench/` the same way: sizes, and
+//! Chromium; and it builds two more apps that import the package, one with
+//! Vite and one with webpack 5, and runs them in Chromium. `npm-bench` runs `browser-pkg/bench/` the same way: sizes, and
 //! ranking times in wasm and on WebGPU.
 
 use std::io::Write;
@@ -30,6 +31,9 @@ const WASM_BINDGEN_VERSION: &str = "0.2.130";
 const BUDGET_GZ: u64 = 150 * 1024;
 /// The Playwright driver for the browser tests (no browser download: it drives Debian's Chromium).
 const PLAYWRIGHT: &str = "playwright-core@1.65.1";
+/// The bundlers the package is tested with, pinned.
+const VITE: &str = "vite@8.3.8";
+const WEBPACK: [&str; 2] = ["webpack@5.113.0", "webpack-cli@7.3.1"];
 /// The oldest node the package and its tests support.
 const NODE_MAJOR: u32 = 20;
 
@@ -192,6 +196,9 @@ fn copy_dir(dir: &Path, app: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
     let mut picked = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let p = entry?.path();
+        if !p.is_file() {
+            continue;
+        }
         let name = p.file_name().context("a file name")?.to_string_lossy().into_owned();
         let dest = app.join(&name);
         std::fs::copy(&p, &dest).with_context(|| format!("copying {}", p.display()))?;
@@ -211,6 +218,39 @@ fn fixtures(dir: &Path, arg: &str) -> Result<()> {
         .arg(arg))
 }
 
+/// An app `<target>/npm/NAME-app` that imports the installed package, built
+/// by a real bundler (`tools` from npm, then `build` run through npx); returns
+/// its `dist/`.
+fn bundler_app(root: &Path, tgz: &Path, name: &str, tools: &[&str], build: &[&str]) -> Result<PathBuf> {
+    let app = target_dir(root).join("npm").join(format!("{name}-app"));
+    if app.exists() {
+        std::fs::remove_dir_all(&app).with_context(|| format!("removing {}", app.display()))?;
+    }
+    std::fs::create_dir_all(app.join("src"))?;
+    std::fs::write(
+        app.join("package.json"),
+        format!("{{\n  \"name\": \"edgewise-{name}-app\",\n  \"private\": true,\n  \"type\": \"module\"\n}}\n"),
+    )?;
+    let templates = root.join("browser-pkg").join("test").join("apps");
+    std::fs::copy(templates.join("main.js"), app.join("src").join("main.js"))?;
+    match name {
+        "vite" => std::fs::copy(templates.join("vite-index.html"), app.join("index.html"))?,
+        _ => std::fs::copy(templates.join("webpack.config.mjs"), app.join("webpack.config.mjs"))?,
+    };
+    run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent"])
+        .arg(tgz)
+        .args(tools)
+        .current_dir(&app)
+        .env("npm_config_update_notifier", "false"))?;
+    run(Command::new("npx").args(["--no-install"]).args(build).current_dir(&app))?;
+    let dist = app.join("dist");
+    if !dist.is_dir() {
+        bail!("{name} wrote no dist/ in {}", app.display());
+    }
+    Ok(dist)
+}
+
 /// Builds the package, installs it into a scratch app and runs the Node and
 /// browser tests against it.
 pub(crate) fn test(root: &Path) -> Result<()> {
@@ -222,10 +262,14 @@ pub(crate) fn test(root: &Path) -> Result<()> {
     if files.is_empty() {
         bail!("no tests in browser-pkg/test");
     }
+    let vite = bundler_app(root, &tgz, "vite", &[VITE], &["vite", "build", "--logLevel", "warn"])?;
+    let webpack =
+        bundler_app(root, &tgz, "webpack", &WEBPACK, &["webpack", "--config", "webpack.config.mjs", "--no-stats"])?;
     run(Command::new("node")
         .arg("--test")
         .args(&files)
         .current_dir(&app)
+        .env("EDGEWISE_APPS", format!("vite={},webpack={}", vite.display(), webpack.display()))
         .env("EDGEWISE_FIXTURES", &data)
         .env("EDGEWISE_GOLDEN", root.join("core").join("tests").join("golden").join("v1")))
 }
