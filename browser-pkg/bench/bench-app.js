@@ -27,8 +27,8 @@ async function run() {
   const rows = [];
   for (const n of [300, 10000, 100000]) {
     const [model, bundle, ctx] = await Promise.all(['ewm', 'ewb', 'ewcx'].map((e) => get(`/bench/bench-${n}.${e}`)));
-    wasm.loadModel(model);
-    gpu.loadModel(model);
+    await wasm.loadModel(model);
+    await gpu.loadModel(model);
     const a = await wasm.rank(bundle, ctx);
     const b = await gpu.rank(bundle, ctx);
     if (!same(a, b)) throw new Error(`n = ${n}: the WebGPU and wasm rankings differ`);

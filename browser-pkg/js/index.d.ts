@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'no-gpu'
   | 'gpu'
   | 'gpu-lost'
+  | 'worker'
   | 'internal';
 
 /** Every error this package throws. */
@@ -153,10 +154,32 @@ export class Ranker {
   /** The last GPU failure. */
   readonly lastFallback: EdgewiseError | undefined;
   gpuMinRows: number;
-  /** Decodes and installs a model; returns its sha256 (hex). */
-  loadModel(bytes: Uint8Array): string;
+  /** Decodes and installs a model; resolves to its sha256 (hex). */
+  loadModel(bytes: Uint8Array): Promise<string>;
   /** The `EWRS` bytes; a bundle stays on the GPU between calls (give a new array for new bytes). */
   rank(bundle: Uint8Array, context: Uint8Array): Promise<Uint8Array>;
   /** Destroys the GPU device; the next ranking falls back to wasm and counts it. */
   releaseGpu(): void;
+}
+
+/** A `Ranker` in a module Web Worker (`new URL('./worker.js', import.meta.url)`, no blob: URL). */
+export class RankerWorker {
+  /** Starts the worker; `wasm` must be a URL there. */
+  static create(options?: Omit<RankerOptions, 'wasm'> & { wasm?: URL | string }): Promise<RankerWorker>;
+  readonly engine: 'webgpu' | 'wasm-simd';
+  readonly adapter: AdapterSummary | undefined;
+  readonly fallbacks: number;
+  readonly lastFallback: EdgewiseError | undefined;
+  /** Decodes and installs a model in the worker; resolves to its sha256 (hex). */
+  loadModel(bytes: Uint8Array): Promise<string>;
+  /** Moves a bundle into the worker (its buffer is transferred); resolves to a handle. */
+  addBundle(bytes: Uint8Array): Promise<number>;
+  /** Forgets a bundle. */
+  dropBundle(handle: number): Promise<void>;
+  /** Ranks a bundle (a handle, or bytes copied per call): the `EWRS` bytes. */
+  rank(bundle: number | Uint8Array, context: Uint8Array): Promise<Uint8Array>;
+  /** Destroys the worker's GPU device; its next ranking falls back to wasm. */
+  releaseGpu(): Promise<void>;
+  /** Stops the worker; pending calls fail with code `worker`. */
+  terminate(): void;
 }

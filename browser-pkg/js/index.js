@@ -308,10 +308,11 @@ export class Ranker {
   }
 
   /**
-   * Decodes and installs a model; returns its sha256 (hex).
+   * Decodes and installs a model; resolves to its sha256 (hex). (Async, like
+   * `RankerWorker`'s, so the two are interchangeable.)
    * @param {Uint8Array} bytes
    */
-  loadModel(bytes) {
+  async loadModel(bytes) {
     return this.#core.loadModel(bytes);
   }
 
@@ -364,3 +365,145 @@ export class Ranker {
 }
 
 /** @typedef {URL | string | Response | Promise<Response> | BufferSource | WebAssembly.Module} WasmInputArg */
+
+/**
+ * A `Ranker` in a module Web Worker: ranking never blocks the main thread.
+ * Bundles cross to the worker once (`addBundle`, transferring the bytes) and
+ * stay there, on its GPU when it has one; `rank` takes the handle.
+ */
+export class RankerWorker {
+  /** @type {Worker} */
+  #worker;
+  #next = 1;
+  /** @type {Map<number, { resolve: (v: any) => void, reject: (e: EdgewiseError) => void }>} */
+  #pending = new Map();
+
+  /** @param {Worker} worker */
+  constructor(worker) {
+    this.#worker = worker;
+    /** @type {'webgpu' | 'wasm-simd'} */
+    this.engine = 'wasm-simd';
+    /** @type {object | undefined} */
+    this.adapter = undefined;
+    this.fallbacks = 0;
+    /** @type {EdgewiseError | undefined} */
+    this.lastFallback = undefined;
+    worker.onmessage = (e) => this.#reply(e.data);
+    worker.onerror = (e) => {
+      e.preventDefault();
+      this.#failAll(new EdgewiseError('worker', `the ranking worker failed: ${e.message}`));
+    };
+    worker.onmessageerror = () => this.#failAll(new EdgewiseError('worker', 'a message from the worker could not be read'));
+  }
+
+  /**
+   * Starts the worker and its `Ranker` (same options; `wasm` must be a URL or
+   * string there, since a compiled module or a Response does not cross threads
+   * in every browser).
+   * @param {{ wasm?: URL | string, gpu?: 'auto' | 'off' | 'require', gpuMinRows?: number, packed?: boolean }} [options]
+   */
+  static async create(options = {}) {
+    let worker;
+    try {
+      worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    } catch (e) {
+      throw new EdgewiseError('worker', `the ranking worker could not start: ${toEdgewiseError(e).message}`, { cause: e });
+    }
+    const w = new RankerWorker(worker);
+    const wasmUrl = options.wasm === undefined ? undefined : String(options.wasm);
+    try {
+      await w.#call('create', { ...options, wasm: wasmUrl });
+    } catch (e) {
+      worker.terminate();
+      throw e;
+    }
+    return w;
+  }
+
+  /** @param {any} msg */
+  #reply(msg) {
+    const p = this.#pending.get(msg?.id);
+    if (p === undefined) return;
+    this.#pending.delete(msg.id);
+    if (msg.state) {
+      this.engine = msg.state.engine;
+      this.adapter = msg.state.adapter;
+      this.fallbacks = msg.state.fallbacks;
+      const f = msg.state.lastFallback;
+      this.lastFallback = f ? new EdgewiseError(f.code, f.message) : undefined;
+    }
+    if (msg.ok) p.resolve(msg.value);
+    else p.reject(new EdgewiseError(msg.error.code, msg.error.message));
+  }
+
+  /** @param {EdgewiseError} err */
+  #failAll(err) {
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+  }
+
+  /**
+   * @param {string} op
+   * @param {object} args
+   * @param {Transferable[]} [transfer]
+   */
+  #call(op, args, transfer = []) {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      try {
+        this.#worker.postMessage({ id, op, args }, transfer);
+      } catch (e) {
+        this.#pending.delete(id);
+        reject(toEdgewiseError(e));
+      }
+    });
+  }
+
+  /**
+   * Decodes and installs a model in the worker; resolves to its sha256 (hex).
+   * @param {Uint8Array} bytes
+   */
+  loadModel(bytes) {
+    return this.#call('loadModel', { bytes });
+  }
+
+  /**
+   * Moves a bundle into the worker (its buffer is transferred: `bytes` is
+   * empty afterwards; pass a copy to keep one); resolves to a handle.
+   * @param {Uint8Array} bytes
+   */
+  addBundle(bytes) {
+    const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+    return this.#call('addBundle', { bytes: own }, [own.buffer]);
+  }
+
+  /**
+   * Forgets a bundle (and frees its GPU copy when the worker's GC runs).
+   * @param {number} handle
+   */
+  dropBundle(handle) {
+    return this.#call('dropBundle', { handle });
+  }
+
+  /**
+   * Ranks a bundle (a handle from `addBundle`, or bytes, copied per call) for
+   * `context`: the `EWRS` bytes.
+   * @param {number | Uint8Array} bundle
+   * @param {Uint8Array} context
+   */
+  rank(bundle, context) {
+    return this.#call('rank', { bundle, context });
+  }
+
+  /** Destroys the worker's GPU device; its next ranking falls back to wasm. */
+  releaseGpu() {
+    return this.#call('releaseGpu', {});
+  }
+
+  /** Stops the worker; pending calls fail with `worker`. */
+  terminate() {
+    this.#worker.terminate();
+    this.#failAll(new EdgewiseError('worker', 'the ranking worker was terminated'));
+  }
+}

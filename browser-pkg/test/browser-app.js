@@ -2,7 +2,7 @@
 // files and the randomized cases with the package's `Ranker` and leaves a
 // summary in `window.__result` for the test to read.
 
-import { Ranker, EdgewiseError } from '/pkg/index.js';
+import { Ranker, RankerWorker, EdgewiseError } from '/pkg/index.js';
 
 const params = new URLSearchParams(location.search);
 const get = async (path) => {
@@ -15,8 +15,10 @@ const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 async function run() {
   const gpu = params.get('gpu') ?? 'auto';
   const packed = params.get('packed') !== 'false';
+  const inWorker = params.get('worker') === '1';
   const t0 = performance.now();
-  const ranker = await Ranker.create({ gpu, gpuMinRows: 0, packed });
+  const options = { gpu, gpuMinRows: 0, packed };
+  const ranker = inWorker ? await RankerWorker.create(options) : await Ranker.create(options);
   const created = { engine: ranker.engine, adapter: ranker.adapter, fallbacks: ranker.fallbacks,
     lastFallback: ranker.lastFallback?.code, createMs: performance.now() - t0 };
   const cases = [['golden/model.ewm', 'golden/bundle.ewb', 'golden/context.ewcx', 'golden/result.ewrs']];
@@ -27,21 +29,25 @@ async function run() {
   let rankMs = 0;
   const check = async (paths) => {
     const [model, bundle, ctx, want] = await Promise.all(paths.map((p) => get(`/${p}`)));
-    ranker.loadModel(model);
+    await ranker.loadModel(model);
+    // In the worker, the bundle moves there once and is ranked by handle.
+    const handle = inWorker ? await ranker.addBundle(bundle) : bundle;
     const t = performance.now();
-    const got = await ranker.rank(bundle, ctx);
+    const got = await ranker.rank(handle, ctx);
     rankMs += performance.now() - t;
+    if (inWorker) await ranker.dropBundle(handle);
     if (!same(got, want)) mismatches.push(paths[1]);
   };
   for (const c of cases) await check(c);
   let lost = null;
   if (ranker.engine === 'webgpu') {
     // A device lost mid-session: the next ranking falls back to wasm, same bytes.
-    ranker.releaseGpu();
+    await ranker.releaseGpu();
     await check(cases[0]);
     lost = { engine: ranker.engine, fallbacks: ranker.fallbacks, lastFallback: ranker.lastFallback?.code };
   }
-  return { ...created, compared: cases.length, mismatches, rankMs, lost };
+  if (inWorker) ranker.terminate();
+  return { ...created, worker: inWorker, compared: cases.length, mismatches, rankMs, lost };
 }
 
 run().then(

@@ -101,6 +101,24 @@ test('with WebGPU the GPU path runs and matches the native bytes, also after los
   }
 });
 
+test('in a module worker (under worker-src \'self\'): WebGPU and wasm both match the native bytes', async () => {
+  const gpu = await page('gpu=auto&worker=1', { webgpu: true, cases: 60 });
+  console.log('worker, WebGPU:', JSON.stringify(gpu));
+  assert.equal(gpu.error, undefined, gpu.error);
+  assert.equal(gpu.worker, true);
+  assert.equal(gpu.engine, 'webgpu');
+  assert.deepEqual(gpu.mismatches, []);
+  assert.equal(gpu.lost.engine, 'wasm-simd', 'the worker fell back after losing its device');
+  assert.deepEqual(gpu.errors, []);
+  const cpu = await page('gpu=auto&worker=1', { webgpu: false, cases: 60 });
+  console.log('worker, no WebGPU:', JSON.stringify(cpu));
+  assert.equal(cpu.error, undefined, cpu.error);
+  assert.equal(cpu.engine, 'wasm-simd');
+  assert.equal(cpu.lastFallback, 'no-gpu');
+  assert.deepEqual(cpu.mismatches, []);
+  assert.deepEqual(cpu.errors, []);
+});
+
 test('without WebGPU the wasm fallback runs, says why, and matches the native bytes', async () => {
   const r = await page('gpu=auto', { webgpu: false, cases: CASES.wasm });
   console.log(`Chromium ${r.browser}, no WebGPU:`, JSON.stringify({ ...r, mismatches: r.mismatches.length }));

@@ -66,6 +66,8 @@ for (const [name, dist] of apps) {
           assert.equal(r.error, undefined, r.error);
           assert.equal(r.same, true, 'the golden bytes');
           assert.equal(r.engine, webgpu ? 'webgpu' : 'wasm-simd');
+          assert.equal(r.workerSame, true, 'the golden bytes in the worker');
+          assert.equal(r.workerEngine, r.engine);
           assert.deepEqual(errors, []);
         } finally {
           await browser.close();

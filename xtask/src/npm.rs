@@ -99,7 +99,7 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
         .arg(&pkg)
         .arg(&wasm))?;
     let js = root.join("browser-pkg").join("js");
-    for f in ["index.js", "index.d.ts", "error.js", "gpu.js", "package.json", "README.md"] {
+    for f in ["index.js", "index.d.ts", "error.js", "gpu.js", "worker.js", "package.json", "README.md"] {
         std::fs::copy(js.join(f), pkg.join(f)).with_context(|| format!("copying {f} into the package"))?;
     }
     // The WGSL the native GpuRanker runs, as JavaScript strings: one text for both.

@@ -1,7 +1,7 @@
 // The scratch app both bundler tests build (Vite and webpack 5): it imports
 // the installed package as any app would, ranks the golden v1 files and
 // leaves what happened in `window.__result`.
-import { Ranker, decodeResult } from 'edgewise';
+import { Ranker, RankerWorker, decodeResult } from 'edgewise';
 
 const get = async (path) => {
   const r = await fetch(path);
@@ -13,10 +13,23 @@ async function run() {
   const ranker = await Ranker.create({ gpu: 'auto', gpuMinRows: 0 });
   const names = ['model.ewm', 'bundle.ewb', 'context.ewcx', 'result.ewrs'];
   const [model, bundle, ctx, want] = await Promise.all(names.map((n) => get(`/golden/${n}`)));
-  ranker.loadModel(model);
+  await ranker.loadModel(model);
   const got = await ranker.rank(bundle, ctx);
-  const same = got.length === want.length && got.every((x, i) => x === want[i]);
-  return { engine: ranker.engine, lastFallback: ranker.lastFallback?.code, same, items: decodeResult(got).items.length };
+  const equal = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+  // The same in the package's module worker, which the bundler must emit too.
+  const worker = await RankerWorker.create({ gpu: 'auto', gpuMinRows: 0 });
+  await worker.loadModel(model);
+  const inWorker = await worker.rank(await worker.addBundle(bundle.slice()), ctx);
+  const workerEngine = worker.engine;
+  worker.terminate();
+  return {
+    engine: ranker.engine,
+    lastFallback: ranker.lastFallback?.code,
+    same: equal(got, want),
+    workerEngine,
+    workerSame: equal(inWorker, want),
+    items: decodeResult(got).items.length,
+  };
 }
 
 run().then(
