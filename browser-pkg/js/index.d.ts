@@ -14,6 +14,10 @@ export type ErrorCode =
   | 'gpu'
   | 'gpu-lost'
   | 'worker'
+  | 'bad-event'
+  | 'queue-full'
+  | 'event-rejected'
+  | `http-${number}`
   | 'internal';
 
 /** Every error this package throws. */
@@ -182,4 +186,46 @@ export class RankerWorker {
   releaseGpu(): Promise<void>;
   /** Stops the worker; pending calls fail with code `worker`. */
   terminate(): void;
+}
+
+/** An interaction to record. */
+export interface TrackedEvent {
+  user: bigint | number;
+  item: bigint | number;
+  kind: 'impression' | 'click' | 'like' | 'skip' | 'hide' | 'dwell';
+  /** The user's region, 0–31. */
+  region: number;
+  /** Default `Date.now()`. */
+  time?: number;
+  /** For `dwell`. */
+  dwellMs?: number;
+}
+
+/**
+ * Batches events to the origin's `POST /v1/events` with idempotency ids,
+ * retries with backoff, refreshes an expired token once, and on `pagehide`
+ * hands the rest to a `keepalive` request. Refusals and a full queue are
+ * dispatched as `error` events (`detail`: an `EdgewiseError`); `flushed`
+ * events carry how many the origin took.
+ */
+export class EventQueue extends EventTarget {
+  constructor(options: {
+    endpoint: string | URL;
+    token?: (refresh: boolean) => string | Promise<string>;
+    fetch?: typeof fetch;
+    batch?: number;
+    maxQueue?: number;
+    flushMs?: number;
+    backoffMs?: number;
+    maxBackoffMs?: number;
+    timeoutMs?: number;
+  });
+  /** Events waiting to be sent. */
+  readonly pending: number;
+  /** Queues an event; its idempotency id, or null when the queue is full. */
+  push(event: TrackedEvent): string | null;
+  /** Sends what is queued; never rejects. */
+  flush(): Promise<void>;
+  /** Stops the timers; queued events stay queued. */
+  close(): void;
 }

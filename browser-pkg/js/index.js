@@ -9,6 +9,7 @@ import init, * as wasm from './edgewise_core.js';
 import { EdgewiseError } from './error.js';
 
 export { EdgewiseError };
+export { EventQueue } from './events.js';
 
 /** @param {unknown} e */
 function toEdgewiseError(e) {

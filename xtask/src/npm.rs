@@ -99,7 +99,7 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
         .arg(&pkg)
         .arg(&wasm))?;
     let js = root.join("browser-pkg").join("js");
-    for f in ["index.js", "index.d.ts", "error.js", "gpu.js", "worker.js", "package.json", "README.md"] {
+    for f in ["index.js", "index.d.ts", "error.js", "events.js", "gpu.js", "worker.js", "package.json", "README.md"] {
         std::fs::copy(js.join(f), pkg.join(f)).with_context(|| format!("copying {f} into the package"))?;
     }
     // The WGSL the native GpuRanker runs, as JavaScript strings: one text for both.
@@ -134,6 +134,7 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
         ("edgewise_core.js", false),
         ("index.js", false),
         ("error.js", false),
+        ("events.js", false),
         ("gpu.js", true),
         ("wgsl.js", true),
     ] {
@@ -265,8 +266,10 @@ pub(crate) fn test(root: &Path) -> Result<()> {
     let vite = bundler_app(root, &tgz, "vite", &[VITE], &["vite", "build", "--logLevel", "warn"])?;
     let webpack =
         bundler_app(root, &tgz, "webpack", &WEBPACK, &["webpack", "--config", "webpack.config.mjs", "--no-stats"])?;
+    // A stuck test fails after 5 minutes, and a handle left open cannot keep
+    // the run from ending: CI never waits on a hung browser or socket.
     run(Command::new("node")
-        .arg("--test")
+        .args(["--test", "--test-timeout=300000", "--test-force-exit"])
         .args(&files)
         .current_dir(&app)
         .env("EDGEWISE_APPS", format!("vite={},webpack={}", vite.display(), webpack.display()))
