@@ -3,54 +3,35 @@
 // sizes. Chromium's WebGPU here is SwiftShader, a CPU emulation of a GPU: its
 // figures say what the path costs on this machine, not what a GPU does.
 
-import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
-import { dirname, join, extname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { chromium } from 'playwright-core';
+import { launch, serve } from './chromium.mjs';
 
 const benchDir = process.env.EDGEWISE_BENCH_DATA;
 if (!benchDir) throw new Error('EDGEWISE_BENCH_DATA must be set (cargo xtask npm-bench sets it)');
 const pkgDir = dirname(fileURLToPath(import.meta.resolve('edgewise/package.json')));
 const here = dirname(fileURLToPath(import.meta.url));
-const TYPES = { '.js': 'text/javascript', '.wasm': 'application/wasm' };
 
-const server = createServer(async (req, res) => {
-  const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-  try {
-    let body;
-    let file = '';
-    if (path === '/') body = '<!doctype html><meta charset="utf-8"><script type="module" src="/app.js"></script>';
-    else if (path === '/app.js') body = await readFile((file = join(here, 'bench-app.js')));
-    else if (path.startsWith('/pkg/') && !path.includes('..')) body = await readFile((file = join(pkgDir, path.slice(5))));
-    else if (path.startsWith('/bench/') && !path.includes('..')) body = await readFile((file = join(benchDir, path.slice(7))));
-    else throw new Error('not found');
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? (file ? 'application/octet-stream' : 'text/html') });
-    res.end(body);
-  } catch {
-    res.writeHead(404);
-    res.end();
-  }
+const server = await serve({
+  pages: {
+    '/': () => '<!doctype html><meta charset="utf-8"><script type="module" src="/app.js"></script>',
+    '/app.js': () => readFile(join(here, 'bench-app.js')),
+  },
+  types: { '/app.js': 'text/javascript' },
+  dirs: { '/pkg/': pkgDir, '/bench/': benchDir },
 });
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-const origin = `http://127.0.0.1:${server.address().port}`;
-
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--no-first-run', '--disable-quic', '--enable-unsafe-webgpu'],
-});
+const browser = await launch({ webgpu: true });
 let r;
 try {
   const page = await browser.newPage();
-  await page.goto(origin);
+  await page.goto(server.origin);
   await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 600_000 });
   r = await page.evaluate(() => window.__result);
 } finally {
   await browser.close();
-  server.close();
+  await server.close();
 }
 if (r.error) throw new Error(r.error);
 if (r.engine !== 'webgpu') throw new Error(`no WebGPU adapter (${r.lastFallback}): the bench needs --enable-unsafe-webgpu`);

@@ -39,6 +39,9 @@ function json(e) {
     `"time":${e.time},"region":${e.region}${dwell}}`;
 }
 
+/** A batch as the NDJSON body `POST /v1/events` reads. @param {Parameters<typeof json>[0][]} batch */
+const ndjson = (batch) => batch.map(json).join('\n') + '\n';
+
 /**
  * The queue. Events: `error` (an `ErrorEvent`-like `CustomEvent` whose
  * `detail` is the `EdgewiseError`) and `flushed` (`detail`: how many events
@@ -194,7 +197,7 @@ export class EventQueue extends EventTarget {
    * @param {typeof this.#queue} batch
    */
   async #send(batch) {
-    const body = batch.map(json).join('\n') + '\n';
+    const body = ndjson(batch);
     let res;
     for (const refresh of [false, true]) {
       const ctl = new AbortController();
@@ -246,7 +249,7 @@ export class EventQueue extends EventTarget {
   #unload() {
     if (this.#queue.length === 0) return;
     const batch = this.#queue.slice(0, this.batch);
-    const body = batch.map(json).join('\n') + '\n';
+    const body = ndjson(batch);
     const headers = { 'content-type': 'application/x-ndjson' };
     const t = this.lastToken;
     if (t) headers.authorization = `Bearer ${t}`;

@@ -93,11 +93,11 @@ export class GpuScan {
    * Puts a bundle's embedding column on the device: chunks of at most
    * 128 MiB and 65535 workgroups, rows padded to whole words.
    * @param {Uint8Array} bundle
-   * @param {number[] | Uint32Array} layout `[rows, dim, start, end]` from `bundleEmbeddings`
+   * @param {{ rows: number, dim: number, start: number }} layout from `bundleLayout`
    */
   upload(bundle, layout) {
     this.#usable();
-    const [n, d, start] = layout;
+    const { rows: n, dim: d, start } = layout;
     const words = Math.ceil(d / 4);
     const rowBytes = words * 4;
     const perChunk = Math.max(1, Math.min(Math.floor(MAX_CHUNK_BYTES / rowBytes), MAX_WORKGROUPS * WORKGROUP));

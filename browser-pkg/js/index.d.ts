@@ -100,6 +100,9 @@ export function decodeResult(bytes: Uint8Array): RankResult;
 /** Checks a bundle's checksum and structure once; returns its row count. */
 export function verifyBundle(bytes: Uint8Array): number;
 
+/** Where a bundle's int8 embedding column lies (byte offsets), its rows and dimension; checks its structure. */
+export function bundleLayout(bytes: Uint8Array): { rows: number; dim: number; start: number; end: number };
+
 /** A fresh session state for embeddings of dimension `dim`. */
 export function sessionNew(dim: number): Uint8Array;
 

@@ -190,6 +190,16 @@ export function verifyBundle(bytes) {
 }
 
 /**
+ * Where a bundle's int8 embedding column lies (byte offsets), with its row
+ * count and dimension; checks the bundle's structure.
+ * @param {Uint8Array} bytes
+ */
+export function bundleLayout(bytes) {
+  const [rows, dim, start, end] = call(() => wasm.bundleEmbeddings(bytes));
+  return { rows, dim, start, end };
+}
+
+/**
  * A fresh session state for embeddings of dimension `dim`.
  * @param {number} dim
  */
@@ -256,7 +266,7 @@ export class Ranker {
   #core;
   /** @type {any} */
   #gpu = null;
-  /** @type {WeakMap<Uint8Array, { resident: any, trailer: Uint8Array }>} */
+  /** @type {WeakMap<Uint8Array, { layout: ReturnType<typeof bundleLayout>, resident: any, trailer: Uint8Array }>} */
   #resident = new WeakMap();
 
   /**
@@ -327,16 +337,18 @@ export class Ranker {
     const gpu = this.#gpu;
     if (gpu !== null) {
       try {
-        const layout = call(() => wasm.bundleEmbeddings(bundle));
-        if (layout[0] >= this.gpuMinRows) {
+        // The bundle's layout is read once, and its embeddings uploaded once;
+        // later rankings of the same bytes only write the query.
+        const trailer = bundle.subarray(bundle.byteLength - 8);
+        let entry = this.#resident.get(bundle);
+        if (entry === undefined || !entry.trailer.every((b, i) => b === trailer[i])) {
+          if (entry?.resident) gpu.release(entry.resident);
+          entry = { layout: bundleLayout(bundle), resident: null, trailer: trailer.slice() };
+          this.#resident.set(bundle, entry);
+        }
+        if (entry.layout.rows >= this.gpuMinRows) {
           const q = this.#core.quantizedQuery(bundle, context);
-          const trailer = bundle.slice(bundle.byteLength - 8);
-          let entry = this.#resident.get(bundle);
-          if (entry === undefined || !entry.trailer.every((b, i) => b === trailer[i])) {
-            if (entry !== undefined) gpu.release(entry.resident);
-            entry = { resident: gpu.upload(bundle, layout), trailer };
-            this.#resident.set(bundle, entry);
-          }
+          entry.resident ??= gpu.upload(bundle, entry.layout);
           const dots = await gpu.dots(entry.resident, q);
           return this.#core.rankWithDots(bundle, context, dots);
         }

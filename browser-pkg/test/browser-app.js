@@ -22,7 +22,7 @@ async function run() {
   const created = { engine: ranker.engine, adapter: ranker.adapter, fallbacks: ranker.fallbacks,
     lastFallback: ranker.lastFallback?.code, createMs: performance.now() - t0 };
   const cases = [['golden/model.ewm', 'golden/bundle.ewb', 'golden/context.ewcx', 'golden/result.ewrs']];
-  for (const base of await (await fetch('/fixtures/index.json')).json()) {
+  for (const base of await (await fetch(`/fixtures/index.json?n=${params.get('n') ?? ''}`)).json()) {
     cases.push(['ewm', 'ewb', 'ewcx', 'ewrs'].map((e) => `fixtures/${base}.${e}`));
   }
   const mismatches = [];

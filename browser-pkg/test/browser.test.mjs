@@ -7,11 +7,10 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
 import { readFile, readdir } from 'node:fs/promises';
-import { dirname, join, extname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launch, serve } from './chromium.mjs';
 
 const fixtures = process.env.EDGEWISE_FIXTURES;
 const golden = process.env.EDGEWISE_GOLDEN;
@@ -19,64 +18,37 @@ assert.ok(fixtures && golden, 'EDGEWISE_FIXTURES and EDGEWISE_GOLDEN must be set
 const pkgDir = dirname(fileURLToPath(import.meta.resolve('edgewise/package.json')));
 const here = dirname(fileURLToPath(import.meta.url));
 const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'";
-const TYPES = { '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
 /** Cases per page. */
 const CASES = { wasm: 200, gpu: 200 };
 
 let server;
-let origin;
-let allCases;
 
 before(async () => {
-  allCases = (await readdir(fixtures)).filter((n) => n.endsWith('.ewrs')).map((n) => n.slice(0, -5)).sort();
-  server = createServer(async (req, res) => {
-    const url = new URL(req.url, 'http://x');
-    const path = decodeURIComponent(url.pathname);
-    const send = (status, body, type) => {
-      res.writeHead(status, { 'content-type': type, 'content-security-policy': CSP, 'cache-control': 'no-store' });
-      res.end(body);
-    };
-    try {
-      if (path === '/' || path === '/index.html') {
-        return send(200, '<!doctype html><meta charset="utf-8"><script type="module" src="/app.js"></script>', 'text/html');
-      }
-      if (path === '/app.js') return send(200, await readFile(join(here, 'browser-app.js')), TYPES['.js']);
-      if (path === '/fixtures/index.json') {
-        const n = Number(url.searchParams.get('n') ?? allCases.length);
-        return send(200, JSON.stringify(allCases.slice(0, n)), TYPES['.json']);
-      }
-      const roots = { '/pkg/': pkgDir, '/golden/': golden, '/fixtures/': fixtures };
-      for (const [prefix, dir] of Object.entries(roots)) {
-        if (path.startsWith(prefix) && !path.includes('..')) {
-          const file = join(dir, path.slice(prefix.length));
-          return send(200, await readFile(file), TYPES[extname(file)] ?? 'application/octet-stream');
-        }
-      }
-      send(404, 'not found', 'text/plain');
-    } catch {
-      send(404, 'not found', 'text/plain');
-    }
+  const cases = (await readdir(fixtures)).filter((n) => n.endsWith('.ewrs')).map((n) => n.slice(0, -5)).sort();
+  server = await serve({
+    pages: {
+      '/': () => '<!doctype html><meta charset="utf-8"><script type="module" src="/app.js"></script>',
+      '/app.js': () => readFile(join(here, 'browser-app.js')),
+      // The first `n` cases.
+      '/fixtures/index.json': (url) => JSON.stringify(cases.slice(0, Number(url.searchParams.get('n') || cases.length))),
+    },
+    types: { '/app.js': 'text/javascript', '/fixtures/index.json': 'application/json' },
+    dirs: { '/pkg/': pkgDir, '/golden/': golden, '/fixtures/': fixtures },
+    headers: { 'content-security-policy': CSP, 'cache-control': 'no-store' },
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  origin = `http://127.0.0.1:${server.address().port}`;
 });
 
 after(() => server?.close());
 
-/** Opens the page in a fresh Chromium and returns its summary. */
+/** Opens the page (ranking the first `cases` cases) in a fresh Chromium and returns its summary. */
 async function page(query, { webgpu, cases }) {
-  const args = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--no-first-run', '--disable-quic'];
-  if (webgpu) args.push('--enable-unsafe-webgpu');
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args });
+  const browser = await launch({ webgpu });
   try {
     const p = await browser.newPage();
     const errors = [];
     p.on('pageerror', (e) => errors.push(String(e)));
-    p.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-    // The page reads the case list from /fixtures/index.json; limit it per run.
-    await p.route('**/fixtures/index.json', (route) => route.continue({ url: `${origin}/fixtures/index.json?n=${cases}` }));
-    await p.goto(`${origin}/?${query}`);
+    p.on('console', (m) => m.type() === 'error' && errors.push(`${m.text()} (${m.location().url})`));
+    await p.goto(`${server.origin}/?${query}&n=${cases}`);
     await p.waitForFunction(() => window.__result !== undefined, null, { timeout: 240_000 });
     const r = await p.evaluate(() => window.__result);
     return { ...r, errors, browser: browser.version() };

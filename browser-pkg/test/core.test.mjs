@@ -11,7 +11,8 @@ import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  Core, EdgewiseError, encodeContext, decodeResult, verifyBundle, sessionNew, sessionObserve, sessionInfo, abiVersion,
+  Core, EdgewiseError, encodeContext, decodeResult, verifyBundle, bundleLayout, sessionNew, sessionObserve, sessionInfo,
+  abiVersion,
 } from 'edgewise';
 
 const fixtures = process.env.EDGEWISE_FIXTURES;
@@ -24,12 +25,7 @@ const read = async (dir, name) => new Uint8Array(await readFile(join(dir, name))
 
 /** Every row's int8 dot product with `q`, as a GPU scan computes it. */
 function dots(bundle, q) {
-  const view = new DataView(bundle.buffer, bundle.byteOffset, bundle.byteLength);
-  const n = view.getUint32(16, true);
-  const d = view.getUint16(20, true);
-  // The embedding column is the last one: n·d bytes, 8-aligned, then padding and the 8-byte trailer.
-  const end = bundle.byteLength - 8;
-  const start = Math.floor((end - n * d) / 8) * 8;
+  const { rows: n, dim: d, start } = bundleLayout(bundle);
   const emb = new Int8Array(bundle.buffer, bundle.byteOffset + start, n * d);
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
@@ -133,7 +129,7 @@ test('every error is a typed EdgewiseError, and the core keeps working', async (
 test('interactions move the session at once, and the ranking follows', async () => {
   const [bundle, model] = await Promise.all(['bundle.ewb', 'model.ewm'].map((n) => read(golden, n)));
   core.loadModel(model);
-  const d = new DataView(bundle.buffer, bundle.byteOffset).getUint16(20, true);
+  const d = bundleLayout(bundle).dim;
   let state = sessionNew(d);
   assert.deepEqual(sessionInfo(state), { dim: d, events: 0, lastMs: 0 });
   const nowMs = 1_700_000_000_000;

@@ -300,13 +300,66 @@ fn pack(q: &[i8], words: &mut Vec<u32>) {
     }));
 }
 
-/// The first error an error scope caught, as a [`GpuError`].
-fn scope_error(e: Option<wgpu::Error>, what: &'static str) -> Result<(), GpuError> {
-    match e {
-        None => Ok(()),
-        Some(wgpu::Error::OutOfMemory { .. }) => Err(GpuError::OutOfMemory { what }),
-        Some(e) => Err(GpuError::Validation { what, message: e.to_string() }),
+/// An out-of-memory scope with a validation scope inside it, pushed around a
+/// group of creations and popped together.
+struct Scopes {
+    oom: wgpu::ErrorScopeGuard,
+    invalid: wgpu::ErrorScopeGuard,
+}
+
+impl Scopes {
+    fn push(device: &wgpu::Device) -> Self {
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        Self { oom, invalid: device.push_error_scope(wgpu::ErrorFilter::Validation) }
     }
+
+    /// Pops both scopes (innermost first); what they caught while `what`
+    /// becomes a [`GpuError`], a validation error through `invalid`.
+    fn pop_with(self, what: &'static str, invalid: impl FnOnce(String) -> GpuError) -> Result<(), GpuError> {
+        let caught = pollster::block_on(self.invalid.pop());
+        if pollster::block_on(self.oom.pop()).is_some() {
+            return Err(GpuError::OutOfMemory { what });
+        }
+        caught.map_or(Ok(()), |e| Err(invalid(e.to_string())))
+    }
+
+    /// [`pop_with`](Self::pop_with), a validation error as [`GpuError::Validation`].
+    fn pop(self, what: &'static str) -> Result<(), GpuError> {
+        self.pop_with(what, |message| GpuError::Validation { what, message })
+    }
+}
+
+/// A buffer of `size` bytes written by `fill` while mapped at creation, then
+/// unmapped; counted in `created`.
+fn buffer_init(
+    device: &wgpu::Device,
+    created: &mut Created,
+    label: &'static str,
+    usage: wgpu::BufferUsages,
+    size: u64,
+    fill: impl FnOnce(&mut wgpu::BufferViewMut),
+) -> Result<wgpu::Buffer, GpuError> {
+    let buffer =
+        device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: true });
+    created.buffers += 1;
+    match buffer.slice(..).get_mapped_range_mut() {
+        Ok(mut view) => fill(&mut view),
+        Err(e) => return Err(GpuError::Map { what: label, message: e.to_string() }),
+    }
+    buffer.unmap();
+    Ok(buffer)
+}
+
+/// A buffer for the GPU's own use; counted in `created`.
+fn buffer(
+    device: &wgpu::Device,
+    created: &mut Created,
+    label: &'static str,
+    size: u64,
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    created.buffers += 1;
+    device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
 }
 
 impl GpuRanker {
@@ -371,41 +424,26 @@ impl GpuRanker {
         };
         let mut created = Created::default();
 
-        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let invalid = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let source = crate::dots_shader(packed);
+        let scopes = Scopes::push(&device);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("edgewise dots"),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
+            source: wgpu::ShaderSource::Wgsl(crate::dots_shader(packed).into()),
         });
         created.shader_modules += 1;
-        if let Some(e) = pollster::block_on(invalid.pop()) {
-            let _ = pollster::block_on(oom.pop());
-            return Err(GpuError::Shader(e.to_string()));
-        }
-        let invalid = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        scopes.pop_with("compiling the shader", GpuError::Shader)?;
+        let scopes = Scopes::push(&device);
         let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty,
             count: None,
         };
-        let storage = |read_only| wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        };
+        let buffer_binding = |ty| wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None };
+        let storage = |read_only| buffer_binding(wgpu::BufferBindingType::Storage { read_only });
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("edgewise dots"),
             entries: &[
-                entry(
-                    0,
-                    wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                ),
+                entry(0, buffer_binding(wgpu::BufferBindingType::Uniform)),
                 entry(1, storage(true)),
                 entry(2, storage(true)),
                 entry(3, storage(false)),
@@ -425,24 +463,18 @@ impl GpuRanker {
             cache: None,
         });
         created.pipelines += 1;
-        let query = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("edgewise query"),
-            size: QUERY_BYTES,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+        let query = buffer(&device, &mut created, "edgewise query", QUERY_BYTES, usage);
+        // Mapped at creation and left mapped: each ranking writes the query
+        // into it, unmaps it for the copy, and maps it again.
         let upload = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("edgewise query upload"),
             size: QUERY_BYTES,
             usage: wgpu::BufferUsages::MAP_WRITE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: true,
         });
-        created.buffers += 2;
-        if let Some(e) = pollster::block_on(invalid.pop()) {
-            let _ = pollster::block_on(oom.pop());
-            return Err(GpuError::Shader(e.to_string()));
-        }
-        scope_error(pollster::block_on(oom.pop()), "building the pipeline")?;
+        created.buffers += 1;
+        scopes.pop_with("building the pipeline", GpuError::Shader)?;
 
         Ok(Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -512,6 +544,14 @@ impl GpuRanker {
         Ok(())
     }
 
+    /// Fails unless `bundle` was uploaded here and the ranker is usable.
+    fn check_bundle(&mut self, bundle: &GpuBundle<'_>) -> Result<(), GpuError> {
+        if bundle.owner != self.id {
+            return Err(GpuError::ForeignBundle);
+        }
+        self.check_usable()
+    }
+
     /// Marks the ranker unusable with `e` and returns it.
     fn fail(&mut self, e: GpuError) -> GpuError {
         self.broken.get_or_insert_with(|| e.to_string());
@@ -533,89 +573,53 @@ impl GpuRanker {
         if dots_bytes > limit {
             return Err(GpuError::TooLarge { what: "the dot products", needed: dots_bytes, limit });
         }
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let dots = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("edgewise dots"),
-            size: dots_bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("edgewise dots readback"),
-            size: dots_bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        self.created.buffers += 2;
+        let scopes = Scopes::push(&self.device);
+        let (device, created) = (&self.device, &mut self.created);
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let dots = buffer(device, created, "edgewise dots", dots_bytes, usage);
+        let usage = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+        let readback = buffer(device, created, "edgewise dots readback", dots_bytes, usage);
         let column = &bundle.as_bytes()[bundle.layout().embeddings.0..bundle.layout().embeddings.1];
-        let mut chunks = Vec::new();
-        let mut first = 0u64;
-        while first < n as u64 {
+        let (layout, query) = (&self.layout, &self.query);
+        let mut chunk = |first: u64| -> Result<Chunk, GpuError> {
             let rows = rows_per_chunk.min(n as u64 - first);
-            let rows_buf = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("edgewise embeddings"),
-                size: rows * row_bytes,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: true,
-            });
-            match rows_buf.slice(..).get_mapped_range_mut() {
-                Ok(mut view) => {
-                    let src = &column[first as usize * d..(first + rows) as usize * d];
-                    if d.is_multiple_of(4) {
-                        view.copy_from_slice(src);
-                    } else {
-                        // Pad every row to whole words: WebGPU zeroes a buffer
-                        // mapped at creation, so only the lanes are written.
-                        let stride = row_bytes as usize;
-                        for (r, row) in src.chunks_exact(d).enumerate() {
-                            view.slice(r * stride..r * stride + d).copy_from_slice(row);
-                        }
+            let src = &column[first as usize * d..(first + rows) as usize * d];
+            let usage = wgpu::BufferUsages::STORAGE;
+            let rows_buf = buffer_init(device, created, "embeddings", usage, rows * row_bytes, |view| {
+                if d.is_multiple_of(4) {
+                    view.copy_from_slice(src);
+                } else {
+                    // Pad every row to whole words: WebGPU zeroes a buffer
+                    // mapped at creation, so only the lanes are written.
+                    let stride = row_bytes as usize;
+                    for (r, row) in src.chunks_exact(d).enumerate() {
+                        view.slice(r * stride..r * stride + d).copy_from_slice(row);
                     }
                 }
-                Err(e) => {
-                    let _ = pollster::block_on(invalid.pop());
-                    let _ = pollster::block_on(oom.pop());
-                    return Err(GpuError::Map { what: "embeddings", message: e.to_string() });
-                }
-            }
-            rows_buf.unmap();
-            let params = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("edgewise dots params"),
-                size: 16,
-                usage: wgpu::BufferUsages::UNIFORM,
-                mapped_at_creation: true,
-            });
-            match params.slice(..).get_mapped_range_mut() {
-                Ok(mut view) => {
-                    let p: [u32; 4] = [rows as u32, words as u32, first as u32, 0];
-                    view.copy_from_slice(bytemuck::cast_slice(&p));
-                }
-                Err(e) => {
-                    let _ = pollster::block_on(invalid.pop());
-                    let _ = pollster::block_on(oom.pop());
-                    return Err(GpuError::Map { what: "params", message: e.to_string() });
-                }
-            }
-            params.unmap();
-            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            })?;
+            let p: [u32; 4] = [rows as u32, words as u32, first as u32, 0];
+            let params = buffer_init(device, created, "params", wgpu::BufferUsages::UNIFORM, 16, |view| {
+                view.copy_from_slice(bytemuck::cast_slice(&p));
+            })?;
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("edgewise dots"),
-                layout: &self.layout,
+                layout,
                 entries: &[
                     wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
                     wgpu::BindGroupEntry { binding: 1, resource: rows_buf.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 2, resource: self.query.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 2, resource: query.as_entire_binding() },
                     wgpu::BindGroupEntry { binding: 3, resource: dots.as_entire_binding() },
                 ],
             });
-            self.created.buffers += 2;
-            self.created.bind_groups += 1;
-            chunks.push(Chunk { rows: rows as u32, bind_group, _rows: rows_buf, _params: params });
-            first += rows;
-        }
-        let invalid = pollster::block_on(invalid.pop());
-        scope_error(pollster::block_on(oom.pop()), "uploading a bundle")?;
-        scope_error(invalid, "uploading a bundle")?;
+            created.bind_groups += 1;
+            Ok(Chunk { rows: rows as u32, bind_group, _rows: rows_buf, _params: params })
+        };
+        let chunks: Result<Vec<Chunk>, GpuError> =
+            (0..n as u64).step_by(rows_per_chunk as usize).map(&mut chunk).collect();
+        // The scopes are popped either way; a creation error comes first.
+        let popped = scopes.pop("uploading a bundle");
+        let chunks = chunks?;
+        popped?;
         Ok(GpuBundle { bundle, owner: self.id, chunks, dots, readback })
     }
 
@@ -629,10 +633,7 @@ impl GpuRanker {
         ctx: &RankContext,
         out: &mut RankOutput,
     ) -> Result<(), GpuError> {
-        if bundle.owner != self.id {
-            return Err(GpuError::ForeignBundle);
-        }
-        self.check_usable()?;
+        self.check_bundle(bundle)?;
         let b = &bundle.bundle;
         let (q, _) = self.ranker.quantized_query(model, b, ctx)?;
         pack(q, &mut self.words);
@@ -646,10 +647,7 @@ impl GpuRanker {
     /// `query` and row `i` of the resident bundle, computed on the GPU (what
     /// [`rank`](Self::rank) runs before the core finishes).
     pub fn dot_products(&mut self, bundle: &GpuBundle<'_>, query: &[i8], out: &mut Vec<i32>) -> Result<(), GpuError> {
-        if bundle.owner != self.id {
-            return Err(GpuError::ForeignBundle);
-        }
-        self.check_usable()?;
+        self.check_bundle(bundle)?;
         let d = bundle.bundle.dim();
         if query.len() != d {
             return Err(RankError::QueryDimension { what: "query", expected: d, found: query.len() }.into());

@@ -16,6 +16,7 @@
 //! Vite and one with webpack 5, and runs them in Chromium. `npm-bench` runs `browser-pkg/bench/` the same way: sizes, and
 //! ranking times in wasm and on WebGPU.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -164,10 +165,8 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
     Ok(tgz)
 }
 
-/// Installs the packed tarball into a fresh scratch app `<target>/npm/NAME`
-/// (as a user would), with playwright-core and Debian's Chromium for the
-/// browser runs; returns the app's directory.
-fn scratch_app(root: &Path, tgz: &Path, name: &str) -> Result<PathBuf> {
+/// A fresh, empty ES-module app `<target>/npm/NAME`.
+fn fresh_app(root: &Path, name: &str) -> Result<PathBuf> {
     let app = target_dir(root).join("npm").join(name);
     if app.exists() {
         std::fs::remove_dir_all(&app).with_context(|| format!("removing {}", app.display()))?;
@@ -177,18 +176,28 @@ fn scratch_app(root: &Path, tgz: &Path, name: &str) -> Result<PathBuf> {
         app.join("package.json"),
         format!("{{\n  \"name\": \"edgewise-{name}\",\n  \"private\": true,\n  \"type\": \"module\"\n}}\n"),
     )?;
+    Ok(app)
+}
+
+/// `npm install --no-audit --no-fund --silent ARGS` in `app`.
+fn npm_install(app: &Path, args: &[&OsStr]) -> Result<()> {
     run(Command::new("npm")
-        .args(["install", "--offline", "--no-audit", "--no-fund", "--silent"])
-        .arg(tgz)
-        .current_dir(&app)
-        .env("npm_config_update_notifier", "false"))?;
+        .args(["install", "--no-audit", "--no-fund", "--silent"])
+        .args(args)
+        .current_dir(app)
+        .env("npm_config_update_notifier", "false"))
+}
+
+/// Installs the packed tarball into a fresh scratch app `<target>/npm/NAME`
+/// (as a user would), with playwright-core and Debian's Chromium for the
+/// browser runs; returns the app's directory.
+fn scratch_app(root: &Path, tgz: &Path, name: &str) -> Result<PathBuf> {
+    let app = fresh_app(root, name)?;
+    npm_install(&app, &["--offline".as_ref(), tgz.as_os_str()])?;
     // The browser runs: Debian's Chromium (Playwright's own download cannot
     // work here) driven by a pinned playwright-core from npm.
     ensure_apt(&[("chromium", "/usr/bin/chromium")])?;
-    run(Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--silent", "--no-save", PLAYWRIGHT])
-        .current_dir(&app)
-        .env("npm_config_update_notifier", "false"))?;
+    npm_install(&app, &["--no-save".as_ref(), PLAYWRIGHT.as_ref()])?;
     Ok(app)
 }
 
@@ -223,27 +232,17 @@ fn fixtures(dir: &Path, arg: &str) -> Result<()> {
 /// by a real bundler (`tools` from npm, then `build` run through npx); returns
 /// its `dist/`.
 fn bundler_app(root: &Path, tgz: &Path, name: &str, tools: &[&str], build: &[&str]) -> Result<PathBuf> {
-    let app = target_dir(root).join("npm").join(format!("{name}-app"));
-    if app.exists() {
-        std::fs::remove_dir_all(&app).with_context(|| format!("removing {}", app.display()))?;
-    }
+    let app = fresh_app(root, &format!("{name}-app"))?;
     std::fs::create_dir_all(app.join("src"))?;
-    std::fs::write(
-        app.join("package.json"),
-        format!("{{\n  \"name\": \"edgewise-{name}-app\",\n  \"private\": true,\n  \"type\": \"module\"\n}}\n"),
-    )?;
     let templates = root.join("browser-pkg").join("test").join("apps");
     std::fs::copy(templates.join("main.js"), app.join("src").join("main.js"))?;
     match name {
         "vite" => std::fs::copy(templates.join("vite-index.html"), app.join("index.html"))?,
         _ => std::fs::copy(templates.join("webpack.config.mjs"), app.join("webpack.config.mjs"))?,
     };
-    run(Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--silent"])
-        .arg(tgz)
-        .args(tools)
-        .current_dir(&app)
-        .env("npm_config_update_notifier", "false"))?;
+    let mut packages = vec![tgz.as_os_str()];
+    packages.extend(tools.iter().map(OsStr::new));
+    npm_install(&app, &packages)?;
     run(Command::new("npx").args(["--no-install"]).args(build).current_dir(&app))?;
     let dist = app.join("dist");
     if !dist.is_dir() {
@@ -285,5 +284,7 @@ pub(crate) fn bench(root: &Path) -> Result<()> {
     let data = app.join("data");
     fixtures(&data, "--bench")?;
     copy_dir(&root.join("browser-pkg").join("bench"), &app, ".mjs")?;
+    // The Chromium launcher and file server the browser tests use.
+    std::fs::copy(root.join("browser-pkg").join("test").join("chromium.mjs"), app.join("chromium.mjs"))?;
     run(Command::new("node").arg("bench.mjs").current_dir(&app).env("EDGEWISE_BENCH_DATA", &data))
 }

@@ -195,10 +195,15 @@ impl AppState {
         let gpu = match cfg.rank.gpu {
             crate::config::GpuSetting::Off => None,
             crate::config::GpuSetting::Auto => {
+                // Without a GPU, keep no ranker: CPU rankings need no shared lock.
                 match edgewise_shaders::AnyRanker::new(edgewise_shaders::Choice::Auto, &Default::default()) {
-                    Ok(r) => {
+                    Ok(r) if r.gpu().is_some() => {
                         tracing::info!(path = %r.path(), "rank.gpu = \"auto\": /v1/rank ranks on this path");
                         Some(std::sync::Mutex::new(r))
+                    }
+                    Ok(r) => {
+                        tracing::warn!(path = %r.path(), "rank.gpu = \"auto\": no GPU path, /v1/rank ranks on the CPU");
+                        None
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "rank.gpu = \"auto\": no GPU path, /v1/rank ranks on the CPU");

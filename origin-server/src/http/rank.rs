@@ -115,11 +115,13 @@ fn rank_blocking(
     let bundle = edgewise_core::bundle::Bundle::decode_prechecked(bytes).map_err(ApiError::internal)?;
     let mut out = edgewise_core::rank::RankOutput::default();
     let failed = |e: &dyn std::fmt::Display| ApiError::internal(format!("ranking failed: {e}"));
-    let Some(gpu) = &st.gpu else {
+    // The GPU is one device behind one lock; once it is gone (a lost device),
+    // rankings go back to running in parallel on the CPU, without the lock.
+    let gpu = st.gpu.as_ref().map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    let Some(mut ranker) = gpu.filter(|r| r.gpu().is_some()) else {
         edgewise_core::rank::Ranker::new().rank(model, &bundle, ctx, &mut out).map_err(|e| failed(&e))?;
         return Ok((out, "cpu"));
     };
-    let mut ranker = gpu.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let prepared = ranker.prepare(bundle).map_err(|e| failed(&e))?;
     let path = ranker.rank(model, &prepared, ctx, &mut out).map_err(|e| failed(&e))?;
     if let edgewise_shaders::Path::Cpu { fallback: Some(e) } = &path {

@@ -124,6 +124,26 @@ async fn put_items(s: &Server, body: &[Value]) -> Value {
     r.json().await.expect("json")
 }
 
+/// User 3's `POST /v1/rank` (k 10 of 80 candidates): 200, ranked on
+/// `ranked_on`, 10 items, every candidate's fate explained. Returns the body.
+async fn rank_user_3(s: &Server, ranked_on: &str) -> Value {
+    let r = s
+        .client
+        .post(s.u("/v1/rank"))
+        .bearer_auth(tok(3))
+        .json(&json!({"user": 3, "region": 1, "k": 10, "candidates": 80}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[edgewise_wire::headers::RANKED_ON], ranked_on);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["items"].as_array().expect("items").len(), 10);
+    let explained: u64 = v["stages"].as_object().expect("stages").values().filter_map(Value::as_u64).sum();
+    assert_eq!(explained, 80, "every candidate's fate is explained: {v}");
+    v
+}
+
 async fn click_events(s: &Server, user: u64, items: impl Iterator<Item = u64>, prefix: &str) -> Value {
     let now = edgewise_origin::http::now_ms();
     let evs: Vec<Value> = items
@@ -528,21 +548,10 @@ async fn model_registry_canary_and_origin_ranking() {
 
     // Ranking at the origin, explained.
     click_events(&s, 3, (0..4).map(|n| 1000 + 6 * n), "rank").await;
-    let r = c
-        .post(s.u("/v1/rank"))
-        .bearer_auth(tok(3))
-        .json(&json!({"user": 3, "region": 1, "k": 10, "candidates": 80}))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()[edgewise_wire::headers::RANKED_ON], "cpu", "rank.gpu is off by default");
-    let v: Value = r.json().await.expect("json");
-    assert_eq!(v["items"].as_array().expect("items").len(), 10);
+    // rank.gpu is off by default.
+    let v = rank_user_3(&s, "cpu").await;
     assert_eq!(v["candidates"], 80);
     assert_eq!(v["stages"]["selected"], 10, "{v}");
-    let explained: u64 = v["stages"].as_object().expect("stages").values().filter_map(Value::as_u64).sum();
-    assert_eq!(explained, 80, "every candidate's fate is explained: {v}");
     let first = &v["items"][0];
     for key in ["id", "score", "pre_score", "main_score", "mmr_penalty", "sources"] {
         assert!(!first[key].is_null(), "{key} missing in {first}");
@@ -572,20 +581,8 @@ async fn model_registry_canary_and_origin_ranking() {
     let v: Value = s.client.get(s.u("/v1/models/current")).send().await.expect("request").json().await.expect("json");
     assert_eq!(v["stable"], d1.as_str());
     assert_eq!(v["canary"]["digest"], d2.as_str());
-    let r = s
-        .client
-        .post(s.u("/v1/rank"))
-        .bearer_auth(tok(3))
-        .json(&json!({"user": 3, "region": 1, "k": 10, "candidates": 80}))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()[edgewise_wire::headers::RANKED_ON], "gpu", "rank.gpu = \"auto\" with an adapter");
-    let v: Value = r.json().await.expect("json");
-    assert_eq!(v["items"].as_array().expect("items").len(), 10);
-    let explained: u64 = v["stages"].as_object().expect("stages").values().filter_map(Value::as_u64).sum();
-    assert_eq!(explained, 80, "{v}");
+    // rank.gpu = "auto" with an adapter.
+    rank_user_3(&s, "gpu").await;
     s.stop().await;
 }
 
