@@ -3,7 +3,11 @@
 // retried batch never counts twice. Nothing the page handed over is dropped
 // silently: an event leaves the queue only when the origin applied it, said it
 // was a duplicate, or refused it, and a refusal (or a full queue) is
-// dispatched as an `error` event carrying an `EdgewiseError`.
+// dispatched as an `error` event carrying an `EdgewiseError`. On `pagehide`
+// the queue goes out in a `keepalive` request and is also written to
+// `localStorage`; the next page's queue for the same endpoint sends it again
+// with the same ids, so a page closed while offline loses nothing (and a
+// batch that did arrive only counts as a duplicate).
 
 import { EdgewiseError } from './error.js';
 
@@ -17,6 +21,15 @@ function u64(v, what) {
     throw new EdgewiseError('bad-event', `${what} must be a u64 (a safe integer or a BigInt), not ${String(v)}`);
   }
   return big;
+}
+
+/** `localStorage`, where the page may use it (reading it throws in sandboxed frames). */
+function defaultStorage() {
+  try {
+    return /** @type {any} */ (globalThis).localStorage ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /** A random idempotency id. */
@@ -61,7 +74,9 @@ export class EventQueue extends EventTarget {
    * a 401, to get a fresh one.
    * @param {{ endpoint: string | URL, token?: (refresh: boolean) => string | Promise<string>, fetch?: typeof fetch,
    *   batch?: number, maxQueue?: number, flushMs?: number, backoffMs?: number, maxBackoffMs?: number,
-   *   timeoutMs?: number }} options
+   *   timeoutMs?: number, storage?: Storage | null }} options
+   *   `storage`: where unsent events wait between page loads (default
+   *   `localStorage` where the page may use it; `null`: nowhere).
    */
   constructor(options) {
     super();
@@ -77,8 +92,51 @@ export class EventQueue extends EventTarget {
     this.timeoutMs = options.timeoutMs ?? 10_000;
     /** The last token used, for the `pagehide` request (which cannot wait for a fresh one). */
     this.lastToken = undefined;
+    this.storage = options.storage === undefined ? defaultStorage() : options.storage;
+    this.storageKey = `edgewise-events:${this.url}`;
+    this.#restore();
     const hide = () => this.#unload();
     if (typeof globalThis.addEventListener === 'function') globalThis.addEventListener('pagehide', hide);
+  }
+
+  /** Events a previous page left unsent, queued first, with their ids. */
+  #restore() {
+    let saved = [];
+    try {
+      const text = this.storage?.getItem(this.storageKey);
+      this.storage?.removeItem(this.storageKey);
+      saved = text ? JSON.parse(text) : [];
+    } catch {
+      saved = []; // storage that cannot be read holds nothing for us
+    }
+    if (!Array.isArray(saved)) return;
+    for (const e of saved.slice(0, this.maxQueue)) {
+      try {
+        if (typeof e?.eventId !== 'string' || !KINDS.has(e.kind)) continue;
+        this.#queue.push({ eventId: e.eventId, user: u64(BigInt(e.user), 'user'), item: u64(BigInt(e.item), 'item'),
+          kind: e.kind, time: Number(e.time), region: Number(e.region), dwellMs: Number(e.dwellMs ?? 0), attempts: 0 });
+      } catch {
+        // an entry this version cannot read is skipped
+      }
+    }
+    if (this.#queue.length > 0) this.#schedule(0);
+  }
+
+  /**
+   * Writes the unsent events to `storage` (as `pagehide` does), for the next
+   * page's queue to send. Returns how many were written.
+   */
+  persist() {
+    if (!this.storage) return 0;
+    const plain = this.#queue.map((e) => ({ ...e, user: String(e.user), item: String(e.item) }));
+    try {
+      if (plain.length === 0) this.storage.removeItem(this.storageKey);
+      else this.storage.setItem(this.storageKey, JSON.stringify(plain));
+      return plain.length;
+    } catch (e) {
+      this.#error(new EdgewiseError('queue-full', `${plain.length} unsent event(s) could not be stored: ${e?.message ?? e}`));
+      return 0;
+    }
   }
 
   /** Events waiting to be sent. */
@@ -175,6 +233,14 @@ export class EventQueue extends EventTarget {
       this.#failures = 0;
       sent += outcome;
     }
+    if (this.#queue.length === 0) {
+      // Nothing left to hand to a later page.
+      try {
+        this.storage?.removeItem(this.storageKey);
+      } catch {
+        // nothing was stored where nothing can be read
+      }
+    }
     if (sent > 0) this.dispatchEvent(new CustomEvent('flushed', { detail: sent }));
   }
 
@@ -248,6 +314,7 @@ export class EventQueue extends EventTarget {
    */
   #unload() {
     if (this.#queue.length === 0) return;
+    this.persist();
     const batch = this.#queue.slice(0, this.batch);
     const body = ndjson(batch);
     const headers = { 'content-type': 'application/x-ndjson' };

@@ -17,6 +17,12 @@ export type ErrorCode =
   | 'bad-event'
   | 'queue-full'
   | 'event-rejected'
+  | 'endpoint-down'
+  | 'aborted'
+  | 'no-token'
+  | 'no-feed'
+  | 'too-large'
+  | 'digest-mismatch'
   | `http-${number}`
   | 'internal';
 
@@ -123,6 +129,35 @@ export function sessionObserve(state: Uint8Array, bundle: Uint8Array, event: Ses
 /** A session state's dimension, event count and last event time. */
 export function sessionInfo(state: Uint8Array): { dim: number; events: number; lastMs: number };
 
+/** What a client needs to know about a bundle, read once when it arrives (checks its structure). */
+export function bundleInfo(bytes: Uint8Array): {
+  rows: number;
+  dim: number;
+  scope: 'regional' | 'personal';
+  createdAtMs: number;
+  /** The sha256 of the model the bundle names; `undefined`: any model. */
+  model?: string;
+  /** Every row's item id, in row order. */
+  ids: BigUint64Array;
+};
+
+/** The sha256 (lower-case hex) of `bytes`, computed by the core (no secure context needed). */
+export function sha256(bytes: Uint8Array): string;
+
+/** The core's stable merge: the first `shown` preliminary ids keep their places; the rest come from `refined`. */
+export function stableMerge(preliminary: Iterable<bigint>, shown: number, refined: Iterable<bigint>, k: number): bigint[];
+
+/** The core's agreement of two rankings: overlap@k and Kendall's τ over the ids both hold. */
+export function agreement(a: Iterable<bigint>, b: Iterable<bigint>, k: number): Agreement;
+
+/** How much two rankings agree. */
+export interface Agreement {
+  /** `|top_k(a) ∩ top_k(b)| / k`, in [0, 1]. */
+  overlap: number;
+  /** Kendall's τ over the ids both hold, in [-1, 1]; `null` when they share fewer than two. */
+  kendallTau: number | null;
+}
+
 /** The version of the byte formats this build speaks. */
 export function abiVersion(): number;
 
@@ -222,13 +257,144 @@ export class EventQueue extends EventTarget {
     backoffMs?: number;
     maxBackoffMs?: number;
     timeoutMs?: number;
+    /** Where unsent events wait between page loads (default `localStorage`; `null`: nowhere). */
+    storage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'> | null;
   });
   /** Events waiting to be sent. */
   readonly pending: number;
+  /** Writes the unsent events to `storage` (as `pagehide` does); how many. */
+  persist(): number;
   /** Queues an event; its idempotency id, or null when the queue is full. */
   push(event: TrackedEvent): string | null;
   /** Sends what is queued; never rejects. */
   flush(): Promise<void>;
   /** Stops the timers; queued events stay queued. */
   close(): void;
+}
+
+/** Options of `Edgewise.create`. */
+export interface EdgewiseOptions {
+  /** The Edgewise edge (or origin) the bundles, models and events come from and go to. */
+  endpoint: string | URL;
+  /** The signed-in user's short-lived token; called with `true` after a 401 for a fresh one. Without it: anonymous. */
+  token?: (refresh: boolean) => string | Promise<string>;
+  /** The core's `.wasm` (default: next to the package's JavaScript). A worker needs a URL or nothing. */
+  wasm?: WasmInput;
+  /** `'auto'` (default): WebGPU when an adapter works; `'off'`; `'require'`: fail without one. */
+  gpu?: 'auto' | 'off' | 'require';
+  /** Bundles with fewer rows rank in wasm even with a GPU (default 10000). */
+  gpuMinRows?: number;
+  /** Rank in a module worker, off the main thread. */
+  worker?: boolean;
+  /** The fetch to use (default `globalThis.fetch`). */
+  fetch?: typeof fetch;
+  /** Where `POST /v1/events` goes (default `endpoint`). */
+  eventsEndpoint?: string | URL;
+  /** Candidates asked for per bundle (default 300). */
+  candidates?: number;
+  /** The longest a request may take, in ms (default 10000). */
+  timeoutMs?: number;
+  /** The largest bundle or model accepted, in bytes (default 64 MiB). */
+  maxBundleBytes?: number;
+  /** Keep bundles and models in the Cache API across visits (default true, where the page has it). */
+  persist?: boolean;
+  /** The event queue's batching and retry settings. */
+  events?: {
+    batch?: number;
+    maxQueue?: number;
+    flushMs?: number;
+    backoffMs?: number;
+    maxBackoffMs?: number;
+    timeoutMs?: number;
+    storage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'> | null;
+  };
+  /** ms since the epoch for rankings and events (default `Date.now`). */
+  clock?: () => number;
+}
+
+/** One item of a frame. */
+export interface FrameItem extends RankedItem {
+  /** Refined frames: the item was shown before and kept its place. */
+  kept?: boolean;
+}
+
+/** One frame of a feed. */
+export interface Frame {
+  kind: 'preliminary' | 'refined';
+  /** Where the bundle came from. */
+  source: 'memory' | 'cache-storage' | 'network';
+  scope: 'regional' | 'personal';
+  /** What to show, in order (refined frames: stable-merged with the preliminary one). */
+  items: FrameItem[];
+  /** This frame's own ranking, before any merge. */
+  ranked: bigint[];
+  /** How many preliminary items kept their places. */
+  shown: number;
+  /** `cache`: the edge's `X-Edgewise-Cache` (`hit`, `miss`, `stale`, `revalidated`), `origin`, or where on the device. */
+  bundle: { digest: string; cache: string; rows: number; createdAtMs: number };
+  /** The model that ranked it (sha256). */
+  model: string;
+  engine: 'webgpu' | 'wasm-simd';
+  /** Against the previous frame of the same feed (`null` for the first). */
+  agreement: Agreement | null;
+  /** ms: getting the bundle, ranking it, and since `feed()` was called. */
+  timings: { fetch: number; rank: number; total: number };
+}
+
+/** The Edgewise client. Events: `error` (`detail`: an `EdgewiseError` from the event queue) and `flushed`. */
+export class Edgewise extends EventTarget {
+  static create(options: EdgewiseOptions): Promise<Edgewise>;
+  readonly endpoint: string;
+  readonly engine: 'webgpu' | 'wasm-simd';
+  readonly adapter: AdapterSummary | undefined;
+  readonly fallbacks: { count: number; last: EdgewiseError | undefined };
+  readonly pendingEvents: number;
+  /** The local session state (`EWSS`), `null` before the first interaction. */
+  readonly session: Uint8Array | null;
+  /**
+   * A preliminary frame from what is on the device (fetched when nothing is), then a refined
+   * frame from the network, stable-merged. Errors end the iteration; the last frame stands.
+   */
+  feed(options?: {
+    user?: bigint | number;
+    region?: number;
+    k?: number;
+    signal?: AbortSignal;
+    /** How many preliminary items the page has shown (default: up to the last with a tracked impression). */
+    shown?: number | (() => number);
+  }): AsyncGenerator<Frame, void, void>;
+  /** Moves the session at once and queues the event for the origin (signed-in users). */
+  track(event: { item: bigint | number; kind: TrackedEvent['kind']; dwellMs?: number; time?: number }): {
+    eventId: string | null;
+    sessionUpdated: boolean;
+  };
+  /** Re-ranks the unseen items on the device with the session as it is now. */
+  rerank(options?: { shown?: number }): Promise<{
+    items: RankedItem[];
+    order: bigint[];
+    moved: Array<{ id: bigint; from: number | null; to: number }>;
+    agreement: Agreement | null;
+    engine: 'webgpu' | 'wasm-simd';
+    timings: { rank: number };
+  }>;
+  /** How the last ranking treated an item; `null` when it is in no shown bundle. */
+  explain(id: bigint | number): {
+    id: bigint;
+    row: number;
+    outcome: string;
+    preScore: number;
+    mainScore: number;
+    calibrated: number;
+    rank: number | null;
+    mmrPenalty: number | null;
+    mmrScore: number | null;
+    bundle: string;
+    model: string | null;
+  } | null;
+  /** Sends queued events now (never rejects). */
+  flush(): Promise<void>;
+  /** Forgets the session, seen items and stored bundles (of `user`, or all): call it on sign-out. */
+  forget(options?: { user?: bigint | number }): Promise<void>;
+  /** Flushes events, stops the worker and frees the GPU. */
+  close(): Promise<void>;
 }

@@ -10,6 +10,7 @@ import { EdgewiseError } from './error.js';
 
 export { EdgewiseError };
 export { EventQueue } from './events.js';
+export { Edgewise } from './client.js';
 
 /** @param {unknown} e */
 function toEdgewiseError(e) {
@@ -197,6 +198,59 @@ export function verifyBundle(bytes) {
 export function bundleLayout(bytes) {
   const [rows, dim, start, end] = call(() => wasm.bundleEmbeddings(bytes));
   return { rows, dim, start, end };
+}
+
+/**
+ * What a client needs to know about a bundle, read once when it arrives:
+ * `{ rows, dim, scope, createdAtMs, model, ids }` (`scope`: `'regional'` or
+ * `'personal'`; `model`: the sha256 of the model its header names, or
+ * `undefined`; `ids`: every row's item id, a `BigUint64Array`). Checks the
+ * structure, not the checksum.
+ * @param {Uint8Array} bytes
+ * @returns {{ rows: number, dim: number, scope: 'regional' | 'personal', createdAtMs: number, model?: string, ids: BigUint64Array }}
+ */
+export function bundleInfo(bytes) {
+  return call(() => wasm.bundleInfo(bytes));
+}
+
+/**
+ * The sha256 (lower-case hex) of `bytes`: the digest that names models and
+ * bundles. Computed by the core, so it works outside secure contexts.
+ * @param {Uint8Array} bytes
+ */
+export function sha256(bytes) {
+  return call(() => wasm.sha256(bytes));
+}
+
+/** @param {Iterable<bigint>} ids */
+const u64s = (ids) => (ids instanceof BigUint64Array ? ids : BigUint64Array.from(ids));
+
+/**
+ * The core's stable merge: the first `shown` ids of `preliminary` keep their
+ * places, the rest comes from `refined`, then the unshown preliminary ids,
+ * without duplicates, at most `k` ids.
+ * @param {Iterable<bigint>} preliminary
+ * @param {number} shown
+ * @param {Iterable<bigint>} refined
+ * @param {number} k
+ * @returns {bigint[]}
+ */
+export function stableMerge(preliminary, shown, refined, k) {
+  const s = whole('shown', Math.min(shown, U32_MAX), U32_MAX);
+  return Array.from(call(() => wasm.stableMerge(u64s(preliminary), s, u64s(refined), whole('k', k, U32_MAX))));
+}
+
+/**
+ * The core's agreement of two rankings: overlap@k (`|top_k(a) ∩ top_k(b)| / k`)
+ * and Kendall's τ over the ids both hold (`null` when they share fewer than two).
+ * @param {Iterable<bigint>} a
+ * @param {Iterable<bigint>} b
+ * @param {number} k
+ */
+export function agreement(a, b, k) {
+  const [x, y] = [u64s(a), u64s(b)];
+  const kk = whole('k', k, U32_MAX);
+  return { overlap: call(() => wasm.overlapAtK(x, y, kk)), kendallTau: call(() => wasm.kendallTau(x, y)) ?? null };
 }
 
 /**

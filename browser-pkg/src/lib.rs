@@ -22,6 +22,9 @@
 //! | `verifyBundle(bytes)` | the bundle's checksum and structure, once, when it enters a cache |
 //! | `decodeResult(bytes)` | `EWRS` bytes as items and per-row typed arrays |
 //! | `bundleEmbeddings(bytes)` | where the embedding column lies, for a GPU upload |
+//! | `bundleInfo(bytes)` | rows, dimension, the model the bundle names, every row's item id |
+//! | `sha256(bytes)` | the digest that names models and bundles |
+//! | `stableMerge`, `overlapAtK`, `kendallTau` | the core's merge of a preliminary and a refined ranking, and their agreement |
 //!
 //! Errors are JavaScript `Error`s named `EdgewiseError` with a `code`
 //! ([`Code`]); the wrapper turns them into its `EdgewiseError` class.
@@ -366,6 +369,65 @@ pub fn bundle_embeddings(bytes: &[u8]) -> Result<Vec<u32>, JsValue> {
     let b = Bundle::decode_prechecked(bytes).map_err(|e| error(Code::BadBundle, &e.to_string()))?;
     let (start, end) = b.layout().embeddings;
     Ok(vec![b.len() as u32, b.dim() as u32, start as u32, end as u32])
+}
+
+/// What a client needs to know about a bundle, read once when it arrives:
+/// `{ rows, dim, scope, createdAtMs, model, ids }`: `scope` is `regional` or
+/// `personal`, `model` is the sha256 (hex) of the model its
+/// header names (`undefined`: any model), `ids` the item id of every row (a
+/// `BigUint64Array`, row order). Checks the structure (not the checksum).
+#[wasm_bindgen(js_name = bundleInfo)]
+pub fn bundle_info(bytes: &[u8]) -> Result<JsValue, JsValue> {
+    let b = Bundle::decode_prechecked(bytes).map_err(|e| error(Code::BadBundle, &e.to_string()))?;
+    let out = js_sys::Object::new();
+    set(&out, "rows", b.len() as u32);
+    set(&out, "dim", b.dim() as u32);
+    let h = b.header();
+    set(
+        &out,
+        "scope",
+        match h.scope {
+            edgewise_core::Scope::Regional => "regional",
+            edgewise_core::Scope::Personal => "personal",
+        },
+    );
+    set(&out, "createdAtMs", h.created_at_ms as f64);
+    if let Some(d) = h.model_digest {
+        set(&out, "model", d.to_hex());
+    }
+    let ids: Vec<u64> = (0..b.len()).map(|i| b.id(i)).collect();
+    set(&out, "ids", js_sys::BigUint64Array::from(ids.as_slice()));
+    Ok(out.into())
+}
+
+/// The sha256 of `bytes` (lower-case hex), the digest that names models and
+/// bundles; computed in the core, so it needs no secure context.
+#[wasm_bindgen]
+pub fn sha256(bytes: &[u8]) -> String {
+    edgewise_core::Digest::of(bytes).to_hex()
+}
+
+/// [`edgewise_core::merge::stable_merge`]: the first `shown` items of
+/// `preliminary` keep their places, the rest comes from `refined` (then the
+/// unshown preliminary items), without duplicates, at most `k` ids.
+#[wasm_bindgen(js_name = stableMerge)]
+pub fn stable_merge(preliminary: &[u64], shown: u32, refined: &[u64], k: u32) -> Vec<u64> {
+    let mut out = Vec::new();
+    edgewise_core::merge::stable_merge(preliminary, shown as usize, refined, k as usize, &mut out);
+    out
+}
+
+/// [`edgewise_core::merge::overlap_at_k`]: `|top_k(a) ∩ top_k(b)| / k`.
+#[wasm_bindgen(js_name = overlapAtK)]
+pub fn overlap_at_k(a: &[u64], b: &[u64], k: u32) -> f32 {
+    edgewise_core::merge::overlap_at_k(a, b, k as usize)
+}
+
+/// [`edgewise_core::merge::kendall_tau`]: Kendall's τ over the items both
+/// rankings hold; `undefined` when they share fewer than two.
+#[wasm_bindgen(js_name = kendallTau)]
+pub fn kendall_tau(a: &[u64], b: &[u64]) -> Option<f64> {
+    edgewise_core::merge::kendall_tau(a, b)
 }
 
 /// Checks a bundle's checksum and structure (once, when it enters a cache;

@@ -163,3 +163,37 @@ test('a full queue refuses with an error event; bad events throw at once', async
   assert.throws(() => new EventQueue({}), (e) => e.code === 'bad-options');
   q.close();
 });
+
+test('unsent events wait in storage for the next page, which sends them with the same ids', async () => {
+  // A Storage stand-in (Node has no localStorage): the queue uses only these three calls.
+  const map = new Map();
+  const storage = {
+    getItem: (k) => (map.has(k) ? map.get(k) : null),
+    setItem: (k, v) => void map.set(k, String(v)),
+    removeItem: (k) => void map.delete(k),
+  };
+  const o = await origin(applied);
+  await o.close(); // the origin is down while the first page lives
+  const first = queue({ endpoint: o.url, storage, flushMs: 60_000 });
+  const ids = [
+    first.push({ user: 2n ** 63n + 5n, item: 9, kind: 'like', region: 1 }),
+    first.push({ user: 2n ** 63n + 5n, item: 10, kind: 'dwell', dwellMs: 1500, region: 1 }),
+  ];
+  assert.equal(first.persist(), 2, 'what pagehide writes');
+  first.close();
+
+  // The next page: the origin is back on another port, so the stored queue
+  // is moved to that endpoint's key, as a page of the same site would find it.
+  const back = await origin(applied);
+  const key = `edgewise-events:${new URL('v1/events', `${back.url}/`)}`;
+  map.set(key, map.get(first.storageKey));
+  map.delete(first.storageKey);
+  const second = queue({ endpoint: back.url, storage });
+  assert.equal(second.pending, 2, 'restored at once');
+  await until(() => second.pending === 0);
+  const sent = back.requests.flatMap((r) => r.lines.map((l) => JSON.parse(l)));
+  assert.deepEqual(sent.map((e) => e.event_id), ids, 'the same idempotency ids');
+  assert.equal(back.requests[0].lines[0].includes(`"user":${2n ** 63n + 5n}`), true, 'u64 ids keep every digit');
+  assert.equal(sent[1].dwell_ms, 1500);
+  assert.equal(map.size, 0, 'nothing left in storage once the origin took them');
+});

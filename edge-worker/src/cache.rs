@@ -453,6 +453,34 @@ impl Cache {
         }
     }
 
+    /// Posts `body` to the origin's `path` on behalf of one user, with their
+    /// `token`: never stored. Returns the origin's status, content type and
+    /// body, whatever the status (the origin's refusals are the client's to
+    /// read); fails only when the origin cannot be reached.
+    pub async fn post_through(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<(u16, Option<String>, Bytes), CacheError> {
+        self.metrics.origin_requests.inc();
+        let _timer = self.metrics.origin_seconds.start_timer();
+        let mut req = self.client.post(format!("{}{path}", self.origin)).bearer_auth(token).body(body);
+        if let Some(t) = content_type {
+            req = req.header(h::CONTENT_TYPE, t);
+        }
+        let resp = req.send().await.map_err(|e| {
+            self.metrics.origin_up.set(0);
+            CacheError::Origin(e.to_string())
+        })?;
+        let status = resp.status();
+        self.metrics.origin_up.set(i64::from(!status.is_server_error()));
+        let kind = header(resp.headers(), h::CONTENT_TYPE.as_str()).map(str::to_string);
+        let body = resp.bytes().await.map_err(|e| CacheError::Origin(e.to_string()))?;
+        Ok((status.as_u16(), kind, body))
+    }
+
     /// Whether the last origin request got an answer (`None` before the first).
     pub fn origin_up(&self) -> Option<bool> {
         match self.metrics.origin_up.get() {

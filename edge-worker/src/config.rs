@@ -12,6 +12,7 @@
 //! [server]
 //! listen = "0.0.0.0:8081"
 //! admin_keys = ["s3cret"]        # none: the admin routes are disabled
+//! cors_origins = ["https://app.example"]  # pages that may call the edge from a browser
 //!
 //! [auth.user_tokens]             # the same section as the origin's
 //! hmac_secrets = ["<32+ random bytes shared with the app's backend>"]
@@ -122,6 +123,10 @@ pub struct ServerConfig {
     pub body_read_timeout_ms: u64,
     /// Connections open at once; beyond it new ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Web origins (`https://app.example`) whose pages may call this edge
+    /// from the browser (CORS); `["*"]`: any page. Empty: no CORS headers,
+    /// so only same-origin pages can read the answers.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -137,6 +142,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: u64::try_from(s.header_read_timeout.as_millis()).unwrap_or(10_000),
             body_read_timeout_ms: u64::try_from(a.body_timeout.as_millis()).unwrap_or(10_000),
             max_connections: s.max_connections,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -324,6 +330,7 @@ impl EdgeConfig {
                 g.max_idle, g.slots
             )));
         }
+        check_cors_origins(&self.server.cors_origins)?;
         if self.feed.candidates == 0 || self.feed.candidates > 5000 {
             return Err(ConfigError(format!("feed.candidates = {} must be in 1..=5000", self.feed.candidates)));
         }
@@ -369,6 +376,29 @@ impl EdgeConfig {
     }
 }
 
+/// Checks `server.cors_origins`: `["*"]`, or web origins written as a browser
+/// sends them in `Origin` (`scheme://host[:port]`, no path, no trailing slash).
+pub fn check_cors_origins(origins: &[String]) -> Result<(), ConfigError> {
+    if origins.iter().any(|o| o == "*") {
+        return if origins.len() == 1 {
+            Ok(())
+        } else {
+            Err(ConfigError("server.cors_origins: \"*\" allows every page; list it alone".into()))
+        };
+    }
+    for o in origins {
+        let rest = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+        let ok = rest
+            .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)));
+        if !ok {
+            return Err(ConfigError(format!(
+                "server.cors_origins: {o:?} is not a web origin (scheme://host[:port], no path or trailing slash)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 // `figment::Jail` closures return figment's (large) error type.
 #[allow(clippy::result_large_err)]
@@ -411,7 +441,7 @@ mod tests {
 
     #[test]
     fn bad_configurations_name_the_problem() {
-        let cases: [(&str, &str); 9] = [
+        let cases: [(&str, &str); 11] = [
             ("", "origin.url is required"),
             ("[origin]\nurl = \"https://o\"\n", "must be an http:// URL"),
             ("[origin]\nurl = \"http://o\"\n[guest]\ndeadline_ms = 0\n", "guest.deadline_ms = 0"),
@@ -421,6 +451,8 @@ mod tests {
             ("[origin]\nurl = \"http://o\"\n[guest]\nmodule = \"a.wasm\"\nmodule_digest = \"ab\"\n", "exclusive"),
             ("[origin]\nurl = \"http://o\"\n[cache]\nbites = 5\n", "bites"),
             ("[origin]\nurl = \"http://o\"\n[feed]\ncandidates = 0\n", "feed.candidates = 0"),
+            ("[origin]\nurl = \"http://o\"\n[server]\ncors_origins = [\"http://a/\"]\n", "is not a web origin"),
+            ("[origin]\nurl = \"http://o\"\n[server]\ncors_origins = [\"*\", \"http://a\"]\n", "list it alone"),
         ];
         // Inside a jail: another test sets `EDGEWISE_EDGE__…` variables in its own.
         figment::Jail::expect_with(|_| {

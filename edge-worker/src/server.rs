@@ -5,6 +5,7 @@
 //! | `GET\|POST /v1/feed` | the speculative-then-refined feed ([`crate::feed`]) | anyone for an anonymous feed; with `user=` only that user's token |
 //! | `GET /v1/...` | proxied to the origin through the [`crate::cache`]: regional bundles, immutable bundles, models, modules and items are stored as their `Cache-Control` allows | anyone (the origin's read key, if it needs one, is the edge's `origin.api_key`) |
 //! | `GET /v1/users/{id}/...` | a user's own data, passed through with their token: never stored, never shared | that user's token, checked here and again at the origin |
+//! | `POST /v1/events` | a user's interactions, passed to the origin with their token (never stored); the origin's answer comes back as it is | a user token, checked here (the origin checks that each event is that user's) |
 //! | `PUT /admin/modules/{tenant}` | `{"digest": "<sha256>"}`: fetch that module from the origin, verify it, prove it can rank (a canary ranking), and swap it in for the tenant | an admin key; disabled when none is configured |
 //! | `POST /admin/purge` | `{"surrogate_key": "region-4"}` drops every entry with that key | an admin key; disabled when none is configured |
 //! | `/livez`, `/readyz` | liveness; readiness (JSON: every tenant can rank; the origin's last known state) | anyone; outside admission |
@@ -23,6 +24,12 @@
 //! client may need (the module signature, the bundle digest, the dropped
 //! sources); it answers a matching `If-None-Match` with 304
 //! ([`edgewise_http::if_none_match`]).
+//!
+//! **Browsers.** With `server.cors_origins` set, pages from those origins
+//! may call the edge (CORS): `GET` and `POST` with `Authorization`,
+//! `Content-Type` and `If-None-Match`, and they can read the validators and
+//! the Edgewise headers (`ETag`, `Age`, `X-Edgewise-Cache`, the bundle
+//! digest, the feed frame). Preflights are answered before any route guard.
 //!
 //! **Readiness.** `/readyz` is 503 while the default tenant has no module or
 //! any tenant's last [`crate::pool::UNHEALTHY_AFTER`] rankings all failed.
@@ -71,6 +78,8 @@ pub struct ServerSettings {
     pub admission: AdmissionConfig,
     /// Connection limits: the header-read timeout, the most connections open at once.
     pub serve: ServeOptions,
+    /// Web origins allowed to call from a browser (`["*"]`: any); empty: no CORS.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -80,6 +89,7 @@ impl Default for ServerSettings {
             user_tokens: UserTokenConfig::default(),
             admission: AdmissionConfig { max_in_flight: 1024, ..AdmissionConfig::default() },
             serve: ServeOptions::default(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -87,7 +97,13 @@ impl Default for ServerSettings {
 impl From<&EdgeConfig> for ServerSettings {
     fn from(cfg: &EdgeConfig) -> Self {
         let (admission, serve) = cfg.http_limits();
-        Self { admin_keys: cfg.server.admin_keys.clone(), user_tokens: cfg.auth.user_tokens.clone(), admission, serve }
+        Self {
+            admin_keys: cfg.server.admin_keys.clone(),
+            user_tokens: cfg.auth.user_tokens.clone(),
+            admission,
+            serve,
+            cors_origins: cfg.server.cors_origins.clone(),
+        }
     }
 }
 
@@ -101,6 +117,42 @@ pub enum StateError {
     /// The user-token configuration is not usable.
     #[error("{0}")]
     Tokens(#[from] edgewise_http::auth::TokenConfigError),
+    /// `cors_origins` names something that is not a web origin.
+    #[error("{0}")]
+    Cors(#[from] crate::config::ConfigError),
+}
+
+/// The CORS layer for `origins` (`None` when empty).
+fn cors_layer(origins: &[String]) -> Result<Option<tower_http::cors::CorsLayer>, crate::config::ConfigError> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    crate::config::check_cors_origins(origins)?;
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let list: Result<Vec<HeaderValue>, _> = origins.iter().map(|o| HeaderValue::from_str(o)).collect();
+        AllowOrigin::list(list.map_err(|e| crate::config::ConfigError(format!("server.cors_origins: {e}")))?)
+    };
+    let exposed = [
+        header::ETAG,
+        header::AGE,
+        header::RETRY_AFTER,
+        HeaderName::from_static(headers::CACHE),
+        HeaderName::from_static(headers::BUNDLE_DIGEST),
+        HeaderName::from_static(headers::SOURCES_DROPPED),
+        HeaderName::from_static(headers::FEED_FRAME),
+        HeaderName::from_static(headers::SIGNATURE),
+    ];
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::IF_NONE_MATCH])
+            .expose_headers(exposed)
+            .max_age(std::time::Duration::from_secs(600)),
+    ))
 }
 
 /// Shared server state.
@@ -120,6 +172,7 @@ pub struct EdgeState {
     pub metrics: EdgeMetrics,
     admission: Admission,
     serve: ServeOptions,
+    cors: Option<tower_http::cors::CorsLayer>,
 }
 
 impl EdgeState {
@@ -140,6 +193,7 @@ impl EdgeState {
             feed,
             admission: Admission::new(settings.admission, metrics.http.clone()),
             serve: settings.serve,
+            cors: cors_layer(&settings.cors_origins)?,
             metrics,
         })
     }
@@ -164,6 +218,14 @@ enum Access {
     Feed,
     /// Anyone for shared paths; the user's token under `/v1/users/{id}/`.
     Proxy,
+    /// A user token (`POST /v1/events`).
+    User,
+}
+
+/// A request the guard admitted with a verified user token, passed on as is.
+#[derive(Debug, Clone)]
+struct UserCall {
+    token: String,
 }
 
 /// What the guard learned about a feed request.
@@ -190,11 +252,12 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .route(paths::ADMIN_PURGE, post(purge).route_layer(g(Access::Admin)))
         .route(&paths::admin_module("{tenant}"), put(put_module).route_layer(g(Access::Admin)))
         .route(paths::FEED, get(feed_route).post(feed_route).route_layer(g(Access::Feed)))
+        .route(paths::EVENTS, post(events).route_layer(g(Access::User)))
         .route("/v1/{*rest}", get(proxy).route_layer(g(Access::Proxy)))
         .layer(axum::extract::DefaultBodyLimit::max(state.admission.config().max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(|| async { AppError::NotFound("no such route".into()) });
-    Router::new()
+    let router = Router::new()
         .route(paths::LIVEZ, get(|| async { "ok" }))
         .route(paths::READYZ, get(readyz))
         .route(
@@ -203,8 +266,14 @@ pub fn app(state: Arc<EdgeState>) -> Router {
                 ([(header::CONTENT_TYPE, media::PROMETHEUS)], st.metrics.render())
             }),
         )
-        .merge(api)
-        .with_state(state)
+        .merge(api);
+    // Outermost, so a preflight is answered before any guard asks for a token.
+    let cors = state.cors.clone();
+    let router = router.with_state(state);
+    match cors {
+        Some(c) => router.layer(c),
+        None => router,
+    }
 }
 
 /// Checks the route's [`Access`] on the headers (and the path and query),
@@ -234,6 +303,13 @@ async fn guard(State((st, access)): State<(Arc<EdgeState>, Access)>, mut req: Re
             };
             req.extensions_mut().insert(FeedCall { query, token });
         }
+        Access::User => match st.tokens.from_headers(req.headers()) {
+            Ok(_) => {
+                let token = bearer.clone().unwrap_or_default();
+                req.extensions_mut().insert(UserCall { token });
+            }
+            Err(d) => return st.admission.deny(d),
+        },
         Access::Proxy => {
             let path = req.uri().path();
             if let Err(e) = check_proxy_path(path) {
@@ -401,6 +477,35 @@ async fn proxy(
         }
     }
     Ok((StatusCode::OK, out, r.body.clone()).into_response())
+}
+
+/// Passes a user's events to the origin with their token. The origin checks
+/// each event's user against the token and answers per event; its status
+/// and body come back unchanged (a 5xx as 502, so a client retries).
+async fn events(
+    State(st): State<Arc<EdgeState>>,
+    call: Option<axum::Extension<UserCall>>,
+    request_headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let Some(axum::Extension(call)) = call else {
+        return Err(AppError::Internal { public: "a route ran without its access guard", detail: "events".into() });
+    };
+    let kind = request_headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let (status, kind, body) = st
+        .cache
+        .post_through(paths::EVENTS, &call.token, kind, body)
+        .await
+        .map_err(|e| origin_failure(e, paths::EVENTS))?;
+    let status = match StatusCode::from_u16(status) {
+        Ok(s) if !s.is_server_error() => s,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let mut out = HeaderMap::new();
+    if let Some(v) = kind.and_then(|k| HeaderValue::from_str(&k).ok()) {
+        out.insert(header::CONTENT_TYPE, v);
+    }
+    Ok((status, out, body).into_response())
 }
 
 #[derive(serde::Deserialize)]

@@ -12,7 +12,8 @@
 //! writes randomized cases ranked by the native core
 //! (`browser-pkg/examples/fixtures.rs`) and runs `browser-pkg/test/` with
 //! Node's test runner against the installed package, in Node and in Debian's
-//! Chromium; and it builds two more apps that import the package, one with
+//! Chromium, the high-level client against a real origin and edge (the
+//! conformance crate's `stack` example); and it builds two more apps that import the package, one with
 //! Vite and one with webpack 5, and runs them in Chromium. `npm-bench` runs `browser-pkg/bench/` the same way: sizes, and
 //! ranking times in wasm and on WebGPU.
 
@@ -32,6 +33,8 @@ const WASM_BINDGEN_VERSION: &str = "0.2.130";
 const BUDGET_GZ: u64 = 150 * 1024;
 /// The Playwright driver for the browser tests (no browser download: it drives Debian's Chromium).
 const PLAYWRIGHT: &str = "playwright-core@1.65.1";
+/// The TypeScript compiler that checks the shipped types (`test/types.test.mjs`).
+const TYPESCRIPT: &str = "typescript@5.9.3";
 /// The bundlers the package is tested with, pinned.
 const VITE: &str = "vite@8.3.8";
 const WEBPACK: [&str; 2] = ["webpack@5.113.0", "webpack-cli@7.3.1"];
@@ -100,7 +103,17 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
         .arg(&pkg)
         .arg(&wasm))?;
     let js = root.join("browser-pkg").join("js");
-    for f in ["index.js", "index.d.ts", "error.js", "events.js", "gpu.js", "worker.js", "package.json", "README.md"] {
+    for f in [
+        "index.js",
+        "index.d.ts",
+        "client.js",
+        "error.js",
+        "events.js",
+        "gpu.js",
+        "worker.js",
+        "package.json",
+        "README.md",
+    ] {
         std::fs::copy(js.join(f), pkg.join(f)).with_context(|| format!("copying {f} into the package"))?;
     }
     // The WGSL the native GpuRanker runs, as JavaScript strings: one text for both.
@@ -134,8 +147,10 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
         ("edgewise_core_bg.wasm", false),
         ("edgewise_core.js", false),
         ("index.js", false),
+        ("client.js", false),
         ("error.js", false),
         ("events.js", false),
+        ("worker.js", false),
         ("gpu.js", true),
         ("wgsl.js", true),
     ] {
@@ -197,7 +212,7 @@ fn scratch_app(root: &Path, tgz: &Path, name: &str) -> Result<PathBuf> {
     // The browser runs: Debian's Chromium (Playwright's own download cannot
     // work here) driven by a pinned playwright-core from npm.
     ensure_apt(&[("chromium", "/usr/bin/chromium")])?;
-    npm_install(&app, &["--no-save".as_ref(), PLAYWRIGHT.as_ref()])?;
+    npm_install(&app, &["--no-save".as_ref(), PLAYWRIGHT.as_ref(), TYPESCRIPT.as_ref()])?;
     Ok(app)
 }
 
@@ -226,6 +241,28 @@ fn fixtures(dir: &Path, arg: &str) -> Result<()> {
         .args(["run", "--quiet", "--profile", "ci", "--package", "edgewise-browser", "--example", "fixtures", "--"])
         .arg(dir)
         .arg(arg))
+}
+
+/// Builds the real origin-and-edge stack the client tests run against (the
+/// conformance crate's `stack` example, which needs the guest module);
+/// returns the binary's path.
+fn stack(root: &Path) -> Result<PathBuf> {
+    crate::guest(root)?;
+    run(cargo().args([
+        "build",
+        "--quiet",
+        "--profile",
+        "ci",
+        "--package",
+        "edgewise-conformance",
+        "--example",
+        "stack",
+    ]))?;
+    let bin = target_dir(root).join("ci").join("examples").join(format!("stack{}", std::env::consts::EXE_SUFFIX));
+    if !bin.is_file() {
+        bail!("the stack example was built but {} is missing", bin.display());
+    }
+    Ok(bin)
 }
 
 /// An app `<target>/npm/NAME-app` that imports the installed package, built
@@ -258,6 +295,7 @@ pub(crate) fn test(root: &Path) -> Result<()> {
     let app = scratch_app(root, &tgz, "node-test")?;
     let data = app.join("fixtures");
     fixtures(&data, "200")?;
+    let stack = stack(root)?;
     let files = copy_dir(&root.join("browser-pkg").join("test"), &app, ".test.mjs")?;
     if files.is_empty() {
         bail!("no tests in browser-pkg/test");
@@ -273,6 +311,7 @@ pub(crate) fn test(root: &Path) -> Result<()> {
         .current_dir(&app)
         .env("EDGEWISE_APPS", format!("vite={},webpack={}", vite.display(), webpack.display()))
         .env("EDGEWISE_FIXTURES", &data)
+        .env("EDGEWISE_STACK", &stack)
         .env("EDGEWISE_GOLDEN", root.join("core").join("tests").join("golden").join("v1")))
 }
 

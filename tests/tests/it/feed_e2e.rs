@@ -532,3 +532,73 @@ async fn admin_routes_are_disabled_without_a_key_and_a_swap_must_rank() {
     let r = rig.client.get(format!("{}/v1/feed?user=7&k=5", rig.edge)).send().await.expect("feed");
     assert_eq!(r.json::<Value>().await.expect("json")["ranked_by"], "guest");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_passes_a_users_events_to_the_origin_and_lets_listed_pages_call_it() {
+    let page = "http://app.example:8080";
+    let rig = rig_with(
+        "events",
+        None,
+        ServerSettings { cors_origins: vec![page.into()], ..settings() },
+        None,
+        Limits::default(),
+    )
+    .await;
+    let anon = reqwest::Client::new();
+    let url = format!("{}{}", rig.edge, edgewise_wire::paths::EVENTS);
+    let event = |id: &str, user: u64| {
+        format!(r#"{{"event_id":"{id}","user":{user},"item":5,"kind":"like","time":{NOW},"region":0}}"#) + "\n"
+    };
+
+    // No token: refused at the edge, before the origin is asked.
+    let r = anon.post(&url).body(event("x1", 7)).send().await.expect("post");
+    assert_eq!(r.status(), 401, "{}", r.text().await.unwrap_or_default());
+
+    // User 7's token: applied once, then a duplicate (the origin's idempotency, through the edge).
+    for want in ["applied", "duplicate"] {
+        let r = rig
+            .client
+            .post(&url)
+            .header("content-type", "application/x-ndjson")
+            .body(event("edge-e1", 7))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(v["results"][0]["status"], want, "{v}");
+    }
+
+    // Another user's event under user 7's token: the origin refuses it, and the edge says so.
+    let r = rig.client.post(&url).body(event("edge-e2", 8)).send().await.expect("post");
+    assert_eq!(r.status(), 403, "{}", r.text().await.unwrap_or_default());
+
+    // A listed page's preflight is answered without a token; its reads expose the validators.
+    let pre = anon
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/regions/0/bundle?k=50", rig.edge))
+        .header("origin", page)
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization, if-none-match")
+        .send()
+        .await
+        .expect("preflight");
+    assert!(pre.status().is_success(), "{}", pre.status());
+    assert_eq!(pre.headers()["access-control-allow-origin"], page);
+    let allowed = pre.headers()["access-control-allow-headers"].to_str().expect("ascii").to_ascii_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("if-none-match"), "{allowed}");
+    let got =
+        anon.get(format!("{}/v1/regions/0/bundle?k=50", rig.edge)).header("origin", page).send().await.expect("bundle");
+    assert!(got.status().is_success());
+    let exposed = got.headers()["access-control-expose-headers"].to_str().expect("ascii").to_ascii_lowercase();
+    for h in ["etag", "x-edgewise-cache", "x-edgewise-bundle-digest"] {
+        assert!(exposed.contains(h), "{h} in {exposed}");
+    }
+    // A page that is not listed gets no CORS grant.
+    let other = anon
+        .get(format!("{}/v1/regions/0/bundle?k=50", rig.edge))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .expect("bundle");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}

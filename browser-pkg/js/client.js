@@ -1,0 +1,786 @@
+// The high-level client: `Edgewise.create({ endpoint, token })`, then
+// `feed()` (a preliminary frame from what is on the device, then a refined
+// one from the network, stable-merged), `track()` (the session embedding
+// moves at once; the event is queued for the origin), `rerank()` and
+// `explain()`. Every ranking runs on the device (WebGPU or wasm) through the
+// same core the origin and the edge run.
+//
+// Bundles and models come from `endpoint` (an Edgewise edge or origin) with
+// HTTP validators: a stored copy is revalidated with `If-None-Match`, and a
+// bundle's CRC is checked once, when it enters the store (memory, and the
+// Cache API where the page has one); models are verified against the sha256
+// that names them before they are used.
+
+import { EdgewiseError } from './error.js';
+import { EventQueue } from './events.js';
+import {
+  Core, Ranker, RankerWorker, agreement, bundleInfo, decodeResult, encodeContext, sessionInfo, sessionNew, sessionObserve, sha256,
+  stableMerge, verifyBundle,
+} from './index.js';
+
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+const KINDS = new Set(['impression', 'click', 'like', 'skip', 'hide', 'dwell']);
+/** Bundles kept in memory (the Cache API keeps more, across visits). */
+const MEMORY_BUNDLES = 8;
+/** Most ids remembered as seen (the core accepts this many in a context). */
+const MAX_SEEN = 10_000;
+/** The Cache API store. Bumped when what is stored changes meaning. */
+const CACHE_NAME = 'edgewise-v1';
+/** Marks a stored response whose bundle passed the full check (CRC included). */
+const VERIFIED = 'x-edgewise-verified';
+
+/** @param {unknown} e @returns {EdgewiseError} */
+function asError(e) {
+  if (e instanceof EdgewiseError) return e;
+  const x = /** @type {any} */ (e);
+  if (x?.name === 'EdgewiseError') return new EdgewiseError(String(x.code ?? 'internal'), String(x.message));
+  return new EdgewiseError('internal', String(x?.message ?? x), { cause: e });
+}
+
+/** @param {unknown} v @param {string} what */
+function u64(v, what) {
+  const big = typeof v === 'bigint' ? v : typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : null;
+  if (big === null || big < 0n || big > U64_MAX) {
+    throw new EdgewiseError('bad-options', `${what} must be a u64 (a safe integer or a BigInt), not ${String(v)}`);
+  }
+  return big;
+}
+
+/** @param {unknown} v @param {string} what @param {number} min @param {number} max */
+function int(v, what, min, max) {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new EdgewiseError('bad-options', `${what} must be a whole number in ${min}..=${max}, not ${String(v)}`);
+  }
+  return v;
+}
+
+const now = () => (globalThis.performance?.now ? performance.now() : Date.now());
+
+/**
+ * A signal that aborts when `outer` does or after `ms`, and the cleanup.
+ * @param {AbortSignal | undefined} outer
+ * @param {number} ms
+ */
+function deadline(outer, ms) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(new EdgewiseError('endpoint-down', `no answer within ${ms} ms`)), ms);
+  const onAbort = () => ctl.abort(outer?.reason);
+  outer?.addEventListener('abort', onAbort, { once: true });
+  return {
+    signal: ctl.signal,
+    done() {
+      clearTimeout(timer);
+      outer?.removeEventListener('abort', onAbort);
+    },
+  };
+}
+
+/** @param {AbortSignal | undefined} signal */
+function checkAborted(signal) {
+  if (signal?.aborted) throw new EdgewiseError('aborted', 'the request was aborted', { cause: signal.reason });
+}
+
+/**
+ * @typedef {{ url: string, bytes: Uint8Array, etag: string | null, digest: string,
+ *   info: ReturnType<typeof bundleInfo>, cache: string, handle?: number }} BundleEntry
+ * A bundle as the client holds it: checked once, with its facts read once.
+ */
+
+/** Bundles (and models) from the endpoint, with validators and a store. */
+class Store {
+  /** @type {Map<string, BundleEntry>} */
+  bundles = new Map();
+  /** @type {Map<string, Uint8Array>} */
+  models = new Map();
+  /** @type {Promise<Cache | null> | null} */
+  #cache = null;
+
+  /**
+   * @param {{ endpoint: string, fetch: typeof fetch, token?: (refresh: boolean) => string | Promise<string>,
+   *   timeoutMs: number, maxBytes: number, persist: boolean, onEvict: (e: BundleEntry) => void }} o
+   */
+  constructor(o) {
+    this.o = o;
+  }
+
+  /** The Cache API store, or null where the page has none (Node, opaque origins). */
+  #storage() {
+    if (this.#cache === null) {
+      const caches = /** @type {any} */ (globalThis).caches;
+      this.#cache = this.o.persist && caches?.open ? caches.open(CACHE_NAME).catch(() => null) : Promise.resolve(null);
+    }
+    return this.#cache;
+  }
+
+  /** @param {string} path */
+  url(path) {
+    return new URL(path.replace(/^\//, ''), this.o.endpoint).toString();
+  }
+
+  /**
+   * One GET with the user's token (refreshed once on a 401), a timeout and a
+   * size bound. Resolves to the response (200 or 304).
+   * @param {string} url
+   * @param {{ personal: boolean, etag?: string | null, signal?: AbortSignal }} opts
+   */
+  async get(url, opts) {
+    checkAborted(opts.signal);
+    let res;
+    for (const refresh of [false, true]) {
+      /** @type {Record<string, string>} */
+      const headers = {};
+      if (opts.etag) headers['if-none-match'] = opts.etag;
+      if (opts.personal) {
+        const t = this.o.token ? await this.o.token(refresh) : undefined;
+        if (!t) throw new EdgewiseError('no-token', 'a personal feed needs the signed-in user\'s token (`token` option)');
+        headers.authorization = `Bearer ${t}`;
+      }
+      const d = deadline(opts.signal, this.o.timeoutMs);
+      try {
+        res = await this.o.fetch(url, { headers, signal: d.signal, credentials: 'omit' });
+      } catch (e) {
+        if (opts.signal?.aborted) throw new EdgewiseError('aborted', 'the request was aborted', { cause: e });
+        const why = d.signal.aborted ? asError(d.signal.reason).message : asError(e).message;
+        throw new EdgewiseError('endpoint-down', `${url} could not be reached: ${why}`, { cause: e });
+      } finally {
+        d.done();
+      }
+      if (res.status !== 401 || !opts.personal) break;
+    }
+    if (res.status === 304 || res.ok) return res;
+    let detail = '';
+    try {
+      detail = (await res.text()).slice(0, 300);
+    } catch {
+      detail = '';
+    }
+    const err = new EdgewiseError(`http-${res.status}`, `GET ${url} answered HTTP ${res.status}${detail ? `: ${detail}` : ''}`);
+    /** @type {any} */ (err).status = res.status;
+    throw err;
+  }
+
+  /**
+   * The body of a 200, refused above `maxBytes` (before reading, when the
+   * length is declared).
+   * @param {Response} res
+   * @param {string} url
+   */
+  async body(res, url) {
+    const declared = Number(res.headers.get('content-length') ?? NaN);
+    if (declared > this.o.maxBytes) {
+      throw new EdgewiseError('too-large', `${url} is ${declared} bytes; at most ${this.o.maxBytes} are accepted`);
+    }
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (bytes.byteLength > this.o.maxBytes) {
+      throw new EdgewiseError('too-large', `${url} is ${bytes.byteLength} bytes; at most ${this.o.maxBytes} are accepted`);
+    }
+    return bytes;
+  }
+
+  /**
+   * A bundle already on the device: memory, else the Cache API (checked when
+   * it was stored). `null` when there is none.
+   * @param {string} url
+   * @returns {Promise<BundleEntry | null>}
+   */
+  async local(url) {
+    const held = this.bundles.get(url);
+    if (held) {
+      this.#touch(url, held);
+      return { ...held, cache: 'memory' };
+    }
+    const storage = await this.#storage();
+    if (!storage) return null;
+    try {
+      const res = await storage.match(url);
+      if (!res || res.headers.get(VERIFIED) !== '1') return null;
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      const entry = this.#entry(url, bytes, res.headers.get('etag'), 'cache-storage');
+      this.#remember(entry);
+      return entry;
+    } catch {
+      // A store the browser evicted or cannot read is only a miss.
+      return null;
+    }
+  }
+
+  /**
+   * @param {string} url @param {Uint8Array} bytes @param {string | null} etag @param {string} cache
+   * @returns {BundleEntry}
+   */
+  #entry(url, bytes, etag, cache) {
+    return { url, bytes, etag, digest: sha256(bytes), info: bundleInfo(bytes), cache };
+  }
+
+  /** @param {string} url @param {BundleEntry} e */
+  #touch(url, e) {
+    this.bundles.delete(url);
+    this.bundles.set(url, e);
+  }
+
+  /** @param {BundleEntry} e */
+  #remember(e) {
+    const old = this.bundles.get(e.url);
+    if (old && old.bytes !== e.bytes) this.o.onEvict(old);
+    this.#touch(e.url, e);
+    while (this.bundles.size > MEMORY_BUNDLES) {
+      const [url, first] = this.bundles.entries().next().value;
+      this.bundles.delete(url);
+      this.o.onEvict(first);
+    }
+  }
+
+  /**
+   * The bundle at `url` from the network, revalidating the copy on the device
+   * (`If-None-Match`). A new body is checked (structure, CRC, and the digest
+   * the response names) before it is stored or ranked.
+   * @param {string} url
+   * @param {{ personal: boolean, signal?: AbortSignal }} opts
+   * @returns {Promise<BundleEntry>}
+   */
+  async fetchBundle(url, opts) {
+    const stored = this.bundles.get(url) ?? (await this.local(url));
+    const res = await this.get(url, { ...opts, etag: stored?.etag });
+    const edge = res.headers.get('x-edgewise-cache');
+    if (res.status === 304 && stored) {
+      const entry = { ...this.bundles.get(url) ?? stored, cache: edge ?? 'revalidated' };
+      this.#remember(entry);
+      return entry;
+    }
+    if (res.status === 304) throw new EdgewiseError('http-304', `GET ${url} answered 304 with nothing stored to reuse`);
+    const bytes = await this.body(res, url);
+    try {
+      verifyBundle(bytes);
+    } catch (e) {
+      throw new EdgewiseError('bad-bundle', `${url}: ${asError(e).message}`, { cause: e });
+    }
+    const entry = this.#entry(url, bytes, res.headers.get('etag'), edge ?? 'origin');
+    const named = res.headers.get('x-edgewise-bundle-digest');
+    if (named && named.toLowerCase() !== entry.digest) {
+      throw new EdgewiseError('digest-mismatch', `${url}: the bundle's sha256 is ${entry.digest}, not ${named} as the response says`);
+    }
+    this.#remember(entry);
+    void this.#persist(url, bytes, entry.etag);
+    return entry;
+  }
+
+  /** @param {string} url @param {Uint8Array} bytes @param {string | null} etag */
+  async #persist(url, bytes, etag) {
+    const storage = await this.#storage();
+    if (!storage) return;
+    /** @type {Record<string, string>} */
+    const headers = { 'content-type': 'application/vnd.edgewise.bundle', [VERIFIED]: '1' };
+    if (etag) headers.etag = etag;
+    try {
+      await storage.put(url, new Response(bytes, { headers }));
+    } catch {
+      // Out of quota: the memory copy still serves this visit.
+    }
+  }
+
+  /**
+   * Model `digest`, fetched once (immutable), verified against its sha256
+   * before anything uses it.
+   * @param {string} digest
+   * @param {AbortSignal | undefined} signal
+   */
+  async model(digest, signal) {
+    const held = this.models.get(digest);
+    if (held) return held;
+    const url = this.url(`/v1/models/${digest}`);
+    const storage = await this.#storage();
+    let bytes = null;
+    try {
+      const res = storage ? await storage.match(url) : undefined;
+      if (res) bytes = new Uint8Array(await res.arrayBuffer());
+    } catch {
+      bytes = null;
+    }
+    if (bytes === null || sha256(bytes) !== digest) {
+      const res = await this.get(url, { personal: false, signal });
+      bytes = await this.body(res, url);
+      const actual = sha256(bytes);
+      if (actual !== digest) {
+        throw new EdgewiseError('digest-mismatch', `model ${digest} failed verification: its sha256 is ${actual}`);
+      }
+      if (storage) void storage.put(url, new Response(bytes)).catch(() => {});
+    }
+    this.models.set(digest, bytes);
+    return bytes;
+  }
+
+  /** The digest of the origin's current model (`/v1/models/current`). @param {AbortSignal | undefined} signal */
+  async currentModel(signal) {
+    const url = this.url('/v1/models/current');
+    const res = await this.get(url, { personal: false, signal });
+    let manifest;
+    try {
+      manifest = JSON.parse(new TextDecoder().decode(await this.body(res, url)));
+    } catch (e) {
+      throw new EdgewiseError('bad-model', `${url} is not a model manifest: ${asError(e).message}`, { cause: e });
+    }
+    const digest = manifest?.digest;
+    if (typeof digest !== 'string' || !/^[0-9a-f]{64}$/.test(digest)) {
+      throw new EdgewiseError('bad-model', `${url} names no sha256 digest`);
+    }
+    return digest;
+  }
+
+  /**
+   * Forgets what is stored for `prefix` (a user's bundles), or everything.
+   * @param {string} [prefix]
+   */
+  async forget(prefix) {
+    for (const [url, e] of [...this.bundles]) {
+      if (prefix === undefined || url.startsWith(prefix)) {
+        this.bundles.delete(url);
+        this.o.onEvict(e);
+      }
+    }
+    const storage = await this.#storage();
+    if (!storage) return;
+    for (const req of await storage.keys()) {
+      if (prefix === undefined || req.url.startsWith(prefix)) await storage.delete(req);
+    }
+  }
+}
+
+/**
+ * @typedef {{ id: bigint, score: number, row: number, preScore: number, mainScore: number, mmrPenalty: number,
+ *   mmrScore: number, kept?: boolean }} FrameItem
+ * @typedef {{ kind: 'preliminary' | 'refined', source: 'memory' | 'cache-storage' | 'network',
+ *   scope: 'regional' | 'personal', items: FrameItem[], ranked: bigint[], shown: number,
+ *   bundle: { digest: string, cache: string, rows: number, createdAtMs: number }, model: string,
+ *   engine: string, agreement: { overlap: number, kendallTau: number | null } | null,
+ *   timings: { fetch: number, rank: number, total: number } }} Frame
+ */
+
+/**
+ * The Edgewise client. Events: `error` (`detail`: an `EdgewiseError` from the
+ * event queue: a refused batch or a full queue) and `flushed`.
+ */
+export class Edgewise extends EventTarget {
+  /** @type {Ranker | RankerWorker} */
+  #ranker;
+  /** @type {Store} */
+  #store;
+  /** @type {EventQueue | null} */
+  #events = null;
+  /** @type {string | null} the model the ranker holds */
+  #model = null;
+  /** @type {Uint8Array | null} */
+  #session = null;
+  /** @type {Set<bigint>} */
+  #seen = new Set();
+  /**
+   * What the page shows: the last frame's bundle and display order, how many
+   * of its items the user has seen, and the last ranking's explanation.
+   * @type {{ entry: BundleEntry, order: bigint[], shown: number, k: number, region: number, user: bigint | null,
+   *   result: ReturnType<typeof decodeResult> } | null}
+   */
+  #view = null;
+  /** @type {(refresh: boolean) => string | Promise<string>} */
+  #token;
+  #candidates;
+  /** @type {() => number} */
+  #clock;
+
+  /** @param {Ranker | RankerWorker} ranker @param {Store} store @param {any} o */
+  constructor(ranker, store, o) {
+    super();
+    this.#ranker = ranker;
+    this.#store = store;
+    this.#token = o.token;
+    this.#candidates = o.candidates;
+    this.#clock = o.clock;
+    this.endpoint = store.o.endpoint;
+  }
+
+  /**
+   * @param {{ endpoint: string | URL, token?: (refresh: boolean) => string | Promise<string>,
+   *   wasm?: import('./index.js').WasmInputArg, gpu?: 'auto' | 'off' | 'require', worker?: boolean,
+   *   fetch?: typeof fetch, eventsEndpoint?: string | URL, candidates?: number, timeoutMs?: number,
+   *   maxBundleBytes?: number, persist?: boolean, gpuMinRows?: number, events?: object,
+   *   clock?: () => number }} options
+   *   `clock`: ms since the epoch for rankings and events (default `Date.now`).
+   */
+  static async create(options) {
+    if (!options?.endpoint) throw new EdgewiseError('bad-options', 'Edgewise.create needs an endpoint (the edge or origin URL)');
+    let endpoint;
+    try {
+      endpoint = new URL(String(options.endpoint).replace(/\/?$/, '/'), globalThis.location?.href).toString();
+    } catch (e) {
+      throw new EdgewiseError('bad-options', `endpoint ${String(options.endpoint)} is not a URL`, { cause: e });
+    }
+    if (options.token !== undefined && typeof options.token !== 'function') {
+      throw new EdgewiseError('bad-options', 'token must be a function (refresh: boolean) => token');
+    }
+    const fetchFn = options.fetch ?? globalThis.fetch?.bind(globalThis);
+    if (typeof fetchFn !== 'function') throw new EdgewiseError('bad-options', 'no fetch: pass one as `fetch`');
+    const candidates = int(options.candidates ?? 300, 'candidates', 1, 5000);
+    const timeoutMs = int(options.timeoutMs ?? 10_000, 'timeoutMs', 1, 600_000);
+    const maxBytes = int(options.maxBundleBytes ?? 64 << 20, 'maxBundleBytes', 1, 2 ** 31);
+    // The main thread always has the core: contexts, sessions and results are decoded here.
+    await Core.load(options.wasm);
+    const rankerOptions = { gpu: options.gpu ?? 'auto', gpuMinRows: options.gpuMinRows };
+    const ranker = options.worker
+      ? await RankerWorker.create({
+        ...rankerOptions,
+        wasm: typeof options.wasm === 'string' || options.wasm instanceof URL ? options.wasm : undefined,
+      })
+      : await Ranker.create({ ...rankerOptions, wasm: options.wasm });
+    /** @type {Edgewise} */
+    let client;
+    const store = new Store({
+      endpoint, fetch: fetchFn, token: options.token, timeoutMs, maxBytes, persist: options.persist !== false,
+      onEvict: (e) => client?.#drop(e),
+    });
+    const clock = options.clock ?? Date.now;
+    if (typeof clock !== 'function') throw new EdgewiseError('bad-options', 'clock must be a function returning ms since the epoch');
+    client = new Edgewise(ranker, store, { token: options.token, candidates, clock });
+    if (options.token) {
+      client.#events = new EventQueue({
+        ...options.events, endpoint: options.eventsEndpoint ?? endpoint, token: options.token, fetch: fetchFn,
+      });
+      for (const type of ['error', 'flushed']) {
+        client.#events.addEventListener(type, (e) => {
+          client.dispatchEvent(new CustomEvent(type, { detail: /** @type {CustomEvent} */ (e).detail }));
+        });
+      }
+    }
+    return client;
+  }
+
+  /** Where rankings run: `'webgpu'` or `'wasm-simd'`. */
+  get engine() {
+    return this.#ranker.engine;
+  }
+
+  /** The WebGPU adapter's description when `engine` is `'webgpu'`. */
+  get adapter() {
+    return this.#ranker.adapter;
+  }
+
+  /** How many times the GPU failed and wasm took over, and the last reason. */
+  get fallbacks() {
+    return { count: this.#ranker.fallbacks, last: this.#ranker.lastFallback };
+  }
+
+  /** Events queued for the origin and not yet acknowledged. */
+  get pendingEvents() {
+    return this.#events?.pending ?? 0;
+  }
+
+  /** The local session state (`EWSS` bytes), or `null` before the first interaction. */
+  get session() {
+    return this.#session;
+  }
+
+  /** @param {BundleEntry} e */
+  #drop(e) {
+    if (e.handle !== undefined && this.#ranker instanceof RankerWorker) {
+      void this.#ranker.dropBundle(e.handle).catch(() => {});
+    }
+  }
+
+  /** @param {bigint | null} user @param {number} region */
+  #paths(user, region) {
+    const k = this.#candidates;
+    return {
+      regional: this.#store.url(`/v1/regions/${region}/bundle?k=${k}`),
+      personal: user === null ? null : this.#store.url(`/v1/users/${user}/candidates?k=${k}&region=${region}`),
+    };
+  }
+
+  /** The model a bundle names (else the origin's current one), in the ranker. @param {BundleEntry} e @param {AbortSignal | undefined} signal */
+  async #modelFor(e, signal) {
+    const digest = e.info.model ?? (await this.#store.currentModel(signal));
+    if (this.#model !== digest) {
+      const bytes = await this.#store.model(digest, signal);
+      const loaded = await this.#ranker.loadModel(bytes.slice());
+      if (loaded !== digest) {
+        throw new EdgewiseError('digest-mismatch', `model ${digest} loaded as ${loaded}`);
+      }
+      this.#model = digest;
+    }
+    return digest;
+  }
+
+  /**
+   * Ranks a bundle on the device with the current session.
+   * @param {BundleEntry} e
+   * @param {{ k: number, region: number, seen: Iterable<bigint>, signal?: AbortSignal }} o
+   */
+  async #rank(e, o) {
+    const model = await this.#modelFor(e, o.signal);
+    const session = this.#sessionDim() === e.info.dim ? /** @type {Uint8Array} */ (this.#session) : undefined;
+    const context = encodeContext({
+      k: o.k, region: o.region, nowMs: Math.floor(this.#clock()), seen: o.seen, session, checksumVerified: true,
+    });
+    const t = now();
+    let bytes;
+    if (this.#ranker instanceof RankerWorker) {
+      const held = this.#store.bundles.get(e.url);
+      if (held && held.bytes === e.bytes) {
+        held.handle ??= await this.#ranker.addBundle(e.bytes.slice());
+        bytes = await this.#ranker.rank(held.handle, context);
+      } else {
+        bytes = await this.#ranker.rank(e.bytes, context);
+      }
+    } else {
+      bytes = await this.#ranker.rank(e.bytes, context);
+    }
+    const rankMs = now() - t;
+    return { result: decodeResult(bytes), bytes, model, rankMs };
+  }
+
+  #sessionDim() {
+    return this.#session === null ? -1 : sessionInfo(this.#session).dim;
+  }
+
+  /**
+   * The feed: an async iterable of frames. First a **preliminary** frame,
+   * ranked at once from what is on the device (the user's last personal
+   * bundle, else the region's; fetched when nothing is stored); then a
+   * **refined** frame from the network (the user's personal bundle, or the
+   * regional one revalidated for an anonymous visitor), stable-merged so the
+   * items already shown keep their places. An anonymous visitor with nothing
+   * stored gets one frame (the regional bundle is all there is to rank).
+   * Errors end the iteration with an `EdgewiseError`; the last frame stands.
+   * @param {{ user?: bigint | number, region?: number, k?: number, signal?: AbortSignal,
+   *   shown?: number | (() => number) }} [options]
+   *   `shown`: how many preliminary items the page has shown when the refined
+   *   frame arrives (default: up to the last one with a tracked impression).
+   * @returns {AsyncGenerator<Frame, void, void>}
+   */
+  async *feed(options = {}) {
+    const user = options.user === undefined || options.user === null ? null : u64(options.user, 'user');
+    const region = int(options.region ?? 0, 'region', 0, 31);
+    const k = int(options.k ?? 20, 'k', 1, 1000);
+    const signal = options.signal;
+    if (user !== null && !this.#token) {
+      throw new EdgewiseError('no-token', 'a personal feed needs the signed-in user\'s token (`token` option)');
+    }
+    const start = now();
+    const paths = this.#paths(user, region);
+    // The refined bundle is asked for at once, in parallel with the preliminary ranking.
+    const refinedUrl = paths.personal ?? paths.regional;
+    const refining = this.#store.fetchBundle(refinedUrl, { personal: user !== null, signal });
+    refining.catch(() => {}); // handled below; never an unhandled rejection if the caller stops early
+    const seen = () => [...this.#seen].slice(-MAX_SEEN);
+
+    /** @type {Frame | null} */
+    let first = null;
+    let local = (paths.personal ? await this.#store.local(paths.personal) : null) ?? (await this.#store.local(paths.regional));
+    let source = /** @type {Frame['source']} */ (local?.cache === 'memory' ? 'memory' : 'cache-storage');
+    let fetchMs = now() - start;
+    let refines = true;
+    if (local === null) {
+      // Nothing on the device: the regional bundle (shared, cached by the edge)
+      // is the speculative one. For an anonymous visitor it is also all there
+      // is to rank: one frame.
+      try {
+        local = await (user === null ? refining : this.#store.fetchBundle(paths.regional, { personal: false, signal }));
+        source = 'network';
+        fetchMs = now() - start;
+        refines = user !== null;
+      } catch (e) {
+        if (user === null || asError(e).code === 'aborted') throw asError(e);
+        local = null; // the refined frame may still come
+      }
+    }
+    if (local !== null) {
+      checkAborted(signal);
+      const r = await this.#rank(local, { k, region, seen: seen() });
+      const ranked = r.result.items.map((/** @type {any} */ it) => it.id);
+      first = this.#frame('preliminary', source, local, r, ranked, r.result.items, 0, null, { fetch: fetchMs, start });
+      this.#view = { entry: local, order: ranked, shown: 0, k, region, user, result: r.result };
+      yield first;
+    }
+    if (!refines) return;
+    let refined;
+    try {
+      refined = await refining;
+    } catch (e) {
+      throw asError(e);
+    }
+    checkAborted(signal);
+    const fetched = now() - start;
+    const r = await this.#rank(refined, { k, region, seen: seen() });
+    const ranked = r.result.items.map((/** @type {any} */ it) => it.id);
+    const view = this.#view;
+    let order = ranked;
+    let shown = 0;
+    if (first !== null && view !== null) {
+      shown = this.#shownOf(view, options.shown);
+      order = stableMerge(view.order, shown, ranked, k);
+    }
+    const byId = new Map(r.result.items.map((/** @type {any} */ it) => [it.id, it]));
+    const prior = new Map((first?.items ?? []).map((it) => [it.id, it]));
+    const items = order.map((id, i) => {
+      const it = byId.get(id) ?? prior.get(id);
+      return { ...it, kept: i < shown };
+    });
+    const agree = first === null ? null : agreement(first.ranked, ranked, k);
+    const frame = this.#frame('refined', 'network', refined, r, ranked, items, shown, agree, { fetch: fetched, start });
+    this.#view = { entry: refined, order, shown, k, region, user, result: r.result };
+    yield frame;
+  }
+
+  /**
+   * @param {{ order: bigint[], shown: number }} view
+   * @param {number | (() => number) | undefined} option
+   */
+  #shownOf(view, option) {
+    if (typeof option === 'function') return int(option(), 'shown', 0, view.order.length);
+    if (option !== undefined) return int(option, 'shown', 0, 100_000);
+    let shown = view.shown;
+    view.order.forEach((id, i) => {
+      if (this.#seen.has(id)) shown = Math.max(shown, i + 1);
+    });
+    return shown;
+  }
+
+  /**
+   * @param {Frame['kind']} kind @param {Frame['source']} source @param {BundleEntry} e
+   * @param {{ model: string, rankMs: number }} r @param {bigint[]} ranked @param {FrameItem[]} items
+   * @param {number} shown @param {Frame['agreement']} agree @param {{ fetch: number, start: number }} t
+   * @returns {Frame}
+   */
+  #frame(kind, source, e, r, ranked, items, shown, agree, t) {
+    return {
+      kind, source, scope: e.info.scope, items, ranked, shown,
+      bundle: { digest: e.digest, cache: e.cache, rows: e.info.rows, createdAtMs: e.info.createdAtMs },
+      model: r.model, engine: this.engine, agreement: agree,
+      timings: { fetch: t.fetch, rank: r.rankMs, total: now() - t.start },
+    };
+  }
+
+  /**
+   * Records an interaction: the session embedding moves at once (when the
+   * item is in a bundle on the device), the item counts as seen, and, for a
+   * signed-in user, the event is queued for `POST /v1/events`. Returns the
+   * event's idempotency id (`null` when it is not sent: anonymous, or a full
+   * queue, which dispatches an `error` event) and whether the session moved.
+   * @param {{ item: bigint | number, kind: 'impression' | 'click' | 'like' | 'skip' | 'hide' | 'dwell',
+   *   dwellMs?: number, time?: number }} event
+   */
+  track(event) {
+    const item = u64(event?.item, 'item');
+    if (!KINDS.has(event.kind)) {
+      throw new EdgewiseError('bad-event', `unknown event kind ${String(event.kind)}: expected ${[...KINDS].join(', ')}`);
+    }
+    const time = event.time ?? Math.floor(this.#clock());
+    let sessionUpdated = false;
+    const found = this.#find(item);
+    if (found !== null) {
+      if (this.#sessionDim() !== found.entry.info.dim) {
+        this.#session = sessionNew(found.entry.info.dim);
+      }
+      this.#session = sessionObserve(this.#session, found.entry.bytes, {
+        row: found.row, kind: event.kind, dwellMs: event.dwellMs, nowMs: time,
+      });
+      sessionUpdated = true;
+    }
+    if (event.kind !== 'dwell') {
+      this.#seen.delete(item);
+      this.#seen.add(item);
+      if (this.#seen.size > MAX_SEEN) this.#seen.delete(this.#seen.values().next().value);
+    }
+    const view = this.#view;
+    let eventId = null;
+    if (this.#events !== null && view?.user != null) {
+      eventId = this.#events.push({ user: view.user, item, kind: event.kind, region: view.region, time, dwellMs: event.dwellMs });
+    }
+    return { eventId, sessionUpdated };
+  }
+
+  /** The row of `item` in the shown bundle, else in any bundle held. @param {bigint} item */
+  #find(item) {
+    const entries = [this.#view?.entry, ...[...this.#store.bundles.values()].reverse()];
+    for (const entry of entries) {
+      if (!entry) continue;
+      const row = entry.info.ids.indexOf(item);
+      if (row >= 0) return { entry, row };
+    }
+    return null;
+  }
+
+  /**
+   * Re-ranks what the user has not seen yet, on the device, with the session
+   * as it is now (GPU when there is one and the bundle is large enough to pay,
+   * else wasm). The shown items stay; returns the new order of the unseen ones,
+   * what moved, and the agreement with the previous order.
+   * @param {{ shown?: number }} [options]
+   */
+  async rerank(options = {}) {
+    const view = this.#view;
+    if (view === null) throw new EdgewiseError('no-feed', 'rerank() needs a frame from feed() first');
+    const shown = this.#shownOf(view, options.shown);
+    const kept = view.order.slice(0, shown);
+    const before = view.order.slice(shown).filter((id) => !this.#seen.has(id));
+    const want = view.k - kept.length;
+    if (want <= 0) return { items: [], order: view.order, moved: [], agreement: null, engine: this.engine, timings: { rank: 0 } };
+    const r = await this.#rank(view.entry, { k: want, region: view.region, seen: [...new Set([...this.#seen, ...kept])].slice(-MAX_SEEN) });
+    const items = r.result.items;
+    const after = items.map((/** @type {any} */ it) => it.id);
+    const was = new Map(before.map((id, i) => [id, i]));
+    const moved = after.flatMap((id, to) => {
+      const from = was.get(id);
+      return from === to ? [] : [{ id, from: from ?? null, to }];
+    });
+    const agree = before.length > 0 ? agreement(before, after, Math.max(before.length, after.length)) : null;
+    this.#view = { ...view, order: [...kept, ...after], shown, result: r.result };
+    return { items, order: this.#view.order, moved, agreement: agree, engine: this.engine, timings: { rank: r.rankMs } };
+  }
+
+  /**
+   * How the last ranking treated item `id`: its row's outcome (`selected`,
+   * `cut at pre-rank`, `filtered: seen`, `filtered: region`, `cut by creator
+   * cap`, …), pre-rank score,
+   * main score, calibrated score, and for a ranked item its place and MMR
+   * penalty. `null` when the item is not in the shown bundle.
+   * @param {bigint | number} id
+   */
+  explain(id) {
+    const item = u64(id, 'id');
+    const view = this.#view;
+    if (view === null) return null;
+    const row = view.entry.info.ids.indexOf(item);
+    if (row < 0) return null;
+    const { rows, outcomes, items } = view.result;
+    const rank = items.findIndex((/** @type {any} */ it) => it.id === item);
+    const ranked = rank >= 0 ? items[rank] : null;
+    return {
+      id: item, row, outcome: outcomes[rows.outcome[row]], preScore: rows.preScore[row], mainScore: rows.mainScore[row],
+      calibrated: rows.calibrated[row], rank: rank >= 0 ? rank : null, mmrPenalty: ranked?.mmrPenalty ?? null,
+      mmrScore: ranked?.mmrScore ?? null, bundle: view.entry.digest, model: this.#model,
+    };
+  }
+
+  /** Sends the queued events now (never rejects; failures are `error` events). */
+  flush() {
+    return this.#events?.flush() ?? Promise.resolve();
+  }
+
+  /**
+   * Forgets the local session and seen items, and the bundles stored for
+   * `user` (all stored bundles when no user is named): call it on sign-out.
+   * @param {{ user?: bigint | number }} [options]
+   */
+  async forget(options = {}) {
+    this.#session = null;
+    this.#seen.clear();
+    this.#view = null;
+    const prefix = options.user === undefined ? undefined : this.#store.url(`/v1/users/${u64(options.user, 'user')}/`);
+    await this.#store.forget(prefix);
+  }
+
+  /** Stops timers and the worker, and frees the GPU; queued events are handed to the network first. */
+  async close() {
+    await this.flush();
+    this.#events?.close();
+    if (this.#ranker instanceof RankerWorker) this.#ranker.terminate();
+    else this.#ranker.releaseGpu();
+  }
+}
