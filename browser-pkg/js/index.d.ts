@@ -239,6 +239,18 @@ export interface TrackedEvent {
   dwellMs?: number;
 }
 
+/** The event queue's batching, retry and storage settings. */
+export interface EventQueueOptions {
+  batch?: number;
+  maxQueue?: number;
+  flushMs?: number;
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  timeoutMs?: number;
+  /** Where unsent events wait between page loads (default `localStorage`; `null`: nowhere). */
+  storage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'> | null;
+}
+
 /**
  * Batches events to the origin's `POST /v1/events` with idempotency ids,
  * retries with backoff, refreshes an expired token once, and on `pagehide`
@@ -247,18 +259,10 @@ export interface TrackedEvent {
  * events carry how many the origin took.
  */
 export class EventQueue extends EventTarget {
-  constructor(options: {
+  constructor(options: EventQueueOptions & {
     endpoint: string | URL;
     token?: (refresh: boolean) => string | Promise<string>;
     fetch?: typeof fetch;
-    batch?: number;
-    maxQueue?: number;
-    flushMs?: number;
-    backoffMs?: number;
-    maxBackoffMs?: number;
-    timeoutMs?: number;
-    /** Where unsent events wait between page loads (default `localStorage`; `null`: nowhere). */
-    storage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'> | null;
   });
   /** Events waiting to be sent. */
   readonly pending: number;
@@ -299,15 +303,7 @@ export interface EdgewiseOptions {
   /** Keep bundles and models in the Cache API across visits (default true, where the page has it). */
   persist?: boolean;
   /** The event queue's batching and retry settings. */
-  events?: {
-    batch?: number;
-    maxQueue?: number;
-    flushMs?: number;
-    backoffMs?: number;
-    maxBackoffMs?: number;
-    timeoutMs?: number;
-    storage?: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'> | null;
-  };
+  events?: EventQueueOptions;
   /** ms since the epoch for rankings and events (default `Date.now`). */
   clock?: () => number;
 }

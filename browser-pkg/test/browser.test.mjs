@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launch, serve } from './chromium.mjs';
+import { launch, serve, watchedPage } from './chromium.mjs';
 
 const fixtures = process.env.EDGEWISE_FIXTURES;
 const golden = process.env.EDGEWISE_GOLDEN;
@@ -44,10 +44,7 @@ after(() => server?.close());
 async function page(query, { webgpu, cases }) {
   const browser = await launch({ webgpu });
   try {
-    const p = await browser.newPage();
-    const errors = [];
-    p.on('pageerror', (e) => errors.push(String(e)));
-    p.on('console', (m) => m.type() === 'error' && errors.push(`${m.text()} (${m.location().url})`));
+    const { page: p, errors } = await watchedPage(browser);
     await p.goto(`${server.origin}/?${query}&n=${cases}`);
     await p.waitForFunction(() => window.__result !== undefined, null, { timeout: 240_000 });
     const r = await p.evaluate(() => window.__result);

@@ -23,6 +23,19 @@ export function launch({ webgpu }) {
 }
 
 /**
+ * A new page of `browser` and the list its page errors and console errors
+ * (unhandled rejections included) are pushed to.
+ * @param {import('playwright-core').Browser} browser
+ */
+export async function watchedPage(browser) {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => m.type() === 'error' && errors.push(`${m.text()} (${m.location().url})`));
+  return { page, errors };
+}
+
+/**
  * Serves `pages` (exact paths: a function of the URL returning the body,
  * typed by `type` or text/html) and `dirs` (path prefix → directory), with
  * `headers` on every answer; anything else is a 404.

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { launch, serve } from './chromium.mjs';
+import { launch, serve, watchedPage } from './chromium.mjs';
 import { startStack } from './stack.mjs';
 
 const pkgDir = dirname(fileURLToPath(import.meta.resolve('edgewise/package.json')));
@@ -43,10 +43,7 @@ const NOW = Date.now();
 async function run(query, { webgpu, reload = false }) {
   const browser = await launch({ webgpu });
   try {
-    const p = await browser.newPage();
-    const errors = [];
-    p.on('pageerror', (e) => errors.push(String(e)));
-    p.on('console', (m) => m.type() === 'error' && errors.push(`${m.text()} (${m.location().url})`));
+    const { page: p, errors } = await watchedPage(browser);
     const url = `${server.origin}/?endpoint=${encodeURIComponent(stack.edge)}&token=${stack.tokens['7']}&now=${NOW}&${query}`;
     const results = [];
     for (let i = 0; i < (reload ? 2 : 1); i++) {

@@ -30,21 +30,7 @@ use edgewise_http::auth::{TokenSpec, mint_hs256};
 #[path = "../tests/it/common.rs"]
 mod common;
 
-use common::{FIXTURE_CLOCK_SKEW, INGEST_KEY, OriginFixture, USER_SECRET, serve_edge, user_tokens};
-
-/// The end-to-end tests' small fixture.
-const FIXTURE: OriginFixture = OriginFixture {
-    dim: 8,
-    items: 300,
-    creators: 13,
-    clusters: 4,
-    events: 6,
-    stride: 4,
-    shards: 1,
-    hidden: 4,
-    prerank_keep: 100,
-    creator_cap: 0,
-};
+use common::{FIXTURE_CLOCK_SKEW, INGEST_KEY, SMALL as FIXTURE, USER_SECRET, serve_edge, user_tokens};
 
 fn token(user: u64, issued_ago_s: u64, ttl_s: u64) -> anyhow::Result<String> {
     let mut spec = TokenSpec::new(user, ttl_s);

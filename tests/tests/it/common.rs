@@ -169,6 +169,21 @@ impl OriginFixture {
     }
 }
 
+/// The end-to-end tests' fixture (and the npm client tests' `stack`), small
+/// enough for many tests: 300 items of dimension 8.
+pub(crate) const SMALL: OriginFixture = OriginFixture {
+    dim: 8,
+    items: 300,
+    creators: 13,
+    clusters: 4,
+    events: 6,
+    stride: 4,
+    shards: 1,
+    hidden: 4,
+    prerank_keep: 100,
+    creator_cap: 0,
+};
+
 /// Serves `state`'s edge on 127.0.0.1; returns its base URL.
 pub(crate) async fn serve_edge(state: std::sync::Arc<edgewise_edge::server::EdgeState>) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

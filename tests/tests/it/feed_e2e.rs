@@ -20,21 +20,7 @@ use edgewise_wire::ModelManifest;
 use serde_json::{Value, json};
 
 use crate::common::{
-    FIXTURE_CLOCK_SKEW, NOW, OriginFixture, USER_SECRET, hostile, serve_edge, user_token, user_tokens,
-};
-
-/// Small enough for many tests: 300 items of dimension 8.
-const FIXTURE: OriginFixture = OriginFixture {
-    dim: 8,
-    items: 300,
-    creators: 13,
-    clusters: 4,
-    events: 6,
-    stride: 4,
-    shards: 1,
-    hidden: 4,
-    prerank_keep: 100,
-    creator_cap: 0,
+    FIXTURE_CLOCK_SKEW, NOW, SMALL as FIXTURE, USER_SECRET, hostile, serve_edge, user_token, user_tokens,
 };
 
 struct Rig {
