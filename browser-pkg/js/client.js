@@ -15,7 +15,7 @@ import { EdgewiseError } from './error.js';
 import { EventQueue } from './events.js';
 import {
   Core, Ranker, RankerWorker, agreement, bundleInfo, decodeResult, encodeContext, sessionInfo, sessionNew, sessionObserve, sha256,
-  stableMerge, verifyBundle,
+  bundleLayout, sourceNames, stableMerge, verifyBundle,
 } from './index.js';
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -28,6 +28,10 @@ const MAX_SEEN = 10_000;
 const CACHE_NAME = 'edgewise-v1';
 /** Marks a stored response whose bundle passed the full check (CRC included). */
 const VERIFIED = 'x-edgewise-verified';
+/** The candidate sources, by source-mask bit (read from the core once it is loaded). @type {string[] | null} */
+let SOURCES = null;
+/** @param {number} mask */
+const sourcesOf = (mask) => (SOURCES ??= sourceNames()).filter((_, j) => (mask >> j) & 1);
 
 /** @param {unknown} e @returns {EdgewiseError} */
 function asError(e) {
@@ -96,7 +100,7 @@ class Store {
   #cache = null;
 
   /**
-   * @param {{ endpoint: string, fetch: typeof fetch, token?: (refresh: boolean) => string | Promise<string>,
+   * @param {{ endpoint: string, fetch: typeof fetch, token?: (refresh: boolean, user: bigint) => string | Promise<string>,
    *   timeoutMs: number, maxBytes: number, persist: boolean, onEvict: (e: BundleEntry) => void }} o
    */
   constructor(o) {
@@ -121,7 +125,7 @@ class Store {
    * One GET with the user's token (refreshed once on a 401), a timeout and a
    * size bound. Resolves to the response (200 or 304).
    * @param {string} url
-   * @param {{ personal: boolean, etag?: string | null, signal?: AbortSignal }} opts
+   * @param {{ personal: boolean, user?: bigint, etag?: string | null, signal?: AbortSignal }} opts
    */
   async get(url, opts) {
     checkAborted(opts.signal);
@@ -131,7 +135,7 @@ class Store {
       const headers = {};
       if (opts.etag) headers['if-none-match'] = opts.etag;
       if (opts.personal) {
-        const t = this.o.token ? await this.o.token(refresh) : undefined;
+        const t = this.o.token && opts.user !== undefined ? await this.o.token(refresh, opts.user) : undefined;
         if (!t) throw new EdgewiseError('no-token', 'a personal feed needs the signed-in user\'s token (`token` option)');
         headers.authorization = `Bearer ${t}`;
       }
@@ -235,7 +239,7 @@ class Store {
    * (`If-None-Match`). A new body is checked (structure, CRC, and the digest
    * the response names) before it is stored or ranked.
    * @param {string} url
-   * @param {{ personal: boolean, signal?: AbortSignal }} opts
+   * @param {{ personal: boolean, user?: bigint, signal?: AbortSignal }} opts
    * @returns {Promise<BundleEntry>}
    */
   async fetchBundle(url, opts) {
@@ -347,12 +351,13 @@ class Store {
 
 /**
  * @typedef {{ id: bigint, score: number, row: number, preScore: number, mainScore: number, mmrPenalty: number,
- *   mmrScore: number, kept?: boolean }} FrameItem
+ *   mmrScore: number, sources: string[], creator: number, kept?: boolean }} FrameItem
  * @typedef {{ kind: 'preliminary' | 'refined', source: 'memory' | 'cache-storage' | 'network',
  *   scope: 'regional' | 'personal', items: FrameItem[], ranked: bigint[], shown: number,
  *   bundle: { digest: string, cache: string, rows: number, createdAtMs: number }, model: string,
  *   engine: string, agreement: { overlap: number, kendallTau: number | null } | null,
- *   timings: { fetch: number, rank: number, total: number } }} Frame
+ *   stages: Record<string, number>, timings: { fetch: number, rank: number, total: number },
+ *   replay: { bundle: Uint8Array, context: Uint8Array, result: Uint8Array } }} Frame
  */
 
 /**
@@ -379,8 +384,17 @@ export class Edgewise extends EventTarget {
    *   result: ReturnType<typeof decodeResult> } | null}
    */
   #view = null;
-  /** @type {(refresh: boolean) => string | Promise<string>} */
+  /** @type {(refresh: boolean, user: bigint) => string | Promise<string>} */
   #token;
+  /**
+   * Which ranking put each item of the display order where it is (the
+   * preliminary one for a kept item, the refined one or a re-rank for the
+   * rest): what `explain()` reads.
+   * @type {Map<bigint, { entry: BundleEntry, result: ReturnType<typeof decodeResult> }>}
+   */
+  #placed = new Map();
+  /** Where each held bundle's int8 embeddings start. @type {WeakMap<Uint8Array, number>} */
+  #embeddingsAt = new WeakMap();
   #candidates;
   /** @type {() => number} */
   #clock;
@@ -397,7 +411,7 @@ export class Edgewise extends EventTarget {
   }
 
   /**
-   * @param {{ endpoint: string | URL, token?: (refresh: boolean) => string | Promise<string>,
+   * @param {{ endpoint: string | URL, token?: (refresh: boolean, user: bigint) => string | Promise<string>,
    *   wasm?: import('./index.js').WasmInputArg, gpu?: 'auto' | 'off' | 'require', worker?: boolean,
    *   fetch?: typeof fetch, eventsEndpoint?: string | URL, candidates?: number, timeoutMs?: number,
    *   maxBundleBytes?: number, persist?: boolean, gpuMinRows?: number, events?: object,
@@ -413,7 +427,7 @@ export class Edgewise extends EventTarget {
       throw new EdgewiseError('bad-options', `endpoint ${String(options.endpoint)} is not a URL`, { cause: e });
     }
     if (options.token !== undefined && typeof options.token !== 'function') {
-      throw new EdgewiseError('bad-options', 'token must be a function (refresh: boolean) => token');
+      throw new EdgewiseError('bad-options', 'token must be a function (refresh: boolean, user: bigint) => token');
     }
     const fetchFn = options.fetch ?? globalThis.fetch?.bind(globalThis);
     if (typeof fetchFn !== 'function') throw new EdgewiseError('bad-options', 'no fetch: pass one as `fetch`');
@@ -531,7 +545,31 @@ export class Edgewise extends EventTarget {
       bytes = await this.#ranker.rank(e.bytes, context);
     }
     const rankMs = now() - t;
-    return { result: decodeResult(bytes), bytes, model, rankMs };
+    return { result: decodeResult(bytes), bytes, context, model, rankMs, engine: this.#ranker.lastEngine };
+  }
+
+  /**
+   * What happened to every candidate row of a ranking: outcome name → rows.
+   * @param {ReturnType<typeof decodeResult>} result
+   */
+  static #stages(result) {
+    /** @type {Record<string, number>} */
+    const out = {};
+    const counts = new Array(result.outcomes.length).fill(0);
+    for (const code of result.rows.outcome) counts[code] += 1;
+    result.outcomes.forEach((/** @type {string} */ name, /** @type {number} */ i) => {
+      if (counts[i] > 0) out[name] = counts[i];
+    });
+    return out;
+  }
+
+  /**
+   * A ranked item with the sources that found it and its creator.
+   * @param {any} it @param {BundleEntry} e
+   * @returns {FrameItem}
+   */
+  static #described(it, e) {
+    return { ...it, sources: sourcesOf(e.info.sourceMasks[it.row] ?? 0), creator: e.info.creators[it.row] ?? 0 };
   }
 
   #sessionDim() {
@@ -565,7 +603,7 @@ export class Edgewise extends EventTarget {
     const paths = this.#paths(user, region);
     // The refined bundle is asked for at once, in parallel with the preliminary ranking.
     const refinedUrl = paths.personal ?? paths.regional;
-    const refining = this.#store.fetchBundle(refinedUrl, { personal: user !== null, signal });
+    const refining = this.#store.fetchBundle(refinedUrl, { personal: user !== null, user: user ?? undefined, signal });
     refining.catch(() => {}); // handled below; never an unhandled rejection if the caller stops early
     const seen = () => [...this.#seen].slice(-MAX_SEEN);
 
@@ -593,8 +631,11 @@ export class Edgewise extends EventTarget {
       checkAborted(signal);
       const r = await this.#rank(local, { k, region, seen: seen() });
       const ranked = r.result.items.map((/** @type {any} */ it) => it.id);
-      first = this.#frame('preliminary', source, local, r, ranked, r.result.items, 0, null, { fetch: fetchMs, start });
+      const items = r.result.items.map((/** @type {any} */ it) => Edgewise.#described(it, /** @type {BundleEntry} */ (local)));
+      first = this.#frame('preliminary', source, local, r, ranked, items, 0, null, { fetch: fetchMs, start });
       this.#view = { entry: local, order: ranked, shown: 0, k, region, user, result: r.result };
+      const placed = { entry: local, result: r.result };
+      this.#placed = new Map(ranked.map((id) => [id, placed]));
       yield first;
     }
     if (!refines) return;
@@ -615,7 +656,7 @@ export class Edgewise extends EventTarget {
       shown = this.#shownOf(view, options.shown);
       order = stableMerge(view.order, shown, ranked, k);
     }
-    const byId = new Map(r.result.items.map((/** @type {any} */ it) => [it.id, it]));
+    const byId = new Map(r.result.items.map((/** @type {any} */ it) => [it.id, Edgewise.#described(it, refined)]));
     const prior = new Map((first?.items ?? []).map((it) => [it.id, it]));
     const items = order.map((id, i) => {
       const it = byId.get(id) ?? prior.get(id);
@@ -624,6 +665,9 @@ export class Edgewise extends EventTarget {
     const agree = first === null ? null : agreement(first.ranked, ranked, k);
     const frame = this.#frame('refined', 'network', refined, r, ranked, items, shown, agree, { fetch: fetched, start });
     this.#view = { entry: refined, order, shown, k, region, user, result: r.result };
+    const placed = { entry: refined, result: r.result };
+    const before = this.#placed;
+    this.#placed = new Map(order.map((id) => [id, byId.has(id) ? placed : before.get(id) ?? placed]));
     yield frame;
   }
 
@@ -632,7 +676,7 @@ export class Edgewise extends EventTarget {
    * @param {number | (() => number) | undefined} option
    */
   #shownOf(view, option) {
-    if (typeof option === 'function') return int(option(), 'shown', 0, view.order.length);
+    if (typeof option === 'function') return Math.min(int(option(), 'shown', 0, 2 ** 31), view.order.length);
     if (option !== undefined) return int(option, 'shown', 0, 100_000);
     let shown = view.shown;
     view.order.forEach((id, i) => {
@@ -643,7 +687,9 @@ export class Edgewise extends EventTarget {
 
   /**
    * @param {Frame['kind']} kind @param {Frame['source']} source @param {BundleEntry} e
-   * @param {{ model: string, rankMs: number }} r @param {bigint[]} ranked @param {FrameItem[]} items
+   * @param {{ model: string, rankMs: number, engine: string, bytes: Uint8Array, context: Uint8Array,
+   *   result: ReturnType<typeof decodeResult> }} r
+   * @param {bigint[]} ranked @param {FrameItem[]} items
    * @param {number} shown @param {Frame['agreement']} agree @param {{ fetch: number, start: number }} t
    * @returns {Frame}
    */
@@ -651,8 +697,9 @@ export class Edgewise extends EventTarget {
     return {
       kind, source, scope: e.info.scope, items, ranked, shown,
       bundle: { digest: e.digest, cache: e.cache, rows: e.info.rows, createdAtMs: e.info.createdAtMs },
-      model: r.model, engine: this.engine, agreement: agree,
+      model: r.model, engine: r.engine, agreement: agree, stages: Edgewise.#stages(r.result),
       timings: { fetch: t.fetch, rank: r.rankMs, total: now() - t.start },
+      replay: { bundle: e.bytes, context: r.context, result: r.bytes },
     };
   }
 
@@ -714,48 +761,99 @@ export class Edgewise extends EventTarget {
    * @param {{ shown?: number }} [options]
    */
   async rerank(options = {}) {
-    const view = this.#view;
-    if (view === null) throw new EdgewiseError('no-feed', 'rerank() needs a frame from feed() first');
-    const shown = this.#shownOf(view, options.shown);
-    const kept = view.order.slice(0, shown);
-    const before = view.order.slice(shown).filter((id) => !this.#seen.has(id));
-    const want = view.k - kept.length;
-    if (want <= 0) return { items: [], order: view.order, moved: [], agreement: null, engine: this.engine, timings: { rank: 0 } };
-    const r = await this.#rank(view.entry, { k: want, region: view.region, seen: [...new Set([...this.#seen, ...kept])].slice(-MAX_SEEN) });
-    const items = r.result.items;
-    const after = items.map((/** @type {any} */ it) => it.id);
-    const was = new Map(before.map((id, i) => [id, i]));
-    const moved = after.flatMap((id, to) => {
-      const from = was.get(id);
-      return from === to ? [] : [{ id, from: from ?? null, to }];
-    });
-    const agree = before.length > 0 ? agreement(before, after, Math.max(before.length, after.length)) : null;
-    this.#view = { ...view, order: [...kept, ...after], shown, result: r.result };
-    return { items, order: this.#view.order, moved, agreement: agree, engine: this.engine, timings: { rank: r.rankMs } };
+    // A frame that lands while this ranking runs replaces the view it started
+    // from: rank again from the new one (a few times at most), so a re-rank
+    // never puts an older frame back.
+    for (let attempt = 0; ; attempt += 1) {
+      const view = this.#view;
+      if (view === null) throw new EdgewiseError('no-feed', 'rerank() needs a frame from feed() first');
+      const shown = this.#shownOf(view, options.shown);
+      const kept = view.order.slice(0, shown);
+      const before = view.order.slice(shown).filter((id) => !this.#seen.has(id));
+      const want = view.k - kept.length;
+      if (want <= 0) {
+        return { items: [], order: view.order, moved: [], agreement: null, engine: this.engine, stages: {}, timings: { rank: 0 } };
+      }
+      const r = await this.#rank(view.entry, { k: want, region: view.region, seen: [...new Set([...this.#seen, ...kept])].slice(-MAX_SEEN) });
+      if (this.#view !== view && attempt < 3) continue;
+      const items = r.result.items.map((/** @type {any} */ it) => Edgewise.#described(it, view.entry));
+      const after = items.map((/** @type {any} */ it) => it.id);
+      const was = new Map(before.map((id, i) => [id, i]));
+      const moved = after.flatMap((id, to) => {
+        const from = was.get(id);
+        return from === to ? [] : [{ id, from: from ?? null, to }];
+      });
+      const agree = before.length > 0 ? agreement(before, after, Math.max(before.length, after.length)) : null;
+      this.#view = { ...view, order: [...kept, ...after], shown, result: r.result };
+      const placed = { entry: view.entry, result: r.result };
+      const prior = this.#placed;
+      this.#placed = new Map([...kept.map((id) => [id, prior.get(id) ?? placed]), ...after.map((id) => [id, placed])]);
+      return {
+        items, order: this.#view.order, moved, agreement: agree, engine: r.engine, stages: Edgewise.#stages(r.result),
+        timings: { rank: r.rankMs },
+      };
+    }
   }
 
   /**
-   * How the last ranking treated item `id`: its row's outcome (`selected`,
-   * `cut at pre-rank`, `filtered: seen`, `filtered: region`, `cut by creator
-   * cap`, …), pre-rank score,
-   * main score, calibrated score, and for a ranked item its place and MMR
-   * penalty. `null` when the item is not in the shown bundle.
+   * How the ranking that put item `id` where the page shows it treated it
+   * (for an item not on the page: the last ranking): its row's outcome
+   * (`selected`, `cut at pre-rank`, `filtered: seen`, `filtered: region`,
+   * `cut by creator cap`, …), pre-rank score, main score, calibrated score,
+   * creator and sources, and for a ranked item its place and MMR penalty.
+   * `null` when the item is in none of those bundles.
    * @param {bigint | number} id
    */
   explain(id) {
     const item = u64(id, 'id');
     const view = this.#view;
     if (view === null) return null;
-    const row = view.entry.info.ids.indexOf(item);
+    const { entry, result } = this.#placed.get(item) ?? view;
+    const row = entry.info.ids.indexOf(item);
     if (row < 0) return null;
-    const { rows, outcomes, items } = view.result;
+    const { rows, outcomes, items } = result;
     const rank = items.findIndex((/** @type {any} */ it) => it.id === item);
     const ranked = rank >= 0 ? items[rank] : null;
     return {
       id: item, row, outcome: outcomes[rows.outcome[row]], preScore: rows.preScore[row], mainScore: rows.mainScore[row],
       calibrated: rows.calibrated[row], rank: rank >= 0 ? rank : null, mmrPenalty: ranked?.mmrPenalty ?? null,
-      mmrScore: ranked?.mmrScore ?? null, bundle: view.entry.digest, model: this.#model,
+      mmrScore: ranked?.mmrScore ?? null, creator: entry.info.creators[row],
+      sources: sourcesOf(entry.info.sourceMasks[row]), bundle: entry.digest, model: this.#model,
     };
+  }
+
+  /**
+   * The cosine similarity of two items' embeddings (the int8 vectors the
+   * bundles hold; quantization scales are per row, so the cosine does not
+   * depend on them), or `null` when either is in no bundle on the device or
+   * their dimensions differ: why a like moved an item.
+   * @param {bigint | number} a @param {bigint | number} b
+   */
+  similarity(a, b) {
+    const [x, y] = [this.#embedding(u64(a, 'a')), this.#embedding(u64(b, 'b'))];
+    if (x === null || y === null || x.length !== y.length) return null;
+    let [dot, nx, ny] = [0, 0, 0];
+    for (let i = 0; i < x.length; i += 1) {
+      dot += x[i] * y[i];
+      nx += x[i] * x[i];
+      ny += y[i] * y[i];
+    }
+    return nx > 0 && ny > 0 ? dot / Math.sqrt(nx * ny) : 0;
+  }
+
+  /** Item `id`'s int8 embedding, from the bundle that placed it or any bundle held. @param {bigint} id */
+  #embedding(id) {
+    const placed = this.#placed.get(id)?.entry;
+    const row = placed ? placed.info.ids.indexOf(id) : -1;
+    const found = row >= 0 && placed ? { entry: placed, row } : this.#find(id);
+    if (found === null) return null;
+    const { bytes, info } = found.entry;
+    let start = this.#embeddingsAt.get(bytes);
+    if (start === undefined) {
+      start = bundleLayout(bytes).start;
+      this.#embeddingsAt.set(bytes, start);
+    }
+    return new Int8Array(bytes.buffer, bytes.byteOffset + start + found.row * info.dim, info.dim);
   }
 
   /** Sends the queued events now (never rejects; failures are `error` events). */
@@ -772,6 +870,7 @@ export class Edgewise extends EventTarget {
     this.#session = null;
     this.#seen.clear();
     this.#view = null;
+    this.#placed = new Map();
     const prefix = options.user === undefined ? undefined : this.#store.url(`/v1/users/${u64(options.user, 'user')}/`);
     await this.#store.forget(prefix);
   }

@@ -70,9 +70,11 @@ export class EventQueue extends EventTarget {
   #closed = false;
 
   /**
-   * `token(refresh)` returns the user's token; it is called with `true` after
-   * a 401, to get a fresh one.
-   * @param {{ endpoint: string | URL, token?: (refresh: boolean) => string | Promise<string>, fetch?: typeof fetch,
+   * `token(refresh, user)` returns `user`'s token (each batch holds one user's
+   * events, so events queued before a sign-out or a switch of user go out
+   * with their own user's token); it is called with `refresh` true after a
+   * 401, to get a fresh one.
+   * @param {{ endpoint: string | URL, token?: (refresh: boolean, user: bigint) => string | Promise<string>, fetch?: typeof fetch,
    *   batch?: number, maxQueue?: number, flushMs?: number, backoffMs?: number, maxBackoffMs?: number,
    *   timeoutMs?: number, storage?: Storage | null }} options
    *   `storage`: where unsent events wait between page loads (default
@@ -90,8 +92,8 @@ export class EventQueue extends EventTarget {
     this.backoffMs = options.backoffMs ?? 500;
     this.maxBackoffMs = options.maxBackoffMs ?? 30_000;
     this.timeoutMs = options.timeoutMs ?? 10_000;
-    /** The last token used, for the `pagehide` request (which cannot wait for a fresh one). */
-    this.lastToken = undefined;
+    /** The last token used per user, for the `pagehide` request (which cannot wait for a fresh one). @type {Map<bigint, string>} */
+    this.lastTokens = new Map();
     this.storage = options.storage === undefined ? defaultStorage() : options.storage;
     this.storageKey = `edgewise-events:${this.url}`;
     this.#restore();
@@ -222,7 +224,7 @@ export class EventQueue extends EventTarget {
   async #drain() {
     let sent = 0;
     while (this.#queue.length > 0) {
-      const batch = this.#queue.slice(0, this.batch);
+      const batch = this.#head();
       const outcome = await this.#send(batch);
       if (outcome === 'retry') {
         this.#failures += 1;
@@ -244,14 +246,22 @@ export class EventQueue extends EventTarget {
     if (sent > 0) this.dispatchEvent(new CustomEvent('flushed', { detail: sent }));
   }
 
-  /** @param {boolean} [refresh] */
-  async #headers(refresh = false) {
+  /** The next batch: the events at the head of the queue that belong to its first event's user. */
+  #head() {
+    const user = this.#queue[0]?.user;
+    let n = 0;
+    while (n < this.#queue.length && n < this.batch && this.#queue[n].user === user) n += 1;
+    return this.#queue.slice(0, n);
+  }
+
+  /** @param {boolean} refresh @param {bigint} user */
+  async #headers(refresh, user) {
     const h = { 'content-type': 'application/x-ndjson' };
     if (this.token) {
-      const t = await this.token(refresh);
+      const t = await this.token(refresh, user);
       if (t) {
         h.authorization = `Bearer ${t}`;
-        this.lastToken = t;
+        this.lastTokens.set(user, t);
       }
     }
     return h;
@@ -269,7 +279,7 @@ export class EventQueue extends EventTarget {
       const ctl = new AbortController();
       const timer = setTimeout(() => ctl.abort(), this.timeoutMs);
       try {
-        res = await this.fetch(this.url, { method: 'POST', headers: await this.#headers(refresh), body, signal: ctl.signal });
+        res = await this.fetch(this.url, { method: 'POST', headers: await this.#headers(refresh, batch[0].user), body, signal: ctl.signal });
       } catch {
         return 'retry';
       } finally {
@@ -315,10 +325,10 @@ export class EventQueue extends EventTarget {
   #unload() {
     if (this.#queue.length === 0) return;
     this.persist();
-    const batch = this.#queue.slice(0, this.batch);
+    const batch = this.#head();
     const body = ndjson(batch);
     const headers = { 'content-type': 'application/x-ndjson' };
-    const t = this.lastToken;
+    const t = this.lastTokens.get(batch[0].user);
     if (t) headers.authorization = `Bearer ${t}`;
     try {
       void this.fetch(this.url, { method: 'POST', headers, body, keepalive: true }).catch(() => {});

@@ -139,7 +139,14 @@ export function bundleInfo(bytes: Uint8Array): {
   model?: string;
   /** Every row's item id, in row order. */
   ids: BigUint64Array;
+  /** Which sources found each row: bit j is `sourceNames()[j]`. */
+  sourceMasks: Uint8Array;
+  /** Every row's creator id. */
+  creators: Uint32Array;
 };
+
+/** The candidate sources by source-mask bit (`collaborative`, `content`, `trending`, …). */
+export function sourceNames(): string[];
 
 /** The sha256 (lower-case hex) of `bytes`, computed by the core (no secure context needed). */
 export function sha256(bytes: Uint8Array): string;
@@ -189,6 +196,8 @@ export class Ranker {
   static create(options?: RankerOptions): Promise<Ranker>;
   /** Where rankings run now. */
   readonly engine: 'webgpu' | 'wasm-simd';
+  /** Where the last ranking ran (`'webgpu'` only when the GPU computed its dot products). */
+  readonly lastEngine: 'webgpu' | 'wasm-simd';
   /** The adapter, when WebGPU is in use. */
   readonly adapter: AdapterSummary | undefined;
   /** How many times the GPU failed and wasm took over (including at start). */
@@ -209,6 +218,7 @@ export class RankerWorker {
   /** Starts the worker; `wasm` must be a URL there. */
   static create(options?: Omit<RankerOptions, 'wasm'> & { wasm?: URL | string }): Promise<RankerWorker>;
   readonly engine: 'webgpu' | 'wasm-simd';
+  readonly lastEngine: 'webgpu' | 'wasm-simd';
   readonly adapter: AdapterSummary | undefined;
   readonly fallbacks: number;
   readonly lastFallback: EdgewiseError | undefined;
@@ -261,7 +271,7 @@ export interface EventQueueOptions {
 export class EventQueue extends EventTarget {
   constructor(options: EventQueueOptions & {
     endpoint: string | URL;
-    token?: (refresh: boolean) => string | Promise<string>;
+    token?: (refresh: boolean, user: bigint) => string | Promise<string>;
     fetch?: typeof fetch;
   });
   /** Events waiting to be sent. */
@@ -280,8 +290,12 @@ export class EventQueue extends EventTarget {
 export interface EdgewiseOptions {
   /** The Edgewise edge (or origin) the bundles, models and events come from and go to. */
   endpoint: string | URL;
-  /** The signed-in user's short-lived token; called with `true` after a 401 for a fresh one. Without it: anonymous. */
-  token?: (refresh: boolean) => string | Promise<string>;
+  /**
+   * `user`'s short-lived token (for personal bundles, and for each batch of that user's queued events,
+   * which may outlive a switch of user); called with `refresh` true after a 401 for a fresh one.
+   * Without it: anonymous.
+   */
+  token?: (refresh: boolean, user: bigint) => string | Promise<string>;
   /** The core's `.wasm` (default: next to the package's JavaScript). A worker needs a URL or nothing. */
   wasm?: WasmInput;
   /** `'auto'` (default): WebGPU when an adapter works; `'off'`; `'require'`: fail without one. */
@@ -310,9 +324,16 @@ export interface EdgewiseOptions {
 
 /** One item of a frame. */
 export interface FrameItem extends RankedItem {
+  /** The candidate sources that found it (`collaborative`, `trending`, …). */
+  sources: string[];
+  /** Its creator id. */
+  creator: number;
   /** Refined frames: the item was shown before and kept its place. */
   kept?: boolean;
 }
+
+/** What happened to every candidate row of a ranking: outcome name (`selected`, `filtered: seen`, …) → rows. */
+export type Stages = Record<string, number>;
 
 /** One frame of a feed. */
 export interface Frame {
@@ -330,11 +351,15 @@ export interface Frame {
   bundle: { digest: string; cache: string; rows: number; createdAtMs: number };
   /** The model that ranked it (sha256). */
   model: string;
+  /** Where this frame was ranked. */
   engine: 'webgpu' | 'wasm-simd';
   /** Against the previous frame of the same feed (`null` for the first). */
   agreement: Agreement | null;
+  stages: Stages;
   /** ms: getting the bundle, ranking it, and since `feed()` was called. */
   timings: { fetch: number; rank: number; total: number };
+  /** The exact bytes ranked and the result (`EWRS`): any core (`edgewise-edge rank`) reproduces `result` from them. */
+  replay: { bundle: Uint8Array; context: Uint8Array; result: Uint8Array };
 }
 
 /** The Edgewise client. Events: `error` (`detail`: an `EdgewiseError` from the event queue) and `flushed`. */
@@ -366,14 +391,15 @@ export class Edgewise extends EventTarget {
   };
   /** Re-ranks the unseen items on the device with the session as it is now. */
   rerank(options?: { shown?: number }): Promise<{
-    items: RankedItem[];
+    items: FrameItem[];
     order: bigint[];
     moved: Array<{ id: bigint; from: number | null; to: number }>;
     agreement: Agreement | null;
     engine: 'webgpu' | 'wasm-simd';
+    stages: Stages;
     timings: { rank: number };
   }>;
-  /** How the last ranking treated an item; `null` when it is in no shown bundle. */
+  /** How the ranking that placed an item on the page treated it (else the last ranking); `null` when it is in none. */
   explain(id: bigint | number): {
     id: bigint;
     row: number;
@@ -384,9 +410,13 @@ export class Edgewise extends EventTarget {
     rank: number | null;
     mmrPenalty: number | null;
     mmrScore: number | null;
+    creator: number;
+    sources: string[];
     bundle: string;
     model: string | null;
   } | null;
+  /** Cosine similarity of two items' embeddings (from the bundles on the device); `null` when either is in none. */
+  similarity(a: bigint | number, b: bigint | number): number | null;
   /** Sends queued events now (never rejects). */
   flush(): Promise<void>;
   /** Forgets the session, seen items and stored bundles (of `user`, or all): call it on sign-out. */

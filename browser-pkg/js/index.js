@@ -202,16 +202,33 @@ export function bundleLayout(bytes) {
 
 /**
  * What a client needs to know about a bundle, read once when it arrives:
- * `{ rows, dim, scope, createdAtMs, model, ids }` (`scope`: `'regional'` or
- * `'personal'`; `model`: the sha256 of the model its header names, or
- * `undefined`; `ids`: every row's item id, a `BigUint64Array`). Checks the
- * structure, not the checksum.
+ * `{ rows, dim, scope, createdAtMs, model, ids, sourceMasks, creators }`
+ * (`scope`: `'regional'` or `'personal'`; `model`: the sha256 of the model
+ * its header names, or `undefined`; `ids`: every row's item id, a
+ * `BigUint64Array`; `sourceMasks`: which sources found each row, bit j being
+ * `sourceNames()[j]`; `creators`: each row's creator). Checks the structure,
+ * not the checksum.
  * @param {Uint8Array} bytes
- * @returns {{ rows: number, dim: number, scope: 'regional' | 'personal', createdAtMs: number, model?: string, ids: BigUint64Array }}
+ * @returns {{ rows: number, dim: number, scope: 'regional' | 'personal', createdAtMs: number, model?: string,
+ *   ids: BigUint64Array, sourceMasks: Uint8Array, creators: Uint32Array }}
  */
 export function bundleInfo(bytes) {
   return call(() => wasm.bundleInfo(bytes));
 }
+
+/** @type {string[] | null} */
+let names = null;
+
+/**
+ * The candidate sources by source-mask bit: `collaborative`, `content`,
+ * `trending`, `recent_similar`, `creator`, `fresh`, `popular`.
+ * @returns {string[]}
+ */
+export function sourceNames() {
+  names ??= call(() => wasm.sourceNames());
+  return names.slice();
+}
+
 
 /**
  * The sha256 (lower-case hex) of `bytes`: the digest that names models and
@@ -333,6 +350,8 @@ export class Ranker {
     this.gpuMinRows = gpuMinRows;
     /** `'webgpu'` or `'wasm-simd'`: where rankings run now. */
     this.engine = 'wasm-simd';
+    /** Where the last ranking ran (`'webgpu'` only when its dot products came from the GPU). */
+    this.lastEngine = 'wasm-simd';
     /** The WebGPU adapter's description, when the GPU is in use. @type {object | undefined} */
     this.adapter = undefined;
     /** How many times the GPU path failed and wasm took over (including at start). */
@@ -404,7 +423,9 @@ export class Ranker {
           const q = this.#core.quantizedQuery(bundle, context);
           entry.resident ??= gpu.upload(bundle, entry.layout);
           const dots = await gpu.dots(entry.resident, q);
-          return this.#core.rankWithDots(bundle, context, dots);
+          const out = this.#core.rankWithDots(bundle, context, dots);
+          this.lastEngine = 'webgpu';
+          return out;
         }
       } catch (e) {
         const err = toEdgewiseError(e);
@@ -416,7 +437,9 @@ export class Ranker {
         }
       }
     }
-    return this.#core.rank(bundle, context);
+    const out = this.#core.rank(bundle, context);
+    this.lastEngine = 'wasm-simd';
+    return out;
   }
 
   /**
@@ -450,6 +473,8 @@ export class RankerWorker {
     this.#worker = worker;
     /** @type {'webgpu' | 'wasm-simd'} */
     this.engine = 'wasm-simd';
+    /** Where the last ranking ran. @type {'webgpu' | 'wasm-simd'} */
+    this.lastEngine = 'wasm-simd';
     /** @type {object | undefined} */
     this.adapter = undefined;
     this.fallbacks = 0;
@@ -494,6 +519,7 @@ export class RankerWorker {
     this.#pending.delete(msg.id);
     if (msg.state) {
       this.engine = msg.state.engine;
+      this.lastEngine = msg.state.lastEngine;
       this.adapter = msg.state.adapter;
       this.fallbacks = msg.state.fallbacks;
       const f = msg.state.lastFallback;

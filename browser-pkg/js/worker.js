@@ -14,6 +14,7 @@ let nextHandle = 1;
 const state = () =>
   ranker && {
     engine: ranker.engine,
+    lastEngine: ranker.lastEngine,
     adapter: ranker.adapter,
     fallbacks: ranker.fallbacks,
     lastFallback: ranker.lastFallback && { code: ranker.lastFallback.code, message: ranker.lastFallback.message },

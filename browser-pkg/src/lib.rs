@@ -22,7 +22,8 @@
 //! | `verifyBundle(bytes)` | the bundle's checksum and structure, once, when it enters a cache |
 //! | `decodeResult(bytes)` | `EWRS` bytes as items and per-row typed arrays |
 //! | `bundleEmbeddings(bytes)` | where the embedding column lies, for a GPU upload |
-//! | `bundleInfo(bytes)` | rows, dimension, the model the bundle names, every row's item id |
+//! | `bundleInfo(bytes)` | rows, dimension, the model the bundle names, every row's item id, source mask and creator |
+//! | `sourceNames()` | the candidate sources, by source-mask bit |
 //! | `sha256(bytes)` | the digest that names models and bundles |
 //! | `stableMerge`, `overlapAtK`, `kendallTau` | the core's merge of a preliminary and a refined ranking, and their agreement |
 //!
@@ -30,7 +31,7 @@
 //! ([`Code`]); the wrapper turns them into its `EdgewiseError` class.
 
 use edgewise_core::abi::{self, Engine, Status};
-use edgewise_core::bundle::Bundle;
+use edgewise_core::bundle::{Bundle, SOURCE_NAMES};
 use edgewise_core::context::RankContext;
 use edgewise_core::region::Region;
 use edgewise_core::session::{SessionConfig, SessionState, Signal};
@@ -372,10 +373,12 @@ pub fn bundle_embeddings(bytes: &[u8]) -> Result<Vec<u32>, JsValue> {
 }
 
 /// What a client needs to know about a bundle, read once when it arrives:
-/// `{ rows, dim, scope, createdAtMs, model, ids }`: `scope` is `regional` or
-/// `personal`, `model` is the sha256 (hex) of the model its
-/// header names (`undefined`: any model), `ids` the item id of every row (a
-/// `BigUint64Array`, row order). Checks the structure (not the checksum).
+/// `{ rows, dim, scope, createdAtMs, model, ids, sourceMasks, creators }`:
+/// `scope` is `regional` or `personal`, `model` is the sha256 (hex) of the
+/// model its header names (`undefined`: any model), `ids` the item id of
+/// every row (a `BigUint64Array`, row order), `sourceMasks` which sources
+/// found each row (bit j: [`source_names`]`[j]`), `creators` each row's
+/// creator. Checks the structure (not the checksum).
 #[wasm_bindgen(js_name = bundleInfo)]
 pub fn bundle_info(bytes: &[u8]) -> Result<JsValue, JsValue> {
     let b = Bundle::decode_prechecked(bytes).map_err(|e| error(Code::BadBundle, &e.to_string()))?;
@@ -397,7 +400,18 @@ pub fn bundle_info(bytes: &[u8]) -> Result<JsValue, JsValue> {
     }
     let ids: Vec<u64> = (0..b.len()).map(|i| b.id(i)).collect();
     set(&out, "ids", js_sys::BigUint64Array::from(ids.as_slice()));
+    let masks: Vec<u8> = (0..b.len()).map(|i| b.source_mask(i)).collect();
+    set(&out, "sourceMasks", js_sys::Uint8Array::from(masks.as_slice()));
+    let creators: Vec<u32> = (0..b.len()).map(|i| b.creator(i)).collect();
+    set(&out, "creators", js_sys::Uint32Array::from(creators.as_slice()));
     Ok(out.into())
+}
+
+/// The candidate sources, by bit of a bundle row's source mask
+/// (`bundleInfo(...).sourceMasks`): `collaborative`, `content`, `trending`, ….
+#[wasm_bindgen(js_name = sourceNames)]
+pub fn source_names() -> Vec<String> {
+    SOURCE_NAMES.iter().map(|s| (*s).to_string()).collect()
 }
 
 /// The sha256 of `bytes` (lower-case hex), the digest that names models and

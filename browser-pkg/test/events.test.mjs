@@ -71,7 +71,8 @@ test('events go in batches, as NDJSON, with unique idempotency ids and exact u64
   await q.flush();
   assert.equal(q.pending, 0);
   assert.equal(flushed, 8);
-  assert.deepEqual(o.requests.map((r) => r.lines.length), [3, 3, 2]);
+  // A batch holds one user's events: the last event is another user's.
+  assert.deepEqual(o.requests.map((r) => r.lines.length), [3, 3, 1, 1]);
   assert.equal(o.requests[0].url, '/v1/events');
   assert.equal(o.requests[0].type, 'application/x-ndjson');
   const sent = o.requests.flatMap((r) => r.lines);
@@ -79,6 +80,29 @@ test('events go in batches, as NDJSON, with unique idempotency ids and exact u64
   assert.deepEqual(sent.map((l) => JSON.parse(l).event_id), ids);
   assert.match(sent[7], /"user":1152921504606846976,"item":18446744073709551615,"kind":"dwell"/);
   assert.match(sent[7], /"dwell_ms":1500/);
+  await o.close();
+});
+
+test('each batch is sent with its own user\'s token, so a switch of user never mixes them', async () => {
+  const o = await origin(applied);
+  const asked = [];
+  const q = queue({
+    endpoint: o.url, batch: 10, flushMs: 60_000, storage: null,
+    token: (refresh, user) => {
+      asked.push([refresh, user]);
+      return `token-of-${user}`;
+    },
+  });
+  // User 7 acts, signs out while the events are still queued, and user 8 acts.
+  q.push(ev(1));
+  q.push(ev(2));
+  q.push(ev(3, { user: 8 }));
+  q.push(ev(4));
+  await q.flush();
+  assert.deepEqual(asked, [[false, 7n], [false, 8n], [false, 7n]]);
+  assert.deepEqual(o.requests.map((r) => [r.auth, r.lines.map((l) => JSON.parse(l).user)]), [
+    ['Bearer token-of-7', [7, 7]], ['Bearer token-of-8', [8]], ['Bearer token-of-7', [7]],
+  ]);
   await o.close();
 });
 

@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { Edgewise, EdgewiseError } from 'edgewise';
+import { Edgewise, EdgewiseError, decodeResult, sha256, sourceNames } from 'edgewise';
 import { startStack } from './stack.mjs';
 
 const wasm = await readFile(fileURLToPath(import.meta.resolve('edgewise/edgewise_core_bg.wasm')));
@@ -78,6 +78,22 @@ test('a signed-in user gets a preliminary frame, then a refined one stable-merge
   assert.match(ref.model, /^[0-9a-f]{64}$/);
   assert.ok(['miss', 'hit', 'stale', 'revalidated'].includes(ref.bundle.cache), ref.bundle.cache);
   for (const f of got) assert.ok(f.timings.rank >= 0 && f.timings.total >= f.timings.rank);
+  // Each item names the sources that found it and its creator; each frame
+  // counts what happened to every candidate, and carries the bytes it ranked.
+  const names = sourceNames();
+  assert.deepEqual(names.slice(0, 3), ['collaborative', 'content', 'trending']);
+  for (const f of got) {
+    for (const it of f.items) {
+      assert.ok(it.sources.length > 0 && it.sources.every((x) => names.includes(x)), `${it.id}: ${it.sources}`);
+      assert.equal(typeof it.creator, 'number');
+    }
+    assert.equal(f.engine, 'wasm-simd');
+    assert.equal(Object.values(f.stages).reduce((a, b) => a + b, 0), f.bundle.rows, 'every row has one outcome');
+    assert.equal(f.stages.selected, 10);
+    assert.equal(sha256(f.replay.bundle), f.bundle.digest);
+    const again = decodeResult(f.replay.result).items.map((it) => it.id);
+    assert.deepEqual(again, f.ranked, 'replay.result is this frame\'s own ranking');
+  }
 
   // The same bundle and context at the edge (the guest, which is the native
   // core) give the same items and scores as the device.
@@ -115,9 +131,20 @@ test('interactions move the session at once, rerank() reorders the unseen items,
 
   const why = ew.explain(r.items[0].id);
   assert.equal(why.outcome, 'selected');
+  assert.ok(why.sources.length > 0 && typeof why.creator === 'number');
+  assert.equal(Math.round(ew.similarity(liked[0], liked[0]) * 1e6), 1e6, 'an item is its own nearest');
+  const sims = before.map((id) => ew.similarity(liked[0], id));
+  assert.ok(sims.every((x) => x >= -1.000001 && x <= 1.000001), String(sims));
+  assert.equal(ew.similarity(liked[0], 123456789), null, 'an id in no bundle');
+  assert.equal(Object.values(r.stages).reduce((a, b) => a + b, 0), ref.bundle.rows);
   assert.equal(why.rank, 0);
   for (const k of ['preScore', 'mainScore', 'calibrated', 'mmrPenalty']) assert.equal(typeof why[k], 'number', k);
-  assert.equal(ew.explain(before[4]).outcome, 'filtered: seen', 'a hidden item is filtered as seen');
+  // A hidden item keeps its place on the page (it was shown); explain() says how the
+  // ranking that placed it treated it, and the re-rank filtered it, as every seen item.
+  assert.equal(ew.explain(before[4]).outcome, 'selected');
+  assert.equal(ew.explain(before[4]).rank, 4);
+  assert.ok(r.order.slice(0, 11).includes(before[4]));
+  assert.ok(r.stages['filtered: seen'] >= 6, JSON.stringify(r.stages));
   assert.equal(ew.explain(123456789), null, 'an id in no bundle');
 
   // The queued events go through the edge to the origin.

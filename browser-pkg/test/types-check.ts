@@ -22,13 +22,19 @@ async function highLevel(): Promise<void> {
       if (first) ew.track({ item: first.id, kind: 'like' });
       const tau: number | null = f.agreement?.kendallTau ?? null;
       void tau;
+      const sources: string[] = first?.sources ?? [];
+      const replay: Uint8Array[] = [f.replay.bundle, f.replay.context, f.replay.result];
+      const cut: number = f.stages['cut by creator cap'] ?? 0;
+      void sources, replay, cut;
     }
   } catch (e) {
     if (e instanceof EdgewiseError && e.code === 'endpoint-down') console.log('offline');
   }
   const { moved } = await ew.rerank();
   const why = ew.explain(moved[0]?.id ?? 0n);
-  if (why) console.log(why.outcome, why.preScore);
+  if (why) console.log(why.outcome, why.preScore, why.creator, why.sources.join(', '));
+  const sim: number | null = ew.similarity(1n, 2);
+  void sim;
   ew.addEventListener('error', (e) => console.log((e as CustomEvent<EdgewiseError>).detail.code));
   await ew.close();
 }

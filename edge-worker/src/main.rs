@@ -167,6 +167,9 @@ struct RankArgs {
     /// Also write the bundle, model and context ranked to this directory.
     #[arg(long)]
     write_to: Option<PathBuf>,
+    /// Write the result's `EWRS` bytes (the core's encoding, the same from every build) to this file.
+    #[arg(long)]
+    result_out: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -382,6 +385,10 @@ fn rank(a: RankArgs) -> Result<()> {
     println!("native ranking: {native_us:.0} µs (first call); guest ranking: {guest_us:.0} µs (first call)");
     if nb == gb {
         println!("guest and native results are bit-identical ({} result bytes)", nb.len());
+        if let Some(path) = &a.result_out {
+            std::fs::write(path, &nb).with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
         Ok(())
     } else {
         bail!("guest and native results differ: this is a determinism bug")

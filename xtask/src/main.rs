@@ -3,13 +3,14 @@
 //! | command | what it does |
 //! |---|---|
 //! | `cargo xtask guest` | builds `edgewise_core.wasm` (wasm32-unknown-unknown, simd128, the `guest` profile) into `<target>/wasm/` |
-//! | `cargo xtask demo` | the main job: imports MovieLens-100K, trains, starts the origin and prints users' feeds |
+//! | `cargo xtask demo [--port N]` | the main job: imports MovieLens-100K, trains, starts the origin, an edge and the demo page (`www/`), prints users' feeds and the page's URL |
 //! | `cargo xtask rank-demo` | builds the guest, then ranks a generated bundle natively and through the guest and explains the ranking |
 //! | `cargo xtask test` | every test and check CI runs (README's test command) |
 //! | `cargo xtask bench` | the native-vs-guest ranking benchmark |
 //! | `cargo xtask fuzz [--seconds N] [--targets a,b]` | a fuzz campaign over `core/fuzz/`'s targets, N seconds each; prints executions and coverage per target (`fuzz.rs`) |
 //! | `cargo xtask npm` | builds and packs the npm package `edgewise` into `<target>/npm/edgewise-<version>.tgz`, with its sizes (`npm.rs`) |
 //! | `cargo xtask npm-test` | installs that tarball into a scratch app and runs the Node and browser tests against it |
+//! | `cargo xtask www-test` | the demo web app end to end: origin, edge and page server on MovieLens-100K, in Chromium (`www.rs`) |
 //! | `cargo xtask npm-bench` | the package's sizes and ranking times in Chromium, wasm against WebGPU |
 //! | `cargo xtask layering [--edges] [CRATE_SRC ...]` | reads each crate's `use` graph between top-level modules; prints cycles (file:line per edge) and a topological order, fails on a cycle (`layering/`) |
 //!
@@ -25,6 +26,7 @@ use anyhow::{Context, Result, bail};
 mod fuzz;
 mod layering;
 mod npm;
+mod www;
 
 const GUEST_TARGET: &str = "wasm32-unknown-unknown";
 /// A target with no `std` at all: building the core for it proves it is `no_std`.
@@ -43,11 +45,12 @@ fn main() -> Result<()> {
         Some("fuzz") => fuzz::run(&root, &args[1..]),
         Some("layering") => layering::run(&root, &args[1..]),
         Some("npm") => npm::build(&root).map(|_| ()),
-        Some("npm-test") => npm::test(&root),
+        Some("npm-test") => npm::test(&root).map(|_| ()),
+        Some("www-test") => npm::installed(&root).and_then(|app| www::test(&root, &app)),
         Some("npm-bench") => npm::bench(&root),
         other => {
             eprintln!(
-                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b] | layering [--edges] [CRATE_SRC ...] | npm | npm-test | npm-bench>"
+                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b] | layering [--edges] [CRATE_SRC ...] | npm | npm-test | www-test | npm-bench>"
             );
             if let Some(o) = other {
                 bail!("unknown command {o:?}");
@@ -136,16 +139,33 @@ fn demo(root: &Path, extra: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The main job: MovieLens-100K imported, trained on and served, with a few users' feeds.
+/// The main job: MovieLens-100K imported, trained on and served through an
+/// edge to the demo page, with a few users' feeds printed on the way.
 fn movielens_demo(root: &Path, extra: &[String]) -> Result<()> {
     let port: u16 = match extra {
         [] => 8080,
         [flag, p] if flag == "--port" => p.parse().with_context(|| format!("--port {p:?} is not a port number"))?,
         other => bail!("unknown demo arguments {other:?} (usage: cargo xtask demo [--port N])"),
     };
-    run(cargo().args(["build", "--release", "--package", "edgewise-origin", "--package", "edgewise-lab"]))?;
-    let bin = target_dir(root).join("release").join("edgewise-origin");
-    let lab_bin = target_dir(root).join("release").join("edgewise-lab");
+    // The page's port must be free before minutes of building and training.
+    std::net::TcpListener::bind(("127.0.0.1", port))
+        .with_context(|| format!("port {port} is taken on 127.0.0.1: choose another with --port"))?;
+    let wasm = guest(root)?;
+    let package = npm::build(root)?.parent().context("the package's folder")?.join("pkg");
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "edgewise-origin",
+        "--package",
+        "edgewise-lab",
+        "--package",
+        "edgewise-edge",
+        "--package",
+        "edgewise-www",
+    ]))?;
+    let release = target_dir(root).join("release");
+    let bin = release.join("edgewise-origin");
     let data = target_dir(root).join("demo").join("ml-100k");
     if data.exists() {
         std::fs::remove_dir_all(&data).with_context(|| format!("cannot clear {}", data.display()))?;
@@ -156,23 +176,37 @@ fn movielens_demo(root: &Path, extra: &[String]) -> Result<()> {
         c
     };
     let lab = |args: &[&str]| {
-        let mut c = Command::new(&lab_bin);
+        let mut c = Command::new(release.join("edgewise-lab"));
         c.arg("--data-dir").arg(&data).args(args);
         c
     };
     run(&mut lab(&["import", "movielens"]))?;
     run(&mut lab(&["train"]))?;
     run(&mut lab(&["eval"]))?;
-    let listen = format!("127.0.0.1:{port}");
-    let base = format!("http://{listen}");
-    // Personal routes need a user token signed with a key the origin knows
-    // (README: User tokens). The demo plays the application's backend: a fresh
-    // HS256 secret per run, and tokens minted with `edgewise-origin token`.
+    // Personal routes need a user token signed with a key the origin and the
+    // edge know (README: User tokens). The demo plays the application's
+    // backend: a fresh HS256 secret per run, which the page server's sign-in
+    // route mints tokens with.
     let secret = demo_secret()?;
-    let secret_env = ("EDGEWISE__AUTH__USER_TOKENS__HMAC_SECRETS", format!("[\"{secret}\"]"));
+    let secrets = format!("[\"{secret}\"]");
+    let page = format!("http://127.0.0.1:{port}");
+    let (origin_port, edge_port) = (free_port()?, free_port()?);
+    let base = format!("http://127.0.0.1:{origin_port}");
+    let edge = format!("http://127.0.0.1:{edge_port}");
+    let mut stack = Stack::default();
+    ctrlc::set_handler(|| STOP.store(true, std::sync::atomic::Ordering::SeqCst))
+        .context("cannot install the Ctrl-C handler")?;
+
+    println!("\n==> starting the origin on {base} (embedded default configuration, the data directory's schema)");
+    stack.start(
+        "origin",
+        origin(&["serve", "--listen", &format!("127.0.0.1:{origin_port}")])
+            .env("EDGEWISE__AUTH__USER_TOKENS__HMAC_SECRETS", &secrets),
+        &format!("{base}/readyz"),
+    )?;
     let token = |user: u64| -> Result<String> {
         let out = origin(&["token", "--user", &user.to_string(), "--ttl", "900"])
-            .env(secret_env.0, &secret_env.1)
+            .env("EDGEWISE__AUTH__USER_TOKENS__HMAC_SECRETS", &secrets)
             .output()
             .context("cannot run edgewise-origin token")?;
         if !out.status.success() {
@@ -180,70 +214,153 @@ fn movielens_demo(root: &Path, extra: &[String]) -> Result<()> {
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
-    println!("\n==> starting the origin on {base} (embedded default configuration, the data directory's schema)");
-    let mut server = origin(&["serve", "--listen", &listen])
-        .env(secret_env.0, &secret_env.1)
-        .spawn()
-        .context("cannot start the origin")?;
-    let ready = (0..600).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        ureq::get(&format!("{base}/readyz")).call().is_ok()
-    });
-    if !ready {
-        let _ = server.kill();
-        bail!("the origin did not become ready on {base} within 60 s (is the port free? try --port)");
-    }
     for user in [1u64, 42, 405] {
-        let body = serde_json::json!({ "user": user, "k": 8 }).to_string();
-        let text = ureq::post(&format!("{base}/v1/rank"))
-            .header("content-type", "application/json")
-            .header("authorization", &format!("Bearer {}", token(user)?))
-            .send(body.as_str())
-            .and_then(|mut r| r.body_mut().read_to_string())
-            .with_context(|| format!("POST /v1/rank for user {user}"))?;
-        let v: serde_json::Value = serde_json::from_str(&text).context("the rank response is not JSON")?;
-        println!(
-            "\nFeed of user {user} ({} candidates, model {}):",
-            v["candidates"],
-            &v["model"].as_str().unwrap_or("?")[..12.min(v["model"].as_str().map_or(0, str::len))]
-        );
-        println!("  {:<52} {:>7}  sources", "title", "score");
-        for it in v["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let sources: Vec<&str> = it["sources"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|s| s.as_str())
-                .collect();
-            let title = it["title"].as_str().map_or_else(|| format!("item {}", it["id"]), str::to_string);
-            println!(
-                "  {:<52} {:>7.4}  {}",
-                title.chars().take(52).collect::<String>(),
-                it["score"].as_f64().unwrap_or(f64::NAN),
-                sources.join(", ")
-            );
-        }
+        print_feed(&base, user, &token(user)?)?;
     }
-    println!("\nThe origin keeps serving {base} until Ctrl-C. Personal routes need the user's token; this run's");
-    println!("demo secret mints one (an application's backend does this for its signed-in users):");
-    println!("  export {}='{}'", secret_env.0, secret_env.1);
+
+    println!("\n==> starting the edge on {edge} (the core guest in wasmtime, a regional cache in front of the origin)");
+    stack.start(
+        "edge",
+        Command::new(release.join("edgewise-edge"))
+            .args(["serve", "--origin", &base, "--listen", &format!("127.0.0.1:{edge_port}"), "--module"])
+            .arg(&wasm)
+            .env("EDGEWISE_EDGE__AUTH__USER_TOKENS__HMAC_SECRETS", &secrets)
+            .env("EDGEWISE_EDGE__SERVER__CORS_ORIGINS", format!("[\"{page}\"]")),
+        &format!("{edge}/readyz"),
+    )?;
+    println!("\n==> starting the page on {page} (www/static, the npm package, the demo's sign-in route)");
+    stack.start(
+        "page",
+        Command::new(release.join("edgewise-www"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--edge", &edge, "--package"])
+            .arg(&package)
+            .arg("--static")
+            .arg(root.join("www").join("static"))
+            .env("EDGEWISE_WWW_TOKEN_SECRET", &secret),
+        &format!("{page}/demo/config.json"),
+    )?;
+
+    println!("\nThe demo page: the feed ranked in your browser (WebGPU where it has it, else wasm),");
+    println!("refined when the personal bundle arrives through the edge; like, skip or hide to re-rank on the device:");
+    println!("\nopen {page}/\n");
+    println!("Origin {base}, edge {edge}; everything stops with Ctrl-C. To call the API yourself (this run's secret):");
+    println!("  export EDGEWISE__AUTH__USER_TOKENS__HMAC_SECRETS='{secrets}'");
     println!("  TOKEN=$({} --data-dir {} token --user 7)", bin.display(), data.display());
     println!(
         "  curl -s -X POST {base}/v1/rank -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{{\"user\": 7, \"k\": 10}}'"
     );
     println!(
-        "  curl -s -H \"authorization: Bearer $TOKEN\" '{base}/v1/users/7/candidates?k=100' -o bundle.ewb   # the binary candidate bundle"
+        "  curl -s -H \"authorization: Bearer $TOKEN\" '{edge}/v1/users/7/candidates?k=100' -o bundle.ewb   # a personal bundle, through the edge"
     );
-    println!("  curl -s {base}/v1/regions/3/bundle -o regional.ewb          # a cacheable regional bundle");
+    println!(
+        "  curl -si {edge}/v1/regions/3/bundle -o regional.ewb   # a cacheable regional bundle (X-Edgewise-Cache: miss, then hit)"
+    );
     println!("  curl -s {base}/v1/items/50 ; curl -s {base}/openapi.json ; curl -s {base}/metrics");
     println!("  offline figures: {} and the PNGs beside it", data.join("eval").join("eval.json").display());
+    stack.wait()
+}
+
+/// Set by Ctrl-C or SIGTERM while the demo serves.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The demo's servers: started in order, each waited for; stopped together.
+#[derive(Default)]
+struct Stack {
+    children: Vec<(&'static str, std::process::Child)>,
+}
+
+impl Stack {
+    /// Starts `cmd` and waits until `ready` answers 200 (60 s at most).
+    fn start(&mut self, name: &'static str, cmd: &mut Command, ready: &str) -> Result<()> {
+        let child = cmd.spawn().with_context(|| format!("cannot start the {name}"))?;
+        self.children.push((name, child));
+        for _ in 0..600 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if STOP.load(std::sync::atomic::Ordering::SeqCst) {
+                bail!("stopped before the {name} was ready");
+            }
+            if let Some((_, c)) = self.children.last_mut()
+                && let Some(status) = c.try_wait()?
+            {
+                bail!("the {name} exited with {status} before it was ready (its log is above)");
+            }
+            if ureq::get(ready).call().is_ok() {
+                return Ok(());
+            }
+        }
+        bail!("the {name} did not answer {ready} within 60 s")
+    }
+
+    /// Serves until Ctrl-C or SIGTERM (or until a server exits on its own).
+    fn wait(mut self) -> Result<()> {
+        loop {
+            if STOP.load(std::sync::atomic::Ordering::SeqCst) {
+                println!("\nstopping the page, the edge and the origin");
+                return self.stop();
+            }
+            for (name, c) in &mut self.children {
+                if let Some(status) = c.try_wait()? {
+                    let name = *name;
+                    self.stop()?;
+                    bail!("the {name} exited with {status}; the demo stopped");
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM to each server, newest first, and a wait for each (each drains and exits).
+    fn stop(&mut self) -> Result<()> {
+        while let Some((name, mut c)) = self.children.pop() {
+            if c.try_wait()?.is_none() {
+                let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id()).context("a process id")?);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                let status = c.wait().with_context(|| format!("waiting for the {name}"))?;
+                println!("  the {name} stopped ({status})");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // An error path: never leave servers behind.
+        let _ = self.stop();
+    }
+}
+
+/// A port the system says is free now.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0)).context("cannot bind a loopback port")?.local_addr()?.port())
+}
+
+/// Prints `user`'s feed as the origin ranks it (`POST /v1/rank`).
+fn print_feed(base: &str, user: u64, token: &str) -> Result<()> {
+    let body = serde_json::json!({ "user": user, "k": 8 }).to_string();
+    let text = ureq::post(&format!("{base}/v1/rank"))
+        .header("content-type", "application/json")
+        .header("authorization", &format!("Bearer {token}"))
+        .send(body.as_str())
+        .and_then(|mut r| r.body_mut().read_to_string())
+        .with_context(|| format!("POST /v1/rank for user {user}"))?;
+    let v: serde_json::Value = serde_json::from_str(&text).context("the rank response is not JSON")?;
     println!(
-        "  the edge worker and the web page are documented in README.md once they exist; `cargo xtask rank-demo` ranks through the Wasm guest."
+        "\nFeed of user {user} ({} candidates, model {}):",
+        v["candidates"],
+        &v["model"].as_str().unwrap_or("?")[..12.min(v["model"].as_str().map_or(0, str::len))]
     );
-    let status = server.wait().context("waiting for the origin")?;
-    if !status.success() {
-        bail!("the origin exited with {status}");
+    println!("  {:<52} {:>7}  sources", "title", "score");
+    for it in v["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let sources: Vec<&str> =
+            it["sources"].as_array().map(Vec::as_slice).unwrap_or_default().iter().filter_map(|s| s.as_str()).collect();
+        let title = it["title"].as_str().map_or_else(|| format!("item {}", it["id"]), str::to_string);
+        println!(
+            "  {:<52} {:>7.4}  {}",
+            title.chars().take(52).collect::<String>(),
+            it["score"].as_f64().unwrap_or(f64::NAN),
+            sources.join(", ")
+        );
     }
     Ok(())
 }
@@ -347,7 +464,11 @@ fn test(root: &Path) -> Result<()> {
         run(cargo().args(["doc", "--workspace", "--no-deps", "--profile", "ci"]).env("RUSTDOCFLAGS", "-D warnings"))
     })?;
     step("tests", &mut || run(cargo().args(["test", "--workspace", "--profile", "ci"]).envs(gpu_env.clone())))?;
-    step("npm package: build, pack, Node tests", &mut || npm::test(root))?;
+    let mut app = None;
+    step("npm package: build, pack, Node and Chromium tests", &mut || npm::test(root).map(|a| app = Some(a)))?;
+    step("web app: end to end in Chromium (origin, edge, page)", &mut || {
+        www::test(root, app.as_deref().context("the npm step installs the package first")?)
+    })?;
     step("benches compile", &mut || run(cargo().args(["bench", "--workspace", "--no-run", "--profile", "ci"])))?;
     step("fuzz targets compile", &mut || run(cargo().args(["build", "--manifest-path", "core/fuzz/Cargo.toml"])))?;
     println!("\nall checks passed in {:.0} s:", start.elapsed().as_secs_f64());

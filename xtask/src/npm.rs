@@ -289,8 +289,8 @@ fn bundler_app(root: &Path, tgz: &Path, name: &str, tools: &[&str], build: &[&st
 }
 
 /// Builds the package, installs it into a scratch app and runs the Node and
-/// browser tests against it.
-pub(crate) fn test(root: &Path) -> Result<()> {
+/// browser tests against it; returns the app (the web app's tests run from it).
+pub(crate) fn test(root: &Path) -> Result<PathBuf> {
     let tgz = build(root)?;
     let app = scratch_app(root, &tgz, "node-test")?;
     let data = app.join("fixtures");
@@ -312,7 +312,15 @@ pub(crate) fn test(root: &Path) -> Result<()> {
         .env("EDGEWISE_APPS", format!("vite={},webpack={}", vite.display(), webpack.display()))
         .env("EDGEWISE_FIXTURES", &data)
         .env("EDGEWISE_STACK", &stack)
-        .env("EDGEWISE_GOLDEN", root.join("core").join("tests").join("golden").join("v1")))
+        .env("EDGEWISE_GOLDEN", root.join("core").join("tests").join("golden").join("v1")))?;
+    Ok(app)
+}
+
+/// The package built and installed into a fresh scratch app, for the web
+/// app's tests run on their own (`cargo xtask www-test`).
+pub(crate) fn installed(root: &Path) -> Result<PathBuf> {
+    let tgz = build(root)?;
+    scratch_app(root, &tgz, "www-test")
 }
 
 /// `cargo xtask npm-bench`: sizes and ranking times in Chromium, wasm against
