@@ -253,7 +253,7 @@ fn movielens_demo(root: &Path, extra: &[String]) -> Result<()> {
         "  curl -s -H \"authorization: Bearer $TOKEN\" '{edge}/v1/users/7/candidates?k=100' -o bundle.ewb   # a personal bundle, through the edge"
     );
     println!(
-        "  curl -si {edge}/v1/regions/3/bundle -o regional.ewb   # a cacheable regional bundle (X-Edgewise-Cache: miss, then hit)"
+        "  curl -s -D - {edge}/v1/regions/3/bundle -o regional.ewb   # a cacheable regional bundle (X-Edgewise-Cache: miss, then hit)"
     );
     println!("  curl -s {base}/v1/items/50 ; curl -s {base}/openapi.json ; curl -s {base}/metrics");
     println!("  offline figures: {} and the PNGs beside it", data.join("eval").join("eval.json").display());
