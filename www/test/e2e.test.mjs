@@ -9,7 +9,7 @@
 // 3. a like re-ranks on the device within 50 ms with no request on that path,
 //    moves items like the liked one up, and the event reaches the origin;
 // 4. items already shown keep their places when the refined frame arrives,
-//    with no layout shift;
+//    with no layout shift; the controls are labelled and work from the keyboard;
 // 5. with the edge stopped the page keeps showing and re-ranking, says so,
 //    and recovers when the edge is back;
 // 6. no console errors or unhandled rejections anywhere; a screenshot of
@@ -210,6 +210,20 @@ test('items already shown keep their places when the refined frame arrives, with
     assert.equal(after.length, before.length);
     assert.equal(cls, 0, 'no layout shift');
     console.log(`# stable merge: ${shown} shown items kept; ${after.filter((id, i) => id !== before[i]).length} of ${after.length} places refined; CLS ${cls}`);
+    // Accessible basics: the pickers are labelled, every row's buttons are named
+    // buttons, and feedback works from the keyboard alone.
+    assert.equal(await page.getByLabel('Viewer').count(), 1);
+    assert.equal(await page.getByLabel('Region').count(), 1);
+    assert.equal(await page.getByRole('button', { name: /^Like / }).count(), after.length);
+    assert.equal(await page.getByRole('button', { name: /^Hide / }).count(), after.length);
+    const reranks = await page.evaluate(() => window.demo.reranks.length);
+    await page.focus(`#feed li.item[data-id="${after[1]}"] button[data-action="like"]`);
+    await page.keyboard.press('Tab'); // to the same row's skip button
+    await page.keyboard.press('Enter');
+    await page.waitForFunction((n) => window.demo.reranks.length > n, reranks);
+    const byKey = await page.evaluate(() => window.demo.reranks.at(-1));
+    assert.deepEqual([byKey.item, byKey.kind], [after[1], 'skip'], 'Tab and Enter skipped the focused row');
+    assert.equal(await page.evaluate(() => window.demo.cls), 0, 'no layout shift after the re-rank either');
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
