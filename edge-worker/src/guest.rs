@@ -320,6 +320,15 @@ impl GuestModule {
         &self.module
     }
 
+    /// The maximum size its exported memory declares, in bytes (`None`: it
+    /// declares none, and only the host's limit binds).
+    pub fn memory_maximum_bytes(&self) -> Option<u64> {
+        self.module.exports().find_map(|e| match e.ty() {
+            wasmtime::ExternType::Memory(m) => m.maximum().map(|pages| pages.saturating_mul(m.page_size())),
+            _ => None,
+        })
+    }
+
     /// Proves the module can rank before it serves: a fresh instance loads a
     /// small fixed model and ranks a fixed 64-candidate bundle (built here, no
     /// randomness),

@@ -213,13 +213,22 @@ fn serve(a: ServeArgs) -> Result<()> {
         let t = Instant::now();
         let (module, from) = GuestModule::sandboxed_cached(&engine, &bytes, limits, compiled_cache.as_ref())?;
         module.canary().with_context(|| format!("the guest module {source} cannot rank (canary ranking failed)"))?;
+        let declared = module.memory_maximum_bytes();
         tracing::info!(
             source,
             compiled = ?from,
             ms = t.elapsed().as_secs_f64() * 1e3,
             instances = ?cfg.guest.instances,
+            memory_max_mib = declared.map(|b| b >> 20),
             "guest module loaded"
         );
+        if let Some(max) = declared.filter(|max| *max < limits.memory_bytes as u64) {
+            tracing::warn!(
+                module_max_mib = max >> 20,
+                configured_mib = cfg.guest.memory_mib,
+                "the module declares a smaller memory maximum than guest.memory_mib: the module's binds"
+            );
+        }
         let tenants = Tenants::builder()
             .default_module(module, source)
             .options(GuestOptions::from(&cfg.guest))

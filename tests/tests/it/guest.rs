@@ -38,6 +38,22 @@ fn guest_has_zero_imports_and_the_documented_exports() {
 }
 
 #[test]
+fn guest_declares_its_memory_maximum_so_every_host_inherits_the_cap() {
+    let m = module();
+    assert_eq!(m.memory_maximum_bytes(), Some(64 << 20), "core/guest/build.rs links with --max-memory=64 MiB");
+    // A bundle that needs more than the cap is refused by the guest, not by host luck.
+    let spec = synth::Spec::new(400_000, 64, 5);
+    let bundle = synth::bundle(&spec, 1_700_000_000_000);
+    assert!(bundle.len() > 32 << 20, "a {}-byte bundle: two copies exceed 64 MiB", bundle.len());
+    let model = synth::model(&spec, &[16], 100, 5).encode().expect("model");
+    let mut inst = m.instantiate().expect("instance");
+    inst.load_model(&model).expect("model loads");
+    let ctx = synth::context(&spec, 10, 1_700_000_000_000, 6);
+    let err = inst.rank(&bundle, &ctx).expect_err("beyond the declared maximum");
+    println!("a {} MiB bundle: {err}", bundle.len() >> 20);
+}
+
+#[test]
 fn guest_rejects_modules_with_imports() {
     let engine = guest::default_engine().expect("engine");
     let wat = r#"(module (import "env" "clock" (func $c (result i64))) (memory (export "memory") 1))"#;
