@@ -30,6 +30,10 @@
 //! the stored response's memo ([`Stored::derived`]), computed once per stored
 //! response rather than once per request. Ages are read from the [`Clock`]
 //! the cache is built with ([`Cache::with_clock`]).
+//!
+//! With a [`DiskStore`] ([`Cache::with_disk`]) every stored response is also
+//! written to disk, and a key missing from memory is looked for there before
+//! the origin is asked: a restarted edge answers from what it stored before.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -42,6 +46,7 @@ use moka::policy::EvictionPolicy;
 use reqwest::header::{self as h, HeaderMap, HeaderName};
 
 use crate::clock::{Clock, SystemClock};
+use crate::disk::{DiskStore, unix_ms};
 use crate::metrics::CacheMetrics;
 
 /// The parsed `Cache-Control` of a response.
@@ -249,6 +254,7 @@ pub struct Cache {
     inflight: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     revalidating: Arc<Mutex<std::collections::HashSet<String>>>,
     clock: Arc<dyn Clock>,
+    disk: Option<Arc<DiskStore>>,
     /// Counters (registered by the server's `/metrics`).
     pub metrics: CacheMetrics,
 }
@@ -270,6 +276,28 @@ fn age_header(map: &HeaderMap) -> Duration {
 enum Fetched {
     Full(Stored),
     NotModified(HeaderMap),
+}
+
+/// A response as the cache keeps it: its storable headers, parsed
+/// `Cache-Control` and surrogate keys, aged `age_at_receipt` at `received`.
+fn stored(headers: &HeaderMap, body: Bytes, age_at_receipt: Duration, received: Instant) -> Stored {
+    let mut keys: Vec<String> = Vec::new();
+    for name in [headers::SURROGATE_KEY, headers::CACHE_TAG] {
+        if let Some(v) = header(headers, name) {
+            keys.extend(v.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    Stored {
+        body,
+        cache_control: CacheControl::parse(header(headers, h::CACHE_CONTROL.as_str()).unwrap_or_default()),
+        surrogate_keys: keys,
+        age_at_receipt,
+        received,
+        headers: storable_headers(headers),
+        derived: Arc::default(),
+    }
 }
 
 impl Cache {
@@ -296,6 +324,7 @@ impl Cache {
             inflight: Arc::default(),
             revalidating: Arc::default(),
             clock: Arc::new(SystemClock),
+            disk: None,
             metrics: CacheMetrics::new().map_err(|e| CacheError::Origin(format!("metrics: {e}")))?,
         })
     }
@@ -306,6 +335,71 @@ impl Cache {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Keeps every stored response on disk too, and looks there for keys
+    /// missing from memory (a restarted edge starts warm). Call it before
+    /// the cache is cloned.
+    #[must_use]
+    pub fn with_disk(mut self, disk: Arc<DiskStore>) -> Self {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// Writes the disk store's index if entries changed (the server calls it
+    /// every few seconds and at shutdown); `Ok(false)` when there is nothing
+    /// to write or no disk store.
+    pub fn flush_disk(&self) -> Result<bool, crate::disk::DiskError> {
+        self.disk.as_ref().map_or(Ok(false), |d| d.flush())
+    }
+
+    /// The entry for `path`: from memory, else from the disk store (read,
+    /// checked, and kept in memory from then on).
+    async fn lookup(&self, path: &str) -> Option<Arc<Stored>> {
+        if let Some(s) = self.entries.get(path) {
+            return Some(s);
+        }
+        let disk = self.disk.clone()?;
+        let key = path.to_string();
+        let read = tokio::task::spawn_blocking(move || {
+            let e = disk.lookup(&key)?;
+            match disk.read_body(&e) {
+                Ok(body) => Some((e, body)),
+                Err(err) => {
+                    tracing::warn!(error = %err, "a stored body failed its check; dropped");
+                    None
+                }
+            }
+        })
+        .await
+        .ok()??;
+        let (e, body) = read;
+        let age = Duration::from_secs(e.age_at_receipt_s) + e.since_received(unix_ms());
+        let s = Arc::new(stored(&e.header_map(), body, age, self.clock.now()));
+        self.entries.insert(path.to_string(), s.clone());
+        Some(s)
+    }
+
+    /// Writes `s` to the disk store (off the async threads), if there is one.
+    fn persist(&self, path: &str, s: &Arc<Stored>) {
+        let Some(disk) = self.disk.clone() else { return };
+        let held = self.clock.now().saturating_duration_since(s.received);
+        let received_unix_ms = unix_ms().saturating_sub(u64::try_from(held.as_millis()).unwrap_or(u64::MAX));
+        let (path, s) = (path.to_string(), s.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = disk.put(&path, &s.body, &s.headers, s.age_at_receipt, received_unix_ms) {
+                tracing::warn!(path, error = %e, "cannot write the response to the disk cache");
+            }
+        });
+    }
+
+    /// Drops `path` from memory and disk.
+    fn forget(&self, path: &str) {
+        self.entries.invalidate(path);
+        if let Some(disk) = self.disk.clone() {
+            let path = path.to_string();
+            tokio::task::spawn_blocking(move || disk.remove(&path));
+        }
     }
 
     /// Sends `key` as `X-Api-Key` with every origin request (for an origin with read keys).
@@ -371,23 +465,7 @@ impl Cache {
             let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
             return Err(CacheError::Upstream { status: status.as_u16(), body: text });
         }
-        let mut keys: Vec<String> = Vec::new();
-        for name in [headers::SURROGATE_KEY, headers::CACHE_TAG] {
-            if let Some(v) = header(&headers, name) {
-                keys.extend(v.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string));
-            }
-        }
-        keys.sort();
-        keys.dedup();
-        Ok(Fetched::Full(Stored {
-            body,
-            cache_control: CacheControl::parse(header(&headers, h::CACHE_CONTROL.as_str()).unwrap_or_default()),
-            surrogate_keys: keys,
-            age_at_receipt: age_header(&headers),
-            received: self.clock.now(),
-            headers: storable_headers(&headers),
-            derived: Arc::default(),
-        }))
+        Ok(Fetched::Full(stored(&headers, body, age_header(&headers), self.clock.now())))
     }
 
     fn count(&self, s: Status) -> Status {
@@ -427,14 +505,16 @@ impl Cache {
                 };
                 let s = Arc::new(self.refreshed(&old, &fresh));
                 self.entries.insert(path.to_string(), s.clone());
+                self.persist(path, &s);
                 Ok((s, Status::Revalidated))
             }
             Fetched::Full(s) => {
                 let s = Arc::new(s);
                 if s.cache_control.storable() {
                     self.entries.insert(path.to_string(), s.clone());
+                    self.persist(path, &s);
                 } else {
-                    self.entries.invalidate(path);
+                    self.forget(path);
                 }
                 Ok((s, Status::Miss))
             }
@@ -492,7 +572,7 @@ impl Cache {
     /// Serves `path` (the origin path and query, the cache key).
     pub async fn get(&self, path: &str) -> Result<Served, CacheError> {
         let now = self.clock.now();
-        if let Some(s) = self.entries.get(path) {
+        if let Some(s) = self.lookup(path).await {
             let age = s.age(now);
             let life = s.cache_control.lifetime();
             if age < life {
@@ -561,10 +641,17 @@ impl Cache {
         });
     }
 
-    /// Drops every entry tagged with `key`; returns how many.
+    /// Drops every entry tagged with `key`, in memory and on disk; returns how many.
     pub fn purge(&self, key: &str) -> usize {
-        let doomed: Vec<Arc<String>> =
-            self.entries.iter().filter(|(_, v)| v.surrogate_keys.iter().any(|k| k == key)).map(|(k, _)| k).collect();
+        let mut doomed: std::collections::HashSet<String> = self
+            .entries
+            .iter()
+            .filter(|(_, v)| v.surrogate_keys.iter().any(|k| k == key))
+            .map(|(k, _)| k.as_str().to_string())
+            .collect();
+        if let Some(disk) = &self.disk {
+            doomed.extend(disk.purge(key));
+        }
         for k in &doomed {
             self.entries.invalidate(k.as_str());
         }

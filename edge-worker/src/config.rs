@@ -151,13 +151,18 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
-    /// Most bytes of responses held (least recently used out first).
+    /// Most bytes of responses held in memory (least recently used out first).
     pub bytes: u64,
+    /// Where stored responses are also kept on disk, so a restarted edge
+    /// starts warm (`edgewise_edge::disk`); none: memory only.
+    pub dir: Option<std::path::PathBuf>,
+    /// Most bytes of bodies kept on disk (oldest out first).
+    pub disk_bytes: u64,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { bytes: 256 << 20 }
+        Self { bytes: 256 << 20, dir: None, disk_bytes: 1 << 30 }
     }
 }
 

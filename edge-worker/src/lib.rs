@@ -14,6 +14,7 @@
 //! | | [`pool`] | where a ranking gets its instance: pooled (reused, the model kept loaded) or fresh |
 //! | | [`cache`] | the regional HTTP cache in front of the origin (RFC 9111 shared-cache rules); HTTP and bytes only |
 //! | | [`guest`] | the host side of the guest ABI ([`edgewise_core::abi`]): compiles and checks the module, and runs it in the sandbox (epoch deadlines, a memory cap, fuel, pooling-allocator instances from an `InstancePre`) |
+//! | | [`disk`] | the cache's copy on disk (bodies, and an `rkyv` index validated at start-up), so a restarted edge starts warm |
 //! | | [`compiled`] | compiled modules cached on disk |
 //! | foundations | [`config`] | layered configuration: the schema and its defaults |
 //! | | [`metrics`] | Prometheus metrics |
@@ -32,6 +33,7 @@ pub mod cache;
 pub mod clock;
 pub mod compiled;
 pub mod config;
+pub mod disk;
 pub mod error;
 pub mod feed;
 pub mod guest;

@@ -59,6 +59,9 @@ struct ServeArgs {
     /// Most bytes of responses the cache holds (`cache.bytes`) [default: 256 MiB].
     #[arg(long)]
     cache_bytes: Option<u64>,
+    /// Keep cached responses on disk in this folder too, so a restart starts warm (`cache.dir`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
     /// Timeout of one origin request, in ms (`origin.timeout_ms`) [default: 5000].
     #[arg(long)]
     origin_timeout_ms: Option<u64>,
@@ -109,6 +112,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.module {
             o.push(("guest.module", s(&v.display().to_string())));
+        }
+        if let Some(v) = &self.cache_dir {
+            o.push(("cache.dir", s(&v.display().to_string())));
         }
         if let Some(v) = &self.module_digest {
             o.push(("guest.module_digest", s(v)));
@@ -185,8 +191,24 @@ fn serve(a: ServeArgs) -> Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cfg = EdgeConfig::load(a.config.as_deref(), &a.overrides())?;
     let url = cfg.origin_url().to_string();
-    let cache = Cache::new(&url, cfg.cache.bytes, std::time::Duration::from_millis(cfg.origin.timeout_ms))?
+    let mut cache = Cache::new(&url, cfg.cache.bytes, std::time::Duration::from_millis(cfg.origin.timeout_ms))?
         .with_api_key(cfg.origin.api_key.clone());
+    if let Some(dir) = &cfg.cache.dir {
+        let (disk, report) = edgewise_edge::disk::DiskStore::open(dir, cfg.cache.disk_bytes)
+            .with_context(|| format!("cannot open the disk cache in {} (cache.dir)", dir.display()))?;
+        if let Some(why) = &report.discarded {
+            tracing::warn!(why, "the disk cache's index could not be trusted");
+        }
+        tracing::info!(
+            dir = %dir.display(),
+            entries = report.entries,
+            bytes = report.bytes,
+            orphans_removed = report.orphans_removed,
+            ms = report.elapsed.as_secs_f64() * 1e3,
+            "disk cache opened"
+        );
+        cache = cache.with_disk(Arc::new(disk));
+    }
     let public_key = cfg.guest.public_key.as_deref().map(edgewise_edge::modules::parse_public_key).transpose()?;
     let module_digest = cfg.guest.module_digest.as_deref().map(edgewise_edge::modules::parse_digest).transpose()?;
     let limits = Limits::from(&cfg.guest);
@@ -248,7 +270,26 @@ fn serve(a: ServeArgs) -> Result<()> {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         tracing::info!(addr = %listener.local_addr()?, origin = url, "edge listening");
+        // The disk cache's index, written every few seconds while entries change, and at shutdown.
+        let flusher = {
+            let cache = state.cache.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    every.tick().await;
+                    let c = cache.clone();
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || c.flush_disk()).await {
+                        tracing::warn!(error = %e, "cannot write the disk cache's index");
+                    }
+                }
+            })
+        };
+        let disk_cache = state.cache.clone();
         edgewise_edge::server::serve(state, listener, shutdown_signal()).await?;
+        flusher.abort();
+        if let Err(e) = tokio::task::spawn_blocking(move || disk_cache.flush_disk()).await? {
+            tracing::warn!(error = %e, "cannot write the disk cache's index at shutdown");
+        }
         tracing::info!("shut down cleanly");
         Ok(())
     })

@@ -125,6 +125,15 @@ async fn setup(cache_control: &str, cache_bytes: u64, admin_keys: Vec<String>) -
 }
 
 async fn setup_with(cache_control: &str, cache_bytes: u64, limits: ServerSettings) -> Setup {
+    setup_full(cache_control, cache_bytes, limits, None).await
+}
+
+async fn setup_full(
+    cache_control: &str,
+    cache_bytes: u64,
+    limits: ServerSettings,
+    disk: Option<Arc<edgewise_edge::disk::DiskStore>>,
+) -> Setup {
     let script = Arc::new(Script::default());
     *script.cache_control.lock().expect("lock") = cache_control.to_string();
     let origin = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -135,7 +144,11 @@ async fn setup_with(cache_control: &str, cache_bytes: u64, limits: ServerSetting
         let _ = axum::serve(origin, router).await;
     });
     let clock = Arc::new(ManualClock::new());
-    let cache = Cache::new(&origin_url, cache_bytes, Duration::from_secs(2)).expect("cache").with_clock(clock.clone());
+    let mut cache =
+        Cache::new(&origin_url, cache_bytes, Duration::from_secs(2)).expect("cache").with_clock(clock.clone());
+    if let Some(d) = disk {
+        cache = cache.with_disk(d);
+    }
     let tenants = Arc::new(Tenants::builder().build().expect("metrics"));
     let state = Arc::new(
         EdgeState::new(cache.clone(), tenants, edgewise_edge::feed::FeedConfig::default(), limits).expect("state"),
@@ -516,4 +529,64 @@ async fn hundreds_of_stalled_clients_do_not_lock_anyone_out_of_the_edge() {
     assert!(metric(&m, "edgewise_edge_slow_clients_total{phase=\"headers\"}") >= 200.0, "{m}");
     assert!(metric(&m, "edgewise_edge_connections_open") <= 2.0, "stalled connections are closed:\n{m}");
     drop(stalled);
+}
+
+/// Opens the disk store in `dir` and an edge in front of a fresh origin with it.
+async fn setup_disk(
+    dir: &std::path::Path,
+) -> (Setup, Arc<edgewise_edge::disk::DiskStore>, edgewise_edge::disk::OpenReport) {
+    let (disk, report) = edgewise_edge::disk::DiskStore::open(dir, 64 << 20).expect("the disk store opens");
+    let disk = Arc::new(disk);
+    let s = setup_full("public, s-maxage=300", 1 << 20, settings(), Some(disk.clone())).await;
+    (s, disk, report)
+}
+
+#[tokio::test]
+async fn a_restarted_edge_answers_from_its_disk_cache_and_distrusts_a_damaged_index() {
+    let dir = std::env::temp_dir().join(format!("ew-edge-disk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let paths: Vec<String> = (1..=3).map(|r| format!("/v1/regions/{r}/bundle")).collect();
+
+    // First life: three misses, written to disk.
+    let (s, disk, report) = setup_disk(&dir).await;
+    assert_eq!((report.entries, report.discarded.clone()), (0, None));
+    for p in &paths {
+        assert_eq!(s.get(p).await.1, "miss");
+    }
+    eventually("the three bodies are on disk", || {
+        let d = disk.clone();
+        async move { d.len() == 3 }
+    })
+    .await;
+    assert!(s.cache.flush_disk().expect("the index is written"));
+    s.origin_task.abort();
+
+    // Second life, in front of a new origin: every first request is a hit, the origin sees none.
+    let (s, _disk, report) = setup_disk(&dir).await;
+    assert_eq!((report.entries, report.discarded.clone()), (3, None), "{report:?}");
+    for p in &paths {
+        let (st, how, body, age) = s.get(p).await;
+        assert_eq!((st, how.as_str(), body), (StatusCode::OK, "hit", format!("body of {p}")));
+        assert!(age.is_some_and(|a| a < 300), "the age survives the restart: {age:?}");
+    }
+    assert_eq!(s.origin_requests(), 0, "a warm restart sends nothing to the origin");
+    s.origin_task.abort();
+
+    // A damaged index is discarded with its reason; the edge starts empty and asks the origin.
+    let index = dir.join(edgewise_edge::disk::INDEX_FILE);
+    let mut bytes = std::fs::read(&index).expect("index");
+    let at = bytes.len() - 9;
+    bytes[at] ^= 0x04;
+    std::fs::write(&index, &bytes).expect("write");
+    let (s, _disk, report) = setup_disk(&dir).await;
+    assert_eq!(report.entries, 0);
+    assert!(report.discarded.as_deref().is_some_and(|w| w.contains("CRC-32")), "{report:?}");
+    assert_eq!(report.orphans_removed, 3, "the bodies it named are removed too");
+    assert_eq!(s.get(&paths[0]).await.1, "miss");
+    assert_eq!(s.origin_requests(), 1);
+    // A truncated one likewise.
+    std::fs::write(&index, &bytes[..bytes.len() / 2]).expect("write");
+    let (_s, _disk, report) = setup_disk(&dir).await;
+    assert!(report.discarded.is_some(), "{report:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
