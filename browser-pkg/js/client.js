@@ -384,6 +384,8 @@ export class Edgewise extends EventTarget {
    *   result: ReturnType<typeof decodeResult> } | null}
    */
   #view = null;
+  /** Which feed() may write the view (`feed` and `forget` bump it). */
+  #feedSeq = 0;
   /** @type {(refresh: boolean, user: bigint) => string | Promise<string>} */
   #token;
   /**
@@ -532,20 +534,21 @@ export class Edgewise extends EventTarget {
       k: o.k, region: o.region, nowMs: Math.floor(this.#clock()), seen: o.seen, session, checksumVerified: true,
     });
     const t = now();
-    let bytes;
+    let ranked;
     if (this.#ranker instanceof RankerWorker) {
       const held = this.#store.bundles.get(e.url);
       if (held && held.bytes === e.bytes) {
         held.handle ??= await this.#ranker.addBundle(e.bytes.slice());
-        bytes = await this.#ranker.rank(held.handle, context);
+        ranked = await this.#ranker.rankWithEngine(held.handle, context);
       } else {
-        bytes = await this.#ranker.rank(e.bytes, context);
+        ranked = await this.#ranker.rankWithEngine(e.bytes, context);
       }
     } else {
-      bytes = await this.#ranker.rank(e.bytes, context);
+      ranked = await this.#ranker.rankWithEngine(e.bytes, context);
     }
     const rankMs = now() - t;
-    return { result: decodeResult(bytes), bytes, context, model, rankMs, engine: this.#ranker.lastEngine };
+    const { bytes, engine } = ranked;
+    return { result: decodeResult(bytes), bytes, context, model, rankMs, engine };
   }
 
   /**
@@ -600,6 +603,13 @@ export class Edgewise extends EventTarget {
       throw new EdgewiseError('no-token', 'a personal feed needs the signed-in user\'s token (`token` option)');
     }
     const start = now();
+    // One feed at a time: a newer feed() (or forget()) supersedes this one,
+    // which then ends before it writes anything the page shares.
+    const seq = ++this.#feedSeq;
+    const current = () => {
+      checkAborted(signal);
+      if (seq !== this.#feedSeq) throw new EdgewiseError('aborted', 'a newer feed() (or forget()) superseded this one');
+    };
     const paths = this.#paths(user, region);
     // The refined bundle is asked for at once, in parallel with the preliminary ranking.
     const refinedUrl = paths.personal ?? paths.regional;
@@ -628,8 +638,9 @@ export class Edgewise extends EventTarget {
       }
     }
     if (local !== null) {
-      checkAborted(signal);
+      current();
       const r = await this.#rank(local, { k, region, seen: seen() });
+      current();
       const ranked = r.result.items.map((/** @type {any} */ it) => it.id);
       const items = r.result.items.map((/** @type {any} */ it) => Edgewise.#described(it, /** @type {BundleEntry} */ (local)));
       first = this.#frame('preliminary', source, local, r, ranked, items, 0, null, { fetch: fetchMs, start });
@@ -645,9 +656,10 @@ export class Edgewise extends EventTarget {
     } catch (e) {
       throw asError(e);
     }
-    checkAborted(signal);
+    current();
     const fetched = now() - start;
     const r = await this.#rank(refined, { k, region, seen: seen() });
+    current();
     const ranked = r.result.items.map((/** @type {any} */ it) => it.id);
     const view = this.#view;
     let order = ranked;
@@ -659,7 +671,8 @@ export class Edgewise extends EventTarget {
     const byId = new Map(r.result.items.map((/** @type {any} */ it) => [it.id, Edgewise.#described(it, refined)]));
     const prior = new Map((first?.items ?? []).map((it) => [it.id, it]));
     const items = order.map((id, i) => {
-      const it = byId.get(id) ?? prior.get(id);
+      // A kept item is the one the page showed, as the ranking that placed it scored it.
+      const it = i < shown ? prior.get(id) ?? byId.get(id) : byId.get(id) ?? prior.get(id);
       return { ...it, kept: i < shown };
     });
     const agree = first === null ? null : agreement(first.ranked, ranked, k);
@@ -667,7 +680,7 @@ export class Edgewise extends EventTarget {
     this.#view = { entry: refined, order, shown, k, region, user, result: r.result };
     const placed = { entry: refined, result: r.result };
     const before = this.#placed;
-    this.#placed = new Map(order.map((id) => [id, byId.has(id) ? placed : before.get(id) ?? placed]));
+    this.#placed = new Map(order.map((id, i) => [id, i < shown ? before.get(id) ?? placed : placed]));
     yield frame;
   }
 
@@ -775,7 +788,10 @@ export class Edgewise extends EventTarget {
         return { items: [], order: view.order, moved: [], agreement: null, engine: this.engine, stages: {}, timings: { rank: 0 } };
       }
       const r = await this.#rank(view.entry, { k: want, region: view.region, seen: [...new Set([...this.#seen, ...kept])].slice(-MAX_SEEN) });
-      if (this.#view !== view && attempt < 3) continue;
+      if (this.#view !== view) {
+        if (attempt < 4) continue;
+        throw new EdgewiseError('aborted', 'the feed kept changing while rerank() ran: its result would be stale');
+      }
       const items = r.result.items.map((/** @type {any} */ it) => Edgewise.#described(it, view.entry));
       const after = items.map((/** @type {any} */ it) => it.id);
       const was = new Map(before.map((id, i) => [id, i]));
@@ -871,6 +887,8 @@ export class Edgewise extends EventTarget {
     this.#seen.clear();
     this.#view = null;
     this.#placed = new Map();
+    this.#feedSeq += 1;
+    if (options.user !== undefined) this.#events?.forgetUser(u64(options.user, 'user'));
     const prefix = options.user === undefined ? undefined : this.#store.url(`/v1/users/${u64(options.user, 'user')}/`);
     await this.#store.forget(prefix);
   }

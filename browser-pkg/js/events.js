@@ -13,6 +13,8 @@ import { EdgewiseError } from './error.js';
 
 const KINDS = new Set(['impression', 'click', 'like', 'skip', 'hide', 'dwell']);
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
+/** How many times in a row a user's token may fail before their batch is dropped. */
+const TOKEN_TRIES = 3;
 
 /** @param {unknown} v @param {string} what */
 function u64(v, what) {
@@ -68,6 +70,8 @@ export class EventQueue extends EventTarget {
   #flushing = null;
   #failures = 0;
   #closed = false;
+  /** Consecutive token failures per user. @type {Map<bigint, number>} */
+  #tokenFailures = new Map();
 
   /**
    * `token(refresh, user)` returns `user`'s token (each batch holds one user's
@@ -201,6 +205,17 @@ export class EventQueue extends EventTarget {
     /** @type {any} */ (this.#timer).unref?.();
   }
 
+  /**
+   * Forgets the token last used for `user` (sign-out): a `pagehide` no longer
+   * sends their events with it. Their queued events stay, sent with whatever
+   * `token(refresh, user)` gives next.
+   * @param {bigint} user
+   */
+  forgetUser(user) {
+    this.lastTokens.delete(user);
+    this.#tokenFailures.delete(user);
+  }
+
   /** Stops the timers (queued events stay queued; `flush()` still sends them). */
   close() {
     if (this.#timer !== null) clearTimeout(this.#timer);
@@ -278,8 +293,25 @@ export class EventQueue extends EventTarget {
     for (const refresh of [false, true]) {
       const ctl = new AbortController();
       const timer = setTimeout(() => ctl.abort(), this.timeoutMs);
+      let headers;
       try {
-        res = await this.fetch(this.url, { method: 'POST', headers: await this.#headers(refresh, batch[0].user), body, signal: ctl.signal });
+        headers = await this.#headers(refresh, batch[0].user);
+      } catch (e) {
+        clearTimeout(timer);
+        // No token for this user (signed out for good): after a few tries the
+        // batch is dropped and said so, rather than holding every later event back.
+        const tries = (this.#tokenFailures.get(batch[0].user) ?? 0) + 1;
+        this.#tokenFailures.set(batch[0].user, tries);
+        if (tries < TOKEN_TRIES) return 'retry';
+        this.#tokenFailures.delete(batch[0].user);
+        this.#queue.splice(0, batch.length);
+        this.#error(new EdgewiseError('no-token',
+          `no token for user ${batch[0].user} after ${tries} tries (${e?.message ?? e}): ${batch.length} event(s) dropped`));
+        return 0;
+      }
+      this.#tokenFailures.delete(batch[0].user);
+      try {
+        res = await this.fetch(this.url, { method: 'POST', headers, body, signal: ctl.signal });
       } catch {
         return 'retry';
       } finally {

@@ -209,6 +209,8 @@ export class Ranker {
   loadModel(bytes: Uint8Array): Promise<string>;
   /** The `EWRS` bytes; a bundle stays on the GPU between calls (give a new array for new bytes). */
   rank(bundle: Uint8Array, context: Uint8Array): Promise<Uint8Array>;
+  /** `rank`, and where this ranking ran (rankings can overlap: `lastEngine` may name another's). */
+  rankWithEngine(bundle: Uint8Array, context: Uint8Array): Promise<{ bytes: Uint8Array; engine: 'webgpu' | 'wasm-simd' }>;
   /** Destroys the GPU device; the next ranking falls back to wasm and counts it. */
   releaseGpu(): void;
 }
@@ -230,6 +232,8 @@ export class RankerWorker {
   dropBundle(handle: number): Promise<void>;
   /** Ranks a bundle (a handle, or bytes copied per call): the `EWRS` bytes. */
   rank(bundle: number | Uint8Array, context: Uint8Array): Promise<Uint8Array>;
+  /** `rank`, and where this ranking ran. */
+  rankWithEngine(bundle: number | Uint8Array, context: Uint8Array): Promise<{ bytes: Uint8Array; engine: 'webgpu' | 'wasm-simd' }>;
   /** Destroys the worker's GPU device; its next ranking falls back to wasm. */
   releaseGpu(): Promise<void>;
   /** Stops the worker; pending calls fail with code `worker`. */
@@ -282,6 +286,8 @@ export class EventQueue extends EventTarget {
   push(event: TrackedEvent): string | null;
   /** Sends what is queued; never rejects. */
   flush(): Promise<void>;
+  /** Forgets the token last used for `user` (sign-out); their queued events stay. */
+  forgetUser(user: bigint): void;
   /** Stops the timers; queued events stay queued. */
   close(): void;
 }

@@ -407,6 +407,18 @@ export class Ranker {
    * @param {Uint8Array} context
    */
   async rank(bundle, context) {
+    return (await this.rankWithEngine(bundle, context)).bytes;
+  }
+
+  /**
+   * `rank`, and where this ranking ran (`'webgpu'` only when the GPU computed
+   * its dot products): rankings can overlap, so a shared "last engine" could
+   * name another one's.
+   * @param {Uint8Array} bundle
+   * @param {Uint8Array} context
+   * @returns {Promise<{ bytes: Uint8Array, engine: 'webgpu' | 'wasm-simd' }>}
+   */
+  async rankWithEngine(bundle, context) {
     const gpu = this.#gpu;
     if (gpu !== null) {
       try {
@@ -423,9 +435,9 @@ export class Ranker {
           const q = this.#core.quantizedQuery(bundle, context);
           entry.resident ??= gpu.upload(bundle, entry.layout);
           const dots = await gpu.dots(entry.resident, q);
-          const out = this.#core.rankWithDots(bundle, context, dots);
+          const bytes = this.#core.rankWithDots(bundle, context, dots);
           this.lastEngine = 'webgpu';
-          return out;
+          return { bytes, engine: 'webgpu' };
         }
       } catch (e) {
         const err = toEdgewiseError(e);
@@ -437,9 +449,9 @@ export class Ranker {
         }
       }
     }
-    const out = this.#core.rank(bundle, context);
+    const bytes = this.#core.rank(bundle, context);
     this.lastEngine = 'wasm-simd';
-    return out;
+    return { bytes, engine: 'wasm-simd' };
   }
 
   /**
@@ -585,7 +597,17 @@ export class RankerWorker {
    * @param {number | Uint8Array} bundle
    * @param {Uint8Array} context
    */
-  rank(bundle, context) {
+  async rank(bundle, context) {
+    return (await this.rankWithEngine(bundle, context)).bytes;
+  }
+
+  /**
+   * `rank`, and where this ranking ran.
+   * @param {number | Uint8Array} bundle
+   * @param {Uint8Array} context
+   * @returns {Promise<{ bytes: Uint8Array, engine: 'webgpu' | 'wasm-simd' }>}
+   */
+  rankWithEngine(bundle, context) {
     return this.#call('rank', { bundle, context });
   }
 

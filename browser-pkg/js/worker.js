@@ -46,8 +46,8 @@ self.onmessage = async (/** @type {MessageEvent} */ e) => {
     } else if (op === 'dropBundle') {
       bundles.delete(args.handle);
     } else if (op === 'rank') {
-      value = await ranker.rank(bundle(args.bundle), args.context);
-      transfer.push(value.buffer);
+      value = await ranker.rankWithEngine(bundle(args.bundle), args.context);
+      transfer.push(value.bytes.buffer);
     } else if (op === 'releaseGpu') {
       ranker.releaseGpu();
     } else {

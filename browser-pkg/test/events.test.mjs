@@ -106,6 +106,27 @@ test('each batch is sent with its own user\'s token, so a switch of user never m
   await o.close();
 });
 
+test('a user with no token any more loses only their own batch, said so, after a few tries', async () => {
+  const o = await origin(applied);
+  const q = queue({
+    endpoint: o.url, batch: 10, flushMs: 60_000, backoffMs: 5, maxBackoffMs: 10, storage: null,
+    token: (_refresh, user) => {
+      if (user === 7n) throw new Error('signed out');
+      return `token-of-${user}`;
+    },
+  });
+  const errors = [];
+  q.addEventListener('error', (e) => errors.push(e.detail));
+  q.push(ev(1));
+  q.push(ev(2, { user: 8 }));
+  await q.flush();
+  await until(() => q.pending === 0);
+  assert.deepEqual(errors.map((e) => e.code), ['no-token']);
+  assert.match(errors[0].message, /user 7 after 3 tries .*signed out.*1 event\(s\) dropped/);
+  assert.deepEqual(o.requests.map((r) => [r.auth, r.lines.map((l) => JSON.parse(l).user)]), [['Bearer token-of-8', [8]]]);
+  await o.close();
+});
+
 test('an outage is retried with backoff, resending the same ids, and nothing is lost', async () => {
   const o = await origin((lines, _req, n) => (n <= 3 ? [503, { error: 'down' }] : applied(lines)));
   const q = queue({ endpoint: o.url, batch: 10, flushMs: 60_000, backoffMs: 10, maxBackoffMs: 40 });

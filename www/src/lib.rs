@@ -91,8 +91,16 @@ pub enum WwwError {
         hint: &'static str,
     },
     /// The edge URL does not parse.
-    #[error("--edge {0:?} is not an http(s) URL")]
+    #[error("--edge {0:?} is not an http(s) URL of the form scheme://host[:port]")]
     BadEdge(String),
+    /// The page cannot be read.
+    #[error("{path}: {source}")]
+    Page {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Refuses a non-loopback listen address ([`WwwError::NotLoopback`]).
@@ -103,6 +111,7 @@ pub fn check_listen(addr: SocketAddr) -> Result<(), WwwError> {
 /// What the demo serves besides files.
 #[derive(Debug)]
 pub struct Demo {
+    edge: String,
     config: Bytes,
     catalogue: Bytes,
     users: HashSet<u64>,
@@ -147,7 +156,7 @@ impl Demo {
         let regions: Vec<_> =
             REGION_NAMES.iter().enumerate().map(|(id, name)| serde_json::json!({"id": id, "name": name})).collect();
         let config = serde_json::json!({
-            "edge": edge, "k": s.k, "candidates": s.candidates, "users": users, "regions": regions,
+            "edge": &edge, "k": s.k, "candidates": s.candidates, "users": users, "regions": regions,
         });
         let items: serde_json::Map<String, serde_json::Value> = data
             .movies
@@ -159,6 +168,7 @@ impl Demo {
             .collect();
         let catalogue = serde_json::json!({ "items": items });
         Ok(Self {
+            edge,
             config: Bytes::from(config.to_string()),
             catalogue: Bytes::from(catalogue.to_string()),
             users: data.users.iter().map(|u| u.id).collect(),
@@ -168,11 +178,16 @@ impl Demo {
 }
 
 /// The edge URL with one trailing slash; only http and https.
+/// `scheme://host[:port]/` only: no path, query or fragment, and nothing that
+/// could break out of the Content-Security-Policy it is written into.
 fn normalise_edge(edge: &str) -> Result<String, WwwError> {
-    let e = edge.trim_end_matches('/');
+    let e = edge.strip_suffix('/').unwrap_or(edge);
     let rest = e.strip_prefix("http://").or_else(|| e.strip_prefix("https://"));
+    let host_ok = |h: &str| {
+        !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    };
     match rest {
-        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(format!("{e}/")),
+        Some(host) if host_ok(host) => Ok(format!("{e}/")),
         _ => Err(WwwError::BadEdge(edge.to_string())),
     }
 }
@@ -190,6 +205,17 @@ struct SignIn {
 
 /// `POST /demo/sign-in`: `{"user": N}` → `{"user", "token", "expiresInS"}`.
 async fn sign_in(State(demo): State<Arc<Demo>>, headers: axum::http::HeaderMap, body: axum::body::Body) -> Response {
+    // Only the page itself may sign in: a browser names the calling page's
+    // origin (and, in current browsers, whether it is this site).
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if origin.is_some_and(|o| o != format!("http://{host}")) {
+        return json_error(StatusCode::FORBIDDEN, "sign-in is for the demo page itself, not for other origins");
+    }
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if site.is_some_and(|s| s != "same-origin") {
+        return json_error(StatusCode::FORBIDDEN, format!("sign-in from a {} request is refused", site.unwrap_or("?")));
+    }
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -239,22 +265,62 @@ fn json_doc(bytes: &Bytes) -> Response {
 }
 
 /// The page's Content-Security-Policy: nothing from anywhere but this server
-/// and the edge (so a CDN asset could not slip in), wasm allowed to compile.
-fn csp(edge: &str) -> String {
+/// and the edge (so a CDN asset could not slip in), wasm allowed to compile,
+/// and of inline scripts only those the page ships (`hashes`: the import map).
+fn csp(edge: &str, hashes: &[String]) -> String {
     let edge = edge.trim_end_matches('/');
+    let inline: String = hashes.iter().map(|h| format!(" 'sha256-{h}'")).collect();
     format!(
-        "default-src 'self'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
+        "default-src 'self'; script-src 'self'{inline} 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
          img-src 'self' data:; connect-src 'self' {edge}; worker-src 'self'; object-src 'none'; base-uri 'none'; \
          frame-ancestors 'none'"
     )
 }
 
-/// The router: files from `static_dir` at `/` and from `package_dir` at
-/// `/pkg/edgewise/`, and the demo's routes.
-pub fn app(demo: Arc<Demo>, edge: &str, static_dir: &Path, package_dir: &Path) -> Router {
-    let policy = HeaderValue::from_str(&csp(edge)).unwrap_or(HeaderValue::from_static("default-src 'self'"));
+/// The base64 sha256 of each inline `<script>` (one without `src`) in `html`.
+fn inline_script_hashes(html: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(at) = rest.find("<script") {
+        let Some(open_end) = rest[at..].find('>').map(|i| at + i + 1) else { break };
+        let Some(close) = rest[open_end..].find("</script>").map(|i| open_end + i) else { break };
+        if !rest[at..open_end].contains("src=") {
+            let digest = sha2::Sha256::digest(&rest.as_bytes()[open_end..close]);
+            out.push(base64::engine::general_purpose::STANDARD.encode(digest));
+        }
+        rest = &rest[close + "</script>".len()..];
+    }
+    out
+}
+
+/// Answers 421 to a request whose `Host` is not this server's loopback
+/// address: a hostile page that rebinds its own name to 127.0.0.1 cannot
+/// reach the sign-in route through it.
+async fn loopback_host(
+    State(hosts): State<Arc<Vec<String>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if hosts.iter().any(|h| h == host) {
+        next.run(req).await
+    } else {
+        json_error(StatusCode::MISDIRECTED_REQUEST, format!("this demo answers to {} only", hosts.join(", ")))
+    }
+}
+
+/// The router for a server on loopback port `port`: files from `static_dir`
+/// at `/` and from `package_dir` at `/pkg/edgewise/`, and the demo's routes.
+pub fn app(demo: Arc<Demo>, static_dir: &Path, package_dir: &Path, port: u16) -> Result<Router, WwwError> {
+    let index = static_dir.join("index.html");
+    let html = std::fs::read_to_string(&index).map_err(|source| WwwError::Page { path: index.clone(), source })?;
+    let policy = HeaderValue::from_str(&csp(&demo.edge, &inline_script_hashes(&html)))
+        .map_err(|_| WwwError::BadEdge(demo.edge.clone()))?;
+    let hosts = Arc::new(vec![format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")]);
     let files = ServeDir::new(static_dir).append_index_html_on_directories(true);
-    Router::new()
+    Ok(Router::new()
         .route("/demo/config.json", get(|State(d): State<Arc<Demo>>| async move { json_doc(&d.config) }))
         .route("/demo/catalogue.json", get(|State(d): State<Arc<Demo>>| async move { json_doc(&d.catalogue) }))
         .route("/demo/sign-in", post(sign_in))
@@ -263,7 +329,8 @@ pub fn app(demo: Arc<Demo>, edge: &str, static_dir: &Path, package_dir: &Path) -
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, policy))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .with_state(demo)
+        .layer(axum::middleware::from_fn_with_state(hosts, loopback_host))
+        .with_state(demo))
 }
 
 #[cfg(test)]
@@ -276,16 +343,24 @@ mod tests {
         assert!(check_listen("[::1]:8080".parse().expect("addr")).is_ok());
         assert!(matches!(check_listen("0.0.0.0:8080".parse().expect("addr")), Err(WwwError::NotLoopback(_))));
         assert_eq!(normalise_edge("http://127.0.0.1:8081").ok().as_deref(), Some("http://127.0.0.1:8081/"));
-        assert_eq!(normalise_edge("https://edge.example//").ok().as_deref(), Some("https://edge.example/"));
+        assert_eq!(normalise_edge("https://edge.example/").ok().as_deref(), Some("https://edge.example/"));
         for bad in ["ftp://x", "http://", "127.0.0.1:8081", "http://a b"] {
             assert!(matches!(normalise_edge(bad), Err(WwwError::BadEdge(_))), "{bad}");
         }
     }
 
     #[test]
-    fn the_policy_names_the_edge_and_nothing_else() {
-        let p = csp("http://127.0.0.1:9/");
+    fn the_policy_names_the_edge_and_the_pages_own_inline_scripts_only() {
+        let html = r#"<script type="importmap">{"imports":{}}</script><script type="module" src="app.js"></script>"#;
+        let hashes = inline_script_hashes(html);
+        assert_eq!(hashes.len(), 1, "the import map, not the external script");
+        let p = csp("http://127.0.0.1:9/", &hashes);
         assert!(p.contains("connect-src 'self' http://127.0.0.1:9;"), "{p}");
+        assert!(p.contains(&format!("script-src 'self' 'sha256-{}' 'wasm-unsafe-eval';", hashes[0])), "{p}");
+        assert!(!p.contains("script-src 'self' 'unsafe-inline'"), "no inline script but the page's own: {p}");
         assert!(!p.contains("https:"), "no scheme-wide source: {p}");
+        for bad in ["http://a;script-src *", "http://a/path", "http://a?q", "http://a#f", "http://a'b"] {
+            assert!(normalise_edge(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -75,11 +75,11 @@ fn main() -> Result<()> {
         secret: secret.into_bytes(),
     };
     let demo = Arc::new(Demo::new(&data, settings)?);
-    let router = app(demo, &a.edge, &static_dir, &package);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
+        let router = app(demo, &static_dir, &package, listener.local_addr()?.port())?;
         tracing::info!(addr = %listener.local_addr()?, edge = a.edge, "demo page listening");
         let metrics = edgewise_http::metrics::HttpMetrics::new()?;
         edgewise_http::serve::serve(listener, router, Default::default(), metrics, shutdown_signal()).await?;

@@ -40,7 +40,7 @@ const STAGE_ORDER = [
 // ---------------------------------------------------------------- test hooks
 
 /** @type {{ client: any, config: any, frames: any[], reranks: any[], cls: number, offline: boolean, feeds: number, errors: string[] }} */
-const demo = { client: null, config: null, frames: [], reranks: [], cls: 0, offline: false, feeds: 0, errors: [] };
+const demo = { client: null, config: null, frames: [], reranks: [], cls: 0, shiftsAll: 0, offline: false, feeds: 0, errors: [] };
 /** @type {any} */ (window).demo = demo;
 
 // ---------------------------------------------------------------- elements
@@ -242,6 +242,8 @@ try {
   new PerformanceObserver((list) => {
     for (const entry of /** @type {any[]} */ (list.getEntries())) {
       if (!entry.hadRecentInput) demo.cls += entry.value;
+      // Every shift, input-driven or not (tests check feedback moves nothing either).
+      demo.shiftsAll += entry.value;
     }
     clsEl.textContent = demo.cls.toFixed(3);
   }).observe({ type: 'layout-shift', buffered: true });
@@ -786,6 +788,8 @@ function goOnline(reconnected) {
     state.pollTimer = null;
   }
   flash(reconnected ? 'Reconnected: refreshing the feed.' : 'Reconnected.', 'ok', 2500);
+  // The feedback kept while offline goes now, not after the queue's backoff.
+  void state.client?.flush();
   if (reconnected) {
     // If this run fails again, the next attempt waits longer (an edge that
     // answers /livez but not the feed must not be hammered).
@@ -884,6 +888,9 @@ async function onUserChange() {
   if (next === prev && !state.switching) return;
   stopFeed();
   state.switching = true;
+  // While the viewer changes, nothing may act for the one signing out.
+  regionSel.disabled = true;
+  refreshBtn.disabled = true;
   // One switch at a time: the one before stops at its next step (its
   // generation is stale), and this one starts from where it left things.
   const before = state.switchDone;
@@ -896,7 +903,11 @@ async function onUserChange() {
   try {
     await run;
   } finally {
-    if (gen === state.switchGen) state.switching = false;
+    if (gen === state.switchGen) {
+      state.switching = false;
+      regionSel.disabled = false;
+      refreshBtn.disabled = false;
+    }
   }
 }
 
@@ -958,6 +969,10 @@ function onRegionChange() {
 function feedback(id, kind, t0, button) {
   const client = state.client;
   if (!client) return;
+  if (state.switching) {
+    flash('The viewer is changing: feedback waits for the new feed.', 'info');
+    return;
+  }
   try {
     client.track({ item: BigInt(id), kind });
   } catch (e) {
@@ -992,6 +1007,8 @@ async function rerankAfter(id, kind, t0) {
   for (const it of r.items) state.items.set(String(it.id), it);
   state.display = r.order.map((/** @type {bigint} */ x) => String(x));
   renderAll(before);
+  // Click to screen: until the frame that shows the new order has been produced.
+  await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
   const ms = performance.now() - t0;
   const kept = r.order.length - r.items.length;
   const moved = r.moved.map((/** @type {any} */ m) => ({ id: String(m.id), from: m.from, to: m.to }));

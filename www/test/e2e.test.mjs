@@ -49,13 +49,18 @@ after(async () => {
  */
 async function openDemo(o) {
   const browser = await launch(o);
-  const { page, errors } = await watchedPage(browser);
-  await page.setViewportSize({ width: 1280, height: 900 });
-  const requests = [];
-  page.on('request', (r) => requests.push({ method: r.method(), url: r.url() }));
-  await page.goto(`${stack.page}/`);
-  await page.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 60_000 });
-  return { browser, page, errors, requests };
+  try {
+    const { page, errors } = await watchedPage(browser);
+    await page.setViewportSize({ width: 1280, height: 900 });
+    const requests = [];
+    page.on('request', (r) => requests.push({ method: r.method(), url: r.url() }));
+    await page.goto(`${stack.page}/`);
+    await page.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: 60_000 });
+    return { browser, page, errors, requests };
+  } catch (e) {
+    await browser.close();
+    throw e;
+  }
 }
 
 /** Signs in as `user` through the picker and waits for that feed's last frame. @param {import('playwright-core').Page} page */
@@ -73,6 +78,18 @@ async function pickUser(page, user) {
 /** The ids in the order the page shows them (the DOM, not the page's bookkeeping). @param {import('playwright-core').Page} page */
 function domOrder(page) {
   return page.$$eval('#feed li.item', (lis) => lis.map((li) => li.dataset.id ?? ''));
+}
+
+/** Events the origin has applied (its `/metrics`). */
+async function applied() {
+  const text = await (await fetch(`${stack.origin}/metrics`)).text();
+  const m = text.match(/^edgewise_origin_writes_total\{kind="event",outcome="applied"\} (\d+)/m);
+  return m ? Number(m[1]) : 0;
+}
+
+/** What the page showed the user as errors (`demo.errors`). @param {import('playwright-core').Page} page */
+function shownErrors(page) {
+  return page.evaluate(() => window.demo.errors.slice());
 }
 
 /** @param {string} bin @param {string[]} args */
@@ -136,6 +153,7 @@ for (const [mode, webgpu, engine] of [['webgpu', true, 'webgpu'], ['wasm', false
       assert.deepEqual(await domOrder(page), f.display, 'the DOM shows the refined list');
       await page.screenshot({ path: join(OUT, `page-${mode}.png`) });
       assert.deepEqual(errors, []);
+      assert.deepEqual(await shownErrors(page), []);
     } finally {
       await browser.close();
     }
@@ -146,12 +164,7 @@ test('a like re-ranks the unseen items on the device at once, and the event reac
   const { browser, page, errors, requests } = await openDemo({ webgpu: true });
   try {
     await pickUser(page, USER);
-    const accepted = async () => {
-      const text = await (await fetch(`${stack.origin}/metrics`)).text();
-      const m = text.match(/^edgewise_origin_writes_total\{kind="event",outcome="applied"\} (\d+)/m);
-      return m ? Number(m[1]) : 0;
-    };
-    const eventsBefore = await accepted();
+    const eventsBefore = await applied();
     const order = await domOrder(page);
     const liked = order[1];
     const mark = requests.length;
@@ -181,8 +194,9 @@ test('a like re-ranks the unseen items on the device at once, and the event reac
     // The event goes to the origin through the edge, in the background.
     assert.equal((await sent).status(), 200, 'the edge passed the like to the origin, which took it');
     const until = Date.now() + 15_000;
-    while ((await accepted()) <= eventsBefore && Date.now() < until) await new Promise((res) => setTimeout(res, 200));
-    assert.ok((await accepted()) > eventsBefore, 'the origin accepted the like');
+    while ((await applied()) <= eventsBefore && Date.now() < until) await new Promise((res) => setTimeout(res, 200));
+    assert.ok((await applied()) > eventsBefore, 'the origin applied the like');
+    assert.deepEqual(await shownErrors(page), []);
     await page.screenshot({ path: join(OUT, 'page-after-like.png') });
     assert.deepEqual(errors, []);
   } finally {
@@ -223,7 +237,7 @@ test('items already shown keep their places when the refined frame arrives, with
     await page.waitForFunction((n) => window.demo.reranks.length > n, reranks);
     const byKey = await page.evaluate(() => window.demo.reranks.at(-1));
     assert.deepEqual([byKey.item, byKey.kind], [after[1], 'skip'], 'Tab and Enter skipped the focused row');
-    assert.equal(await page.evaluate(() => window.demo.cls), 0, 'no layout shift after the re-rank either');
+    assert.equal(await page.evaluate(() => window.demo.shiftsAll), 0, 'no layout shift at all, input-driven ones included');
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
@@ -258,6 +272,7 @@ test('with the edge down the page keeps working from what it has, says so, and r
     await page.screenshot({ path: join(OUT, 'page-offline.png') });
     const pending = await page.evaluate(() => window.demo.client.pendingEvents);
     assert.ok(pending > 0, 'the skip waits in the queue while the edge is down');
+    const appliedDown = await applied();
     // Back again.
     const feedsDown = await page.evaluate(() => window.demo.feeds);
     await stack.startEdge();
@@ -266,13 +281,16 @@ test('with the edge down the page keeps working from what it has, says so, and r
     const last = await page.evaluate(() => window.demo.frames.at(-1).kind);
     assert.equal(last, 'refined', 'a refined frame came once the edge was back');
     await page.waitForFunction(() => window.demo.client.pendingEvents === 0, null, { timeout: 20_000 });
+    assert.ok((await applied()) >= appliedDown + pending, 'the feedback kept while offline reached the origin');
+    const shown = await shownErrors(page);
+    assert.ok(shown.every((m) => /cannot be reached/.test(m)), `only the outage was reported: ${JSON.stringify(shown)}`);
     // While the edge was down, Chromium reports each refused connection to it; nothing else may be logged.
     const edge = new URL(stack.edge).origin;
     const other = errors.filter((e) => !(e.includes('net::ERR_CONNECTION_REFUSED') && e.includes(edge)));
     assert.deepEqual(other, []);
     console.log(`# outage: the notice said "${notice.trim()}"; ${pending} event(s) waited and were sent after recovery`);
   } finally {
-    if (edgeDown) await stack.startEdge();
     await browser.close();
+    if (edgeDown) await stack.startEdge();
   }
 });

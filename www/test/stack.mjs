@@ -26,16 +26,27 @@ function env(name) {
   return v;
 }
 
-/** A port the system says is free now. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = /** @type {import('node:net').AddressInfo} */ (s.address());
-      s.close(() => resolve(port));
-    });
-  });
+/**
+ * `n` distinct ports the system says are free now (all held open until
+ * every one is chosen, so none is handed out twice).
+ * @param {number} n
+ * @returns {Promise<number[]>}
+ */
+export async function freePorts(n) {
+  const servers = [];
+  try {
+    for (let i = 0; i < n; i += 1) {
+      const s = createServer();
+      servers.push(s);
+      await new Promise((resolve, reject) => {
+        s.on('error', reject);
+        s.listen(0, '127.0.0.1', () => resolve(undefined));
+      });
+    }
+    return servers.map((s) => /** @type {import('node:net').AddressInfo} */ (s.address()).port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
 }
 
 /**
@@ -49,7 +60,7 @@ function run(bin, args) {
     c.stdout.on('data', (d) => { out += d; });
     c.stderr.on('data', (d) => { out += d; });
     c.on('error', reject);
-    c.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${bin} ${args.join(' ')} exited with ${code}:\n${out.slice(-3000)}`))));
+    c.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${bin} ${args.join(' ')} exited with ${code}:\n${out.slice(-3000)}`))));
   });
 }
 
@@ -72,6 +83,7 @@ class Server {
     child.stderr?.on('data', (d) => { this.log = (this.log + d).slice(-20_000); });
     let exited = null;
     child.on('exit', (code, signal) => { exited = { code, signal }; });
+    child.on('error', (e) => { exited = { error: String(e) }; });
     const until = Date.now() + 60_000;
     while (Date.now() < until) {
       if (exited) throw new Error(`the ${this.name} exited (${JSON.stringify(exited)}) before it was ready:\n${this.log}`);
@@ -114,7 +126,7 @@ export async function startStack(o = {}) {
   await run(lab, ['--data-dir', data, 'train']);
   const secret = randomBytes(32).toString('hex');
   const secrets = JSON.stringify([secret]);
-  const [originPort, edgePort, pagePort] = [await freePort(), await freePort(), await freePort()];
+  const [originPort, edgePort, pagePort] = await freePorts(3);
   const origin = `http://127.0.0.1:${originPort}`;
   const edge = `http://127.0.0.1:${edgePort}`;
   const page = `http://127.0.0.1:${pagePort}`;
@@ -123,7 +135,7 @@ export async function startStack(o = {}) {
       { EDGEWISE__AUTH__USER_TOKENS__HMAC_SECRETS: secrets }, `${origin}/readyz`),
     edge: new Server('edge', join(bin, 'edgewise-edge'),
       ['serve', '--origin', origin, '--listen', `127.0.0.1:${edgePort}`, '--module', env('EDGEWISE_GUEST')],
-      { EDGEWISE_EDGE__AUTH__USER_TOKENS__HMAC_SECRETS: secrets, EDGEWISE_EDGE__SERVER__CORS_ORIGINS: JSON.stringify([page]) },
+      { EDGEWISE_EDGE__AUTH__USER_TOKENS__HMAC_SECRETS: secrets, EDGEWISE_EDGE__SERVER__CORS_ORIGINS: JSON.stringify([page, `http://localhost:${pagePort}`]) },
       `${edge}/readyz`),
     page: new Server('page', join(bin, 'edgewise-www'),
       ['--listen', `127.0.0.1:${pagePort}`, '--edge', edge, '--package', env('EDGEWISE_PACKAGE'), '--static', env('EDGEWISE_WWW')],

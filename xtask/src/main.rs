@@ -225,7 +225,7 @@ fn movielens_demo(root: &Path, extra: &[String]) -> Result<()> {
             .args(["serve", "--origin", &base, "--listen", &format!("127.0.0.1:{edge_port}"), "--module"])
             .arg(&wasm)
             .env("EDGEWISE_EDGE__AUTH__USER_TOKENS__HMAC_SECRETS", &secrets)
-            .env("EDGEWISE_EDGE__SERVER__CORS_ORIGINS", format!("[\"{page}\"]")),
+            .env("EDGEWISE_EDGE__SERVER__CORS_ORIGINS", format!("[\"{page}\", \"http://localhost:{port}\"]")),
         &format!("{edge}/readyz"),
     )?;
     println!("\n==> starting the page on {page} (www/static, the npm package, the demo's sign-in route)");
@@ -284,7 +284,13 @@ impl Stack {
             {
                 bail!("the {name} exited with {status} before it was ready (its log is above)");
             }
-            if ureq::get(ready).call().is_ok() {
+            let answered = ureq::get(ready)
+                .config()
+                .timeout_global(Some(std::time::Duration::from_secs(1)))
+                .build()
+                .call()
+                .is_ok();
+            if answered {
                 return Ok(());
             }
         }

@@ -26,10 +26,8 @@ pub(crate) fn test(root: &Path, app: &Path) -> Result<()> {
             bail!("{} is missing after the ci build", bin.join(b).display());
         }
     }
-    let guest = target.join("wasm").join("edgewise_core.wasm");
-    if !guest.is_file() {
-        crate::guest(root)?;
-    }
+    // Incremental: never a stale guest from an earlier build.
+    let guest = crate::guest(root)?;
     let package = app.join("node_modules").join("edgewise");
     if !package.join("index.js").is_file() {
         bail!("the package is not installed in {}", app.display());
@@ -42,6 +40,9 @@ pub(crate) fn test(root: &Path, app: &Path) -> Result<()> {
     let mut tests = Vec::new();
     for entry in std::fs::read_dir(root.join("www").join("test")).context("reading www/test")? {
         let p = entry?.path();
+        if !p.is_file() {
+            continue;
+        }
         let name = p.file_name().context("a file name")?.to_string_lossy().into_owned();
         std::fs::copy(&p, dir.join(&name)).with_context(|| format!("copying {}", p.display()))?;
         if name.ends_with(".test.mjs") {

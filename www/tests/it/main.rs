@@ -34,7 +34,7 @@ fn fixture(name: &str) -> PathBuf {
             "ml/ml-100k.inter",
             "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t2\t5\t881250949\n1\t1\t3\t891717742\n7\t1\t4\t891717742\n",
         ),
-        ("static/index.html", "<!doctype html><title>Edgewise</title>"),
+        ("static/index.html", "<!doctype html><title>Edgewise</title><script type=\"importmap\">{}</script>"),
         ("pkg/index.js", "export const x = 1;\n"),
         ("pkg/edgewise_core_bg.wasm", "\0asm\x01\0\0\0"),
     ];
@@ -51,9 +51,9 @@ fn settings(users: Vec<u64>) -> DemoSettings {
 async fn serve(dir: &std::path::Path) -> String {
     let data = movielens::load(&dir.join("ml"), OnError::Stop).expect("the fixture loads");
     let demo = Arc::new(Demo::new(&data, settings(vec![7, 1])).expect("a demo"));
-    let router = app(demo, EDGE, &dir.join("static"), &dir.join("pkg"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let router = app(demo, &dir.join("static"), &dir.join("pkg"), addr.port()).expect("the page is readable");
     let metrics = edgewise_http::metrics::HttpMetrics::new().expect("metrics");
     tokio::spawn(edgewise_http::serve::serve(listener, router, Default::default(), metrics, std::future::pending()));
     format!("http://{addr}")
@@ -134,10 +134,47 @@ async fn the_demo_serves_its_documents_files_and_tokens_and_refuses_the_rest() {
     assert_eq!(wasm.headers()["content-type"], "application/wasm", "wasm streams compile only with this type");
     let js = http.get(format!("{base}/pkg/edgewise/index.js")).send().await.expect("js");
     assert!(js.headers()["content-type"].to_str().expect("ascii").contains("javascript"));
-    for path in ["/pkg/edgewise/../../ml/ml-100k.user", "/..%2fml/ml-100k.user", "/missing.js"] {
-        let res = http.get(format!("{base}{path}")).send().await.expect("get");
-        assert_eq!(res.status(), 404, "{path} must not escape the served folders");
+    assert!(csp.contains("script-src 'self' 'sha256-"), "the import map's hash, no 'unsafe-inline': {csp}");
+    // Raw request lines: an HTTP client would normalise the dot segments away before sending.
+    for path in [
+        "/pkg/edgewise/../../ml/ml-100k.user",
+        "/pkg/edgewise/..%2f..%2fml/ml-100k.user",
+        "/../ml/ml-100k.user",
+        "/..%2fml/ml-100k.user",
+        "/missing.js",
+    ] {
+        let (status, body) =
+            raw(&base, &format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", host(&base))).await;
+        assert!(matches!(status, 400 | 404), "{path} must not escape the served folders: {status}");
+        assert!(!body.contains("technician"), "{path} leaked the user file");
     }
+    // Another name for this address (DNS rebinding), and another origin, cannot sign in.
+    let (status, _) = raw(&base, &format!(
+        "POST /demo/sign-in HTTP/1.1\r\nHost: evil.example:{}\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{{\"user\": 7}}",
+        host(&base).rsplit(':').next().unwrap_or_default()
+    )).await;
+    assert_eq!(status, 421, "a rebound host name is refused");
+    for (name, value) in [("origin", "http://evil.example"), ("sec-fetch-site", "cross-site")] {
+        let res = http
+            .post(format!("{base}/demo/sign-in"))
+            .header("content-type", "application/json")
+            .header(name, value)
+            .body(r#"{"user": 7}"#)
+            .send()
+            .await
+            .expect("sign-in");
+        assert_eq!(res.status(), 403, "{name}: {value}");
+    }
+    let same = http
+        .post(format!("{base}/demo/sign-in"))
+        .header("content-type", "application/json")
+        .header("origin", format!("http://{}", host(&base)))
+        .header("sec-fetch-site", "same-origin")
+        .body(r#"{"user": 7}"#)
+        .send()
+        .await
+        .expect("sign-in");
+    assert_eq!(same.status(), 200, "the page itself signs in");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -152,4 +189,21 @@ fn bad_settings_are_refused_by_name() {
     let err = Demo::new(&data, bad_edge).expect_err("refused");
     assert!(err.to_string().contains("\"edge:8081\" is not an http(s) URL"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `host:port` of a base URL.
+fn host(base: &str) -> String {
+    base.trim_start_matches("http://").to_string()
+}
+
+/// Sends `request` as written over a fresh connection; the status and body.
+async fn raw(base: &str, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(host(base)).await.expect("connect");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text)
 }
