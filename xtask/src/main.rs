@@ -10,6 +10,7 @@
 //! | `cargo xtask fuzz [--seconds N] [--targets a,b]` | a fuzz campaign over `core/fuzz/`'s targets, N seconds each; prints executions and coverage per target (`fuzz.rs`) |
 //! | `cargo xtask npm` | builds and packs the npm package `edgewise` into `<target>/npm/edgewise-<version>.tgz`, with its sizes (`npm.rs`) |
 //! | `cargo xtask npm-test` | installs that tarball into a scratch app and runs the Node and browser tests against it |
+//! | `cargo xtask edge-test` | the CDN adapter (`edgewise/edge`) in workerd, Deno and edge-runtime (installed once into `<cache>/edge-rt`) against the golden files and a real origin and edge |
 //! | `cargo xtask www-test` | the demo web app end to end: origin, edge and page server on MovieLens-100K, in Chromium (`www.rs`) |
 //! | `cargo xtask npm-bench` | the package's sizes and ranking times in Chromium, wasm against WebGPU |
 //! | `cargo xtask layering [--edges] [CRATE_SRC ...]` | reads each crate's `use` graph between top-level modules; prints cycles (file:line per edge) and a topological order, fails on a cycle (`layering/`) |
@@ -46,11 +47,12 @@ fn main() -> Result<()> {
         Some("layering") => layering::run(&root, &args[1..]),
         Some("npm") => npm::build(&root).map(|_| ()),
         Some("npm-test") => npm::test(&root).map(|_| ()),
+        Some("edge-test") => npm::edge_test(&root),
         Some("www-test") => npm::installed(&root).and_then(|app| www::test(&root, &app)),
         Some("npm-bench") => npm::bench(&root),
         other => {
             eprintln!(
-                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b] | layering [--edges] [CRATE_SRC ...] | npm | npm-test | www-test | npm-bench>"
+                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b] | layering [--edges] [CRATE_SRC ...] | npm | npm-test | edge-test | www-test | npm-bench>"
             );
             if let Some(o) = other {
                 bail!("unknown command {o:?}");
@@ -472,6 +474,7 @@ fn test(root: &Path) -> Result<()> {
     step("tests", &mut || run(cargo().args(["test", "--workspace", "--profile", "ci"]).envs(gpu_env.clone())))?;
     let mut app = None;
     step("npm package: build, pack, Node and Chromium tests", &mut || npm::test(root).map(|a| app = Some(a)))?;
+    step("CDN runtimes: the edge adapter in workerd, Deno and edge-runtime", &mut || npm::edge_test(root))?;
     step("web app: end to end in Chromium (origin, edge, page)", &mut || {
         www::test(root, app.as_deref().context("the npm step installs the package first")?)
     })?;
