@@ -6,7 +6,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `objects/<sha256 of the key>` | one stored body, written to a temporary file and renamed into place |
+//! | `objects/<sha256 of the key>` | one stored body, written to a temporary file and renamed into place (not synced: a body a crash loses or tears fails its check when read, and is dropped) |
 //! | `index.ewci` | every entry's key, file, size, CRC-32, headers and times: a 16-byte header (`EWCI`, version, CRC-32 of the archive) and an `rkyv` archive |
 //!
 //! The index is written the same way (temporary file, fsync, rename) every
@@ -133,8 +133,42 @@ pub struct OpenReport {
 pub struct DiskStore {
     dir: PathBuf,
     max_bytes: u64,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<Entries>,
     dirty: AtomicBool,
+}
+
+/// The entries and the bytes of bodies they hold, kept together.
+#[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<String, Entry>,
+    bytes: u64,
+}
+
+impl Entries {
+    fn get(&self, key: &str) -> Option<&Entry> {
+        self.map.get(key)
+    }
+
+    fn insert(&mut self, key: String, e: Entry) {
+        self.bytes += e.size;
+        if let Some(old) = self.map.insert(key, e) {
+            self.bytes -= old.size;
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let e = self.map.remove(key)?;
+        self.bytes -= e.size;
+        Some(e)
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.map.values()
+    }
 }
 
 /// Now, in ms since the Unix epoch.
@@ -156,11 +190,11 @@ impl DiskStore {
                 Vec::new()
             }
         };
-        let mut map = HashMap::with_capacity(entries.len());
+        let mut map = Entries { map: HashMap::with_capacity(entries.len()), bytes: 0 };
         for e in entries {
-            report.bytes += e.size;
             map.insert(e.key.clone(), e);
         }
+        report.bytes = map.bytes;
         // Bodies no entry names: written after the last index, or left by a crash mid-write.
         let named: std::collections::HashSet<&str> = map.values().map(|e| e.file.as_str()).collect();
         for f in std::fs::read_dir(&objects).map_err(io(&objects))? {
@@ -178,7 +212,7 @@ impl DiskStore {
         Ok((store, report))
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -199,7 +233,7 @@ impl DiskStore {
 
     /// Bytes of bodies held.
     pub fn bytes(&self) -> u64 {
-        self.map().values().map(|e| e.size).sum()
+        self.map().bytes
     }
 
     /// `e`'s body, checked against its size and CRC; a mismatch drops the entry.
@@ -236,8 +270,10 @@ impl DiskStore {
         let crc = crc32fast::hash(body);
         let same_body = self.lookup(key).is_some_and(|e| e.crc == crc && e.size == body.len() as u64);
         if !same_body {
+            // Not synced: a body a crash loses or tears fails its size or CRC
+            // check when it is read, and is dropped (it is only a cache).
             let path = self.dir.join("objects").join(&file);
-            write_atomically(&path, &[body])?;
+            write_atomically(&path, &[body], false)?;
         }
         let entry = Entry {
             key: key.to_string(),
@@ -287,18 +323,16 @@ impl DiskStore {
     /// The oldest entries out until the bodies fit `max_bytes`.
     fn evict(&self) {
         let mut map = self.map();
-        let mut total: u64 = map.values().map(|e| e.size).sum();
-        if total <= self.max_bytes {
+        if map.bytes <= self.max_bytes {
             return;
         }
         let mut by_age: Vec<(u64, String)> = map.values().map(|e| (e.received_unix_ms, e.key.clone())).collect();
         by_age.sort();
         for (_, key) in by_age {
-            if total <= self.max_bytes {
+            if map.bytes <= self.max_bytes {
                 break;
             }
             if let Some(e) = map.remove(&key) {
-                total -= e.size;
                 let _ = std::fs::remove_file(self.dir.join("objects").join(&e.file));
             }
         }
@@ -316,7 +350,7 @@ impl DiskStore {
         header[..4].copy_from_slice(MAGIC);
         header[4..8].copy_from_slice(&VERSION.to_le_bytes());
         header[8..12].copy_from_slice(&crc32fast::hash(&archive).to_le_bytes());
-        let written = write_atomically(&self.dir.join(INDEX_FILE), &[&header, &archive]);
+        let written = write_atomically(&self.dir.join(INDEX_FILE), &[&header, &archive], true);
         if written.is_err() {
             self.dirty.store(true, Ordering::Release);
         }
@@ -367,15 +401,18 @@ fn read_index(path: &Path) -> Result<Vec<Entry>, Option<String>> {
     Ok(out)
 }
 
-/// Writes `parts` to a temporary file beside `path`, syncs it and renames it into place.
-fn write_atomically(path: &Path, parts: &[&[u8]]) -> Result<(), DiskError> {
+/// Writes `parts` to a temporary file beside `path` (synced first when `sync`)
+/// and renames it into place: a reader sees the old file or the new one, whole.
+fn write_atomically(path: &Path, parts: &[&[u8]], sync: bool) -> Result<(), DiskError> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         for p in parts {
             f.write_all(p)?;
         }
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
