@@ -19,6 +19,8 @@
 //!
 //! [cache]
 //! bytes = 536870912
+//! dir = "/var/cache/edgewise"    # keep what is stored on disk too: a restart starts warm
+//! disk_bytes = 10737418240       # bound on the bodies kept there
 //!
 //! [guest]
 //! module_digest = "9f2c…"      # fetch the module from the origin
@@ -304,6 +306,9 @@ impl EdgeConfig {
         }
         if self.cache.bytes == 0 {
             return bad("cache.bytes must be at least 1");
+        }
+        if self.cache.dir.is_some() && self.cache.disk_bytes == 0 {
+            return bad("cache.disk_bytes must be at least 1 when cache.dir is set");
         }
         let (admission, serve) = self.http_limits();
         edgewise_http::check_limits(&admission, &serve).map_err(ConfigError)?;
