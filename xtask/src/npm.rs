@@ -263,7 +263,7 @@ fn fixtures(dir: &Path, arg: &str) -> Result<()> {
 /// Builds the real origin-and-edge stack the client tests run against (the
 /// conformance crate's `stack` example, which needs the guest module);
 /// returns the binary's path.
-fn stack(root: &Path) -> Result<PathBuf> {
+pub(crate) fn stack(root: &Path) -> Result<PathBuf> {
     crate::guest(root)?;
     run(cargo().args([
         "build",
@@ -349,7 +349,10 @@ pub(crate) fn edge_test(root: &Path) -> Result<()> {
     let want = EDGE_RUNTIMES.join(" ");
     if std::fs::read_to_string(&marker).ok().as_deref() != Some(want.as_str()) {
         std::fs::create_dir_all(&rt).with_context(|| format!("creating {}", rt.display()))?;
-        std::fs::write(rt.join("package.json"), "{\n  \"name\": \"edgewise-edge-runtimes\",\n  \"private\": true\n}\n")?;
+        std::fs::write(
+            rt.join("package.json"),
+            "{\n  \"name\": \"edgewise-edge-runtimes\",\n  \"private\": true\n}\n",
+        )?;
         npm_install(&rt, &EDGE_RUNTIMES.iter().map(OsStr::new).collect::<Vec<_>>())?;
         std::fs::write(&marker, &want)?;
     }
