@@ -36,9 +36,34 @@ pub fn if_none_match(header: &str, tag: &str) -> bool {
     header.split(',').any(|t| t.trim() == "*" || (!t.trim().is_empty() && entity(t) == tag))
 }
 
+/// The content coding of the representation an `If-None-Match` value names
+/// for the entity tagged `tag` (`"<tag>-gzip"` → `gzip`), when one of its
+/// tags does: a 304 then carries that representation's ETag, the one a 200
+/// to the same request would have carried (RFC 9110 §15.4.5).
+pub fn matched_coding<'h>(header: &'h str, tag: &str) -> Option<&'h str> {
+    let tag = entity(tag);
+    header.split(',').find_map(|t| {
+        let bare = t.trim();
+        let bare = bare.strip_prefix("W/").unwrap_or(bare).trim_matches('"');
+        CODINGS.iter().find_map(|c| {
+            let coded = bare.strip_suffix(c)?.strip_suffix('-')?;
+            (coded == tag).then_some(*c)
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_coded_tag_names_its_coding() {
+        assert_eq!(matched_coding("\"x\", \"abc-gzip\"", "\"abc\""), Some("gzip"));
+        assert_eq!(matched_coding("W/\"abc-br\"", "abc"), Some("br"));
+        assert_eq!(matched_coding("\"abc\"", "abc"), None, "the identity representation");
+        assert_eq!(matched_coding("\"abd-gzip\"", "abc"), None, "another entity");
+        assert_eq!(matched_coding("*", "abc"), None);
+    }
 
     #[test]
     fn matching() {

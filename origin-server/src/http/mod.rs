@@ -294,8 +294,37 @@ async fn observe(State(st): State<Arc<AppState>>, req: Request, next: Next) -> R
 
 /// Gives each content-coding its own strong ETag (`"<tag>-gzip"`), as RFC 9110
 /// requires of strong validators for different representations.
+///
+/// A 304 has no body and so no `Content-Encoding`: when the client's
+/// `If-None-Match` named a coded representation (`"<tag>-gzip"`) that it
+/// still accepts, the 304 carries that representation's ETag, the one a 200
+/// would have carried (RFC 9110 §15.4.5), so a cache keeps its copy's tag.
 async fn representation_etag(req: Request, next: Next) -> Response {
+    let inm: Vec<String> = req
+        .headers()
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    let accepts: String = req
+        .headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
     let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::NOT_MODIFIED {
+        let tag = resp.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let coding = tag.as_deref().and_then(|t| inm.iter().find_map(|h| edgewise_wire::etag::matched_coding(h, t)));
+        if let (Some(tag), Some(coding)) = (tag, coding)
+            && accepts.split(',').any(|a| a.split(';').next().is_some_and(|c| c.trim().eq_ignore_ascii_case(coding)))
+            && let Ok(v) = HeaderValue::from_str(&edgewise_wire::etag::for_coding(&tag, coding))
+        {
+            resp.headers_mut().insert(header::ETAG, v);
+        }
+        return resp;
+    }
     let coding = resp.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_owned);
     if let (Some(coding), Some(tag)) = (coding, resp.headers().get(header::ETAG).and_then(|v| v.to_str().ok())) {
         let tagged = edgewise_wire::etag::for_coding(tag, &coding);

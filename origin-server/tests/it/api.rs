@@ -340,6 +340,7 @@ async fn regional_bundle_cache_semantics() {
         .await
         .expect("request");
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(r.headers()["etag"], gz.as_str(), "the 304 names the representation a 200 would have sent");
 
     // The same bytes, immutable, by digest.
     let digest = etag.trim_matches('"');
