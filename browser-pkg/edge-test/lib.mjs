@@ -242,10 +242,30 @@ export const STACK_CLOCK_SKEW_MS = 20 * 365 * 86_400_000;
 
 /** The same feed request at the Rust edge and at the adapter. */
 async function both(rustEdge, base, path, init = {}) {
-  const [a, b] = await Promise.all([fetch(rustEdge + path, init), fetch(base + path, init)]);
+  const [a, b] = await Promise.all([fetchRetrying(rustEdge + path, init), fetchRetrying(base + path, init)]);
   const ta = await a.text();
   const tb = await b.text();
   return { rust: { status: a.status, text: ta, headers: a.headers }, js: { status: b.status, text: tb, headers: b.headers } };
+}
+
+/**
+ * `fetch`, sent once more when the connection it reused turns out to have
+ * been closed by the server meanwhile (a keep-alive race, undici's
+ * `UND_ERR_SOCKET` / `ECONNRESET`): said on the log, never hidden; any other
+ * failure is thrown with its cause.
+ * @param {string} url @param {RequestInit} init
+ */
+export async function fetchRetrying(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    const code = /** @type {any} */ (e)?.cause?.code;
+    if (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET') {
+      throw new Error(`${init?.method ?? 'GET'} ${url}: ${e} (${code ?? /** @type {any} */ (e)?.cause})`, { cause: e });
+    }
+    console.log(`# ${url}: the reused connection was closed (${code}); sent again on a new one`);
+    return fetch(url, init);
+  }
 }
 
 /** Items as [id (exact), f32 score]. */

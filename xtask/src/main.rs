@@ -11,6 +11,7 @@
 //! | `cargo xtask npm` | builds and packs the npm package `edgewise` into `<target>/npm/edgewise-<version>.tgz`, with its sizes (`npm.rs`) |
 //! | `cargo xtask npm-test` | installs that tarball into a scratch app and runs the Node and browser tests against it |
 //! | `cargo xtask edge-test` | the CDN adapter (`edgewise/edge`) in workerd, Deno and edge-runtime (installed once into `<cache>/edge-rt`) against the golden files and a real origin and edge |
+//! | `cargo xtask wasi-test` | the edge's `wasi:http` component (`edge-worker/wasi-http/`, `wasm32-wasip2`) under `wasmtime serve` and `jco serve` (`wasi.rs`) |
 //! | `cargo xtask caches-test` | the cache operators' recipes (`ops/`): nginx and Varnish from Debian in front of a real origin (`caches.rs`) |
 //! | `cargo xtask www-test` | the demo web app end to end: origin, edge and page server on MovieLens-100K, in Chromium (`www.rs`) |
 //! | `cargo xtask npm-bench` | the package's sizes and ranking times in Chromium, wasm against WebGPU |
@@ -29,6 +30,7 @@ mod caches;
 mod fuzz;
 mod layering;
 mod npm;
+mod wasi;
 mod www;
 
 const GUEST_TARGET: &str = "wasm32-unknown-unknown";
@@ -51,11 +53,12 @@ fn main() -> Result<()> {
         Some("npm-test") => npm::test(&root).map(|_| ()),
         Some("edge-test") => npm::edge_test(&root),
         Some("caches-test") => caches::test(&root),
+        Some("wasi-test") => wasi::test(&root),
         Some("www-test") => npm::installed(&root).and_then(|app| www::test(&root, &app)),
         Some("npm-bench") => npm::bench(&root),
         other => {
             eprintln!(
-                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b] | layering [--edges] [CRATE_SRC ...] | npm | npm-test | edge-test | caches-test | www-test | npm-bench>"
+                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b] | layering [--edges] [CRATE_SRC ...] | npm | npm-test | edge-test | wasi-test | caches-test | www-test | npm-bench>"
             );
             if let Some(o) = other {
                 bail!("unknown command {o:?}");
@@ -478,6 +481,7 @@ fn test(root: &Path) -> Result<()> {
     let mut app = None;
     step("npm package: build, pack, Node and Chromium tests", &mut || npm::test(root).map(|a| app = Some(a)))?;
     step("CDN runtimes: the edge adapter in workerd, Deno and edge-runtime", &mut || npm::edge_test(root))?;
+    step("wasi:http component under wasmtime serve and jco serve", &mut || wasi::test(root))?;
     step("regional caches: the nginx and Varnish recipes in front of the origin", &mut || caches::test(root))?;
     step("web app: end to end in Chromium (origin, edge, page)", &mut || {
         www::test(root, app.as_deref().context("the npm step installs the package first")?)

