@@ -360,15 +360,13 @@ impl Cache {
             return Some(s);
         }
         let disk = self.disk.clone()?;
-        let key = path.to_string();
-        let read = tokio::task::spawn_blocking(move || {
-            let e = disk.lookup(&key)?;
-            match disk.read_body(&e) {
-                Ok(body) => Some((e, body)),
-                Err(err) => {
-                    tracing::warn!(error = %err, "a stored body failed its check; dropped");
-                    None
-                }
+        // The index is in memory: only a key it holds costs a file read (off the async threads).
+        let e = disk.lookup(path)?;
+        let read = tokio::task::spawn_blocking(move || match disk.read_body(&e) {
+            Ok(body) => Some((e, body)),
+            Err(err) => {
+                tracing::warn!(error = %err, "a stored body failed its check; dropped");
+                None
             }
         })
         .await

@@ -4,7 +4,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use edgewise_core::Digest;
+use edgewise_core::rank::RankContext;
+use edgewise_core::{Bundle, Digest, Region};
 
 /// Which step of the two-step feed a frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,6 +105,34 @@ pub struct FrameItem {
     pub id: u64,
     /// Calibrated score (the retrieval score after a guest failure).
     pub score: f32,
+}
+
+/// The bundle's rows in retrieval order, the fallback ranking every edge
+/// answers with when its guest or model fails: seen items and items not
+/// shown in the request's region removed, best retrieval score first (ties
+/// by id), at most `k`.
+pub fn retrieval_order(b: &Bundle<'_>, ctx: &RankContext) -> Vec<FrameItem> {
+    let mut rows: Vec<FrameItem> = (0..b.len())
+        .filter(|&i| !ctx.seen.contains(&b.id(i)))
+        .filter(|&i| Region::allows(ctx.region, b.region_mask(i)))
+        .map(|i| FrameItem { id: b.id(i), score: b.retrieval_score(i) })
+        .collect();
+    rows.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    rows.truncate(ctx.k as usize);
+    rows
+}
+
+impl Frame {
+    /// Sets `merged` on this (refined) frame: the stable merge
+    /// ([`edgewise_core::merge::stable_merge`]) of `prelim`'s items, of which
+    /// the first `shown` keep their places, with this frame's, at most `k`.
+    pub fn merge_after(&mut self, prelim: Option<&Frame>, shown: usize, k: usize) {
+        let p: Vec<u64> = prelim.map(|f| f.items.iter().map(|i| i.id).collect()).unwrap_or_default();
+        let r: Vec<u64> = self.items.iter().map(|i| i.id).collect();
+        let mut out = Vec::new();
+        edgewise_core::merge::stable_merge(&p, shown, &r, k, &mut out);
+        self.merged = Some(out);
+    }
 }
 
 /// Where a frame's time went.

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use edgewise_core::rank::{RankContext, RankOutput, Ranker};
 use edgewise_core::{Bundle, Digest, Model, Region};
+use edgewise_wire::feed::retrieval_order;
 use edgewise_wire::{CacheStatus, Frame, FrameItem, FrameKind, ModelManifest, RankedBy, Timings};
 use fastly::http::{Method, StatusCode};
 use fastly::{Backend, ConfigStore, Request, Response};
@@ -225,17 +226,6 @@ fn model(origin: &(String, Backend), named: Option<Digest>) -> Result<(Digest, M
         return Err(format!("model {} failed verification", digest.to_hex()));
     }
     Model::decode(&bytes).map(|m| (digest, m)).map_err(|e| format!("model {}: {e}", digest.to_hex()))
-}
-
-/// The bundle's rows in retrieval order (the fallback, as the Rust edge's).
-fn retrieval_order(b: &Bundle<'_>, ctx: &RankContext) -> Vec<FrameItem> {
-    let mut rows: Vec<FrameItem> = (0..b.len())
-        .filter(|&i| !ctx.seen.contains(&b.id(i)) && Region::allows(ctx.region, b.region_mask(i)))
-        .map(|i| FrameItem { id: b.id(i), score: b.retrieval_score(i) })
-        .collect();
-    rows.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
-    rows.truncate(ctx.k as usize);
-    rows
 }
 
 fn feed(req: Request) -> Result<Response, Refusal> {

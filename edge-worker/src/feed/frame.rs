@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use edgewise_core::rank::RankContext;
-use edgewise_core::{Bundle, Digest, Region};
+use edgewise_core::{Bundle, Digest};
 use edgewise_wire::{Frame, FrameItem, FrameKind, ModelManifest, RankedBy, Timings, paths};
 
 use super::Feed;
@@ -97,18 +97,10 @@ impl Models {
     }
 }
 
-/// The bundle's rows in retrieval order (the fallback ranking): seen items
-/// and items not shown in the request's region removed, best `k` first.
+/// The bundle's rows in retrieval order (the fallback ranking,
+/// [`edgewise_wire::feed::retrieval_order`]); nothing for bytes that are not a bundle.
 pub fn retrieval_order(bundle: &[u8], ctx: &RankContext) -> Vec<FrameItem> {
-    let Ok(b) = Bundle::decode(bundle) else { return Vec::new() };
-    let mut rows: Vec<FrameItem> = (0..b.len())
-        .filter(|&i| !ctx.seen.contains(&b.id(i)))
-        .filter(|&i| Region::allows(ctx.region, b.region_mask(i)))
-        .map(|i| FrameItem { id: b.id(i), score: b.retrieval_score(i) })
-        .collect();
-    rows.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
-    rows.truncate(ctx.k as usize);
-    rows
+    Bundle::decode(bundle).map(|b| edgewise_wire::feed::retrieval_order(&b, ctx)).unwrap_or_default()
 }
 
 impl Feed {
@@ -216,7 +208,7 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgewise_core::{BundleBuilder, BundleHeader, Candidate};
+    use edgewise_core::{BundleBuilder, BundleHeader, Candidate, Region};
 
     fn bundle(model: Option<Digest>) -> Vec<u8> {
         let mut h = BundleHeader::new(2, 0, 1);

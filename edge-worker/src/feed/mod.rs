@@ -244,7 +244,7 @@ impl Feed {
         match (prelim, refined) {
             (p, Some(mut f)) => {
                 self.count(Answered::Refined);
-                merge_into(p.as_ref().ok(), &mut f, shown, k);
+                f.merge_after(p.as_ref().ok(), shown, k);
                 Ok(f)
             }
             (Ok(p), None) => {
@@ -293,7 +293,7 @@ impl Feed {
             };
             let second = match refined.await {
                 Ok(Ok(mut f)) => {
-                    merge_into(prelim.as_ref(), &mut f, shown, k);
+                    f.merge_after(prelim.as_ref(), shown, k);
                     this.count(Answered::Refined);
                     line(&f)
                 }
@@ -321,15 +321,6 @@ fn line<T: serde::Serialize>(v: &T) -> Bytes {
     });
     out.push(b'\n');
     Bytes::from(out)
-}
-
-/// Adds the stable merge of `prelim` and `refined` to `refined`.
-fn merge_into(prelim: Option<&Frame>, refined: &mut Frame, shown: usize, k: usize) {
-    let p: Vec<u64> = prelim.map(|f| f.items.iter().map(|i| i.id).collect()).unwrap_or_default();
-    let r: Vec<u64> = refined.items.iter().map(|i| i.id).collect();
-    let mut out = Vec::new();
-    edgewise_core::merge::stable_merge(&p, shown, &r, k, &mut out);
-    refined.merged = Some(out);
 }
 
 /// A frame's failure as the client sees it: the origin's own answer for a
@@ -364,12 +355,12 @@ mod tests {
     fn shown_preliminary_items_keep_their_places() {
         let p = frame(FrameKind::Preliminary, &[1, 2, 3, 4]);
         let mut r = frame(FrameKind::Refined, &[9, 3, 8, 1]);
-        merge_into(Some(&p), &mut r, 2, 4);
+        r.merge_after(Some(&p), 2, 4);
         let merged = r.merged.expect("merged");
         assert_eq!(&merged[..2], &[1, 2]);
         assert_eq!(merged.len(), 4);
         let mut without = frame(FrameKind::Refined, &[9, 3]);
-        merge_into(None, &mut without, 2, 2);
+        without.merge_after(None, 2, 2);
         assert_eq!(without.merged.as_deref(), Some(&[9, 3][..]), "no preliminary frame: the refined order");
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use edgewise_core::abi::{decode_context, encode_context};
 use edgewise_core::rank::{RankContext, RankOutput, Ranker};
-use edgewise_core::{Bundle, Digest, Model, Region};
+use edgewise_core::{Bundle, Digest, Model};
 use edgewise_wire::{CacheStatus, Frame, FrameFailure, FrameItem, FrameKind, ModelManifest, RankedBy, Timings, paths};
 
 use crate::origin::{Origin, OriginError, OriginResponse};
@@ -124,18 +124,10 @@ fn fetch(
     Ok(r)
 }
 
-/// The bundle's rows in retrieval order (the fallback ranking, as
-/// `edge-worker`'s `retrieval_order`).
+/// The bundle's rows in retrieval order (the fallback ranking every edge
+/// shares, [`edgewise_wire::feed::retrieval_order`]).
 pub fn retrieval_order(bundle: &[u8], ctx: &RankContext) -> Vec<FrameItem> {
-    let Ok(b) = Bundle::decode(bundle) else { return Vec::new() };
-    let mut rows: Vec<FrameItem> = (0..b.len())
-        .filter(|&i| !ctx.seen.contains(&b.id(i)))
-        .filter(|&i| Region::allows(ctx.region, b.region_mask(i)))
-        .map(|i| FrameItem { id: b.id(i), score: b.retrieval_score(i) })
-        .collect();
-    rows.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
-    rows.truncate(ctx.k as usize);
-    rows
+    Bundle::decode(bundle).map(|b| edgewise_wire::feed::retrieval_order(&b, ctx)).unwrap_or_default()
 }
 
 /// Ranks `bundle` as the guest would: the context through its `EWCX`
@@ -207,14 +199,6 @@ fn frame(
     }
 }
 
-fn merge_into(prelim: Option<&Frame>, refined: &mut Frame, shown: usize, k: usize) {
-    let p: Vec<u64> = prelim.map(|f| f.items.iter().map(|i| i.id).collect()).unwrap_or_default();
-    let r: Vec<u64> = refined.items.iter().map(|i| i.id).collect();
-    let mut out = Vec::new();
-    edgewise_core::merge::stable_merge(&p, shown, &r, k, &mut out);
-    refined.merged = Some(out);
-}
-
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_else(|_| br#"{"error":"a frame could not be serialized"}"#.to_vec())
 }
@@ -277,7 +261,7 @@ pub fn answer(call: Call, parsed: Parsed) -> Result<Answer, HttpError> {
         let served = served.ok_or_else(|| OriginError::Refused("past the refine deadline".into()))?;
         spent.origin_ms += served.ms;
         let mut f = frame(&cfg, served, FrameKind::Refined, &req.ctx, &mut models, &mut ranker, &mut spent);
-        merge_into(prelim.as_ref().ok(), &mut f, req.shown, k);
+        f.merge_after(prelim.as_ref().ok(), req.shown, k);
         Ok(f)
     });
     let timing = |spent: &Spent| {
