@@ -118,7 +118,7 @@ export function trapWasm() {
 export function scratch(name) {
   const guest = envPath('EDGEWISE_GUEST', 'the guest module target/wasm/edgewise_core.wasm (cargo xtask guest)');
   const dir = mkdtempSync(join(tmpdir(), `edgewise-${name}-`));
-  for (const f of ['edge.js', 'edge-workers.js', 'edge-deno.js', 'edge-vercel.js']) copyFileSync(join(JS, f), join(dir, f));
+  for (const f of ['edge.js', 'edge-guest.js', 'edge-workers.js', 'edge-deno.js', 'edge-vercel.js']) copyFileSync(join(JS, f), join(dir, f));
   for (const f of ['harness-core.js', 'harness-workerd.js', 'harness-deno.js']) copyFileSync(join(here, f), join(dir, f));
   copyFileSync(guest, join(dir, 'edgewise_core.wasm'));
   writeFileSync(join(dir, 'trap.wasm'), trapWasm());
@@ -171,12 +171,15 @@ export async function startRuntime(cmd, args, opts, url, timeoutMs = 60_000) {
 /** A proxy in front of the origin that counts the GETs it passes, by path. */
 export async function countingProxy(origin) {
   const counts = new Map();
+  /** Requests per path that carried a Bearer token. */
+  const bearers = new Map();
   const server = http.createServer(async (req, res) => {
     const path = req.url.split('?')[0];
     counts.set(path, (counts.get(path) ?? 0) + 1);
+    if (/^Bearer /.test(req.headers.authorization ?? '')) bearers.set(path, (bearers.get(path) ?? 0) + 1);
     try {
       const headers = {};
-      for (const h of ['authorization', 'if-none-match', 'accept']) if (req.headers[h]) headers[h] = req.headers[h];
+      for (const h of ['authorization', 'if-none-match', 'accept', 'x-api-key']) if (req.headers[h]) headers[h] = req.headers[h];
       const r = await fetch(origin + req.url, { method: req.method, headers });
       const body = Buffer.from(await r.arrayBuffer());
       const out = {};
@@ -190,7 +193,13 @@ export async function countingProxy(origin) {
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const { port } = /** @type {any} */ (server.address());
-  return { url: `http://127.0.0.1:${port}`, counts, close: () => new Promise((r) => server.close(r)) };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    counts,
+    bearers,
+    // Kept-alive connections are dropped too, or a runtime's idle one keeps the proxy open.
+    close: () => new Promise((r) => { server.close(r); server.closeAllConnections(); }),
+  };
 }
 
 // --- The checks ------------------------------------------------------------------

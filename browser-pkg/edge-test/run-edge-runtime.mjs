@@ -18,10 +18,11 @@ const { EdgeRuntime, runServer } = require('edge-runtime');
 const script = (file) => readFileSync(join(dir, file), 'utf8')
   .replace(/^import\s+(\w+)\s+from\s+'\.\/edgewise_core\.wasm(\?module)?';$/m, 'const $1 = __GUEST;')
   .replace(/^import[^;]*;$/gm, '')
+  .replace(/^export\s*\{[^}]*\}\s*from[^;]*;$/gm, '')
   .replace(/^export default async function (\w+)/m, 'async function $1')
   .replace(/^export (const|let|function|class|async function) /gm, '$1 ');
 
-let code = script('edge.js');
+let code = script('edge-guest.js') + script('edge.js');
 if (which === 'harness') {
   code += script('harness-core.js');
   code += `

@@ -33,10 +33,10 @@ const config :Workerd.Config = (
   services = [
     (name = "harness", worker = ${worker([
       ['harness.js', 'esModule', 'harness-workerd.js'], ['harness-core.js', 'esModule', 'harness-core.js'],
-      ['edge.js', 'esModule', 'edge.js'], ['edgewise_core.wasm', 'wasm', 'edgewise_core.wasm'], ['trap.wasm', 'wasm', 'trap.wasm'],
+      ['edge.js', 'esModule', 'edge.js'], ['edge-guest.js', 'esModule', 'edge-guest.js'], ['edgewise_core.wasm', 'wasm', 'edgewise_core.wasm'], ['trap.wasm', 'wasm', 'trap.wasm'],
     ], { ORIGIN: proxy.url, MAX_CLOCK_SKEW_MS: String(STACK_CLOCK_SKEW_MS) })}),
     (name = "edge", worker = ${worker([
-      ['edge-workers.js', 'esModule', 'edge-workers.js'], ['edge.js', 'esModule', 'edge.js'], ['edgewise_core.wasm', 'wasm', 'edgewise_core.wasm'],
+      ['edge-workers.js', 'esModule', 'edge-workers.js'], ['edge.js', 'esModule', 'edge.js'], ['edge-guest.js', 'esModule', 'edge-guest.js'], ['edgewise_core.wasm', 'wasm', 'edgewise_core.wasm'],
     ], { EDGEWISE_ORIGIN: stack.origin, EDGEWISE_CANDIDATES: '300', EDGEWISE_REFINE_DEADLINE_MS: '5000', EDGEWISE_MAX_CLOCK_SKEW_MS: String(STACK_CLOCK_SKEW_MS) })}),
     (name = "net", network = (allow = ["public", "private", "local"])),
   ],

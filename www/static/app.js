@@ -20,6 +20,8 @@
 
 import { Edgewise, EdgewiseError } from 'edgewise';
 import { drawChart } from './chart.js';
+import { explanationPanel } from './explain.js';
+import { fmtAgreement, fmtMs, h, messageOf, num, settle, sourceName } from './format.js';
 
 /** Lines kept in the frames log. */
 const MAX_LOG = 12;
@@ -31,11 +33,6 @@ const POLL_MS = 1500;
 const MAX_RETRY_MS = 30_000;
 /** A token is renewed this long before it expires. */
 const TOKEN_MARGIN_MS = 30_000;
-/** The order of the ranking stages, for the stage counts. */
-const STAGE_ORDER = [
-  'selected', 'filtered: seen', 'filtered: region', 'filtered: blocked creator', 'cut at pre-rank', 'cut by creator cap',
-  'below top k',
-];
 
 // ---------------------------------------------------------------- test hooks
 
@@ -107,60 +104,6 @@ const state = {
 
 // ---------------------------------------------------------------- small helpers
 
-/**
- * @param {string} tag
- * @param {Record<string, string> | null} [attrs]
- * @param {...(Node | string | null | undefined | false)} children
- */
-function h(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  if (attrs) for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  for (const c of children) if (c !== null && c !== undefined && c !== false) e.append(c);
-  return e;
-}
-
-/** A number with `d` decimals, or — when there is none (NaN: a stage the row never reached). @param {unknown} v @param {number} d */
-function num(v, d = 3) {
-  return typeof v === 'number' && Number.isFinite(v) ? v.toFixed(d) : '—';
-}
-
-/** @param {number} ms */
-function fmtMs(ms) {
-  if (!Number.isFinite(ms)) return '—';
-  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
-  if (ms >= 10) return `${Math.round(ms)} ms`;
-  return `${ms.toFixed(1)} ms`;
-}
-
-/** @param {{ overlap: number, kendallTau: number | null } | null | undefined} a */
-function fmtAgreement(a) {
-  if (!a) return 'overlap — · τ —';
-  const tau = typeof a.kendallTau === 'number' && Number.isFinite(a.kendallTau) ? a.kendallTau.toFixed(2) : '—';
-  return `overlap ${Math.round(a.overlap * 100)}% · τ ${tau}`;
-}
-
-/** @param {unknown} e */
-function messageOf(e) {
-  const x = /** @type {any} */ (e);
-  return String(x?.message ?? x ?? 'unknown error');
-}
-
-/** Resolves when `p` settles or after `ms`, whichever comes first; never rejects. @param {Promise<unknown>} p @param {number} ms */
-function settle(p, ms) {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    Promise.resolve(p).then(() => {}, () => {}).finally(() => {
-      clearTimeout(t);
-      resolve(undefined);
-    });
-  });
-}
-
-/** A source's name for people: `recent_similar` → `recent similar`. @param {unknown} s */
-function sourceName(s) {
-  return String(s).replace(/_/g, ' ');
-}
-
 /** @param {string} id */
 function movie(id) {
   return state.catalogue.get(id) ?? { title: `Movie ${id}`, year: null, genres: [] };
@@ -176,29 +119,6 @@ function label(id) {
 function regionName(name) {
   const r = state.config?.regions?.find((/** @type {any} */ x) => String(x.id) === String(name));
   return r ? r.name : `region ${name}`;
-}
-
-/** The stage counts of a ranking, in pipeline order. @param {Record<string, number> | undefined} stages */
-function stageEntries(stages) {
-  const entries = Object.entries(stages ?? {}).filter(([, n]) => n > 0);
-  const rank = (/** @type {string} */ name) => {
-    const i = STAGE_ORDER.indexOf(name);
-    return i < 0 ? STAGE_ORDER.length : i;
-  };
-  return entries.sort((a, b) => rank(a[0]) - rank(b[0]));
-}
-
-/** @param {Record<string, number> | undefined} stages */
-function stagesList(stages) {
-  const entries = stageEntries(stages);
-  if (entries.length === 0) return null;
-  return h('ul', { class: 'stages', 'aria-label': `What happened to every candidate: ${stagesText(stages)}` },
-    ...entries.map(([name, n]) => h('li', { class: name === 'selected' ? 'selected' : '' }, h('b', null, String(n)), ` ${name}`)));
-}
-
-/** "312 filtered: seen · 40 cut at pre-rank · …" @param {Record<string, number> | undefined} stages */
-function stagesText(stages) {
-  return stageEntries(stages).map(([name, n]) => `${n} ${name}`).join(' · ');
 }
 
 // ---------------------------------------------------------------- notice
@@ -495,165 +415,9 @@ function updateFeedStatus() {
 
 // ---------------------------------------------------------------- explanation panel
 
-/** @param {string} note @param {...(Node | null | false | undefined)} nodes */
-function setExplain(note, ...nodes) {
-  explainNote.textContent = note;
-  explainBody.replaceChildren(...nodes.filter((x) => x !== null && x !== undefined && x !== false));
-  explainBody.scrollTop = 0;
-}
-
-/** @param {any} frame */
-function explainFrame(frame) {
-  const kept = frame.kind === 'refined' ? frame.shown ?? frame.items.filter((/** @type {any} */ i) => i.kept).length : 0;
-  const where = frame.source === 'network' ? `the network (edge cache: ${frame.bundle.cache})` : `this device (${frame.bundle.cache})`;
-  const lead = h('p', { class: 'lead' },
-    h('b', null, frame.kind === 'refined' ? 'Refined frame' : 'Preliminary frame'),
-    ` from the ${frame.scope} bundle on ${where}: ${frame.bundle.rows} candidates ranked on ${frame.engine} in ${fmtMs(frame.timings.rank)}.`);
-  const parts = [lead, stagesList(frame.stages)];
-  if (frame.kind === 'refined') {
-    parts.push(h('p', null, kept > 0
-      ? `${kept} movie${kept === 1 ? '' : 's'} you had on screen kept ${kept === 1 ? 'its place' : 'their places'} (marked “kept”); the rest come from the refined ranking. `
-      : 'Nothing had been on screen yet, so the refined ranking replaced the whole list. ',
-    frame.agreement ? `Agreement with the preliminary ranking: ${fmtAgreement(frame.agreement)}.` : ''));
-  } else if (state.user === null) {
-    parts.push(h('p', null, 'An anonymous visitor gets the region’s bundle, ranked here with this session. Pick a viewer to see a preliminary list refined by a personal bundle.'));
-  } else {
-    parts.push(h('p', null, 'Ranked at once from what was at hand; the refined list replaces it when the personal bundle arrives, and what you have seen stays put.'));
-  }
-  parts.push(h('p', { class: 'muted' }, 'Like, skip or hide a movie to see what moved and why, or press “Why?” on any row.'));
-  setExplain(`${frame.kind} frame`, ...parts);
-  state.explainMode = 'frame';
-}
-
-/** Plain words for a row's outcome. @param {string} outcome */
-function outcomeWords(outcome) {
-  switch (outcome) {
-    case 'selected': return 'In the list: it passed every stage, and the diversity pass put it at this place.';
-    case 'filtered: seen': return 'Already seen in this session: it keeps its place on screen, and new rankings leave it out.';
-    case 'filtered: region': return 'Not available in this region.';
-    case 'filtered: blocked creator': return 'From a creator you blocked.';
-    case 'cut at pre-rank': return 'Dropped by the cheap pre-ranker: the main model never scored it.';
-    case 'cut by creator cap': return 'Skipped: the list already held as many films by this director as the per-director cap allows.';
-    case 'below top k': return 'Scored, but others scored higher: it did not make the top k.';
-    case 'kept on screen': return 'Already on screen: it keeps its place while the rest re-ranks (new rankings leave seen items out). The scores are those of the ranking that placed it.';
-    default: return outcome;
-  }
-}
-
-/** @param {string} id @param {HTMLButtonElement} button */
-function showWhy(id, button) {
-  const c = state.client;
-  const name = label(id);
-  let ex = null;
-  try {
-    ex = c?.explain(BigInt(id)) ?? null;
-  } catch (e) {
-    report(e);
-    return;
-  }
-  const pos = state.display.indexOf(id);
-  const back = h('button', { type: 'button', class: 'act back' }, 'Back to the row');
-  back.addEventListener('click', () => {
-    const row = rowOf(id);
-    const target = /** @type {HTMLElement | null} */ (row?.querySelector('[data-action="why"]') ?? button);
-    target?.focus();
-  });
-  const shownItem = state.items.get(id);
-  if (ex === null && !(pos >= 0 && typeof shownItem?.preScore === 'number')) {
-    setExplain(name, h('h3', null, name),
-      h('p', null, 'This movie is not in the bundle the list was last ranked from, so there is nothing to explain yet.'), back);
-  } else {
-    const it = shownItem ?? {};
-    const sources = Array.isArray(ex?.sources) ? ex.sources : Array.isArray(it.sources) ? it.sources : [];
-    const creator = ex?.creator ?? it.creator;
-    if ((ex === null || ex.outcome === 'filtered: seen') && pos >= 0 && typeof it.preScore === 'number') {
-      // On screen and kept in place: the last ranking (a re-rank, or a
-      // refined frame) left it out as seen, so its scores are those of the
-      // ranking that placed it.
-      ex = {
-        ...(ex ?? {}), outcome: 'kept on screen', preScore: it.preScore, mainScore: it.mainScore, calibrated: it.score,
-        mmrPenalty: it.mmrPenalty, rank: null,
-      };
-    }
-    const cal = typeof ex.calibrated === 'number' && Number.isFinite(ex.calibrated) ? ex.calibrated : null;
-    const row = (/** @type {string} */ dt, /** @type {string} */ value, /** @type {string} */ words) => [
-      h('dt', null, dt), h('dd', null, h('b', null, value), ' ', h('span', null, words)),
-    ];
-    setExplain(name,
-      h('h3', null, name),
-      h('p', null,
-        h('span', { class: `outcome ${ex.outcome === 'selected' || ex.outcome === 'kept on screen' ? 'selected' : ''}` }, ex.outcome),
-        pos >= 0 ? ` · place ${pos + 1} of ${state.display.length} on screen` : ''),
-      h('p', null, outcomeWords(String(ex.outcome))),
-      h('dl', { class: 'scores' },
-        ...row('Pre-rank score', num(ex.preScore), 'a cheap dot product of the movie’s embedding with your taste and this session (plus a few features): only the best candidates reach the main ranker.'),
-        ...row('Main score', num(ex.mainScore), 'the MLP ranker’s score of the movie for you.'),
-        ...row('Calibrated', num(ex.calibrated), cal === null ? 'not reached.' : `the probability of a positive rating: about ${Math.round(cal * 100)}%.`),
-        ...row('MMR penalty', num(ex.mmrPenalty), 'diversity: what its similarity to the movies placed above it cost.'),
-        ...row('Creator', creator ? `#${creator}` : '—', 'its director: the creator cap allows at most a few films by one director in the list.'),
-        h('dt', null, 'Sources'),
-        h('dd', null, ...(sources.length ? sources.map((/** @type {string} */ s) => h('span', { class: 'tag' }, sourceName(s))) : ['—']),
-          ' ', h('span', null, 'the candidate sources that found it at the origin.'))),
-      back);
-  }
-  state.explainMode = 'why';
-  explainBody.focus({ preventScroll: window.matchMedia('(min-width: 981px)').matches });
-}
-
-/**
- * What a re-rank moved and why.
- * @param {string} acted @param {string} kind @param {any} r @param {number} ms @param {number} kept
- */
-function explainMoved(acted, kind, r, ms, kept) {
-  const c = state.client;
-  const verb = { like: 'liked', skip: 'skipped', hide: 'hid' }[kind] ?? kind;
-  const lead = h('p', { class: 'lead' },
-    'You ', verb, ' ', h('b', null, label(acted)), '. ',
-    r.items.length > 0
-      ? `The session embedding moved, and the ${r.items.length} places below the ${kept} kept ones were re-ranked on ${r.engine ?? c.engine} in ${fmtMs(r.timings?.rank ?? NaN)} (${fmtMs(ms)} from click to screen), with no network.`
-      : 'Every place on screen is kept now, so there was nothing left to re-rank.');
-  const moved = [...(r.moved ?? [])].sort((a, b) => a.to - b.to);
-  const list = h('ol', { class: 'moved-list' });
-  for (const m of moved.slice(0, MAX_MOVED)) {
-    const id = String(m.id);
-    const to = m.to + kept + 1;
-    const from = m.from === null || m.from === undefined ? null : m.from + kept + 1;
-    let sim = null;
-    let ex = null;
-    try {
-      sim = c.similarity(BigInt(acted), m.id);
-      ex = c.explain(m.id);
-    } catch {
-      // an item without data explains nothing more
-    }
-    const dir = from === null ? 'new' : to < from ? 'up' : 'down';
-    list.append(h('li', null,
-      h('div', { class: 'm1' },
-        h('span', { class: 'm-title', title: label(id) }, label(id)),
-        h('span', { class: `m-move ${dir}` }, from === null ? `new → ${to}` : `${from} → ${to}`),
-        h('span', {
-          class: 'm-sim',
-          title: sim === null ? `${label(acted)} is not in the bundle this list was ranked from` : `Cosine similarity to ${label(acted)}`,
-        }, `sim ${num(sim, 2)}`)),
-      h('div', { class: 'm2' },
-        ex
-          ? `pre-rank ${num(ex.preScore)} · main ${num(ex.mainScore)} · calibrated ${num(ex.calibrated)} · MMR penalty ${num(ex.mmrPenalty)} · ${ex.outcome}`
-          : 'not in the shown bundle')));
-  }
-  const parts = [lead, stagesList(r.stages)];
-  if (moved.length === 0) {
-    parts.push(h('p', null, r.items.length > 0 ? 'Nothing moved: the new session agrees with the old order.' : ''));
-  } else {
-    parts.push(h('p', null,
-      `${moved.length} item${moved.length === 1 ? '' : 's'} moved${moved.length > MAX_MOVED ? ` (the first ${MAX_MOVED} shown)` : ''}. `,
-      h('span', { class: 'muted' }, c.explain(BigInt(acted)) === null
-        ? `(“sim” is — because ${label(acted)} came from the preliminary bundle: the bundle this list was refined from holds no embedding of it to compare.)`
-        : `“sim” is the cosine similarity to ${label(acted)}: similar movies move with your ${kind === 'like' ? 'like' : kind}.`)));
-    parts.push(list);
-  }
-  setExplain({ like: 'after a like', skip: 'after a skip', hide: 'after hiding' }[kind] ?? '', ...parts);
-  state.explainMode = 'moved';
-}
+const { setExplain, explainFrame, showWhy, explainMoved } = explanationPanel({
+  state, body: explainBody, note: explainNote, movie, label, report, maxMoved: MAX_MOVED,
+});
 
 // ---------------------------------------------------------------- the feed
 

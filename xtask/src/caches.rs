@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::{ensure_apt, npm, run};
 
@@ -23,14 +23,7 @@ pub(crate) fn test(root: &Path) -> Result<()> {
     ])?;
     let stack = npm::stack(root)?;
     let dir = root.join("ops").join("test");
-    let mut tests: Vec<_> = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".test.mjs")))
-        .collect();
-    tests.sort();
-    if tests.is_empty() {
-        bail!("no tests in {}", dir.display());
-    }
+    let tests = crate::node_tests(&dir)?;
     run(Command::new("node")
         .args(["--test", "--test-timeout=300000", "--test-force-exit"])
         .args(&tests)

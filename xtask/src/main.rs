@@ -94,6 +94,23 @@ fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The `*.test.mjs` files of `dir`, sorted (Node's test runner takes them);
+/// an error when there are none, so a step never passes by running nothing.
+fn node_tests(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut tests = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = entry?.path();
+        if p.is_file() && p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".test.mjs")) {
+            tests.push(p);
+        }
+    }
+    tests.sort();
+    if tests.is_empty() {
+        bail!("no tests in {}", dir.display());
+    }
+    Ok(tests)
+}
+
 /// Makes sure the rustup targets and components are installed.
 fn ensure_toolchain(targets: &[&str], components: &[&str]) -> Result<()> {
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;

@@ -107,11 +107,13 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
         "index.js",
         "index.d.ts",
         "client.js",
+        "store.js",
         "error.js",
         "events.js",
         "gpu.js",
         "worker.js",
         "edge.js",
+        "edge-guest.js",
         "edge-workers.js",
         "edge-deno.js",
         "edge-vercel.js",
@@ -155,6 +157,7 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
         ("edgewise_core.js", false),
         ("index.js", false),
         ("client.js", false),
+        ("store.js", false),
         ("error.js", false),
         ("events.js", false),
         ("worker.js", false),
@@ -181,11 +184,11 @@ pub(crate) fn build(root: &Path) -> Result<PathBuf> {
         BUDGET_GZ / 1024
     );
     let mut edge_gz = 0;
-    for f in ["edge.js", "edge-workers.js", "edgewise_core.wasm"] {
+    for f in ["edge.js", "edge-guest.js", "edge-workers.js", "edgewise_core.wasm"] {
         edge_gz += gzipped(&std::fs::read(pkg.join(f)).with_context(|| format!("reading {f}"))?)?;
     }
     println!(
-        "  CDN adapter (edge.js + the Workers entry + the guest edgewise_core.wasm) {:.1} KiB gzipped: {:.1} % of Workers' 3 MB, {:.1} % of Vercel's 1 MB",
+        "  CDN adapter (edge.js, edge-guest.js, the Workers entry, the guest edgewise_core.wasm) {:.1} KiB gzipped: {:.1} % of Workers' 3 MB, {:.1} % of Vercel's 1 MB",
         edge_gz as f64 / 1024.0,
         edge_gz as f64 / 3e6 * 100.0,
         edge_gz as f64 / 1e6 * 100.0
@@ -357,15 +360,7 @@ pub(crate) fn edge_test(root: &Path) -> Result<()> {
         std::fs::write(&marker, &want)?;
     }
     let dir = root.join("browser-pkg").join("edge-test");
-    let mut tests: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".test.mjs")))
-        .collect();
-    tests.sort();
-    if tests.is_empty() {
-        bail!("no tests in {}", dir.display());
-    }
+    let tests = crate::node_tests(&dir)?;
     run(Command::new("node")
         .args(["--test", "--test-concurrency=1", "--test-timeout=300000", "--test-force-exit"])
         .args(&tests)

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::{cargo, ensure_toolchain, npm, run, target_dir};
 
@@ -81,14 +81,7 @@ pub(crate) fn test(root: &Path) -> Result<()> {
     let rt = runtimes()?;
     let stack = npm::stack(root)?;
     let dir = root.join("edge-worker").join("wasi-http");
-    let mut tests: Vec<PathBuf> = std::fs::read_dir(dir.join("test"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".test.mjs")))
-        .collect();
-    tests.sort();
-    if tests.is_empty() {
-        bail!("no tests in {}", dir.join("test").display());
-    }
+    let tests = crate::node_tests(&dir.join("test"))?;
     run(Command::new("node")
         .args(["--test", "--test-concurrency=1", "--test-timeout=300000", "--test-force-exit"])
         .args(&tests)

@@ -11,8 +11,10 @@ import assert from 'node:assert/strict';
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import http from 'node:http';
-import { checkFeed, freePort, STACK_CLOCK_SKEW_MS, startRuntime } from '../../../browser-pkg/edge-test/lib.mjs';
+import { checkFeed, countingProxy, freePort, STACK_CLOCK_SKEW_MS, startRuntime } from '../../../browser-pkg/edge-test/lib.mjs';
+
+// The counting proxy in front of the origin is the edge adapter tests' (it also counts Bearer tokens).
+export { countingProxy };
 import { startStack as startStackAt } from '../../../browser-pkg/test/stack.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -68,42 +70,6 @@ export function componentEnv(origin) {
     EDGEWISE_CANDIDATES: '300',
     EDGEWISE_REFINE_DEADLINE_MS: '5000',
     EDGEWISE_MAX_CLOCK_SKEW_MS: String(STACK_CLOCK_SKEW_MS),
-  };
-}
-
-/**
- * A proxy in front of the origin that counts the requests it passes, by
- * path, and remembers whether each carried a Bearer token. Its `close`
- * drops kept-alive connections too.
- */
-export async function countingProxy(origin) {
-  const counts = new Map();
-  const bearers = new Map();
-  const server = http.createServer(async (req, res) => {
-    const path = req.url.split('?')[0];
-    counts.set(path, (counts.get(path) ?? 0) + 1);
-    if (/^Bearer /.test(req.headers.authorization ?? '')) bearers.set(path, (bearers.get(path) ?? 0) + 1);
-    try {
-      const headers = {};
-      for (const h of ['authorization', 'if-none-match', 'accept', 'x-api-key']) if (req.headers[h]) headers[h] = req.headers[h];
-      const r = await fetch(origin + req.url, { method: req.method, headers });
-      const body = Buffer.from(await r.arrayBuffer());
-      const out = {};
-      for (const [k, v] of r.headers) if (!['content-length', 'content-encoding', 'transfer-encoding', 'connection', 'keep-alive'].includes(k)) out[k] = v;
-      res.writeHead(r.status, out);
-      res.end(body);
-    } catch (e) {
-      res.writeHead(502);
-      res.end(String(e));
-    }
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = /** @type {any} */ (server.address());
-  return {
-    url: `http://127.0.0.1:${port}`,
-    counts,
-    bearers,
-    close: () => new Promise((r) => { server.close(r); server.closeAllConnections(); }),
   };
 }
 
