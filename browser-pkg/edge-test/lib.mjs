@@ -25,7 +25,7 @@ export function envPath(name, what) {
 }
 
 export const RT = process.env.EDGEWISE_EDGE_RT ?? '/tmp/edge-rt';
-const INSTALL = `mkdir -p ${RT} && cd ${RT} && npm init -y && npm install workerd@1.20261117.1 edge-runtime@4.0.1 @deno/linux-x64-glibc@2.9.6`;
+const INSTALL = `mkdir -p ${RT} && cd ${RT} && npm init -y && npm install workerd@1.20261117.1 edge-runtime@4.0.1 @deno/linux-x64-glibc@2.9.6 miniflare@4.20260426.0`;
 
 /** The path of a runtime's file under EDGEWISE_EDGE_RT; throws naming the npm package to install. */
 export function runtimeFile(rel, pkg) {
@@ -168,15 +168,32 @@ export async function startRuntime(cmd, args, opts, url, timeoutMs = 60_000) {
   };
 }
 
-/** A proxy in front of the origin that counts the GETs it passes, by path. */
+/**
+ * A proxy in front of the origin that counts the GETs it passes, by path.
+ * A test may also, per path: replace the origin's `Cache-Control`
+ * (`cacheControl.set(path, value)`), or answer 503 instead of asking the
+ * origin (`failing.add(path)`); `revalidations` counts the requests that
+ * carried `If-None-Match` and `notModified` the 304s passed back.
+ */
 export async function countingProxy(origin) {
   const counts = new Map();
   /** Requests per path that carried a Bearer token. */
   const bearers = new Map();
+  const revalidations = new Map();
+  const notModified = new Map();
+  const cacheControl = new Map();
+  const failing = new Set();
+  const bump = (m, k) => m.set(k, (m.get(k) ?? 0) + 1);
   const server = http.createServer(async (req, res) => {
     const path = req.url.split('?')[0];
-    counts.set(path, (counts.get(path) ?? 0) + 1);
-    if (/^Bearer /.test(req.headers.authorization ?? '')) bearers.set(path, (bearers.get(path) ?? 0) + 1);
+    bump(counts, path);
+    if (/^Bearer /.test(req.headers.authorization ?? '')) bump(bearers, path);
+    if (req.headers['if-none-match']) bump(revalidations, path);
+    if (failing.has(path)) {
+      res.writeHead(503, { 'content-type': 'text/plain' });
+      res.end('the origin is down (counting proxy)');
+      return;
+    }
     try {
       const headers = {};
       for (const h of ['authorization', 'if-none-match', 'accept', 'x-api-key']) if (req.headers[h]) headers[h] = req.headers[h];
@@ -184,6 +201,8 @@ export async function countingProxy(origin) {
       const body = Buffer.from(await r.arrayBuffer());
       const out = {};
       for (const [k, v] of r.headers) if (!['content-length', 'content-encoding', 'transfer-encoding', 'connection', 'keep-alive'].includes(k)) out[k] = v;
+      if (cacheControl.has(path) && r.status < 400) out['cache-control'] = cacheControl.get(path);
+      if (r.status === 304) bump(notModified, path);
       res.writeHead(r.status, out);
       res.end(body);
     } catch (e) {
@@ -197,6 +216,10 @@ export async function countingProxy(origin) {
     url: `http://127.0.0.1:${port}`,
     counts,
     bearers,
+    revalidations,
+    notModified,
+    cacheControl,
+    failing,
     // Kept-alive connections are dropped too, or a runtime's idle one keeps the proxy open.
     close: () => new Promise((r) => { server.close(r); server.closeAllConnections(); }),
   };

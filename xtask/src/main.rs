@@ -13,6 +13,7 @@
 //! | `cargo xtask edge-test` | the CDN adapter (`edgewise/edge`) in workerd, Deno and edge-runtime (installed once into `<cache>/edge-rt`) against the golden files and a real origin and edge |
 //! | `cargo xtask wasi-test` | the edge's `wasi:http` component (`edge-worker/wasi-http/`, `wasm32-wasip2`) under `wasmtime serve` and `jco serve` (`wasi.rs`) |
 //! | `cargo xtask fastly-check` | the Fastly Compute app (`edge-worker/fastly/`, `wasm32-wasip1`): rustfmt and clippy |
+//! | `cargo xtask fastly-test` | the same, then the app built and served by Viceroy (built once into `<cache>/viceroy`) against a real origin and edge (`edge-worker/fastly/test/`) |
 //! | `cargo xtask caches-test` | the cache operators' recipes (`ops/`): nginx and Varnish from Debian in front of a real origin (`caches.rs`) |
 //! | `cargo xtask www-test` | the demo web app end to end: origin, edge and page server on MovieLens-100K, in Chromium (`www.rs`) |
 //! | `cargo xtask npm-bench` | the package's sizes and ranking times in Chromium, wasm against WebGPU |
@@ -56,11 +57,12 @@ fn main() -> Result<()> {
         Some("caches-test") => caches::test(&root),
         Some("wasi-test") => wasi::test(&root),
         Some("fastly-check") => wasi::fastly_check(&root),
+        Some("fastly-test") => wasi::fastly_test(&root),
         Some("www-test") => npm::installed(&root).and_then(|app| www::test(&root, &app)),
         Some("npm-bench") => npm::bench(&root),
         other => {
             eprintln!(
-                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b] | layering [--edges] [CRATE_SRC ...] | npm | npm-test | edge-test | wasi-test | fastly-check | caches-test | www-test | npm-bench>"
+                "usage: cargo xtask <guest | demo [--port N] | rank-demo [rank options] | test | bench | fuzz [--seconds N] [--targets a,b] | layering [--edges] [CRATE_SRC ...] | npm | npm-test | edge-test | wasi-test | fastly-check | fastly-test | caches-test | www-test | npm-bench>"
             );
             if let Some(o) = other {
                 bail!("unknown command {o:?}");
@@ -499,9 +501,9 @@ fn test(root: &Path) -> Result<()> {
     step("tests", &mut || run(cargo().args(["test", "--workspace", "--profile", "ci"]).envs(gpu_env.clone())))?;
     let mut app = None;
     step("npm package: build, pack, Node and Chromium tests", &mut || npm::test(root).map(|a| app = Some(a)))?;
-    step("CDN runtimes: the edge adapter in workerd, Deno and edge-runtime", &mut || npm::edge_test(root))?;
+    step("CDN runtimes: the edge adapter in workerd, miniflare, Deno and edge-runtime", &mut || npm::edge_test(root))?;
     step("wasi:http component under wasmtime serve and jco serve", &mut || wasi::test(root))?;
-    step("Fastly Compute app: rustfmt and clippy for wasm32-wasip1", &mut || wasi::fastly_check(root))?;
+    step("Fastly Compute app: rustfmt, clippy, and its tests under Viceroy", &mut || wasi::fastly_test(root))?;
     step("regional caches: the nginx and Varnish recipes in front of the origin", &mut || caches::test(root))?;
     step("web app: end to end in Chromium (origin, edge, page)", &mut || {
         www::test(root, app.as_deref().context("the npm step installs the package first")?)

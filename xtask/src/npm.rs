@@ -337,11 +337,14 @@ pub(crate) fn test(root: &Path) -> Result<PathBuf> {
 }
 
 /// The CDN runtimes the edge adapter is tested in, pinned (npm).
-const EDGE_RUNTIMES: [&str; 3] = ["workerd@1.20261117.1", "edge-runtime@4.0.1", "@deno/linux-x64-glibc@2.9.6"];
+/// miniflare is pinned to a release that runs on Node 20 (those of May 2026 on need Node 22);
+/// it brings its own workerd, nested under it.
+const EDGE_RUNTIMES: [&str; 4] =
+    ["workerd@1.20261117.1", "edge-runtime@4.0.1", "@deno/linux-x64-glibc@2.9.6", "miniflare@4.20260426.0"];
 
 /// Installs the CDN runtimes once, outside the clone (`<cache>/edge-rt`), and
 /// runs `browser-pkg/edge-test/`: the edge adapter (`edgewise/edge`) with the
-/// unchanged guest inside workerd, Deno and edge-runtime, against the golden
+/// unchanged guest inside workerd, miniflare (Cloudflare's Cache API), Deno and edge-runtime, against the golden
 /// files and a real origin and edge (the `stack` example).
 pub(crate) fn edge_test(root: &Path) -> Result<()> {
     ensure_node()?;

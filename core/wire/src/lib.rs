@@ -11,6 +11,7 @@
 //! | [`paths`] | route paths and the builders for the ones with parameters |
 //! | [`headers`] | Edgewise's own header names and the shared standard ones |
 //! | [`media`] | media types |
+//! | [`cache_control`] | `Cache-Control` as a shared cache reads it |
 //! | [`etag`] | strong ETags over a digest, and `If-None-Match` matching (RFC 9110 §13.1.2) |
 //! | [`manifest`] | the model manifest `GET /v1/models/current` answers with |
 //! | [`feed`] | the frames `GET|POST /v1/feed` answers with |
@@ -26,6 +27,7 @@ extern crate alloc;
 #[macro_use]
 extern crate std;
 
+pub mod cache_control;
 pub mod error;
 pub mod etag;
 pub mod feed;
@@ -34,6 +36,7 @@ pub mod manifest;
 pub mod media;
 pub mod paths;
 
+pub use cache_control::CacheControl;
 pub use error::ErrorBody;
 pub use feed::{CacheStatus, Frame, FrameFailure, FrameItem, FrameKind, RankedBy, Timings};
 pub use manifest::{Canary, ModelManifest};

@@ -1,283 +1,350 @@
 //! # edgewise-edge-fastly
 //!
 //! The Edgewise feed as a Fastly Compute app (`wasm32-wasip1`, the `fastly`
-//! crate): `GET|POST /v1/feed?region=R&k=K[&user=U]` with the JSON body
-//! `{"now_ms": …, "seen": […]}` answers one JSON frame, the shape
-//! `edgewise-edge serve` gives with `refine=false` (the regional bundle) or,
-//! for a signed-in user (`user` and their Bearer token), the refined frame
-//! from their personal bundle.
+//! crate): `GET|POST /v1/feed` with the contract of `edgewise-edge serve`
+//! (the query `user`, `region`, `k`, `shown`, `tenant`, `refine`; the JSON
+//! body `{now_ms, seen, session}`; one JSON frame, or the preliminary and
+//! refined NDJSON frames with `Accept: application/x-ndjson`, the first
+//! streamed before the second is waited for; the same refusals in the same
+//! words). The feed itself is `edgewise-edge-feed`, shared with the
+//! `wasi:http` component; this file is Fastly's side of it.
 //!
-//! - **Origin.** A dynamic backend to the URL in the config store `edgewise`,
-//!   key `origin` (`http://host:port` or `https://…`), with connect and
-//!   first-byte timeouts.
-//! - **Caching.** Regional bundles and models go through Fastly's HTTP cache,
-//!   which keys them by URL and honours the origin's `Cache-Control`
-//!   (`s-maxage`, `stale-while-revalidate`, `stale-if-error`) and revalidates
-//!   with the stored `ETag`. A user's personal bundle is sent with their
-//!   token and `pass` (never cached).
+//! - **Settings** come from the config store `edgewise`: `origin` (required,
+//!   `http://host:port[/prefix]` or `https://…`), `api_key`, `candidates`
+//!   (300), `refine_deadline_ms` (150), `max_clock_skew_ms` (3 600 000).
+//! - **Origin.** A dynamic backend to it, with connect, first-byte and
+//!   between-bytes time-outs of 5 s. Every request to it is `pass`: the app
+//!   does its own caching, below, and a user's bundle is never stored.
+//! - **Caching.** Regional bundles, models and the model manifest go through
+//!   Fastly's core cache (`fastly::cache::core`), in a transaction keyed by
+//!   the URL, which collapses concurrent misses into one origin request. The
+//!   entry keeps the origin's `ETag` in its metadata and lives as long as the
+//!   origin's `Cache-Control` says (`s-maxage`, else `max-age`, with
+//!   `stale-while-revalidate`); `private`, `no-store` or a zero lifetime are
+//!   not stored. An expired entry is revalidated with `If-None-Match` — a 304
+//!   renews it without moving the body — and served stale if the origin fails
+//!   while `stale-if-error` allows. Each frame's `bundle_cache` says which.
 //! - **Ranking.** `edgewise-core` is linked in; models are verified against
 //!   the sha256 the bundle names before they are decoded; a failed model or
-//!   ranking falls back to the bundle's retrieval order, as the Rust edge does.
-//! - **Bounds.** Request body 1 MiB (413), `k` 1–1000, region 0–31, at most
-//!   10,000 `seen` ids, bundles 32 MiB and models 16 MiB; every refusal is a
-//!   4xx `{"error": "…"}` that names the rule.
+//!   ranking falls back to the bundle's retrieval order.
+//! - **Bounds.** Request target 8 KiB (414), body 1 MiB (413), `k` 1–1000,
+//!   at most 10,000 `seen` ids, bundles 32 MiB and models 16 MiB from the
+//!   origin; every refusal is a 4xx `{"error": "…"}` that names the rule.
 //!
 //! Build: `cargo build --release --target wasm32-wasip1` in this folder (its
-//! own workspace). `cargo xtask fastly-check` type-checks it.
+//! own workspace). `cargo xtask fastly-check` type-checks it; `cargo xtask
+//! fastly-test` runs it under Viceroy, Fastly's local server.
 
-use std::time::{Duration, Instant};
+use std::io::Write as _;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use edgewise_core::rank::{RankContext, RankOutput, Ranker};
-use edgewise_core::{Bundle, Digest, Model, Region};
-use edgewise_wire::feed::retrieval_order;
-use edgewise_wire::{CacheStatus, Frame, FrameItem, FrameKind, ModelManifest, RankedBy, Timings};
+use edgewise_edge_feed::origin::{ORIGIN_TIMEOUT, read_bounded};
+use edgewise_edge_feed::{
+    Call, Config, HttpError, MAX_BODY_BYTES, MAX_TARGET_BYTES, Origin, OriginError, OriginUrl, Reply, Served,
+};
+use edgewise_wire::{CacheControl, CacheStatus};
+use fastly::cache::core::{CacheKey, Found, Transaction};
+use fastly::http::body::StreamingBody;
+use fastly::http::request::{PendingRequest, PollResult};
 use fastly::http::{Method, StatusCode};
 use fastly::{Backend, ConfigStore, Request, Response};
 
-const MAX_BODY_BYTES: usize = 1 << 20;
-const MAX_BUNDLE_BYTES: usize = 32 << 20;
-const MAX_MODEL_BYTES: usize = 16 << 20;
-const MAX_SEEN: usize = 10_000;
-const MAX_K: u32 = 1000;
-/// Candidates asked for per bundle.
-const CANDIDATES: u32 = 300;
-const TIMEOUT: Duration = Duration::from_secs(5);
+/// The config store the settings are read from.
+const STORE: &str = "edgewise";
+/// The dynamic backend's name.
+const BACKEND: &str = "edgewise-origin";
 
-/// A refusal: its status and the message of its JSON body.
-type Refusal = (StatusCode, String);
-
-fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
-    (status, message.into())
+fn main() {
+    let req = Request::from_client();
+    let mut reply = Downstream { stream: None };
+    if let Err(e) = route(req, &mut reply) {
+        let a = e.answer();
+        reply.head(a.status, &a.headers, &a.body);
+    }
+    reply.finish();
 }
 
-#[fastly::main]
-fn main(req: Request) -> Result<Response, fastly::Error> {
-    Ok(match route(req) {
-        Ok(r) => r,
-        Err((status, message)) => json(status, &serde_json::json!({ "error": message })),
+/// The answer to the client, streamed: headers first, then each write flushed.
+struct Downstream {
+    stream: Option<StreamingBody>,
+}
+
+impl Reply for Downstream {
+    fn head(&mut self, status: u16, headers: &[(&'static str, String)], body: &[u8]) {
+        if self.stream.is_some() {
+            return;
+        }
+        let mut resp = Response::from_status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+        for (name, value) in headers {
+            resp.set_header(*name, value.as_str());
+        }
+        self.stream = Some(resp.stream_to_client());
+        self.more(body);
+    }
+
+    fn more(&mut self, body: &[u8]) {
+        // A client that has gone away gets nothing (there is no one to tell).
+        if let Some(s) = &mut self.stream {
+            let _ = s.write_all(body);
+            let _ = s.flush();
+        }
+    }
+}
+
+impl Downstream {
+    fn finish(self) {
+        if let Some(s) = self.stream {
+            let _ = s.finish();
+        }
+    }
+}
+
+fn route(mut req: Request, reply: &mut Downstream) -> Result<(), HttpError> {
+    let target_len = req.get_path().len() + req.get_query_str().map_or(0, |q| q.len() + 1);
+    if target_len > MAX_TARGET_BYTES {
+        return Err(HttpError::new(414, format!("the request target is longer than {MAX_TARGET_BYTES} bytes")));
+    }
+    match req.get_path() {
+        edgewise_wire::paths::FEED => {
+            let post = match *req.get_method() {
+                Method::GET => false,
+                Method::POST => true,
+                ref m => {
+                    let name: String = m.as_str().chars().take(32).collect();
+                    return Err(HttpError::new(405, format!("{name} is not allowed on /v1/feed (GET or POST)"))
+                        .with("allow", "GET, POST"));
+                }
+            };
+            let header = |name: &str| req.get_header_str(name).map(str::to_string);
+            let mut call = Call {
+                query: req.get_query_str().map(str::to_string),
+                authorization: header("authorization"),
+                accept: header("accept"),
+                body: None,
+            };
+            // As the Rust edge: the query and the token are checked before the body is read.
+            let parsed = edgewise_edge_feed::guard(&call)?;
+            if post {
+                call.body = Some(read_body(&mut req)?);
+            }
+            let store = ConfigStore::try_open(STORE).ok();
+            let cfg = Config::from_lookup(
+                |name| store.as_ref().and_then(|s| s.try_get(name).ok().flatten()),
+                |name| format!("config store `{STORE}` key `{name}`"),
+            )?;
+            let mut origin = FastlyOrigin::new(&cfg)?;
+            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            edgewise_edge_feed::answer(call, parsed, &cfg, now_ms, &mut origin, reply)
+        }
+        edgewise_wire::paths::LIVEZ => {
+            reply.head(200, &[("content-type", "text/plain".into())], b"ok\n");
+            Ok(())
+        }
+        _ => Err(HttpError::new(404, "no such route")),
+    }
+}
+
+/// The request body, at most [`MAX_BODY_BYTES`] (413 beyond, as the Rust edge).
+fn read_body(req: &mut Request) -> Result<Vec<u8>, HttpError> {
+    let too_large = || HttpError::new(413, format!("the request body is larger than {MAX_BODY_BYTES} bytes"));
+    let declared = req.get_header_str("content-length").and_then(|l| l.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut body = req.take_body();
+    read_bounded(&mut body, MAX_BODY_BYTES).map_err(|e| match e {
+        None => too_large(),
+        Some(e) => HttpError::bad(format!("the request body could not be read: {e}")),
     })
 }
 
-fn json(status: StatusCode, v: &impl serde::Serialize) -> Response {
-    let body = serde_json::to_vec(v).unwrap_or_else(|_| b"{\"error\":\"cannot encode the answer\"}".to_vec());
-    Response::from_status(status).with_header("content-type", "application/json").with_body(body)
+/// The origin through a dynamic backend, shared answers through the core cache.
+struct FastlyOrigin {
+    url: OriginUrl,
+    api_key: Option<String>,
+    backend: Backend,
 }
 
-fn route(req: Request) -> Result<Response, Refusal> {
-    match (req.get_method().clone(), req.get_path()) {
-        (_, "/livez") => Ok(Response::from_status(StatusCode::OK).with_body_text_plain("ok")),
-        (Method::GET | Method::POST, "/v1/feed") => feed(req),
-        (_, "/v1/feed") => Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "/v1/feed takes GET or POST")),
-        _ => Err(refuse(StatusCode::NOT_FOUND, "no such route")),
-    }
+/// A personal request in flight.
+struct Flight {
+    pending: PendingRequest,
+    path: String,
+    max_bytes: usize,
+    started: Instant,
 }
 
-/// The feed request, checked.
-struct FeedRequest {
-    region: u8,
-    k: u32,
-    user: Option<(u64, String)>,
-    now_ms: u64,
-    seen: Vec<u64>,
-}
-
-fn parse(mut req: Request) -> Result<FeedRequest, Refusal> {
-    let bad = |m: String| refuse(StatusCode::BAD_REQUEST, m);
-    let (mut region, mut k, mut user) = (0u8, 20u32, None);
-    for pair in req.get_query_str().unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match name {
-            "region" => {
-                region = value
-                    .parse()
-                    .ok()
-                    .filter(|r| *r < 32)
-                    .ok_or_else(|| bad(format!("region {value:?} is not 0..=31")))?;
-            }
-            "k" => {
-                k = value
-                    .parse()
-                    .ok()
-                    .filter(|k| (1..=MAX_K).contains(k))
-                    .ok_or_else(|| bad(format!("k {value:?} is not 1..={MAX_K}")))?;
-            }
-            "user" => user = Some(value.parse::<u64>().map_err(|_| bad(format!("user {value:?} is not a u64")))?),
-            "refine" => {}
-            other => return Err(bad(format!("unknown query parameter {other:?}"))),
+impl FastlyOrigin {
+    fn new(cfg: &Config) -> Result<Self, HttpError> {
+        let url = cfg.origin.clone();
+        let host = url.host().to_string();
+        let mut builder = Backend::builder(BACKEND, url.host_port())
+            .override_host(&host)
+            .connect_timeout(ORIGIN_TIMEOUT)
+            .first_byte_timeout(ORIGIN_TIMEOUT)
+            .between_bytes_timeout(ORIGIN_TIMEOUT);
+        if url.https {
+            builder = builder.enable_ssl().sni_hostname(&host);
         }
+        let backend = match builder.finish() {
+            Ok(b) => b,
+            // Defined by an earlier request on this host: the same origin.
+            Err(fastly::backend::BackendCreationError::NameInUse) => Backend::from_name(BACKEND)
+                .map_err(|e| HttpError::new(500, format!("the origin backend {BACKEND}: {e}")))?,
+            Err(e) => return Err(HttpError::new(500, format!("cannot define a backend for the origin: {e}"))),
+        };
+        Ok(FastlyOrigin { url, api_key: cfg.api_key.clone(), backend })
     }
-    let user = match user {
-        None => None,
-        Some(id) => {
-            let token = req
-                .get_header_str("authorization")
-                .and_then(|a| a.strip_prefix("Bearer "))
-                .filter(|t| !t.trim().is_empty())
-                .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "a personal feed needs the user's Bearer token"))?;
-            Some((id, token.trim().to_string()))
-        }
-    };
-    if req.get_header_str("content-length").and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l > MAX_BODY_BYTES) {
-        return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {MAX_BODY_BYTES} bytes")));
-    }
-    let body = req.take_body_bytes();
-    if body.len() > MAX_BODY_BYTES {
-        return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {MAX_BODY_BYTES} bytes")));
-    }
-    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let (mut now_ms, mut seen) = (wall, Vec::new());
-    if !body.is_empty() {
-        let v: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
-        let obj = v.as_object().ok_or_else(|| bad("the body must be a JSON object".into()))?;
-        for (key, value) in obj {
-            match key.as_str() {
-                "now_ms" => {
-                    now_ms = value.as_u64().ok_or_else(|| bad("now_ms must be ms since the epoch".into()))?;
-                }
-                "seen" => {
-                    let list = value.as_array().ok_or_else(|| bad("seen must be an array of item ids".into()))?;
-                    if list.len() > MAX_SEEN {
-                        return Err(bad(format!("seen holds {} ids; at most {MAX_SEEN}", list.len())));
-                    }
-                    seen = list
-                        .iter()
-                        .map(|x| x.as_u64().ok_or_else(|| bad("seen must hold u64 item ids".into())))
-                        .collect::<Result<_, _>>()?;
-                }
-                other => return Err(bad(format!("unknown field {other:?} in the body"))),
-            }
-        }
-    }
-    Ok(FeedRequest { region, k, user, now_ms, seen })
-}
 
-/// The origin's base URL and a dynamic backend to it.
-fn origin() -> Result<(String, Backend), Refusal> {
-    let unavailable = |m: String| refuse(StatusCode::BAD_GATEWAY, m);
-    let url = ConfigStore::try_open("edgewise")
-        .ok()
-        .and_then(|s| s.try_get("origin").ok().flatten())
-        .ok_or_else(|| unavailable("no origin configured (config store `edgewise`, key `origin`)".into()))?;
-    let url = url.trim_end_matches('/').to_string();
-    let (tls, host) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-        (Some(h), _) => (true, h),
-        (None, Some(h)) => (false, h),
-        _ => return Err(unavailable(format!("the configured origin {url:?} is not an http(s) URL"))),
-    };
-    let target = if host.contains(':') { host.to_string() } else { format!("{host}:{}", if tls { 443 } else { 80 }) };
-    let name = host.split(':').next().unwrap_or(host).to_string();
-    let mut builder = Backend::builder("edgewise-origin", &target)
-        .override_host(&name)
-        .connect_timeout(TIMEOUT)
-        .first_byte_timeout(TIMEOUT);
-    if tls {
-        builder = builder.enable_ssl().sni_hostname(&name);
-    }
-    let backend = match builder.finish() {
-        Ok(b) => b,
-        // Defined earlier in this session: the same origin.
-        Err(fastly::backend::BackendCreationError::NameInUse) => {
-            Backend::from_name("edgewise-origin").map_err(|e| unavailable(format!("the origin backend: {e}")))?
+    /// `GET {origin}{path}`, past Fastly's HTTP cache.
+    fn request(&self, path: &str) -> Request {
+        let mut req = Request::get(self.url.url(path));
+        if let Some(k) = &self.api_key {
+            req.set_header(edgewise_wire::headers::API_KEY, k.as_str());
         }
-        Err(e) => return Err(unavailable(format!("cannot reach the origin {url:?}: {e}"))),
-    };
-    Ok((url, backend))
-}
-
-/// A GET to the origin: its body, bounded; personal ones with the token, never cached.
-fn get(origin: &(String, Backend), path: &str, token: Option<&str>, max: usize) -> Result<Vec<u8>, Refusal> {
-    let mut req = Request::get(format!("{}{path}", origin.0));
-    if let Some(t) = token {
-        req.set_header("authorization", format!("Bearer {t}"));
         req.set_pass(true);
+        req
     }
-    let mut resp =
-        req.send(&origin.1).map_err(|e| refuse(StatusCode::BAD_GATEWAY, format!("origin unavailable: {e}")))?;
-    let status = resp.get_status();
-    if status.is_server_error() {
-        return Err(refuse(StatusCode::BAD_GATEWAY, format!("origin answered {status}")));
-    }
-    if resp.get_header_str("content-length").and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l > max) {
-        return Err(refuse(StatusCode::BAD_GATEWAY, format!("{path} is larger than {max} bytes")));
-    }
-    let body = resp.take_body_bytes();
-    if !status.is_success() {
-        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-        return Err(refuse(status, format!("origin answered {status}: {text}")));
-    }
-    if body.len() > max {
-        return Err(refuse(StatusCode::BAD_GATEWAY, format!("{path} is larger than {max} bytes")));
-    }
-    Ok(body)
-}
 
-/// The model `digest` (else the origin's current one), verified and decoded.
-fn model(origin: &(String, Backend), named: Option<Digest>) -> Result<(Digest, Model), String> {
-    let digest = match named {
-        Some(d) => d,
-        None => {
-            let bytes = get(origin, "/v1/models/current", None, 64 << 10).map_err(|(_, m)| m)?;
-            serde_json::from_slice::<ModelManifest>(&bytes).map_err(|e| format!("the model manifest: {e}"))?.digest
+    /// A 200's body, bounded; anything else is an error.
+    fn body(mut resp: Response, path: &str, max: usize) -> Result<Vec<u8>, OriginError> {
+        let too_large = || OriginError::TooLarge { path: path.split('?').next().unwrap_or(path).to_string(), max };
+        if resp
+            .get_header_str("content-length")
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > max as u64)
+        {
+            return Err(too_large());
         }
-    };
-    let bytes = get(origin, &format!("/v1/models/{}", digest.to_hex()), None, MAX_MODEL_BYTES).map_err(|(_, m)| m)?;
-    if Digest::of(&bytes) != digest {
-        return Err(format!("model {} failed verification", digest.to_hex()));
+        let status = resp.get_status().as_u16();
+        let mut body = resp.take_body();
+        let bytes = read_bounded(&mut body, max).map_err(|e| match e {
+            None => too_large(),
+            Some(e) => OriginError::Body(e.to_string()),
+        })?;
+        if status != 200 {
+            return Err(OriginError::status(status, &bytes));
+        }
+        Ok(bytes)
     }
-    Model::decode(&bytes).map(|m| (digest, m)).map_err(|e| format!("model {}: {e}", digest.to_hex()))
+
+    /// A cached entry's body, bounded.
+    fn cached(found: &Found, path: &str, max: usize) -> Result<Vec<u8>, OriginError> {
+        let mut body = found.to_stream().map_err(|e| OriginError::Failed(format!("the cached {path}: {e}")))?;
+        read_bounded(&mut body, max).map_err(|e| match e {
+            None => OriginError::TooLarge { path: path.to_string(), max },
+            Some(e) => OriginError::Body(e.to_string()),
+        })
+    }
 }
 
-fn feed(req: Request) -> Result<Response, Refusal> {
-    let r = parse(req)?;
-    let origin = origin()?;
-    let t0 = Instant::now();
-    let (path, token, kind) = match &r.user {
-        Some((id, token)) => (
-            format!("/v1/users/{id}/candidates?k={CANDIDATES}&region={}", r.region),
-            Some(token.as_str()),
-            FrameKind::Refined,
-        ),
-        None => (format!("/v1/regions/{}/bundle?k={CANDIDATES}", r.region), None, FrameKind::Preliminary),
-    };
-    let bytes = get(&origin, &path, token, MAX_BUNDLE_BYTES)?;
-    let fetched = t0.elapsed();
-    let bundle =
-        Bundle::decode(&bytes).map_err(|e| refuse(StatusCode::BAD_GATEWAY, format!("the origin's bundle: {e}")))?;
-    let region = Region::new(r.region).map_err(|e| refuse(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let ctx = RankContext { k: r.k, now_ms: r.now_ms, region: Some(region), seen: r.seen, ..RankContext::default() };
-    let t1 = Instant::now();
-    let (items, ranked_by, used) = match model(&origin, bundle.header().model_digest) {
-        Ok((digest, m)) => {
-            let mut out = RankOutput::default();
-            match Ranker::new().rank(&m, &bundle, &ctx, &mut out) {
-                Ok(()) => (
-                    out.items.iter().map(|i| FrameItem { id: i.id, score: i.score }).collect(),
-                    RankedBy::Guest,
-                    Some(digest),
-                ),
-                Err(e) => {
-                    eprintln!("ranking failed ({e}); retrieval order");
-                    (retrieval_order(&bundle, &ctx), RankedBy::RetrievalOrder, Some(digest))
+impl Origin for FastlyOrigin {
+    type Pending = Flight;
+
+    fn start_personal(&mut self, path: &str, token: &str, max_bytes: usize) -> Result<Flight, OriginError> {
+        let mut req = self.request(path);
+        req.set_header("authorization", format!("Bearer {token}"));
+        let pending = req.send_async(&self.backend).map_err(|e| OriginError::Failed(e.to_string()))?;
+        Ok(Flight { pending, path: path.to_string(), max_bytes, started: Instant::now() })
+    }
+
+    fn wait(&mut self, flight: Flight, deadline: Option<Duration>) -> Result<Option<Served>, OriginError> {
+        let Flight { mut pending, path, max_bytes, started } = flight;
+        let waited = Instant::now();
+        let resp = match deadline {
+            None => pending.wait(),
+            Some(d) => loop {
+                match pending.poll() {
+                    PollResult::Done(r) => break r,
+                    // Past the deadline the request is dropped, which abandons it.
+                    PollResult::Pending(_) if waited.elapsed() >= d => return Ok(None),
+                    PollResult::Pending(p) => {
+                        pending = p;
+                        std::thread::sleep(Duration::from_millis(1).min(d.saturating_sub(waited.elapsed())));
+                    }
                 }
+            },
+        }
+        .map_err(|e| OriginError::Failed(e.to_string()))?;
+        let body = Self::body(resp, &path, max_bytes)?;
+        Ok(Some(Served { body, ms: started.elapsed().as_secs_f64() * 1e3, cache: CacheStatus::Miss }))
+    }
+
+    fn shared(&mut self, path: &str, max_bytes: usize) -> Result<Served, OriginError> {
+        let started = Instant::now();
+        let served = |body, cache| Served { body, ms: started.elapsed().as_secs_f64() * 1e3, cache };
+        let key = CacheKey::from(format!("edgewise {}", self.url.url(path)));
+        let tx = Transaction::lookup(key).execute().map_err(|e| OriginError::Failed(format!("cache lookup: {e}")))?;
+        let found = tx.found();
+        if !tx.must_insert_or_update()
+            && let Some(f) = &found
+        {
+            let status = if f.is_stale() { CacheStatus::Stale } else { CacheStatus::Hit };
+            return Ok(served(Self::cached(f, path, max_bytes)?, status));
+        }
+        // This request fetches; concurrent lookups of the key wait for its insert.
+        let etag = found.as_ref().map(Found::user_metadata).filter(|m| !m.is_empty());
+        let mut req = self.request(path);
+        if let Some(tag) = &etag {
+            req.set_header("if-none-match", tag.as_ref());
+        }
+        let stale_if_error = |found: &Option<Found>, e: OriginError| -> Result<Served, OriginError> {
+            let _ = tx.cancel_insert_or_update();
+            match found {
+                Some(f) => {
+                    eprintln!("edgewise: {path}: {} (serving the stored copy)", e.detail());
+                    Ok(served(Self::cached(f, path, max_bytes)?, CacheStatus::Stale))
+                }
+                None => Err(e),
             }
+        };
+        let resp = match req.send(&self.backend) {
+            Ok(r) => r,
+            Err(e) => return stale_if_error(&found, OriginError::Failed(e.to_string())),
+        };
+        let cc = CacheControl::parse(resp.get_header_str("cache-control").unwrap_or_default());
+        let ttl = cc.lifetime();
+        let swr = Duration::from_secs(cc.stale_while_revalidate.unwrap_or(0));
+        if resp.get_status() == StatusCode::NOT_MODIFIED
+            && let (Some(f), Some(tag)) = (&found, etag)
+        {
+            let body = Self::cached(f, path, max_bytes)?;
+            if cc.storable() && !ttl.is_zero() {
+                let _ = tx.update(ttl).user_metadata(tag).stale_while_revalidate(swr).execute();
+            } else {
+                let _ = tx.cancel_insert_or_update();
+            }
+            return Ok(served(body, CacheStatus::Revalidated));
         }
-        Err(e) => {
-            eprintln!("no usable model ({e}); retrieval order");
-            (retrieval_order(&bundle, &ctx), RankedBy::RetrievalOrder, None)
+        if resp.get_status().is_server_error() && found.is_some() && cc.stale_if_error.is_none_or(|s| s > 0) {
+            return stale_if_error(&found, OriginError::status(resp.get_status().as_u16(), b""));
         }
-    };
-    let frame = Frame {
-        frame: kind,
-        items,
-        ranked_by,
-        bundle_digest: Digest::of(&bytes),
-        // Fastly's HTTP cache served it or fetched it; the app cannot tell which.
-        bundle_cache: CacheStatus::Miss,
-        model: used,
-        timings_ms: Timings { fetch: fetched.as_secs_f64() * 1e3, rank: t1.elapsed().as_secs_f64() * 1e3 },
-        merged: None,
-    };
-    Ok(json(StatusCode::OK, &frame)
-        .with_header("x-edgewise-feed", if r.user.is_some() { "refined" } else { "preliminary" }))
+        let tag = resp.get_header_str("etag").map(|t| t.as_bytes().to_vec()).unwrap_or_default();
+        let body = match Self::body(resp, path, max_bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tx.cancel_insert_or_update();
+                return Err(e);
+            }
+        };
+        if cc.storable() && !ttl.is_zero() {
+            let stored = tx
+                .insert(ttl)
+                .user_metadata(tag.into())
+                .stale_while_revalidate(swr)
+                .known_length(body.len() as u64)
+                .execute()
+                .map_err(|e| e.to_string())
+                .and_then(|mut w| {
+                    w.write_all(&body).map_err(|e| e.to_string())?;
+                    w.finish().map_err(|e| e.to_string())
+                });
+            // A cache that refuses costs a later miss, nothing else.
+            if let Err(e) = stored {
+                eprintln!("edgewise: {path} was not stored: {e}");
+            }
+        } else {
+            let _ = tx.cancel_insert_or_update();
+        }
+        Ok(served(body, CacheStatus::Miss))
+    }
 }

@@ -49,76 +49,26 @@
 //! milliseconds inside the component), so a host's own overhead is the
 //! client's time less `total`.
 //!
+//! The feed itself (the request's rules, the ranking, the fallback, the
+//! merge, the frames) is `edgewise-edge-feed`, shared with the Fastly app;
+//! this crate is the platform around it:
+//!
 //! | file | what |
 //! |---|---|
-//! | `lib.rs` | the export, routing, errors into responses |
-//! | [`request`] | the query and body into a [`request::FeedRequest`] (as `edge-worker/src/feed/request.rs`) |
-//! | [`origin`] | bounded GETs at the origin through `wasi:http/outgoing-handler` |
-//! | [`feed`] | bundles into frames: model, ranking, fallback, merge, JSON |
+//! | `lib.rs` | the export, routing, the body read, the streamed answer |
+//! | [`origin`] | the `Origin` over `wasi:http/outgoing-handler`: bounded GETs, none cached |
 
-pub mod feed;
 pub mod origin;
-pub mod request;
 
 use std::io::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use wasip2::http::types::{
     Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
+use wasip2::io::streams::OutputStream;
 
-/// Largest request body accepted (the Rust edge's `server.max_body_bytes`).
-pub const MAX_BODY_BYTES: usize = 1 << 20;
-/// Longest path-and-query accepted.
-pub const MAX_TARGET_BYTES: usize = 8 << 10;
-
-/// A refusal (or failure) with its HTTP status; the body is `{"error": message}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpError {
-    /// The status.
-    pub status: u16,
-    /// What the client is told.
-    pub message: String,
-    /// Extra headers (`WWW-Authenticate`, `Allow`).
-    pub headers: Vec<(&'static str, String)>,
-}
-
-impl HttpError {
-    /// A 400 naming the rule the request broke.
-    pub fn bad(message: impl Into<String>) -> Self {
-        Self::new(400, message)
-    }
-
-    /// Any status.
-    pub fn new(status: u16, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), headers: Vec::new() }
-    }
-
-    fn with(mut self, name: &'static str, value: &str) -> Self {
-        self.headers.push((name, value.to_string()));
-        self
-    }
-}
-
-/// An answer, before it is written.
-#[derive(Debug)]
-pub struct Answer {
-    /// The status.
-    pub status: u16,
-    /// Headers.
-    pub headers: Vec<(&'static str, String)>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl Answer {
-    fn json_error(e: &HttpError) -> Self {
-        let body = serde_json::to_vec(&serde_json::json!({ "error": e.message }))
-            .unwrap_or_else(|_| b"{\"error\":\"internal error\"}".to_vec());
-        let mut headers = vec![("content-type", edgewise_wire::media::JSON.to_string())];
-        headers.extend(e.headers.iter().cloned());
-        Answer { status: e.status, headers, body }
-    }
-}
+use edgewise_edge_feed::{Call, Config, HttpError, MAX_BODY_BYTES, MAX_TARGET_BYTES, Reply};
 
 struct Component;
 
@@ -126,36 +76,62 @@ wasip2::http::proxy::export!(Component);
 
 impl wasip2::exports::http::incoming_handler::Guest for Component {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
-        let answer = match route(&request) {
-            Ok(a) => a,
-            Err(e) => Answer::json_error(&e),
+        let mut reply = Outgoing { out: Some(out), body: None, stream: None };
+        if let Err(e) = route(&request, &mut reply) {
+            let a = e.answer();
+            reply.head(a.status, &a.headers, &a.body);
+        }
+        reply.finish();
+    }
+}
+
+/// The response as it is written: headers first, then the body in as many
+/// writes as the feed makes (an NDJSON line each), each flushed.
+struct Outgoing {
+    out: Option<ResponseOutparam>,
+    body: Option<OutgoingBody>,
+    stream: Option<OutputStream>,
+}
+
+impl Reply for Outgoing {
+    fn head(&mut self, status: u16, headers: &[(&'static str, String)], body: &[u8]) {
+        let Some(out) = self.out.take() else { return };
+        let entries: Vec<(String, Vec<u8>)> =
+            headers.iter().map(|(k, v)| ((*k).to_string(), v.as_bytes().to_vec())).collect();
+        let fields = Fields::from_list(&entries).unwrap_or_else(|_| Fields::new());
+        let resp = OutgoingResponse::new(fields);
+        let _ = resp.set_status_code(status);
+        let Ok(b) = resp.body() else {
+            ResponseOutparam::set(out, Err(wasip2::http::types::ErrorCode::InternalError(None)));
+            return;
         };
-        respond(out, answer);
+        ResponseOutparam::set(out, Ok(resp));
+        self.stream = b.write().ok();
+        self.body = Some(b);
+        self.more(body);
+    }
+
+    fn more(&mut self, body: &[u8]) {
+        // A host that has gone away gets nothing (there is no one to tell).
+        if let Some(stream) = &mut self.stream {
+            // `write` honours the stream's check-write budget; `write_all` loops over it.
+            let _ = stream.write_all(body);
+            let _ = stream.flush();
+        }
     }
 }
 
-/// Writes `answer`; a host that has gone away gets nothing (there is no one to tell).
-fn respond(out: ResponseOutparam, answer: Answer) {
-    let entries: Vec<(String, Vec<u8>)> =
-        answer.headers.iter().map(|(k, v)| ((*k).to_string(), v.as_bytes().to_vec())).collect();
-    let fields = Fields::from_list(&entries).unwrap_or_else(|_| Fields::new());
-    let resp = OutgoingResponse::new(fields);
-    let _ = resp.set_status_code(answer.status);
-    let Ok(body) = resp.body() else {
-        ResponseOutparam::set(out, Err(wasip2::http::types::ErrorCode::InternalError(None)));
-        return;
-    };
-    ResponseOutparam::set(out, Ok(resp));
-    if let Ok(mut stream) = body.write() {
-        // `write` honours the stream's check-write budget; `write_all` loops over it.
-        let _ = stream.write_all(&answer.body);
-        let _ = stream.flush();
-        drop(stream);
+impl Outgoing {
+    /// Ends the body (the stream is dropped first, as the host requires).
+    fn finish(mut self) {
+        drop(self.stream.take());
+        if let Some(b) = self.body.take() {
+            let _ = OutgoingBody::finish(b, None);
+        }
     }
-    let _ = OutgoingBody::finish(body, None);
 }
 
-fn route(request: &IncomingRequest) -> Result<Answer, HttpError> {
+fn route(request: &IncomingRequest, reply: &mut Outgoing) -> Result<(), HttpError> {
     let target = request.path_with_query().unwrap_or_else(|| "/".to_string());
     if target.len() > MAX_TARGET_BYTES {
         return Err(HttpError::new(414, format!("the request target is longer than {MAX_TARGET_BYTES} bytes")));
@@ -182,21 +158,28 @@ fn route(request: &IncomingRequest) -> Result<Answer, HttpError> {
             let header = |name: &str| -> Option<String> {
                 headers.get(name).into_iter().next().and_then(|v| String::from_utf8(v).ok())
             };
-            let mut call = request::Call {
+            let mut call = Call {
                 query: query.map(str::to_string),
                 authorization: header("authorization"),
                 accept: header("accept"),
                 body: None,
             };
             // As the Rust edge: the query and the token are checked before the body is read.
-            let parsed = feed::guard(&call)?;
+            let parsed = edgewise_edge_feed::guard(&call)?;
             if post {
                 call.body = Some(read_body(request, header("content-length"))?);
             }
-            feed::answer(call, parsed)
+            let cfg = Config::from_lookup(
+                |name| std::env::var(format!("EDGEWISE_{}", name.to_ascii_uppercase())).ok(),
+                |name| format!("EDGEWISE_{}", name.to_ascii_uppercase()),
+            )?;
+            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let mut origin = origin::WasiOrigin::new(&cfg);
+            edgewise_edge_feed::answer(call, parsed, &cfg, now_ms, &mut origin, reply)
         }
         edgewise_wire::paths::LIVEZ => {
-            Ok(Answer { status: 200, headers: vec![("content-type", "text/plain".into())], body: b"ok\n".to_vec() })
+            reply.head(200, &[("content-type", "text/plain".into())], b"ok\n");
+            Ok(())
         }
         _ => Err(HttpError::new(404, "no such route")),
     }
@@ -224,37 +207,13 @@ fn read_body(request: &IncomingRequest, declared: Option<String>) -> Result<Vec<
         return Err(too_large());
     }
     let body: IncomingBody = request.consume().map_err(|()| HttpError::new(500, "the request body was taken"))?;
-    // The stream is moved into the read and dropped there, before the body is finished.
-    let stream = body.stream().map_err(|()| HttpError::new(500, "the request body has no stream"))?;
-    let bytes = read_bounded(stream, MAX_BODY_BYTES).map_err(|e| match e {
-        Bounded::TooLarge => too_large(),
-        Bounded::Io(e) => HttpError::bad(format!("the request body could not be read: {e}")),
+    // The stream is dropped before the body is finished, as the host requires.
+    let mut stream = body.stream().map_err(|()| HttpError::new(500, "the request body has no stream"))?;
+    let bytes = edgewise_edge_feed::origin::read_bounded(&mut stream, MAX_BODY_BYTES).map_err(|e| match e {
+        None => too_large(),
+        Some(e) => HttpError::bad(format!("the request body could not be read: {e}")),
     })?;
+    drop(stream);
     drop(IncomingBody::finish(body));
     Ok(bytes)
-}
-
-/// Why a bounded read stopped.
-#[derive(Debug)]
-pub enum Bounded {
-    /// More than the limit.
-    TooLarge,
-    /// The stream failed.
-    Io(std::io::Error),
-}
-
-/// Reads `stream` to its end, refusing more than `max` bytes.
-pub fn read_bounded(mut stream: wasip2::io::streams::InputStream, max: usize) -> Result<Vec<u8>, Bounded> {
-    let mut out = Vec::new();
-    let mut chunk = vec![0u8; 64 << 10];
-    loop {
-        let n = std::io::Read::read(&mut stream, &mut chunk).map_err(Bounded::Io)?;
-        if n == 0 {
-            return Ok(out);
-        }
-        if out.len() + n > max {
-            return Err(Bounded::TooLarge);
-        }
-        out.extend_from_slice(&chunk[..n]);
-    }
 }

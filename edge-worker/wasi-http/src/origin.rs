@@ -1,55 +1,34 @@
-//! GETs at the origin through `wasi:http/outgoing-handler`: bounded in time
-//! (connect and first byte) and in size, started at once and waited for
-//! later, so that a request can overlap with the component's own work.
+//! The feed's [`Origin`] over `wasi:http/outgoing-handler`: GETs bounded in
+//! time (connect, first byte, between bytes) and in size, started at once and
+//! waited for later, so that the personal request overlaps with the
+//! component's own work. Nothing is cached: these hosts instantiate the
+//! component per request, so every shared answer is a miss (a CDN in front of
+//! the origin is the shared cache).
 
 use std::time::{Duration, Instant};
 
+use edgewise_edge_feed::origin::{ORIGIN_TIMEOUT, read_bounded};
+use edgewise_edge_feed::{Config, Origin, OriginError, OriginUrl, Served};
+use edgewise_wire::CacheStatus;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, Method, OutgoingRequest, RequestOptions, Scheme,
+    Fields, FutureIncomingResponse, IncomingBody, Method, OutgoingRequest, RequestOptions, Scheme,
 };
 
-use crate::{Bounded, HttpError};
-
-/// How long a request may take to connect, and then to its first byte.
-pub const ORIGIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The origin's base URL, split for `outgoing-request`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    /// `http` or `https`.
-    pub https: bool,
-    /// `host[:port]`.
-    pub authority: String,
-    /// A path prefix without its trailing `/` (usually empty).
-    pub prefix: String,
-    /// Sent as `X-Api-Key` when set.
-    pub api_key: Option<String>,
+/// The origin of one request.
+pub struct WasiOrigin {
+    url: OriginUrl,
+    api_key: Option<String>,
 }
 
-impl Origin {
-    /// Parses `http://host:port[/prefix]`.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let url = url.trim();
-        let (https, rest) = if let Some(r) = url.strip_prefix("http://") {
-            (false, r)
-        } else if let Some(r) = url.strip_prefix("https://") {
-            (true, r)
-        } else {
-            return Err(format!("{url:?} is not an http:// or https:// URL"));
-        };
-        let (authority, prefix) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        if authority.is_empty() || authority.contains(['@', '?', '#', ' ']) || prefix.contains(['?', '#']) {
-            return Err(format!("{url:?} is not a base URL (scheme://host[:port][/prefix])"));
-        }
-        Ok(Origin { https, authority: authority.to_string(), prefix: prefix.to_string(), api_key: None })
+impl WasiOrigin {
+    /// The origin the settings name.
+    pub fn new(cfg: &Config) -> Self {
+        WasiOrigin { url: cfg.origin.clone(), api_key: cfg.api_key.clone() }
     }
 
     /// Starts `GET {origin}{path}` with `token` as its Bearer credential.
-    pub fn start(&self, path: &str, token: Option<&str>, max_bytes: usize) -> Result<Pending, OriginError> {
+    fn start(&self, path: &str, token: Option<&str>, max_bytes: usize) -> Result<Pending, OriginError> {
         let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
         if let Some(t) = token {
             headers.push(("authorization".into(), format!("Bearer {t}").into_bytes()));
@@ -61,18 +40,35 @@ impl Origin {
         let req = OutgoingRequest::new(fields);
         let bad = |what: &str| OriginError::Refused(format!("the host refused the request's {what}"));
         req.set_method(&Method::Get).map_err(|()| bad("method"))?;
-        req.set_scheme(Some(if self.https { &Scheme::Https } else { &Scheme::Http })).map_err(|()| bad("scheme"))?;
-        req.set_authority(Some(&self.authority)).map_err(|()| bad("authority"))?;
-        req.set_path_with_query(Some(&format!("{}{path}", self.prefix))).map_err(|()| bad("path"))?;
+        req.set_scheme(Some(if self.url.https { &Scheme::Https } else { &Scheme::Http }))
+            .map_err(|()| bad("scheme"))?;
+        req.set_authority(Some(&self.url.authority)).map_err(|()| bad("authority"))?;
+        req.set_path_with_query(Some(&format!("{}{path}", self.url.prefix))).map_err(|()| bad("path"))?;
         let options = RequestOptions::new();
         let ns = ORIGIN_TIMEOUT.as_nanos() as u64;
         // A host that cannot honour a time-out says so; the request still goes.
         let _ = options.set_connect_timeout(Some(ns));
         let _ = options.set_first_byte_timeout(Some(ns));
         let _ = options.set_between_bytes_timeout(Some(ns));
-        let future = outgoing_handler::handle(req, Some(options)).map_err(OriginError::Failed)?;
+        let future = outgoing_handler::handle(req, Some(options)).map_err(|e| OriginError::Failed(format!("{e:?}")))?;
         let path = path.split('?').next().unwrap_or_default().to_string();
         Ok(Pending { future, path, max_bytes, started: Instant::now() })
+    }
+}
+
+impl Origin for WasiOrigin {
+    type Pending = Pending;
+
+    fn start_personal(&mut self, path: &str, token: &str, max_bytes: usize) -> Result<Pending, OriginError> {
+        self.start(path, Some(token), max_bytes)
+    }
+
+    fn wait(&mut self, pending: Pending, deadline: Option<Duration>) -> Result<Option<Served>, OriginError> {
+        pending.wait(deadline)
+    }
+
+    fn shared(&mut self, path: &str, max_bytes: usize) -> Result<Served, OriginError> {
+        self.start(path, None, max_bytes)?.wait(None)?.ok_or_else(|| OriginError::Refused("no answer".into()))
     }
 }
 
@@ -84,72 +80,10 @@ pub struct Pending {
     started: Instant,
 }
 
-/// What the origin answered.
-#[derive(Debug)]
-pub struct OriginResponse {
-    /// Its status.
-    pub status: u16,
-    /// Its body (at most the limit the request was started with).
-    pub body: Vec<u8>,
-    /// Milliseconds from the start of the request to the end of its body.
-    pub ms: f64,
-}
-
-/// Why the origin gave nothing usable.
-#[derive(Debug, Clone)]
-pub enum OriginError {
-    /// The host would not send it.
-    Refused(String),
-    /// The request failed (connection, time-out, protocol).
-    Failed(ErrorCode),
-    /// The answer is larger than allowed.
-    TooLarge {
-        /// The path asked for.
-        path: String,
-        /// The limit.
-        max: usize,
-    },
-    /// The answer's body broke off.
-    Body(String),
-    /// An answer other than 200.
-    Status {
-        /// Its status.
-        status: u16,
-        /// The start of its body.
-        body: String,
-    },
-}
-
-impl OriginError {
-    /// As the client sees it (the JS adapter's `clientError` and the Rust
-    /// edge's `origin_failure`: an origin's own 4xx passes, the rest is 503 or 502).
-    pub fn to_http(&self) -> HttpError {
-        match self {
-            OriginError::TooLarge { path, max } => {
-                HttpError::new(502, format!("the origin's answer for {path} is larger than {max} bytes"))
-            }
-            OriginError::Status { status, body } => HttpError::new(
-                if (400..600).contains(status) { *status } else { 502 },
-                format!("the origin answered {status}: {body}"),
-            ),
-            _ => HttpError::new(503, "the origin is unavailable"),
-        }
-    }
-
-    /// A line for the component's log (stderr), with the detail the client does not get.
-    pub fn detail(&self) -> String {
-        match self {
-            OriginError::Refused(m) | OriginError::Body(m) => m.clone(),
-            OriginError::Failed(e) => format!("{e:?}"),
-            e => e.to_http().message,
-        }
-    }
-}
-
 impl Pending {
     /// Waits for the answer, at most `deadline` (`Ok(None)` past it; the
     /// request is then dropped, which cancels it).
-    pub fn wait(self, deadline: Option<Duration>) -> Result<Option<OriginResponse>, OriginError> {
+    fn wait(self, deadline: Option<Duration>) -> Result<Option<Served>, OriginError> {
         let ready = self.future.subscribe();
         match deadline {
             None => ready.block(),
@@ -164,7 +98,7 @@ impl Pending {
         drop(ready);
         let resp = match self.future.get() {
             Some(Ok(Ok(r))) => r,
-            Some(Ok(Err(e))) => return Err(OriginError::Failed(e)),
+            Some(Ok(Err(e))) => return Err(OriginError::Failed(format!("{e:?}"))),
             Some(Err(())) | None => return Err(OriginError::Refused("the response was already taken".into())),
         };
         let status = resp.status();
@@ -178,17 +112,17 @@ impl Pending {
             return Err(too_large());
         }
         let body: IncomingBody = resp.consume().map_err(|()| OriginError::Body("no body".into()))?;
-        let stream = body.stream().map_err(|()| OriginError::Body("no body stream".into()))?;
-        let bytes = crate::read_bounded(stream, self.max_bytes).map_err(|e| match e {
-            Bounded::TooLarge => too_large(),
-            Bounded::Io(e) => OriginError::Body(e.to_string()),
+        let mut stream = body.stream().map_err(|()| OriginError::Body("no body stream".into()))?;
+        let bytes = read_bounded(&mut stream, self.max_bytes).map_err(|e| match e {
+            None => too_large(),
+            Some(e) => OriginError::Body(e.to_string()),
         })?;
+        drop(stream);
         drop(IncomingBody::finish(body));
         drop(resp);
         if status != 200 {
-            let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).into_owned();
-            return Err(OriginError::Status { status, body: head });
+            return Err(OriginError::status(status, &bytes));
         }
-        Ok(Some(OriginResponse { status, body: bytes, ms: self.started.elapsed().as_secs_f64() * 1e3 }))
+        Ok(Some(Served { body: bytes, ms: self.started.elapsed().as_secs_f64() * 1e3, cache: CacheStatus::Miss }))
     }
 }

@@ -1,4 +1,6 @@
-// The checks, as node:test tests, for one runtime (`wasmtime serve`, `jco serve`).
+// The checks, as node:test tests, for one runtime of an edge that lives one
+// request at a time: the wasi:http component (`wasmtime serve`, `jco serve`)
+// and the Fastly app (Viceroy, edge-worker/fastly/test).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,8 +12,14 @@ import {
  * Registers the tests for `name`, whose runtime `serve(origin)` starts.
  * `check()` runs first and throws, naming the install command, when the
  * runtime or the component is missing: every test then fails (none skips).
+ * `opts.size()` logs the app's size (the component's by default);
+ * `opts.origin` replaces the check of what reaches the origin
+ * (`[title, (base, proxy) => …]`; by default every feed does, as nothing
+ * outlives a request); `opts.extra` adds `[title, (base, { stack, proxy }) => …]` tests.
  */
-export function suite(name, check, serve) {
+export function suite(name, check, serve, opts = {}) {
+  const size = opts.size ?? logSize;
+  const [reachTitle, reach] = opts.origin ?? ['each feed reaches the origin for its bundle and its model', checkOriginReached];
   let stack;
   let proxy;
   let rt;
@@ -39,9 +47,9 @@ export function suite(name, check, serve) {
     return rt.base;
   };
 
-  test(`${name}: the component is there and its size is logged`, async () => {
+  test(`${name}: the app is there and its size is logged`, async () => {
     await ready();
-    assert.ok(logSize() > 0);
+    assert.ok(size() > 0);
   });
 
   test(`${name}: the anonymous feed (refine=false, JSON) has the Rust edge's items and scores`, async () => {
@@ -56,9 +64,15 @@ export function suite(name, check, serve) {
     await checkSignedIn(await ready(), stack, proxy);
   });
 
-  test(`${name}: each feed reaches the origin for its bundle and its model`, async () => {
-    await checkOriginReached(await ready(), proxy);
+  test(`${name}: ${reachTitle}`, async () => {
+    await reach(await ready(), proxy);
   });
+
+  for (const [title, fn] of opts.extra ?? []) {
+    test(`${name}: ${title}`, async () => {
+      await fn(await ready(), { stack, proxy });
+    });
+  }
 
   test(`${name}: per-request times`, async () => {
     const base = await ready();

@@ -33,9 +33,17 @@ use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::visit::Visit;
 
 /// The crates `cargo xtask layering` checks by default: the core, its HTTP
-/// layer and both servers (origin and edge). Missing ones are skipped.
-pub(crate) const DEFAULT_CRATES: [&str; 6] =
-    ["core/src", "core/wire/src", "core/http/src", "edge-worker/src", "origin-server/src", "origin-server/lab/src"];
+/// layer, both servers (origin and edge) and the one-request edges' feed.
+/// Missing ones are skipped.
+pub(crate) const DEFAULT_CRATES: [&str; 7] = [
+    "core/src",
+    "core/wire/src",
+    "core/http/src",
+    "edge-worker/src",
+    "edge-worker/feed/src",
+    "origin-server/src",
+    "origin-server/lab/src",
+];
 
 /// Where a path that creates an edge is written.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
