@@ -1,6 +1,6 @@
 //! Turning fused candidates into candidate bundles (`edgewise_core::bundle`).
 
-use edgewise_core::bundle::{BundleBuilder, BundleHeader, Candidate, NO_RANK, Scope};
+use edgewise_core::bundle::{BundleBuilder, BundleHeader, NO_RANK, QuantizedCandidate, Scope};
 use edgewise_core::{Digest, Region};
 
 use crate::catalogue::Catalogue;
@@ -61,23 +61,27 @@ pub fn build(
     let defaults = cfg.features.default_values();
     let mut features = Vec::with_capacity(defaults.len());
     let mut dropped = 0;
+    let items = cat.read();
     for row in &retrieved.rows {
-        let Some(item) = cat.get(row.id) else { continue };
+        let Some(item) = items.get(row.id) else { continue };
         for (slot, r) in ranks.iter_mut().zip(&row.ranks) {
             *slot = r.unwrap_or(NO_RANK);
         }
         cfg.features.resolve_into(&item.features, &defaults, &mut features);
         let retrieval_score = row.score as f32;
-        if !retrieval_score.is_finite()
-            || !features.iter().all(|v| v.is_finite())
-            || !item.embedding.iter().all(|v| v.is_finite())
-        {
+        // The embedding was quantised when the item entered the catalogue
+        // (`None`: it holds a non-finite value).
+        let quantized = item.quantized();
+        let Some((embedding, scale)) =
+            quantized.filter(|_| retrieval_score.is_finite() && features.iter().all(|v| v.is_finite()))
+        else {
             dropped += 1;
             continue;
-        }
-        b.push(&Candidate {
+        };
+        b.push_quantized(&QuantizedCandidate {
             id: item.id,
-            embedding: &item.embedding,
+            embedding,
+            scale,
             features: &features,
             source_ranks: &ranks,
             creator: item.creator,
@@ -87,8 +91,105 @@ pub fn build(
         })
         .map_err(|e| BuildError(format!("item {}: {e}", item.id)))?;
     }
+    drop(items);
     let rows = b.len();
     let bytes = b.finish();
     let digest = Digest::of(&bytes).to_hex();
     Ok(Built { bytes: bytes.into(), digest, scope, region, rows, dropped, owner: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::IndexKind;
+    use crate::item::Item;
+    use crate::sources::fusion::Fused;
+    use edgewise_core::bundle::Candidate;
+    use proptest::prelude::*;
+
+    /// The reference: every row quantised as it is pushed (`BundleBuilder::push`).
+    fn reference(cfg: &Config, items: &[Item], rows: &[Fused], now_ms: u64) -> (Vec<u8>, usize) {
+        let mut h = BundleHeader::new(cfg.index.dim as u16, cfg.features.names.len() as u16, SLOTS as u8);
+        h.scope = Scope::Personal;
+        h.created_at_ms = now_ms;
+        h.feature_schema_hash = cfg.schema_hash();
+        h.sources_contributed = 1;
+        let mut b = BundleBuilder::new(h).expect("header");
+        let defaults = cfg.features.default_values();
+        let mut dropped = 0;
+        for row in rows {
+            let Some(item) = items.iter().find(|i| i.id == row.id) else { continue };
+            let mut features = Vec::new();
+            cfg.features.resolve_into(&item.features, &defaults, &mut features);
+            let ranks: Vec<u16> = row.ranks.iter().map(|r| r.unwrap_or(NO_RANK)).collect();
+            let score = row.score as f32;
+            if !score.is_finite()
+                || !features.iter().all(|v| v.is_finite())
+                || !item.embedding.iter().all(|v| v.is_finite())
+            {
+                dropped += 1;
+                continue;
+            }
+            b.push(&Candidate {
+                id: item.id,
+                embedding: &item.embedding,
+                features: &features,
+                source_ranks: &ranks,
+                creator: item.creator,
+                category: item.categories.first().copied().unwrap_or(0),
+                region_mask: item.region_mask,
+                retrieval_score: score,
+            })
+            .expect("push");
+        }
+        (b.finish(), dropped)
+    }
+
+    proptest! {
+        #[test]
+        fn prequantised_rows_encode_the_bytes_pushing_floats_does(
+            embs in proptest::collection::vec(proptest::collection::vec(-4.0f32..4.0, 8), 1..30),
+            poison in proptest::collection::vec(0usize..40, 0..4),
+            scores in proptest::collection::vec(-1.0f64..1.0, 30),
+        ) {
+            let mut cfg = Config::default();
+            cfg.index.dim = 8;
+            cfg.index.kind = IndexKind::Flat;
+            cfg.index.shards = 1;
+            let names = cfg.features.names.len();
+            let mut items: Vec<Item> = embs
+                .iter()
+                .enumerate()
+                .map(|(i, e)| Item {
+                    id: i as u64 * 3 + 1,
+                    embedding: e.clone(),
+                    content: None,
+                    creator: i as u32 % 5,
+                    categories: vec![i as u32 % 7],
+                    region_mask: u32::MAX,
+                    created_at_ms: 1_700_000_000_000 + i as u64,
+                    features: (0..names).map(|j| (i + j) as f32 / 10.0).collect(),
+                })
+                .collect();
+            // Some rows carry a non-finite value, which drops them on both paths.
+            for &p in &poison {
+                if let Some(it) = items.get_mut(p) {
+                    it.embedding[p % 8] = f32::NAN;
+                }
+            }
+            let cat = Catalogue::new(&cfg).expect("catalogue");
+            cat.bulk_upsert(items.clone(), true);
+            let mut rows: Vec<Fused> = items
+                .iter()
+                .zip(&scores)
+                .map(|(it, &s)| Fused { id: it.id, score: s, ranks: [Some(0), None, None, None, None, None, None] })
+                .collect();
+            rows.push(Fused { id: 999_999, score: 0.5, ranks: [None; SLOTS] });
+            let retrieved = Retrieved { rows: rows.clone(), contributed: 1, ..Default::default() };
+            let built = build(&cfg, &cat, &retrieved, Scope::Personal, None, 42, None).expect("builds");
+            let (bytes, dropped) = reference(&cfg, &items, &rows, 42);
+            prop_assert_eq!(built.dropped, dropped);
+            prop_assert_eq!(&built.bytes[..], &bytes[..]);
+        }
+    }
 }

@@ -9,23 +9,65 @@ use std::sync::{Arc, RwLock};
 use crate::config::{Config, IndexKind};
 use crate::index::{Filter, Hit, ShardedIndex, TopK, poisoned};
 use crate::item::Item;
-use crate::trending::trending_value;
+use crate::trending::{RegionCounters, trending_value};
 
 /// Items ordered newest first: (creation time, id).
 type Recency = BTreeSet<(std::cmp::Reverse<u64>, u64)>;
-/// item → (decayed score, time of the score).
-type Counters = HashMap<u64, (f64, u64)>;
+
+/// A live item, with its embedding quantised once for the bundles it goes
+/// into (exactly as `BundleBuilder::push` would quantise it per bundle).
+#[derive(Debug)]
+pub struct Live {
+    item: Arc<Item>,
+    /// The int8 embedding and its scale; `None` when the embedding holds a
+    /// non-finite value (data stored before values were bounded at ingest).
+    quantized: Option<(Box<[i8]>, f32)>,
+}
+
+impl Live {
+    fn new(item: Arc<Item>) -> Self {
+        let quantized = item.embedding.iter().all(|x| x.is_finite()).then(|| {
+            let mut q = vec![0i8; item.embedding.len()].into_boxed_slice();
+            let scale = edgewise_core::math::quantize_into(&item.embedding, &mut q);
+            (q, scale)
+        });
+        Live { item, quantized }
+    }
+
+    /// The int8 embedding and its scale, if the embedding is finite.
+    pub fn quantized(&self) -> Option<(&[i8], f32)> {
+        self.quantized.as_ref().map(|(q, s)| (&q[..], *s))
+    }
+}
+
+impl std::ops::Deref for Live {
+    type Target = Item;
+
+    fn deref(&self) -> &Item {
+        &self.item
+    }
+}
+
+/// A read view of the live items ([`Catalogue::read`]).
+pub struct Items<'a>(std::sync::RwLockReadGuard<'a, HashMap<u64, Live>>);
+
+impl Items<'_> {
+    /// An item by id.
+    pub fn get(&self, id: u64) -> Option<&Live> {
+        self.0.get(&id)
+    }
+}
 
 /// Live items and the structures built over them.
 #[derive(Debug)]
 pub struct Catalogue {
-    items: RwLock<HashMap<u64, Arc<Item>>>,
+    items: RwLock<HashMap<u64, Live>>,
     /// creator → (created_at, id), iterated newest first.
     by_creator: RwLock<HashMap<u32, Recency>>,
     /// All items by recency: (created_at, id), newest first.
     by_time: RwLock<Recency>,
-    /// region → item → (decayed score, time of score).
-    trending: RwLock<HashMap<u8, Counters>>,
+    /// region → item → (decayed score, time of score), in their time-invariant order.
+    trending: RwLock<HashMap<u8, RegionCounters>>,
     /// Item embeddings.
     pub index: ShardedIndex,
     /// Content embeddings (only when `index.content_dim > 0`).
@@ -93,14 +135,14 @@ impl Catalogue {
             let key = (std::cmp::Reverse(it.created_at_ms), it.id);
             by_creator.entry(it.creator).or_default().insert(key);
             by_time.insert(key);
-            map.insert(it.id, Arc::new(it));
+            map.insert(it.id, Live::new(Arc::new(it)));
         }
     }
 
     /// Adds or replaces an item.
     pub fn upsert(&self, item: Item) {
         let item = Arc::new(item);
-        if let Some(old) = self.items.write().unwrap_or_else(poisoned).insert(item.id, item.clone()) {
+        if let Some(old) = self.items.write().unwrap_or_else(poisoned).insert(item.id, Live::new(item.clone())) {
             self.unlink(&old);
         }
         self.index.add(item.id, &item.embedding, item.region_mask);
@@ -133,7 +175,14 @@ impl Catalogue {
 
     /// An item by id.
     pub fn get(&self, id: u64) -> Option<Arc<Item>> {
-        self.items.read().unwrap_or_else(poisoned).get(&id).cloned()
+        self.items.read().unwrap_or_else(poisoned).get(&id).map(|l| l.item.clone())
+    }
+
+    /// A read view of every live item: one lock for many lookups (a bundle's
+    /// rows), instead of a lock and a reference count per item. Writers wait
+    /// while it is held, so hold it for one computation only.
+    pub fn read(&self) -> Items<'_> {
+        Items(self.items.read().unwrap_or_else(poisoned))
     }
 
     /// Number of live items.
@@ -180,22 +229,15 @@ impl Catalogue {
 
     /// Sets a trending counter (after the store committed it).
     pub fn set_trending(&self, region: u8, item: u64, value: (f64, u64)) {
-        self.trending.write().unwrap_or_else(poisoned).entry(region).or_default().insert(item, value);
+        self.trending.write().unwrap_or_else(poisoned).entry(region).or_default().set(item, value, self.half_life_ms);
     }
 
     /// The `k` hottest items in `region` at `now_ms` with `filter(id)`.
     pub fn trending(&self, region: u8, now_ms: u64, k: usize, filter: &Filter<'_>) -> Vec<Hit> {
         let t = self.trending.read().unwrap_or_else(poisoned);
         let items = self.items.read().unwrap_or_else(poisoned);
-        let mut top = TopK::new(k);
-        if let Some(m) = t.get(&region) {
-            for (&id, &v) in m {
-                if items.get(&id).is_some_and(|it| filter(id, it.region_mask)) {
-                    top.push(id, trending_value(v, now_ms, self.half_life_ms) as f32);
-                }
-            }
-        }
-        top.into_sorted()
+        let keep = |id: u64| items.get(&id).is_some_and(|it| filter(id, it.region_mask));
+        t.get(&region).map(|m| m.top(now_ms, k, self.half_life_ms, keep)).unwrap_or_default()
     }
 
     /// The `k` most engaged items over all regions at `now_ms` with `filter(id)`.
@@ -204,7 +246,7 @@ impl Catalogue {
         let items = self.items.read().unwrap_or_else(poisoned);
         let mut sum: HashMap<u64, f64> = HashMap::new();
         for m in t.values() {
-            for (&id, &v) in m {
+            for (id, v) in m.iter() {
                 *sum.entry(id).or_default() += trending_value(v, now_ms, self.half_life_ms);
             }
         }

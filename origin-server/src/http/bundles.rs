@@ -76,10 +76,11 @@ pub(super) async fn personal_bundle(
     user: u64,
     region: Option<Region>,
     k: usize,
-) -> Result<(Option<crate::user::UserState>, Retrieved, Arc<Built>, u64), ApiError> {
+) -> Result<(Option<Arc<crate::user::UserState>>, Retrieved, Arc<Built>, u64), ApiError> {
     let now = now_ms();
     let st2 = st.clone();
-    let state = tokio::task::spawn_blocking(move || st2.store.user(user)).await.map_err(ApiError::internal)??;
+    let state =
+        tokio::task::spawn_blocking(move || st2.store.user(user)).await.map_err(ApiError::internal)??.map(Arc::new);
     let exclude = state.as_ref().map(|u| u.seen.iter().chain(&u.hidden).copied().collect()).unwrap_or_default();
     let query = state.as_ref().and_then(|u| u.query(&st.session, now, st.cfg.index.dim));
     let req = Arc::new(SourceRequest {

@@ -60,7 +60,7 @@ pub(super) async fn rank(
             .ok_or_else(|| ApiError::internal(format!("registered model {digest} cannot be loaded")))?;
     let (user, retrieved, built, now) = personal_bundle(&st, b.user, region, n).await?;
     let bundle = edgewise_core::bundle::Bundle::decode(&built.bytes).map_err(ApiError::internal)?;
-    let view = user.as_ref().map(crate::user::UserState::view).unwrap_or_default();
+    let view = user.as_deref().map(crate::user::UserState::view).unwrap_or_default();
     let ctx = view.rank_context(k, now, region, st.cfg.index.dim, st.session);
     let (st2, bytes) = (st.clone(), built.bytes.clone());
     let (out, ranked_on) = tokio::task::spawn_blocking(move || rank_blocking(&st2, &model, &bytes, &ctx))

@@ -102,12 +102,16 @@ pub fn personal_plan(cfg: &Config) -> Vec<(Source, f64, f64)> {
 pub const REGIONAL_PLAN: [(Source, f64, f64); 3] =
     [(Source::Trending, 0.5, 1.0), (Source::Fresh, 0.25, 0.6), (Source::Popular, 0.25, 0.8)];
 
+/// The ids a request must not return (seen, hidden): a set probed for every
+/// candidate a source visits, so hashed with per-process-seeded foldhash.
+pub type Exclude = HashSet<u64, foldhash::fast::RandomState>;
+
 /// Everything a source may read for one request.
 pub struct Request {
     /// The catalogue.
     pub catalogue: Arc<Catalogue>,
-    /// The user's state (`None`: unknown user, a cold start).
-    pub user: Option<UserState>,
+    /// The user's state (`None`: unknown user, a cold start), shared, not copied.
+    pub user: Option<Arc<UserState>>,
     /// The user's region; `None` for no region filter.
     pub region: Option<Region>,
     /// Time of the request.
@@ -115,7 +119,7 @@ pub struct Request {
     /// Collaborative query (base ⊕ session), if the user has one.
     pub query: Option<Vec<f32>>,
     /// Items that must not be returned (seen, hidden).
-    pub exclude: HashSet<u64>,
+    pub exclude: Exclude,
     /// How many recent items seed `recent_similar`.
     pub recent_seeds: usize,
 }
@@ -142,15 +146,17 @@ impl Request {
             },
             Source::RecentSimilar => {
                 let Some(u) = &self.user else { return Vec::new() };
-                let seeds: Vec<Vec<f32>> = u
-                    .recent
-                    .iter()
-                    .take(self.recent_seeds)
-                    .filter_map(|(id, _)| cat.get(*id).map(|it| it.embedding.clone()))
-                    .collect();
+                let seeds: Vec<Arc<crate::item::Item>> =
+                    u.recent.iter().take(self.recent_seeds).filter_map(|(id, _)| cat.get(*id)).collect();
+                // The seeds' searches run in parallel; the merge (best score
+                // per id, then the hits' order) does not depend on which ends first.
+                let found: Vec<Vec<Hit>> = {
+                    use rayon::prelude::*;
+                    seeds.par_iter().map(|seed| cat.index.search(&seed.embedding, n, f)).collect()
+                };
                 let mut best: std::collections::HashMap<u64, f32> = std::collections::HashMap::new();
-                for q in &seeds {
-                    for (id, s) in cat.index.search(q, n, f) {
+                for hits in found {
+                    for (id, s) in hits {
                         let e = best.entry(id).or_insert(f32::NEG_INFINITY);
                         *e = e.max(s);
                     }
@@ -251,31 +257,32 @@ pub async fn retrieve(
 ) -> Retrieved {
     let deadline = Duration::from_millis(cfg.deadline_ms);
     let total_share: f64 = plan.iter().map(|p| p.1).sum();
-    let mut tasks = Vec::new();
+    // Every source on the blocking pool at once, all under one deadline from
+    // now; each measures its own time from now too (its wait for a thread
+    // included). One hop per source: no async task around each.
+    let started = Instant::now();
+    let until = tokio::time::Instant::from_std(started + deadline);
+    let mut tasks = Vec::with_capacity(plan.len());
     for &(source, share, _) in plan {
         let budget = if total_share > 0.0 { (k as f64 * share / total_share).ceil() as usize } else { k };
         let ask = (2 * budget).max(16).min(k);
         let req = req.clone();
         let drill = cfg.drills.get(source.name()).cloned().unwrap_or_default();
-        tasks.push(tokio::spawn(async move {
-            let start = Instant::now();
-            let work = tokio::task::spawn_blocking(move || {
-                if drill.delay_ms > 0 {
-                    std::thread::sleep(Duration::from_millis(drill.delay_ms));
-                }
-                if drill.fail { Err("failed (drill)") } else { Ok(req.run(source, ask)) }
-            });
-            let r = match tokio::time::timeout(deadline, work).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(_)) => Err("panicked"),
-                Err(_) => Err("deadline exceeded"),
-            };
-            (r, start.elapsed())
+        tasks.push(tokio::task::spawn_blocking(move || {
+            if drill.delay_ms > 0 {
+                std::thread::sleep(Duration::from_millis(drill.delay_ms));
+            }
+            let r = if drill.fail { Err("failed (drill)") } else { Ok(req.run(source, ask)) };
+            (r, started.elapsed())
         }));
     }
-    let mut results = Vec::new();
+    let mut results = Vec::with_capacity(tasks.len());
     for t in tasks {
-        results.push(t.await.unwrap_or((Err("task lost"), Duration::ZERO)));
+        results.push(match tokio::time::timeout_at(until, t).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => (Err("panicked"), started.elapsed()),
+            Err(_) => (Err("deadline exceeded"), started.elapsed()),
+        });
     }
     let mut out = Retrieved::default();
     let available: Vec<usize> = results.iter().map(|(r, _)| r.as_ref().map_or(0, Vec::len)).collect();
