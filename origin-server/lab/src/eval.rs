@@ -277,7 +277,7 @@ pub async fn evaluate(
         }
         let now = held.time_ms;
         let region = region_of(held.user).and_then(|r| Region::new(r).ok());
-        let seen: HashSet<u64> = state.seen.iter().chain(&state.hidden).copied().collect();
+        let seen: edgewise_origin::sources::Exclude = state.seen.iter().chain(&state.hidden).copied().collect();
 
         let popular: Vec<u64> = by_pop.iter().map(|p| p.0).filter(|id| !seen.contains(id)).take(10).collect();
         acc[0].add(&popular, held.item);
@@ -299,10 +299,11 @@ pub async fn evaluate(
         let view = UserView { seen: &seen_ids, hidden: &[], ..state.view() };
         let ctx = view.rank_context(10, now, region, dim, session);
 
+        let shared = Arc::new(state.clone());
         let request = |k_user: bool| {
             Arc::new(Request {
                 catalogue: catalogue.clone(),
-                user: k_user.then(|| state.clone()),
+                user: k_user.then(|| shared.clone()),
                 region,
                 now_ms: now,
                 query: if k_user { state.query(&session, now, dim) } else { None },
