@@ -9,8 +9,8 @@
 //! not earlier ones have returned, and latency is measured from each request's
 //! scheduled time, so a slow server cannot hide its queueing (no coordinated
 //! omission). The rate doubles until p99 passes 50 ms. Prints the latency
-//! table, then each source's mean latency at each rate (from the server's
-//! Prometheus histograms), which shows where the time goes.
+//! table, then each source's and each stage's mean latency at each rate (from
+//! the server's Prometheus histograms), which shows where the time goes.
 
 use std::time::{Duration, Instant};
 
@@ -178,12 +178,19 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// (name, calls, total seconds) of every source, and of the whole request, so far.
+/// (name, calls, total seconds) of every source, of each stage of a personal
+/// bundle (`/metrics`' `personal_bundle_stage_seconds`), and of the whole
+/// request, so far.
 fn latency_sums(state: &edgewise_origin::AppState) -> Vec<(String, u64, f64)> {
     let mut v = Vec::new();
     for name in edgewise_core::bundle::SOURCE_NAMES.iter().take(5) {
         if let Ok(h) = state.metrics.source_seconds.get_metric_with_label_values(&[name]) {
             v.push((name.to_string(), h.get_sample_count(), h.get_sample_sum()));
+        }
+    }
+    for stage in ["user", "retrieve", "build", "publish"] {
+        if let Ok(h) = state.metrics.personal_stage_seconds.get_metric_with_label_values(&[stage]) {
+            v.push((format!("stage: {stage}"), h.get_sample_count(), h.get_sample_sum()));
         }
     }
     if let Ok(h) = state.metrics.http_seconds.get_metric_with_label_values(&["/v1/users/{id}/candidates", "200"]) {

@@ -17,6 +17,10 @@ pub struct Metrics {
     pub source_used: IntCounterVec,
     /// Source latency.
     pub source_seconds: HistogramVec,
+    /// Where a personal bundle's time goes: `user` (reading the user's
+    /// state), `retrieve` (the sources, fused), `build` (encoding, checksum and
+    /// content address), `publish` (the digest cache).
+    pub personal_stage_seconds: HistogramVec,
     /// Bundle cache lookups by cache and result (hit, miss).
     pub cache: IntCounterVec,
     /// Live items in the index.
@@ -62,6 +66,14 @@ impl Metrics {
                 &["source"],
                 r
             )?,
+            personal_stage_seconds: register_histogram_vec_with_registry!(
+                HistogramOpts::new("personal_bundle_stage_seconds", "Time per stage of building a personal bundle")
+                    .buckets(vec![
+                        0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
+                    ]),
+                &["stage"],
+                r
+            )?,
             cache: register_int_counter_vec_with_registry!(
                 Opts::new("bundle_cache_total", "Bundle cache lookups"),
                 &["cache", "result"],
@@ -103,8 +115,10 @@ mod tests {
     fn every_metric_is_defined_and_rendered_with_the_prefix() {
         let m = super::Metrics::new().expect("the definitions are valid");
         m.writes.with_label_values(&["item", "created"]).inc();
+        m.personal_stage_seconds.with_label_values(&["build"]).observe(0.0003);
         let text = m.render();
         assert!(text.contains("edgewise_origin_writes_total{kind=\"item\",outcome=\"created\"} 1"), "{text}");
         assert!(text.contains("edgewise_origin_index_items 0"), "{text}");
+        assert!(text.contains("edgewise_origin_personal_bundle_stage_seconds_count{stage=\"build\"} 1"), "{text}");
     }
 }

@@ -78,10 +78,16 @@ pub(super) async fn personal_bundle(
     k: usize,
 ) -> Result<(Option<Arc<crate::user::UserState>>, Retrieved, Arc<Built>, u64), ApiError> {
     let now = now_ms();
+    let stage = |name: &str, since: std::time::Instant| {
+        st.metrics.personal_stage_seconds.with_label_values(&[name]).observe(since.elapsed().as_secs_f64());
+    };
+    let t = std::time::Instant::now();
     let st2 = st.clone();
     let state =
         tokio::task::spawn_blocking(move || st2.store.user(user)).await.map_err(ApiError::internal)??.map(Arc::new);
     let exclude = state.as_ref().map(|u| u.seen.iter().chain(&u.hidden).copied().collect()).unwrap_or_default();
+    stage("user", t);
+    let t = std::time::Instant::now();
     let query = state.as_ref().and_then(|u| u.query(&st.session, now, st.cfg.index.dim));
     let req = Arc::new(SourceRequest {
         catalogue: st.catalogue.clone(),
@@ -100,6 +106,8 @@ pub(super) async fn personal_bundle(
         &[Source::Fresh, Source::Popular],
     )
     .await;
+    stage("retrieve", t);
+    let t = std::time::Instant::now();
     record_sources(st, &retrieved);
     let digest = model_for(st, Some(user));
     let built = Arc::new(
@@ -108,8 +116,11 @@ pub(super) async fn personal_bundle(
             .map_err(ApiError::internal)?,
     );
     st.metrics.rows_dropped.with_label_values(&["personal"]).inc_by(built.dropped as u64);
+    stage("build", t);
+    let t = std::time::Instant::now();
     // Addressable by digest too, but only with this user's token (`bundle_by_digest`).
     st.by_digest.insert(built.digest.clone(), built.clone()).await;
+    stage("publish", t);
     Ok((state, retrieved, built, now))
 }
 
