@@ -51,8 +51,13 @@ use fastly::{Backend, ConfigStore, Request, Response};
 
 /// The config store the settings are read from.
 const STORE: &str = "edgewise";
-/// The dynamic backend's name.
-const BACKEND: &str = "edgewise-origin";
+/// The dynamic backend's name: a prefix and the origin's `host:port`, so a
+/// name already in use always points at the same origin.
+fn backend_name(url: &OriginUrl) -> String {
+    let target: String =
+        url.host_port().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect();
+    format!("edgewise-origin-{}{target}", if url.https { "tls-" } else { "" })
+}
 
 fn main() {
     let req = Request::from_client();
@@ -177,7 +182,8 @@ impl FastlyOrigin {
     fn new(cfg: &Config) -> Result<Self, HttpError> {
         let url = cfg.origin.clone();
         let host = url.host().to_string();
-        let mut builder = Backend::builder(BACKEND, url.host_port())
+        let name = backend_name(&url);
+        let mut builder = Backend::builder(&name, url.host_port())
             .override_host(&host)
             .connect_timeout(ORIGIN_TIMEOUT)
             .first_byte_timeout(ORIGIN_TIMEOUT)
@@ -187,22 +193,30 @@ impl FastlyOrigin {
         }
         let backend = match builder.finish() {
             Ok(b) => b,
-            // Defined by an earlier request on this host: the same origin.
-            Err(fastly::backend::BackendCreationError::NameInUse) => Backend::from_name(BACKEND)
-                .map_err(|e| HttpError::new(500, format!("the origin backend {BACKEND}: {e}")))?,
+            // Already defined: the name carries the origin, so it is the same one.
+            Err(fastly::backend::BackendCreationError::NameInUse) => {
+                Backend::from_name(&name).map_err(|e| HttpError::new(500, format!("the origin backend {name}: {e}")))?
+            }
             Err(e) => return Err(HttpError::new(500, format!("cannot define a backend for the origin: {e}"))),
         };
         Ok(FastlyOrigin { url, api_key: cfg.api_key.clone(), backend })
     }
 
-    /// `GET {origin}{path}`, past Fastly's HTTP cache.
-    fn request(&self, path: &str) -> Request {
-        let mut req = Request::get(self.url.url(path));
+    /// `GET {origin}{path}`, past Fastly's HTTP cache. The URL and the API key
+    /// come from the config store: checked here, since the `fastly` crate's
+    /// string conversions panic on what they cannot parse.
+    fn request(&self, path: &str) -> Result<Request, OriginError> {
+        let target = self.url.url(path);
+        let url = fastly::http::Url::parse(&target)
+            .map_err(|e| OriginError::Refused(format!("the origin URL {target:?} is not valid: {e}")))?;
+        let mut req = Request::get(url);
         if let Some(k) = &self.api_key {
-            req.set_header(edgewise_wire::headers::API_KEY, k.as_str());
+            let v = fastly::http::HeaderValue::from_str(k)
+                .map_err(|_| OriginError::Refused("the config store's api_key is not a valid header value".into()))?;
+            req.set_header(edgewise_wire::headers::API_KEY, v);
         }
         req.set_pass(true);
-        req
+        Ok(req)
     }
 
     /// A 200's body, bounded; anything else is an error.
@@ -241,8 +255,10 @@ impl Origin for FastlyOrigin {
     type Pending = Flight;
 
     fn start_personal(&mut self, path: &str, token: &str, max_bytes: usize) -> Result<Flight, OriginError> {
-        let mut req = self.request(path);
-        req.set_header("authorization", format!("Bearer {token}"));
+        let mut req = self.request(path)?;
+        let bearer = fastly::http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| OriginError::Refused("the user's token is not a valid header value".into()))?;
+        req.set_header("authorization", bearer);
         let pending = req.send_async(&self.backend).map_err(|e| OriginError::Failed(e.to_string()))?;
         Ok(Flight { pending, path: path.to_string(), max_bytes, started: Instant::now() })
     }
@@ -283,9 +299,15 @@ impl Origin for FastlyOrigin {
         }
         // This request fetches; concurrent lookups of the key wait for its insert.
         let etag = found.as_ref().map(Found::user_metadata).filter(|m| !m.is_empty());
-        let mut req = self.request(path);
-        if let Some(tag) = &etag {
-            req.set_header("if-none-match", tag.as_ref());
+        let mut req = match self.request(path) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.cancel_insert_or_update();
+                return Err(e);
+            }
+        };
+        if let Some(v) = etag.as_ref().and_then(|t| fastly::http::HeaderValue::from_bytes(t).ok()) {
+            req.set_header("if-none-match", v);
         }
         let stale_if_error = |found: &Option<Found>, e: OriginError| -> Result<Served, OriginError> {
             let _ = tx.cancel_insert_or_update();
