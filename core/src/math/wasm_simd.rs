@@ -9,8 +9,8 @@
 #![allow(unsafe_code)]
 
 use core::arch::wasm32::{
-    i16x8_extend_high_i8x16, i16x8_extend_low_i8x16, i32x4_add, i32x4_dot_i16x8, i32x4_extract_lane, i32x4_splat, v128,
-    v128_load,
+    i16x8_extend_high_i8x16, i16x8_extend_low_i8x16, i32x4_add, i32x4_dot_i16x8, i32x4_extract_lane, i32x4_shuffle,
+    i32x4_splat, v128, v128_load,
 };
 
 /// Exact `i8 × i8 → i32` dot product of the common prefix of `a` and `b`.
@@ -62,6 +62,45 @@ pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
         sum += i32::from(*x) * i32::from(*y);
     }
     sum
+}
+
+/// Exact dot products of `a` with each of `bs` (common prefixes), as
+/// `super::dot_i8_x4` documents: one pass over `a` feeding four
+/// accumulators, then a 4×4 transposing reduction.
+#[inline]
+pub(super) fn dot_i8_x4(a: &[i8], bs: [&[i8]; 4]) -> [i32; 4] {
+    let n = bs.iter().fold(a.len(), |n, b| n.min(b.len()));
+    let mut acc = [i32x4_splat(0); 4];
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: `i + 16 <= n`, and `n` is at most the length of `a` and of
+        // every row, so each 16-byte read is in bounds; `v128_load` has no
+        // alignment requirement.
+        let x = unsafe { v128_load(a.as_ptr().add(i).cast::<v128>()) };
+        for (acc, b) in acc.iter_mut().zip(&bs) {
+            // SAFETY: as above.
+            let y = unsafe { v128_load(b.as_ptr().add(i).cast::<v128>()) };
+            *acc = i32x4_add(*acc, widened_dot(x, y));
+        }
+        i += 16;
+    }
+    // Lane sums of the four accumulators, transposed into one vector.
+    let [a0, a1, a2, a3] = acc;
+    let s01 = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a0, a1), i32x4_shuffle::<2, 6, 3, 7>(a0, a1));
+    let s23 = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a2, a3), i32x4_shuffle::<2, 6, 3, 7>(a2, a3));
+    let sum = i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(s01, s23), i32x4_shuffle::<2, 3, 6, 7>(s01, s23));
+    let mut out = [
+        i32x4_extract_lane::<0>(sum),
+        i32x4_extract_lane::<1>(sum),
+        i32x4_extract_lane::<2>(sum),
+        i32x4_extract_lane::<3>(sum),
+    ];
+    for (o, b) in out.iter_mut().zip(&bs) {
+        for (x, y) in a[i..n].iter().zip(&b[i..n]) {
+            *o += i32::from(*x) * i32::from(*y);
+        }
+    }
+    out
 }
 
 /// The dot product of 16 bytes as four `i32` lanes: both halves widened to

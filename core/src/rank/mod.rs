@@ -22,6 +22,7 @@
 //! Every number is computed in a fixed order ([`crate::math`]), so the output is
 //! bit-identical on every platform.
 
+use alloc::collections::binary_heap::PeekMut;
 use alloc::vec::Vec;
 
 use crate::bundle::Bundle;
@@ -161,6 +162,8 @@ pub struct Ranker {
     seen: Vec<u64>,
     blocked: Vec<u32>,
     cand: Vec<(f32, u32)>,
+    /// Per bundle row: the int8 dot product with the query (set for the rows that pass the filter).
+    dots: Vec<i32>,
     input: Vec<f32>,
     act_a: Vec<f32>,
     act_b: Vec<f32>,
@@ -257,16 +260,42 @@ pub fn mlp_input_from_dot(
     pre: f32,
     input: &mut Vec<f32>,
 ) {
-    let emb = bundle.embedding(i);
+    let at = input.len();
+    input.resize(at + model.input_dim(), 0.0);
+    write_mlp_input(model, bundle, i, query_q, query_scale, dot, pre, &mut input[at..]);
+}
+
+/// Writes row `i`'s MLP input vector into `out` (`model.input_dim()` long):
+/// what [`mlp_input_from_dot`] appends, written in place (the ranker's
+/// batches reuse one buffer, with no length to keep up to date per value).
+#[allow(clippy::too_many_arguments)] // as `mlp_input_from_dot`
+#[inline]
+fn write_mlp_input(
+    model: &Model,
+    bundle: &Bundle<'_>,
+    i: usize,
+    query_q: &[i8],
+    query_scale: f32,
+    dot: i32,
+    pre: f32,
+    out: &mut [f32],
+) {
     let s = query_scale * bundle.scale(i);
-    input.push(dot as f32 * s);
-    input.push(pre);
-    input.push(bundle.retrieval_score(i));
-    input.extend(bundle.features(i));
+    let (head, rest) = out.split_at_mut(3);
+    head.copy_from_slice(&[dot as f32 * s, pre, bundle.retrieval_score(i)]);
+    let (features, rest) = rest.split_at_mut(usize::from(model.n_features));
+    for (o, f) in features.iter_mut().zip(bundle.features(i)) {
+        *o = f;
+    }
+    let (sources, rest) = rest.split_at_mut(usize::from(model.n_sources));
     let mask = bundle.source_mask(i);
-    input.extend((0..usize::from(model.n_sources)).map(|j| if mask & (1 << j) != 0 { 1.0 } else { 0.0 }));
+    for (j, o) in sources.iter_mut().enumerate() {
+        *o = if mask & (1 << j) != 0 { 1.0 } else { 0.0 };
+    }
     if model.interaction {
-        input.extend(query_q.iter().zip(emb).map(|(&a, &b)| (i32::from(a) * i32::from(b)) as f32 * s));
+        for (o, (&a, &b)) in rest.iter_mut().zip(query_q.iter().zip(bundle.embedding(i))) {
+            *o = (i32::from(a) * i32::from(b)) as f32 * s;
+        }
     }
 }
 
@@ -334,6 +363,9 @@ enum Layout {
 /// `MLP_BATCH` rows of `layer.inputs` values, `y` receives `MLP_BATCH` rows of
 /// `layer.outputs`. Lane for lane the same operations as
 /// [`crate::math::dot_f32`].
+// Out of line: inlined into `mlp_forward_batch`, its accumulators are
+// spilled by Cranelift (the guest) for want of registers.
+#[inline(never)]
 fn layer_rows(layer: &crate::model::Layer, x: &[f32], y: &mut Vec<f32>, relu: bool) {
     use wide::f32x4;
     const B: usize = MLP_BATCH;
@@ -380,16 +412,21 @@ fn layer_rows(layer: &crate::model::Layer, x: &[f32], y: &mut Vec<f32>, relu: bo
 /// in [`reduce_lanes`]'s tree. Only the vector axis differs: a vector holds
 /// one accumulator of four candidates rather than four accumulators of one, so
 /// every rounding step is the same.
+// Out of line, as `layer_rows`: Cranelift keeps the eight accumulators in
+// registers only when the kernel is compiled on its own.
+#[inline(never)]
 fn layer_interleaved(layer: &crate::model::Layer, x: &[f32], y: &mut Vec<f32>, relu: bool) {
     use wide::{CmpLt, f32x4};
     const B: usize = MLP_BATCH;
     const _: () = assert!(MLP_BATCH == 4, "one candidate per lane of an f32x4");
     let ni = layer.inputs;
     y.clear();
+    y.resize(layer.outputs * B, 0.0);
     let tail = ni - ni % LANES;
     // One `[f32; 4]` per input: that input of the four candidates.
     let (x_main, x_tail) = x[..ni * B].as_chunks::<B>().0.split_at(tail);
-    for (row, &bias) in layer.weights.chunks_exact(ni).zip(&layer.bias) {
+    let outputs = y.as_chunks_mut::<B>().0;
+    for ((row, &bias), y) in layer.weights.chunks_exact(ni).zip(&layer.bias).zip(outputs) {
         let mut acc = [f32x4::ZERO; LANES];
         for (w, xc) in row.chunks_exact(LANES).zip(x_main.chunks_exact(LANES)) {
             for ((a, &wi), &xi) in acc.iter_mut().zip(w).zip(xc) {
@@ -405,7 +442,7 @@ fn layer_interleaved(layer: &crate::model::Layer, x: &[f32], y: &mut Vec<f32>, r
             // `y < 0 → 0` lane by lane: NaN and -0.0 pass through, as in the reference.
             out = out.cmp_lt(f32x4::ZERO).blend(f32x4::ZERO, out);
         }
-        y.extend_from_slice(&out.to_array());
+        *y = out.to_array();
     }
 }
 
@@ -414,16 +451,28 @@ fn layer_interleaved(layer: &crate::model::Layer, x: &[f32], y: &mut Vec<f32>, r
 fn relayout(x: &mut Vec<f32>, scratch: &mut Vec<f32>, width: usize, from: Layout) {
     scratch.clear();
     scratch.resize(width * MLP_BATCH, 0.0);
-    for b in 0..MLP_BATCH {
-        for i in 0..width {
-            let (rows, inter) = (b * width + i, i * MLP_BATCH + b);
-            match from {
-                Layout::Rows => scratch[inter] = x[rows],
-                Layout::Interleaved => scratch[rows] = x[inter],
+    match from {
+        Layout::Rows => interleave(x, width, scratch),
+        Layout::Interleaved => {
+            for (i, v) in x[..width * MLP_BATCH].as_chunks::<MLP_BATCH>().0.iter().enumerate() {
+                for (b, &v) in v.iter().enumerate() {
+                    scratch[b * width + i] = v;
+                }
             }
         }
     }
     core::mem::swap(x, scratch);
+}
+
+/// Writes `rows` ([`MLP_BATCH`] rows of `width` values, [`Layout::Rows`]) into
+/// `out` in [`Layout::Interleaved`]: one `[f32; MLP_BATCH]` per input.
+fn interleave(rows: &[f32], width: usize, out: &mut [f32]) {
+    const _: () = assert!(MLP_BATCH == 4, "four rows to interleave");
+    let [r0, r1, r2, r3]: [&[f32]; MLP_BATCH] = core::array::from_fn(|b| &rows[b * width..(b + 1) * width]);
+    let it = out.as_chunks_mut::<MLP_BATCH>().0.iter_mut().zip(r0).zip(r1).zip(r2).zip(r3);
+    for ((((o, &x0), &x1), &x2), &x3) in it {
+        *o = [x0, x1, x2, x3];
+    }
 }
 
 /// Runs the MLP on [`MLP_BATCH`] input vectors at once (`inputs` holds
@@ -437,10 +486,24 @@ pub fn mlp_forward_batch(
     b: &mut Vec<f32>,
     logits: &mut [f32; MLP_BATCH],
 ) {
+    let width = model.input_dim();
+    let mut layout = model.mlp.first().map_or(Layout::Rows, |l| layout_for(l.inputs, Layout::Rows));
+    let rows = if inputs.len() >= width * MLP_BATCH {
+        &inputs[..width * MLP_BATCH]
+    } else {
+        b.clear();
+        b.extend_from_slice(inputs);
+        b.resize(width * MLP_BATCH, 0.0);
+        &b[..]
+    };
     a.clear();
-    a.extend_from_slice(inputs);
-    a.resize(model.input_dim() * MLP_BATCH, 0.0);
-    let mut layout = Layout::Rows;
+    match layout {
+        Layout::Rows => a.extend_from_slice(rows),
+        Layout::Interleaved => {
+            a.resize(width * MLP_BATCH, 0.0);
+            interleave(rows, width, a);
+        }
+    }
     let last = model.mlp.len().saturating_sub(1);
     for (k, layer) in model.mlp.iter().enumerate() {
         let want = layout_for(layer.inputs, layout);
@@ -552,6 +615,8 @@ impl Ranker {
         let query_scale = self.prepare(model, bundle, ctx)?;
 
         // 1. Integrity filter.
+        self.dots.clear();
+        self.dots.resize(bundle.len(), 0);
         self.seen.clear();
         self.seen.extend_from_slice(&ctx.seen);
         self.seen.sort_unstable();
@@ -569,7 +634,9 @@ impl Ranker {
                 Outcome::Region
             } else {
                 // 2. Pre-rank.
-                let pre = prerank_from_dot(model, bundle, i, dot(&self.query_q, i), query_scale);
+                let d = dot(&self.query_q, i);
+                self.dots[i] = d;
+                let pre = prerank_from_dot(model, bundle, i, d, query_scale);
                 self.cand.push((pre, i as u32));
                 out.rows.push(RowExplain {
                     outcome: Outcome::PreRankCut,
@@ -590,15 +657,17 @@ impl Ranker {
         // 3–4. Main rank and calibration, MLP_BATCH candidates at a time.
         let width = model.input_dim();
         let mut logits = [0.0f32; MLP_BATCH];
+        self.input.clear();
+        self.input.resize(MLP_BATCH * width, 0.0);
         for start in (0..self.cand.len()).step_by(MLP_BATCH) {
             let end = (start + MLP_BATCH).min(self.cand.len());
-            self.input.clear();
-            for c in &self.cand[start..end] {
+            // A short last batch keeps the rows of the one before: they are
+            // evaluated and ignored.
+            for (c, row) in self.cand[start..end].iter().zip(self.input.chunks_exact_mut(width.max(1))) {
                 let i = c.1 as usize;
                 let (q, pre) = (&self.query_q, out.rows[i].pre_score);
-                mlp_input_from_dot(model, bundle, i, q, query_scale, dot(q, i), pre, &mut self.input);
+                write_mlp_input(model, bundle, i, q, query_scale, self.dots[i], pre, row);
             }
-            self.input.resize(MLP_BATCH * width, 0.0);
             mlp_forward_batch(model, &self.input, &mut self.act_a, &mut self.act_b, &mut logits);
             for (c, &logit) in self.cand[start..end].iter_mut().zip(&logits) {
                 let p = math::sigmoid(model.calibration.a * logit + model.calibration.b);
@@ -655,7 +724,7 @@ impl Ranker {
         self.norms.clear();
         for &(_, row) in &self.cand {
             let e = bundle.embedding(row as usize);
-            self.norms.push(libm::sqrtf(dot_i8(e, e) as f32));
+            self.norms.push(math::sqrt(dot_i8(e, e) as f32));
         }
         self.max_sim.clear();
         self.max_sim.resize(n, 0.0);
@@ -670,31 +739,24 @@ impl Ranker {
         self.heap.clear();
         self.heap.extend((0..n).map(|j| pending(mmr(self.cand[j].0, 0.0), j as u32)));
         while out.items.len() < k {
-            let Some(top) = self.heap.pop() else { break };
-            let j = pending_candidate(top);
+            let Some(mut top) = self.heap.peek_mut() else { break };
+            let j = pending_candidate(*top);
             if cap > 0 && self.creator_counts[self.creator_of[j] as usize] >= cap {
                 // A capped creator stays capped: drop the candidate for good.
+                PeekMut::pop(top);
                 continue;
             }
             if use_sim && (self.folded[j] as usize) < self.picks.len() {
-                let ej = bundle.embedding(self.cand[j].1 as usize);
-                for &p in &self.picks[self.folded[j] as usize..] {
-                    let p = p as usize;
-                    let dot = dot_i8(bundle.embedding(self.cand[p].1 as usize), ej);
-                    // `max_sim` starts at 0.0 and only grows, so a cosine of a
-                    // non-positive dot product can never raise it: skip the division.
-                    if dot <= 0 {
-                        continue;
-                    }
-                    let s = cosine_of(dot, self.norms[p], self.norms[j]);
-                    if s > self.max_sim[j] {
-                        self.max_sim[j] = s;
-                    }
-                }
+                let max_sim =
+                    fold(bundle, &self.cand, &self.norms, &self.picks[self.folded[j] as usize..], j, self.max_sim[j]);
+                self.max_sim[j] = max_sim;
                 self.folded[j] = self.picks.len() as u32;
-                self.heap.push(pending(mmr(self.cand[j].0, self.max_sim[j]), j as u32));
+                // Lowered in place: one sift down (when `top` is dropped)
+                // instead of a pop and a push.
+                *top = pending(mmr(self.cand[j].0, max_sim), j as u32);
                 continue;
             }
+            PeekMut::pop(top);
             self.taken[j] = true;
             self.picks.push(j as u32);
             self.creator_counts[self.creator_of[j] as usize] += 1;
@@ -740,17 +802,40 @@ impl Ranker {
     }
 }
 
+/// Candidate `j`'s `max_sim` (`max_sim` when last folded) brought up to
+/// date with `picks`, the picks made since.
+///
+/// Four picks at a time: their dot products with `j` in one
+/// [`math::dot_i8_x4`], the cosines as one vector division, and a
+/// running maximum per lane (a short last group repeats its first pick,
+/// which cannot change a maximum). A cosine of a non-positive dot product
+/// counts as 0: `max_sim` starts at 0 and only grows, so it could never
+/// raise it (and a zero vector's zero dot product never divides by its
+/// zero norm). No value is NaN, so the maximum is the same whatever order
+/// it is taken in: bit for bit the scalar definition (`tests::reference_diversify`).
+#[inline(always)]
+fn fold(bundle: &Bundle<'_>, cand: &[(f32, u32)], norms: &[f32], picks: &[u32], j: usize, max_sim: f32) -> f32 {
+    use wide::{CmpGt, f32x4, i32x4};
+    let ej = bundle.embedding(cand[j].1 as usize);
+    let nj = f32x4::splat(norms[j]);
+    let mut m = f32x4::ZERO;
+    for group in picks.chunks(4) {
+        let pick = |l: usize| group.get(l).copied().unwrap_or(group[0]) as usize;
+        let rows: [&[i8]; 4] = core::array::from_fn(|l| bundle.embedding(cand[pick(l)].1 as usize));
+        let norms = f32x4::from(core::array::from_fn::<f32, 4, _>(|l| norms[pick(l)]));
+        let d = i32x4::from(math::dot_i8_x4(ej, rows));
+        let s = d.round_float() / (norms * nj);
+        let positive = bytemuck::cast::<i32x4, f32x4>(d.cmp_gt(i32x4::ZERO));
+        m = m.max(positive.blend(s, f32x4::ZERO));
+    }
+    m.to_array().into_iter().fold(max_sim, |a, b| if b > a { b } else { a })
+}
+
 /// Cosine similarity of two int8 rows from their exact dot product and norms
 /// (the per-row scales cancel). Zero if either row is all zero.
 pub fn cosine(a: &[i8], norm_a: f32, b: &[i8], norm_b: f32) -> f32 {
-    cosine_of(dot_i8(a, b), norm_a, norm_b)
-}
-
-/// [`cosine`] from the rows' dot product.
-#[inline]
-fn cosine_of(dot: i32, norm_a: f32, norm_b: f32) -> f32 {
     let den = norm_a * norm_b;
-    if den == 0.0 { 0.0 } else { dot as f32 / den }
+    if den == 0.0 { 0.0 } else { dot_i8(a, b) as f32 / den }
 }
 
 #[cfg(test)]
