@@ -124,6 +124,7 @@ pub const CONTEXT: Envelope = Envelope {
     oldest: 1,
     version_width: VersionWidth::U8,
     crc: false,
+    xxh3_from: None,
     end_magic: None,
 };
 /// How the `EWRS` result is framed: magic and a one-byte version, no trailer.
@@ -134,6 +135,7 @@ pub const RESULT: Envelope = Envelope {
     oldest: 1,
     version_width: VersionWidth::U8,
     crc: false,
+    xxh3_from: None,
     end_magic: None,
 };
 const CTX_FIXED: usize = 56;

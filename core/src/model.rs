@@ -163,6 +163,7 @@ pub const ENVELOPE: Envelope = Envelope {
     oldest: OLDEST_SUPPORTED_VERSION,
     version_width: VersionWidth::U16,
     crc: true,
+    xxh3_from: None,
     end_magic: Some(END_MAGIC),
 };
 
@@ -310,7 +311,7 @@ impl Model {
         }
         let body_end = bytes.len() - ENVELOPE.trailer_len();
         ENVELOPE.check_end_magic(bytes)?;
-        ENVELOPE.check_crc(bytes)?;
+        ENVELOPE.check_checksum(bytes)?;
         let mut fsh = [0u8; 8];
         fsh.copy_from_slice(&bytes[16..24]);
         let dim = u16_at(24);

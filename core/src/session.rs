@@ -133,6 +133,7 @@ pub const ENVELOPE: Envelope = Envelope {
     oldest: 1,
     version_width: VersionWidth::U8,
     crc: true,
+    xxh3_from: None,
     end_magic: None,
 };
 const FIXED_LEN: usize = 4 + 1 + 1 + 2 + 4 + 8 + 4 + 4; // magic, version, reserved, dim, events, last, mass, crc
@@ -293,7 +294,7 @@ impl SessionState {
         check_range(format, "dim", u64::from(dim), 0, MAX_DIM as u64)?;
         let len = FIXED_LEN + 4 * usize::from(dim);
         let encoded = b.get(..len).ok_or(FormatError::Truncated { format, what: "session embedding" })?;
-        ENVELOPE.check_crc(encoded)?;
+        ENVELOPE.check_checksum(encoded)?;
         self.events = u32_at(b, 8);
         self.last_ms = u64_at(b, 12);
         self.mass = f32_at(b, 20);

@@ -21,7 +21,7 @@ fn headers(region: u64) -> HeaderMap {
             "public, max-age=60, s-maxage=300, stale-while-revalidate=600, stale-if-error=86400".to_string(),
         ),
         ("etag", format!("\"{:064x}\"", region)),
-        ("surrogate-key", format!("bundle bundle-format-1 bundle-regional region-{}", region % 32)),
+        ("surrogate-key", format!("bundle bundle-format-2 bundle-regional region-{}", region % 32)),
         ("x-edgewise-bundle-digest", format!("{:064x}", region)),
     ];
     for (k, v) in pairs {

@@ -368,7 +368,7 @@ export async function startStubOrigin({ sMaxage, swr, sie }) {
       etag: `"${digest}"`,
       'cache-control': `public, max-age=0, s-maxage=${sMaxage}, stale-while-revalidate=${swr}, stale-if-error=${sie}`,
       vary: 'Accept-Encoding',
-      'surrogate-key': `bundle bundle-regional region-${m[1]} bundle-format-1`,
+      'surrogate-key': `bundle bundle-regional region-${m[1]} bundle-format-2`,
       'x-edgewise-bundle-digest': digest,
     };
     if ((req.headers['if-none-match'] ?? '').includes(`"${digest}"`)) {

@@ -24,6 +24,8 @@ pub struct Built {
     pub dropped: usize,
     /// The user a personal bundle was built for (only they may read it).
     pub owner: Option<u64>,
+    /// The bundle format version it is written in.
+    pub version: u16,
 }
 
 /// Why a bundle could not be built.
@@ -56,7 +58,9 @@ pub fn build(
     h.model_digest = model_digest;
     h.sources_contributed = retrieved.contributed;
     h.sources_timed_out = retrieved.timed_out;
-    let mut b = BundleBuilder::new(h).map_err(|e| BuildError(e.to_string()))?;
+    let mut b = BundleBuilder::new(h)
+        .and_then(|b| b.version(cfg.retrieval.bundle_version))
+        .map_err(|e| BuildError(e.to_string()))?;
     let mut ranks = [NO_RANK; SLOTS];
     let defaults = cfg.features.default_values();
     let mut features = Vec::with_capacity(defaults.len());
@@ -95,7 +99,16 @@ pub fn build(
     let rows = b.len();
     let bytes = b.finish();
     let digest = Digest::of(&bytes).to_hex();
-    Ok(Built { bytes: bytes.into(), digest, scope, region, rows, dropped, owner: None })
+    Ok(Built {
+        bytes: bytes.into(),
+        digest,
+        scope,
+        region,
+        rows,
+        dropped,
+        owner: None,
+        version: cfg.retrieval.bundle_version,
+    })
 }
 
 #[cfg(test)]
@@ -191,5 +204,47 @@ mod tests {
             prop_assert_eq!(built.dropped, dropped);
             prop_assert_eq!(&built.bytes[..], &bytes[..]);
         }
+    }
+
+    #[test]
+    fn writes_the_configured_bundle_version() {
+        let mut cfg = Config::default();
+        cfg.index.dim = 4;
+        cfg.index.kind = IndexKind::Flat;
+        cfg.index.shards = 1;
+        let cat = Catalogue::new(&cfg).expect("catalogue");
+        let names = cfg.features.names.len();
+        cat.bulk_upsert(
+            vec![Item {
+                id: 7,
+                embedding: vec![0.5, -0.25, 1.0, 0.0],
+                content: None,
+                creator: 1,
+                categories: vec![2],
+                region_mask: u32::MAX,
+                created_at_ms: 1_700_000_000_000,
+                features: vec![0.5; names],
+            }],
+            true,
+        );
+        let retrieved = Retrieved {
+            rows: vec![Fused { id: 7, score: 0.5, ranks: [Some(0), None, None, None, None, None, None] }],
+            contributed: 1,
+            ..Default::default()
+        };
+        let mut bodies = Vec::new();
+        for version in [2, 1] {
+            cfg.retrieval.bundle_version = version;
+            let built = build(&cfg, &cat, &retrieved, Scope::Regional, None, 42, None).expect("builds");
+            assert_eq!(built.version, version);
+            let b = edgewise_core::bundle::Bundle::decode(&built.bytes).expect("decodes");
+            assert_eq!(b.header().version, version);
+            assert_eq!(b.id(0), 7);
+            bodies.push(built.bytes);
+        }
+        assert_eq!(cfg.retrieval.bundle_version, 1);
+        assert_eq!(Config::default().retrieval.bundle_version, 2, "version 2 by default");
+        let body = bodies[0].len() - edgewise_core::bundle::TRAILER_LEN;
+        assert_eq!(bodies[0][10..body], bodies[1][10..body], "the versions differ in the checksum only");
     }
 }

@@ -299,6 +299,10 @@ pub struct RetrievalConfig {
     /// Failure drills: make a source slow or fail, to rehearse degraded retrieval
     /// (and to test it). Keyed by source name.
     pub drills: BTreeMap<String, Drill>,
+    /// The bundle format version written: 2 (the default; checksum XXH3,
+    /// which a wasm guest verifies about six times faster) or 1 (CRC-32),
+    /// for readers that predate version 2 (see `edgewise_core::bundle`).
+    pub bundle_version: u16,
 }
 
 /// A failure drill for one source.
@@ -326,6 +330,7 @@ impl Default for RetrievalConfig {
             recent_seeds: 3,
             trending_half_life_s: 6.0 * 3600.0,
             drills: BTreeMap::new(),
+            bundle_version: edgewise_core::bundle::VERSION,
         }
     }
 }
@@ -552,6 +557,15 @@ impl Config {
         if !(0.0..=1.0).contains(&self.index.rebuild_deleted_ratio) {
             return bad("index.rebuild_deleted_ratio must be in [0, 1]".into());
         }
+        let versions = edgewise_core::bundle::OLDEST_SUPPORTED_VERSION..=edgewise_core::bundle::VERSION;
+        if !versions.contains(&self.retrieval.bundle_version) {
+            return bad(format!(
+                "retrieval.bundle_version = {} is not a bundle format version this build writes ({}..={})",
+                self.retrieval.bundle_version,
+                versions.start(),
+                versions.end()
+            ));
+        }
         for name in self.retrieval.drills.keys() {
             if !edgewise_core::bundle::SOURCE_NAMES.contains(&name.as_str()) {
                 return bad(format!("retrieval.drills names an unknown source {name:?}"));
@@ -621,6 +635,11 @@ mod tests {
         assert!(err.to_string().contains("always") && err.to_string().contains("auto"), "{err}");
         std::fs::write(&file, "[rank]\ngpu = \"auto\"\n").expect("write");
         assert_eq!(Config::load(Some(&file), &[]).expect("loads").rank.gpu, GpuSetting::Auto);
+        std::fs::write(&file, "[retrieval]\nbundle_version = 3\n").expect("write");
+        let err = Config::load(Some(&file), &[]).expect_err("unknown bundle version");
+        assert!(err.to_string().contains("bundle_version = 3"), "{err}");
+        std::fs::write(&file, "[retrieval]\nbundle_version = 1\n").expect("write");
+        assert_eq!(Config::load(Some(&file), &[]).expect("loads").retrieval.bundle_version, 1);
         assert!(Config::load(Some(Path::new("/no/such/file.toml")), &[]).is_err());
     }
 

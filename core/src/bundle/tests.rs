@@ -119,6 +119,58 @@ fn prechecked_decode_skips_only_the_checksum() {
 }
 
 #[test]
+fn both_versions_decode_and_each_checks_its_own_checksum() {
+    let v2 = sample(5);
+    assert_eq!(u16::from_le_bytes([v2[8], v2[9]]), VERSION);
+    let b = Bundle::decode(&v2).expect("v2 decodes");
+    let v1 = BundleBuilder::new(*b.header()).and_then(|x| x.version(1)).map(|mut x| {
+        let (mut f, mut r) = (Vec::new(), Vec::new());
+        for i in 0..b.len() {
+            x.push_quantized(&b.row(i, &mut f, &mut r)).expect("row");
+        }
+        x.finish()
+    });
+    let v1 = v1.expect("version 1 is writable");
+    let body = v1.len() - TRAILER_LEN;
+    assert_eq!(u16::from_le_bytes([v1[8], v1[9]]), 1);
+    assert_eq!(v1[10..body], v2[10..body], "the versions differ in version and checksum only");
+    assert_eq!(v1[body..body + 4], crc32fast::hash(&v1[..body]).to_le_bytes(), "v1: CRC-32");
+    assert_eq!(
+        v2[body..body + 4],
+        (xxhash_rust::xxh3::xxh3_64(&v2[..body]) as u32).to_le_bytes(),
+        "v2: XXH3's low half"
+    );
+    for bytes in [&v1, &v2] {
+        let d = Bundle::decode(bytes).expect("decodes");
+        assert_eq!(reencode(&d), *bytes, "re-encoded in its own version");
+        verify_checksum(bytes).expect("checksum");
+        // A flipped bit anywhere in the body, or a checksum computed the
+        // other version's way, is a mismatch.
+        let mut bad = bytes.clone();
+        bad[body - 1] ^= 0x10;
+        assert!(matches!(verify_checksum(&bad), Err(BundleError::Format(FormatError::ChecksumMismatch { .. }))));
+        let mut other = bytes.clone();
+        let swapped = if d.header().version == 1 {
+            xxhash_rust::xxh3::xxh3_64(&bytes[..body]) as u32
+        } else {
+            crc32fast::hash(&bytes[..body])
+        };
+        other[body..body + 4].copy_from_slice(&swapped.to_le_bytes());
+        assert!(matches!(Bundle::decode(&other), Err(BundleError::Format(FormatError::ChecksumMismatch { .. }))));
+    }
+    // A version this build does not know is refused by name, before any checksum.
+    let mut v3 = v2.clone();
+    v3[8] = 3;
+    assert!(matches!(verify_checksum(&v3), Err(BundleError::Format(FormatError::UnsupportedVersion { found: 3, .. }))));
+    for bad in [0, 3] {
+        assert!(matches!(
+            BundleBuilder::new(BundleHeader::new(2, 0, 0)).and_then(|b| b.version(bad)),
+            Err(BuildError::OutOfRange { field: "version", .. })
+        ));
+    }
+}
+
+#[test]
 fn builder_rejects_bad_rows() {
     let mut b = BundleBuilder::new(BundleHeader::new(2, 1, 0)).expect("header");
     let bad = Candidate {

@@ -76,6 +76,17 @@ fn every_supported_version_still_reads_and_ranks() {
             assert_eq!(model.prerank_keep, 25);
             assert_eq!(res.items.len(), 8);
         }
+        if v == 2 {
+            // Version 2 changed the checksum only: the same rows as the v1
+            // files, ranked to the same result.
+            let v1 = read(1, "bundle.ewb");
+            let body = b.len() - bundle::TRAILER_LEN;
+            assert_eq!(b.len(), v1.len());
+            assert_eq!(&b[10..body], &v1[10..body], "v2 rows differ from v1's");
+            assert_eq!(u16::from_le_bytes([b[8], b[9]]), 2);
+            assert_eq!(&b[body..body + 4], &(xxhash_rust::xxh3::xxh3_64(&b[..body]) as u32).to_le_bytes());
+            assert_eq!(want, read(1, "result.ewrs"), "v2 ranks differently from v1");
+        }
         checked += 1;
     }
     assert_eq!(checked, usize::from(bundle::VERSION - bundle::OLDEST_SUPPORTED_VERSION + 1));

@@ -50,7 +50,7 @@ pub(super) fn bundle_response(built: &Built, cache_control: &str, request: &Head
     let etag = edgewise_wire::etag::strong(&built.digest);
     let region = built.region.map_or_else(|| "any".to_string(), |r| r.to_string());
     let scope = if built.scope == Scope::Personal { "personal" } else { "regional" };
-    let keys = format!("bundle bundle-{scope} region-{region} bundle-format-{}", edgewise_core::bundle::VERSION);
+    let keys = format!("bundle bundle-{scope} region-{region} bundle-format-{}", built.version);
     let mut h = HeaderMap::new();
     let mut put = |name: header::HeaderName, v: &str| {
         if let Ok(v) = HeaderValue::from_str(v) {
