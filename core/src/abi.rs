@@ -14,6 +14,8 @@
 //! | `ew_load_model` | `(ptr: u32, len: u32) -> i32` | decodes and installs a [`crate::model`] artifact |
 //! | `ew_rank` | `(bundle_ptr, bundle_len, ctx_ptr, ctx_len: u32) -> i32` | ranks a [`crate::bundle`] with a context encoded by [`encode_context`] |
 //! | `ew_result_ptr` / `ew_result_len` | `() -> u32` | the last successful ranking, encoded by [`encode_result`] |
+//! | `ew_load_bundle` (optional) | `(ptr: u32, len: u32, flags: u32) -> i32` | validates a bundle and keeps a copy of it; flags bit 0: the host verified its checksum (check structure only) |
+//! | `ew_rank_loaded` (optional) | `(ctx_ptr: u32, ctx_len: u32) -> i32` | ranks the kept bundle with a context, exactly as `ew_rank` would rank it |
 //! | `ew_error_ptr` / `ew_error_len` | `() -> u32` | UTF-8 message of the last failed call |
 //!
 //! Calls return a [`Status`] code: 0 for success, a positive code otherwise.
@@ -22,6 +24,13 @@
 //! A typical host: `ew_alloc` + write the model + `ew_load_model` once; then per
 //! request `ew_alloc` (or reuse) + write bundle and context + `ew_rank` + read
 //! `ew_result_*`. [`Engine`] is the code behind the exports, usable natively too.
+//!
+//! The two optional exports ([`OPTIONAL_EXPORTS`]) serve a host that ranks one
+//! bundle for many requests (an edge ranks its region's bundle for every
+//! user): `ew_load_bundle` once per bundle, then `ew_rank_loaded` with each
+//! request's context, so the bundle is neither copied in nor validated again
+//! per request. A host looks them up and uses `ew_rank` when a module lacks
+//! them; the kept bundle survives `ew_load_model`.
 //!
 //! # Context encoding (`EWCX`, version 1)
 //! | offset | type | field |
@@ -79,6 +88,9 @@ pub const EXPORTS: [&str; 9] = [
     "ew_error_len",
 ];
 
+/// Exports a guest may have, which a host uses when present (see the module docs).
+pub const OPTIONAL_EXPORTS: [&str; 2] = ["ew_load_bundle", "ew_rank_loaded"];
+
 /// Status codes returned by the exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i32)]
@@ -97,6 +109,8 @@ pub enum Status {
     Incompatible = 5,
     /// A pointer/length pair lies outside the guest's memory.
     BadPointer = 6,
+    /// `ew_rank_loaded` was called before a bundle was loaded.
+    NoBundle = 7,
 }
 
 impl Status {
@@ -110,6 +124,7 @@ impl Status {
             4 => Self::BadContext,
             5 => Self::Incompatible,
             6 => Self::BadPointer,
+            7 => Self::NoBundle,
             _ => return None,
         })
     }
@@ -347,11 +362,47 @@ fn prepare<'b, 'm>(
     }
 }
 
+/// The engine's buffers a ranking writes, borrowed apart from the bundle it reads.
+struct Slots<'e> {
+    ranker: &'e mut Ranker,
+    out: &'e mut RankOutput,
+    result: &'e mut Vec<u8>,
+    error: &'e mut String,
+}
+
+impl Slots<'_> {
+    /// Ranks `b` for `ctx` with the loaded model; encodes the result or the error.
+    fn rank(
+        self,
+        (model, digest): &(Model, Digest),
+        b: &Bundle<'_>,
+        ctx: &RankContext,
+        dots: Option<&[i32]>,
+    ) -> Status {
+        let model_match = ModelMatch::of(b.header().model_digest, *digest);
+        let ranked = match dots {
+            None => self.ranker.rank(model, b, ctx, self.out),
+            Some(dots) => self.ranker.rank_with_dots(model, b, ctx, dots, self.out),
+        };
+        if let Err(e) = ranked {
+            self.error.clear();
+            let _ = write!(self.error, "cannot rank: {e}");
+            return Status::Incompatible;
+        }
+        encode_result(self.out, model_match, self.result);
+        self.error.clear();
+        Status::Ok
+    }
+}
+
 /// The state behind the guest's exports: a loaded model, a ranker with its
 /// scratch space, and the last result or error.
 #[derive(Debug, Default)]
 pub struct Engine {
     model: Option<(Model, Digest)>,
+    /// The bundle `load_bundle` kept, and its validated view's parts.
+    loaded: Vec<u8>,
+    loaded_parts: Option<crate::bundle::BundleParts>,
     ranker: Ranker,
     ctx: RankContext,
     out: RankOutput,
@@ -422,21 +473,56 @@ impl Engine {
 
     fn rank_inner(&mut self, bundle: &[u8], ctx: &[u8], dots: Option<&[i32]>) -> Status {
         self.result.clear();
-        let (b, (model, digest)) = match prepare(&self.model, &mut self.ctx, &mut self.error, bundle, ctx) {
+        let (b, model) = match prepare(&self.model, &mut self.ctx, &mut self.error, bundle, ctx) {
             Ok(x) => x,
             Err(status) => return status,
         };
-        let model_match = ModelMatch::of(b.header().model_digest, *digest);
-        let ranked = match dots {
-            None => self.ranker.rank(model, &b, &self.ctx, &mut self.out),
-            Some(dots) => self.ranker.rank_with_dots(model, &b, &self.ctx, dots, &mut self.out),
-        };
-        if let Err(e) = ranked {
-            return self.fail(Status::Incompatible, "cannot rank", &e);
+        let s =
+            Slots { ranker: &mut self.ranker, out: &mut self.out, result: &mut self.result, error: &mut self.error };
+        s.rank(model, &b, &self.ctx, dots)
+    }
+
+    /// Validates `bundle` (its structure, and its checksum unless
+    /// `checksum_verified`) and keeps a copy for [`rank_loaded`](Self::rank_loaded),
+    /// replacing the one kept before. A bundle that fails leaves none kept.
+    pub fn load_bundle(&mut self, bundle: &[u8], checksum_verified: bool) -> Status {
+        self.result.clear();
+        self.loaded_parts = None;
+        let decoded = if checksum_verified { Bundle::decode_prechecked(bundle) } else { Bundle::decode(bundle) };
+        match decoded {
+            Ok(b) => {
+                let parts = b.parts();
+                self.loaded.clear();
+                self.loaded.extend_from_slice(bundle);
+                self.loaded_parts = Some(parts);
+                self.error.clear();
+                Status::Ok
+            }
+            Err(e) => self.fail(Status::BadBundle, "invalid bundle", &e),
         }
-        encode_result(&self.out, model_match, &mut self.result);
+    }
+
+    /// Ranks the bundle [`load_bundle`](Self::load_bundle) kept with an
+    /// encoded context: bit for bit what [`rank`](Self::rank) gives for that
+    /// bundle and context (the context's checksum flag is ignored: the
+    /// bundle was checked when it was loaded).
+    pub fn rank_loaded(&mut self, ctx: &[u8]) -> Status {
+        self.result.clear();
         self.error.clear();
-        Status::Ok
+        let Some(parts) = self.loaded_parts else {
+            return self.set_error(Status::NoBundle, "no bundle loaded: call ew_load_bundle first");
+        };
+        let Some(model) = self.model.as_ref() else {
+            return self.set_error(Status::NoModel, "no model loaded: call ew_load_model first");
+        };
+        if let Err(e) = decode_context(ctx, &mut self.ctx) {
+            let _ = write!(self.error, "invalid context: {e}");
+            return Status::BadContext;
+        }
+        let b = Bundle::from_parts(&self.loaded, parts);
+        let s =
+            Slots { ranker: &mut self.ranker, out: &mut self.out, result: &mut self.result, error: &mut self.error };
+        s.rank(model, &b, &self.ctx, None)
     }
 
     /// The last ranking, `EWRS`-encoded (empty after a failure).
@@ -461,6 +547,48 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A kept bundle ranks to `rank`'s bytes for every context, survives a
+    /// model reload, and is replaced (or dropped, by a bad one) by the next load.
+    #[test]
+    fn rank_loaded_is_rank() {
+        let spec = crate::synth::Spec::new(300, 16, 9);
+        let model = crate::synth::model(&spec, &[8], 100, 6).encode().expect("model");
+        let other = crate::synth::Spec::new(120, 16, 10);
+        let (bundle, bundle2) =
+            (crate::synth::bundle(&spec, 1_700_000_000_000), crate::synth::bundle(&other, 1_700_000_000_000));
+        let mut e = Engine::new();
+        assert_eq!(e.rank_loaded(&[]), Status::NoBundle);
+        assert!(e.error().contains("ew_load_bundle"), "{}", e.error());
+        assert_eq!(e.load_bundle(&bundle, false), Status::Ok);
+        let mut ctx = Vec::new();
+        encode_context(&crate::synth::context(&spec, 10, 1_700_000_000_000, 1), &mut ctx);
+        assert_eq!(e.rank_loaded(&ctx), Status::NoModel);
+        assert_eq!(e.load_model(&model), Status::Ok);
+        for seed in 0..6 {
+            for (b, s) in [(&bundle, &spec), (&bundle2, &other)] {
+                ctx.clear();
+                let mut c = crate::synth::context(s, 10, 1_700_000_000_000, seed);
+                c.checksum_verified = seed % 2 == 0;
+                encode_context(&c, &mut ctx);
+                assert_eq!(e.rank(b, &ctx), Status::Ok, "{}", e.error());
+                let want = e.result().to_vec();
+                assert_eq!(e.load_bundle(b, seed % 3 == 0), Status::Ok, "{}", e.error());
+                assert_eq!(e.rank_loaded(&ctx), Status::Ok, "{}", e.error());
+                assert_eq!(e.result(), &want[..], "seed {seed}");
+                assert_eq!(e.load_model(&model), Status::Ok);
+                assert_eq!(e.rank_loaded(&ctx), Status::Ok, "the bundle survives a model load");
+                assert_eq!(e.result(), &want[..]);
+            }
+        }
+        assert_eq!(e.rank_loaded(&ctx[1..]), Status::BadContext);
+        let mut corrupt = bundle.clone();
+        let n = corrupt.len();
+        corrupt[n - 9] ^= 1;
+        assert_eq!(e.load_bundle(&corrupt, false), Status::BadBundle);
+        assert!(e.error().contains("checksum"), "{}", e.error());
+        assert_eq!(e.rank_loaded(&ctx), Status::NoBundle, "a bad bundle leaves none kept");
+    }
 
     /// The engine's split path (query out, dot products in) gives `rank`'s
     /// bytes, and refuses what `rank` refuses with the same status.

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use edgewise_core::abi::{self, ABI_VERSION, ModelMatch, Status};
 use edgewise_core::rank::{RankContext, RankOutput};
-use edgewise_core::{BundleBuilder, BundleHeader, Candidate, FormatError, Model};
+use edgewise_core::{BundleBuilder, BundleHeader, Candidate, Digest, FormatError, Model};
 
 use crate::compiled::{CompiledCache, CompiledError, CompiledFrom};
 use crate::config::GuestConfig;
@@ -453,6 +453,11 @@ pub struct GuestInstance {
     result_len: TypedFunc<(), u32>,
     error_ptr: TypedFunc<(), u32>,
     error_len: TypedFunc<(), u32>,
+    /// The optional exports `ew_load_bundle` and `ew_rank_loaded`, when the
+    /// module has both with the documented signatures.
+    keep: Option<(TypedFunc<(u32, u32, u32), i32>, TypedFunc<(u32, u32), i32>)>,
+    /// The sha256 of the bundle the guest keeps loaded, if any.
+    kept: Option<Digest>,
     /// Reusable guest buffer: (ptr, capacity).
     buf: Option<(u32, u32)>,
     ctx_bytes: Vec<u8>,
@@ -493,6 +498,11 @@ impl GuestInstance {
             result_len: func(&mut store, &instance, "ew_result_len")?,
             error_ptr: func(&mut store, &instance, "ew_error_ptr")?,
             error_len: func(&mut store, &instance, "ew_error_len")?,
+            // Optional: a module without them (or with other signatures) is ranked through `ew_rank`.
+            keep: func(&mut store, &instance, "ew_load_bundle")
+                .and_then(|load| Ok((load, func(&mut store, &instance, "ew_rank_loaded")?)))
+                .ok(),
+            kept: None,
             memory,
             store,
             limits,
@@ -598,6 +608,59 @@ impl GuestInstance {
             .rank
             .call(&mut self.store, (ptr, bundle.len() as u32, c0 as u32, ctx.len() as u32))
             .map_err(|e| self.fail(e))?;
+        self.status(code)?;
+        let p = self.result_ptr.call(&mut self.store, ()).map_err(|e| self.fail(e))?;
+        let l = self.result_len.call(&mut self.store, ()).map_err(|e| self.fail(e))?;
+        self.read(p, l)
+    }
+
+    /// Whether the module can keep a bundle loaded between rankings (it has
+    /// the optional exports of [`edgewise_core::abi::OPTIONAL_EXPORTS`]).
+    pub fn keeps_bundles(&self) -> bool {
+        self.keep.is_some()
+    }
+
+    /// The sha256 of the bundle the guest keeps loaded, if any.
+    pub fn kept(&self) -> Option<Digest> {
+        self.kept
+    }
+
+    /// Ranks `bundle`, whose sha256 is `digest`, for `ctx`, leaving it loaded
+    /// in the guest: the next call with the same digest copies nothing in
+    /// and validates nothing again (`ew_load_bundle` once, then
+    /// `ew_rank_loaded`). The result is bit for bit [`GuestInstance::rank`]'s.
+    /// `digest` must be the bundle's real sha256 (the edge computes it once
+    /// per cached body); a module without the optional exports is ranked
+    /// through [`GuestInstance::rank`].
+    pub fn rank_kept(
+        &mut self,
+        bundle: &[u8],
+        digest: Digest,
+        ctx: &RankContext,
+    ) -> Result<(RankOutput, ModelMatch), GuestError> {
+        let Some((load, rank_loaded)) = self.keep.clone() else { return self.rank(bundle, ctx) };
+        self.begin()?;
+        if self.kept != Some(digest) {
+            self.kept = None;
+            let ptr = self.buffer(bundle.len())?;
+            self.memory.write(&mut self.store, ptr as usize, bundle).map_err(wt)?;
+            let flags = u32::from(ctx.checksum_verified);
+            let code = load.call(&mut self.store, (ptr, bundle.len() as u32, flags)).map_err(|e| self.fail(e))?;
+            self.status(code)?;
+            self.kept = Some(digest);
+        }
+        let mut c = std::mem::take(&mut self.ctx_bytes);
+        c.clear();
+        abi::encode_context(ctx, &mut c);
+        let r = self.rank_loaded_raw(&rank_loaded, &c);
+        self.ctx_bytes = c;
+        Ok(abi::decode_result(&r?)?)
+    }
+
+    fn rank_loaded_raw(&mut self, rank_loaded: &TypedFunc<(u32, u32), i32>, ctx: &[u8]) -> Result<Vec<u8>, GuestError> {
+        let ptr = self.buffer(ctx.len())?;
+        self.memory.write(&mut self.store, ptr as usize, ctx).map_err(wt)?;
+        let code = rank_loaded.call(&mut self.store, (ptr, ctx.len() as u32)).map_err(|e| self.fail(e))?;
         self.status(code)?;
         let p = self.result_ptr.call(&mut self.store, ()).map_err(|e| self.fail(e))?;
         let l = self.result_len.call(&mut self.store, ()).map_err(|e| self.fail(e))?;

@@ -108,13 +108,18 @@ impl InstancePool {
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// An instance with the model `digest` loaded: an idle one that has it,
-    /// else an idle one that loads it, else a new one.
-    fn checkout(&self, digest: Digest) -> (Option<GuestInstance>, bool) {
+    /// An instance with the model `digest` loaded: an idle one that has it
+    /// (one that also keeps `bundle` loaded first), else an idle one that
+    /// loads it, else a new one.
+    fn checkout(&self, digest: Digest, bundle: Option<Digest>) -> (Option<GuestInstance>, bool) {
         if self.mode == InstanceMode::Fresh {
             return (None, false);
         }
         let mut idle = self.lock();
+        let keeps = |i: &GuestInstance| bundle.is_some() && i.kept() == bundle;
+        if let Some(pos) = idle.iter().rposition(|(d, i)| *d == digest && keeps(i)) {
+            return (Some(idle.swap_remove(pos).1), true);
+        }
         if let Some(pos) = idle.iter().rposition(|(d, _)| *d == digest) {
             return (Some(idle.swap_remove(pos).1), true);
         }
@@ -134,7 +139,34 @@ impl InstancePool {
 
     /// Ranks `bundle` for `ctx` with `model`, whose sha256 is `digest`.
     pub fn rank(&self, digest: Digest, model: &[u8], bundle: &[u8], ctx: &RankContext) -> Result<Ranked, GuestError> {
-        let (inst, has_model) = self.checkout(digest);
+        self.rank_inner(digest, model, bundle, None, ctx)
+    }
+
+    /// [`InstancePool::rank`] for a bundle whose sha256 is `bundle_digest`,
+    /// left loaded in the instance ([`GuestInstance::rank_kept`]): ranking the
+    /// same bundle again (an edge ranks its region's bundle for every user)
+    /// neither copies it into the guest nor validates it again, when a pooled
+    /// instance that keeps it is idle. Bit for bit the same result.
+    pub fn rank_kept(
+        &self,
+        digest: Digest,
+        model: &[u8],
+        bundle: &[u8],
+        bundle_digest: Digest,
+        ctx: &RankContext,
+    ) -> Result<Ranked, GuestError> {
+        self.rank_inner(digest, model, bundle, Some(bundle_digest), ctx)
+    }
+
+    fn rank_inner(
+        &self,
+        digest: Digest,
+        model: &[u8],
+        bundle: &[u8],
+        bundle_digest: Option<Digest>,
+        ctx: &RankContext,
+    ) -> Result<Ranked, GuestError> {
+        let (inst, has_model) = self.checkout(digest, bundle_digest);
         let mut instantiated = None;
         let mut inst = match inst {
             Some(i) => i,
@@ -149,7 +181,10 @@ impl InstancePool {
             // A failed load leaves the instance without a usable model: it is dropped.
             inst.load_model(model)?;
         }
-        let result = inst.rank(bundle, ctx);
+        let result = match bundle_digest {
+            Some(b) => inst.rank_kept(bundle, b, ctx),
+            None => inst.rank(bundle, ctx),
+        };
         // A ranking the guest refused (a status error) leaves a healthy
         // instance; a trap or an interruption poisons it and `checkin` drops it.
         self.checkin(digest, inst);
@@ -218,6 +253,60 @@ mod tests {
         // One instance serves the sequential requests; it reloads only when the model changes.
         assert_eq!(loads, 4, "model loads of the pooled instance");
         assert_eq!(pooled.idle(), 1);
+        assert_eq!(fresh.idle(), 0);
+    }
+
+    /// A kept bundle ranks to the bytes of a bundle sent each time, for many
+    /// contexts, across two bundles and a model change; the pooled instance
+    /// keeps the last bundle it ranked, and a fresh one keeps nothing.
+    #[test]
+    fn kept_bundles_rank_like_bundles_sent_each_time() {
+        let Some(wasm) = guest() else {
+            panic!(
+                "the guest module is missing at {}: run `cargo xtask guest`",
+                crate::guest::default_module_path().display()
+            )
+        };
+        let limits = Limits::default();
+        let engine = sandboxed_engine(&limits).expect("engine");
+        let module = GuestModule::sandboxed(&engine, &wasm, limits).expect("module");
+        assert!(module.instantiate().expect("instance").keeps_bundles(), "the core guest has the optional exports");
+        let pooled = InstancePool::new(module.clone(), InstanceMode::Pooled, 2);
+        let fresh = InstancePool::new(module, InstanceMode::Fresh, 2);
+        let now = 1_700_000_000_000;
+        let spec = synth::Spec::new(300, 32, 5);
+        let models: Vec<(Digest, Vec<u8>)> = [3u64, 4]
+            .iter()
+            .map(|&seed| {
+                let m = synth::model(&spec, &[16], 100, seed).encode().expect("model");
+                (edgewise_core::model::digest(&m), m)
+            })
+            .collect();
+        let bundles: Vec<(Digest, Vec<u8>)> = [now, now + 1]
+            .iter()
+            .map(|&t| {
+                let b = synth::bundle(&spec, t);
+                (Digest::of(&b), b)
+            })
+            .collect();
+        let encode = |r: &Ranked| {
+            let mut v = Vec::new();
+            edgewise_core::abi::encode_result(&r.output, r.model_match, &mut v);
+            v
+        };
+        for i in 0..16u64 {
+            let (bd, bundle) = &bundles[(i / 4 % 2) as usize];
+            let (md, model) = &models[(i / 8) as usize];
+            let ctx = RankContext { checksum_verified: i % 2 == 0, ..synth::context(&spec, 10, now, 200 + i) };
+            let want = encode(&fresh.rank(*md, model, bundle, &ctx).expect("sent"));
+            let kept = pooled.rank_kept(*md, model, bundle, *bd, &ctx).expect("kept");
+            assert!(encode(&kept) == want, "request {i}: a kept bundle ranks differently");
+            let again = fresh.rank_kept(*md, model, bundle, *bd, &ctx).expect("fresh, kept");
+            assert!(encode(&again) == want, "request {i}: a fresh instance ranks differently");
+            let idle = pooled.lock();
+            assert_eq!(idle.len(), 1);
+            assert_eq!(idle[0].1.kept(), Some(*bd), "request {i}: the pooled instance keeps the bundle");
+        }
         assert_eq!(fresh.idle(), 0);
     }
 }

@@ -94,6 +94,27 @@ pub extern "C" fn ew_rank(bundle_ptr: u32, bundle_len: u32, ctx_ptr: u32, ctx_le
 }
 
 #[unsafe(no_mangle)]
+pub extern "C" fn ew_load_bundle(ptr: u32, len: u32, flags: u32) -> i32 {
+    let e = engine();
+    if flags & !1 != 0 {
+        return e.set_error(Status::BadBundle, "ew_load_bundle: unknown flag bits (only bit 0 is defined)") as i32;
+    }
+    match bytes(ptr, len) {
+        Some(b) => e.load_bundle(b, flags & 1 != 0) as i32,
+        None => e.set_error(Status::BadPointer, "bundle pointer is outside guest memory") as i32,
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn ew_rank_loaded(ctx_ptr: u32, ctx_len: u32) -> i32 {
+    let e = engine();
+    match bytes(ctx_ptr, ctx_len) {
+        Some(c) => e.rank_loaded(c) as i32,
+        None => e.set_error(Status::BadPointer, "context pointer is outside guest memory") as i32,
+    }
+}
+
+#[unsafe(no_mangle)]
 pub extern "C" fn ew_result_ptr() -> u32 {
     engine().result().as_ptr() as usize as u32
 }

@@ -501,6 +501,14 @@ fn shape(what: &'static str, expected: usize, found: usize) -> Result<(), BuildE
     if expected == found { Ok(()) } else { Err(BuildError::Shape { what, expected, found }) }
 }
 
+/// A validated view's header, row count and layout ([`Bundle::parts`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BundleParts {
+    header: BundleHeader,
+    n: usize,
+    layout: ColumnLayout,
+}
+
 /// A validated, zero-copy view of a bundle.
 #[derive(Debug, Clone, Copy)]
 pub struct Bundle<'a> {
@@ -632,6 +640,19 @@ impl<'a> Bundle<'a> {
             }
         }
         Ok(())
+    }
+
+    /// What a view holds besides its bytes, to rebuild it over the same
+    /// bytes later ([`Bundle::from_parts`]) without validating them again.
+    pub(crate) fn parts(&self) -> BundleParts {
+        BundleParts { header: self.header, n: self.n, layout: self.layout }
+    }
+
+    /// The view [`Bundle::parts`] came from, over `bytes`: the caller keeps
+    /// the very bytes that were validated (a changed byte is never read out
+    /// of bounds, every accessor slices with checks, but it is not validated).
+    pub(crate) fn from_parts(bytes: &'a [u8], parts: BundleParts) -> Self {
+        Self { header: parts.header, n: parts.n, layout: parts.layout, bytes }
     }
 
     /// The header.

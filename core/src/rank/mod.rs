@@ -225,8 +225,14 @@ pub fn prerank_from_dot(model: &Model, bundle: &Bundle<'_>, i: usize, dot: i32, 
         s += w * f;
     }
     let mask = bundle.source_mask(i);
-    for (j, w) in p.w_sources.iter().enumerate() {
-        if mask & (1 << j) != 0 {
+    // Over every slot a bundle can have, in order: a constant trip count
+    // compiles to straight-line code (in a sandboxed wasm engine, a loop
+    // pays an epoch check per iteration). Slots past the model's are never
+    // added, as when iterating over its weights.
+    for j in 0..usize::from(crate::bundle::MAX_SOURCES) {
+        if mask & (1 << j) != 0
+            && let Some(w) = p.w_sources.get(j)
+        {
             s += w;
         }
     }

@@ -80,4 +80,10 @@ fn steady_state_abi_engine_allocates_nothing() {
     let (status, n) = allocations(|| engine.rank(&bytes, &ctx_bytes));
     assert_eq!(status, Status::Ok);
     assert_eq!(n, 0, "the engine allocated {n} times in a steady state");
+    // The kept-bundle path: loading copies the bundle once; ranking it allocates nothing.
+    assert_eq!(engine.load_bundle(&bytes, false), Status::Ok);
+    assert_eq!(engine.rank_loaded(&ctx_bytes), Status::Ok);
+    let (status, n) = allocations(|| engine.rank_loaded(&ctx_bytes));
+    assert_eq!(status, Status::Ok);
+    assert_eq!(n, 0, "ranking the kept bundle allocated {n} times in a steady state");
 }

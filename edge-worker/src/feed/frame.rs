@@ -168,7 +168,7 @@ impl Feed {
         let r = tokio::task::spawn_blocking(move || -> Result<Vec<FrameItem>, GuestError> {
             let _permit = permit;
             let t = Instant::now();
-            let r = pool.rank(digest, &model, &b2, &ctx2);
+            let r = pool.rank_kept(digest, &model, &b2, facts.digest, &ctx2);
             m.rank_seconds.observe(t.elapsed().as_secs_f64());
             let r = r?;
             match r.instantiated {

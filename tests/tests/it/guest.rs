@@ -34,6 +34,10 @@ fn guest_has_zero_imports_and_the_documented_exports() {
     for name in EXPORTS.iter().chain(&["memory"]) {
         assert!(exports.iter().any(|e| e == name), "missing export {name}; exports are {exports:?}");
     }
+    // Optional for other guests; the core guest has them (the edge keeps bundles loaded with them).
+    for name in abi::OPTIONAL_EXPORTS {
+        assert!(exports.iter().any(|e| e == name), "missing optional export {name}; exports are {exports:?}");
+    }
     println!("guest exports: {exports:?}");
 }
 
