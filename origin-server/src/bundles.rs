@@ -62,8 +62,6 @@ pub fn build(
         .and_then(|b| b.version(cfg.retrieval.bundle_version))
         .map_err(|e| BuildError(e.to_string()))?;
     let mut ranks = [NO_RANK; SLOTS];
-    let defaults = cfg.features.default_values();
-    let mut features = Vec::with_capacity(defaults.len());
     let mut dropped = 0;
     let items = cat.read();
     for row in &retrieved.rows {
@@ -71,29 +69,25 @@ pub fn build(
         for (slot, r) in ranks.iter_mut().zip(&row.ranks) {
             *slot = r.unwrap_or(NO_RANK);
         }
-        cfg.features.resolve_into(&item.features, &defaults, &mut features);
         let retrieval_score = row.score as f32;
-        // The embedding was quantised when the item entered the catalogue
-        // (`None`: it holds a non-finite value).
-        let quantized = item.quantized();
-        let Some((embedding, scale)) =
-            quantized.filter(|_| retrieval_score.is_finite() && features.iter().all(|v| v.is_finite()))
-        else {
+        // The row was laid out when the item entered the catalogue: embedding
+        // quantised, features resolved (`None`: it holds a non-finite value).
+        let Some(r) = item.row().filter(|_| retrieval_score.is_finite()) else {
             dropped += 1;
             continue;
         };
         b.push_quantized(&QuantizedCandidate {
-            id: item.id,
-            embedding,
-            scale,
-            features: &features,
+            id: row.id,
+            embedding: &r.embedding,
+            scale: r.scale,
+            features: &r.features,
             source_ranks: &ranks,
-            creator: item.creator,
-            category: item.categories.first().copied().unwrap_or(0),
-            region_mask: item.region_mask,
+            creator: r.creator,
+            category: r.category,
+            region_mask: r.region_mask,
             retrieval_score,
         })
-        .map_err(|e| BuildError(format!("item {}: {e}", item.id)))?;
+        .map_err(|e| BuildError(format!("item {}: {e}", row.id)))?;
     }
     drop(items);
     let rows = b.len();

@@ -14,29 +14,75 @@ use crate::trending::{RegionCounters, trending_value};
 /// Items ordered newest first: (creation time, id).
 type Recency = BTreeSet<(std::cmp::Reverse<u64>, u64)>;
 
-/// A live item, with its embedding quantised once for the bundles it goes
-/// into (exactly as `BundleBuilder::push` would quantise it per bundle).
+/// The item map: ids are chosen by writers, so the hash is seeded per process.
+type ItemMap = HashMap<u64, Live, foldhash::fast::RandomState>;
+
+/// A live item, with the columns of its bundle row laid out once for every
+/// bundle it goes into: the embedding quantised (exactly as
+/// `BundleBuilder::push` would quantise it per bundle) and the features
+/// resolved against the schema's defaults.
+///
+/// A bundle reads hundreds of rows scattered over the catalogue, so what it
+/// costs is cache misses: the row's scalars sit in the map entry itself and
+/// its two arrays are read side by side, where going through the item took
+/// three dependent pointer hops per row.
 #[derive(Debug)]
 pub struct Live {
     item: Arc<Item>,
-    /// The int8 embedding and its scale; `None` when the embedding holds a
-    /// non-finite value (data stored before values were bounded at ingest).
-    quantized: Option<(Box<[i8]>, f32)>,
+    /// The item's region mask, in the map entry: the sources' eligibility
+    /// filter reads it for every candidate they visit (field access on a
+    /// `Live` finds it before the item's own through `Deref`).
+    region_mask: u32,
+    /// `None` when the embedding or a resolved feature is not finite (data
+    /// stored before values were bounded at ingest): no bundle carries it.
+    row: Option<Row>,
+}
+
+/// What a bundle row reads of an item ([`Live::row`]).
+#[derive(Debug)]
+pub struct Row {
+    /// The item's creator.
+    pub creator: u32,
+    /// Its first category (0 when it has none).
+    pub category: u32,
+    /// Its region eligibility mask.
+    pub region_mask: u32,
+    /// The int8 embedding's scale.
+    pub scale: f32,
+    /// The int8 embedding.
+    pub embedding: Box<[i8]>,
+    /// The features in schema order, missing values replaced by their defaults.
+    pub features: Box<[f32]>,
 }
 
 impl Live {
-    fn new(item: Arc<Item>) -> Self {
-        let quantized = item.embedding.iter().all(|x| x.is_finite()).then(|| {
-            let mut q = vec![0i8; item.embedding.len()].into_boxed_slice();
-            let scale = edgewise_core::math::quantize_into(&item.embedding, &mut q);
-            (q, scale)
+    fn new(item: Arc<Item>, defaults: &[f32]) -> Self {
+        let features: Box<[f32]> = item
+            .features
+            .iter()
+            .enumerate()
+            .map(|(j, &v)| if v.is_nan() { defaults.get(j).copied().unwrap_or(0.0) } else { v })
+            .collect();
+        let finite = item.embedding.iter().chain(features.iter()).all(|x| x.is_finite());
+        let row = finite.then(|| {
+            let mut embedding = vec![0i8; item.embedding.len()].into_boxed_slice();
+            let scale = edgewise_core::math::quantize_into(&item.embedding, &mut embedding);
+            Row {
+                creator: item.creator,
+                category: item.categories.first().copied().unwrap_or(0),
+                region_mask: item.region_mask,
+                scale,
+                embedding,
+                features,
+            }
         });
-        Live { item, quantized }
+        Live { region_mask: item.region_mask, item, row }
     }
 
-    /// The int8 embedding and its scale, if the embedding is finite.
-    pub fn quantized(&self) -> Option<(&[i8], f32)> {
-        self.quantized.as_ref().map(|(q, s)| (&q[..], *s))
+    /// The item's bundle row, if every value in it is finite.
+    #[inline]
+    pub fn row(&self) -> Option<&Row> {
+        self.row.as_ref()
     }
 }
 
@@ -49,10 +95,11 @@ impl std::ops::Deref for Live {
 }
 
 /// A read view of the live items ([`Catalogue::read`]).
-pub struct Items<'a>(std::sync::RwLockReadGuard<'a, HashMap<u64, Live>>);
+pub struct Items<'a>(std::sync::RwLockReadGuard<'a, ItemMap>);
 
 impl Items<'_> {
     /// An item by id.
+    #[inline]
     pub fn get(&self, id: u64) -> Option<&Live> {
         self.0.get(&id)
     }
@@ -61,9 +108,11 @@ impl Items<'_> {
 /// Live items and the structures built over them.
 #[derive(Debug)]
 pub struct Catalogue {
-    items: RwLock<HashMap<u64, Live>>,
+    items: RwLock<ItemMap>,
+    /// The feature schema's default values, which bundle rows resolve missing features to.
+    defaults: Vec<f32>,
     /// creator → (created_at, id), iterated newest first.
-    by_creator: RwLock<HashMap<u32, Recency>>,
+    by_creator: RwLock<HashMap<u32, Recency, foldhash::fast::RandomState>>,
     /// All items by recency: (created_at, id), newest first.
     by_time: RwLock<Recency>,
     /// region → item → (decayed score, time of score), in their time-invariant order.
@@ -91,6 +140,7 @@ impl Catalogue {
     pub fn with_indexes(cfg: &Config, index: ShardedIndex, content: Option<ShardedIndex>) -> Self {
         Self {
             items: RwLock::default(),
+            defaults: cfg.features.default_values(),
             by_creator: RwLock::default(),
             by_time: RwLock::default(),
             trending: RwLock::default(),
@@ -135,14 +185,16 @@ impl Catalogue {
             let key = (std::cmp::Reverse(it.created_at_ms), it.id);
             by_creator.entry(it.creator).or_default().insert(key);
             by_time.insert(key);
-            map.insert(it.id, Live::new(Arc::new(it)));
+            map.insert(it.id, Live::new(Arc::new(it), &self.defaults));
         }
     }
 
     /// Adds or replaces an item.
     pub fn upsert(&self, item: Item) {
         let item = Arc::new(item);
-        if let Some(old) = self.items.write().unwrap_or_else(poisoned).insert(item.id, Live::new(item.clone())) {
+        if let Some(old) =
+            self.items.write().unwrap_or_else(poisoned).insert(item.id, Live::new(item.clone(), &self.defaults))
+        {
             self.unlink(&old);
         }
         self.index.add(item.id, &item.embedding, item.region_mask);

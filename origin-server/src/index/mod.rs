@@ -399,6 +399,31 @@ impl ShardedIndex {
         self.gather(k, |shard| shard.search(q, k, filter))
     }
 
+    /// [`search`](Self::search) for several queries at once: each (query,
+    /// shard) pair is one parallel task, rather than a parallel loop over the
+    /// queries each running its own over the shards. Returns each query's
+    /// best `k`, exactly as `search` would.
+    pub fn search_many(&self, queries: &[&[f32]], k: usize, filter: &Filter<'_>) -> Vec<Vec<Hit>> {
+        let shards = self.slots.len();
+        let parts: Vec<Vec<Hit>> = (0..queries.len() * shards)
+            .into_par_iter()
+            .map(|t| {
+                let (q, s) = (queries[t / shards], &self.slots[t % shards]);
+                s.current.read().unwrap_or_else(poisoned).search(q, k, filter)
+            })
+            .collect();
+        parts
+            .chunks(shards.max(1))
+            .map(|per_shard| {
+                let mut top = TopK::new(k);
+                for &(id, score) in per_shard.iter().flatten() {
+                    top.push(id, score);
+                }
+                top.into_sorted()
+            })
+            .collect()
+    }
+
     /// Scatter-gather search with no filter.
     pub fn search_unfiltered(&self, q: &[f32], k: usize) -> Vec<Hit> {
         self.gather(k, |shard| shard.search_unfiltered(q, k))

@@ -25,7 +25,7 @@
 //! every source.
 
 use edgewise_core::Region;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -148,13 +148,12 @@ impl Request {
                 let Some(u) = &self.user else { return Vec::new() };
                 let seeds: Vec<Arc<crate::item::Item>> =
                     u.recent.iter().take(self.recent_seeds).filter_map(|(id, _)| cat.get(*id)).collect();
-                // The seeds' searches run in parallel; the merge (best score
-                // per id, then the hits' order) does not depend on which ends first.
-                let found: Vec<Vec<Hit>> = {
-                    use rayon::prelude::*;
-                    seeds.par_iter().map(|seed| cat.index.search(&seed.embedding, n, f)).collect()
-                };
-                let mut best: std::collections::HashMap<u64, f32> = std::collections::HashMap::new();
+                // Every (seed, shard) search runs in parallel; the merge (best
+                // score per id, then the hits' order) does not depend on which ends first.
+                let queries: Vec<&[f32]> = seeds.iter().map(|s| &s.embedding[..]).collect();
+                let found = cat.index.search_many(&queries, n, f);
+                let mut best: HashMap<u64, f32, foldhash::fast::RandomState> =
+                    HashMap::with_capacity_and_hasher(n * found.len(), Default::default());
                 for hits in found {
                     for (id, s) in hits {
                         let e = best.entry(id).or_insert(f32::NEG_INFINITY);
