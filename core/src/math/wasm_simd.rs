@@ -71,17 +71,40 @@ pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 pub(super) fn dot_i8_x4(a: &[i8], bs: [&[i8]; 4]) -> [i32; 4] {
     let n = bs.iter().fold(a.len(), |n, b| n.min(b.len()));
     let mut acc = [i32x4_splat(0); 4];
-    let mut i = 0;
-    while i + 16 <= n {
-        // SAFETY: `i + 16 <= n`, and `n` is at most the length of `a` and of
-        // every row, so each 16-byte read is in bounds; `v128_load` has no
-        // alignment requirement.
+    // The first four 16-byte blocks (all of a 64-wide embedding) in
+    // straight-line code: a constant trip count leaves no loop in the module.
+    // A sandboxed engine puts an epoch check on every loop back-edge, and
+    // Cranelift keeps vector accumulators in stack slots across such a loop
+    // (the check's slow path is a call, which clobbers every vector
+    // register), so a loop here costs a spill and a reload per block.
+    let head = (n / 16).min(4);
+    let mut block = |i: usize| {
+        // SAFETY: callers pass `i` with `i + 16 <= n`, and `n` is at most the
+        // length of `a` and of every row, so each 16-byte read is in bounds;
+        // `v128_load` has no alignment requirement.
         let x = unsafe { v128_load(a.as_ptr().add(i).cast::<v128>()) };
         for (acc, b) in acc.iter_mut().zip(&bs) {
             // SAFETY: as above.
             let y = unsafe { v128_load(b.as_ptr().add(i).cast::<v128>()) };
             *acc = i32x4_add(*acc, widened_dot(x, y));
         }
+    };
+    // Written out: LLVM would fold `for c in 0..4 { if c < head { … } }` back into a loop.
+    if head >= 1 {
+        block(0);
+    }
+    if head >= 2 {
+        block(16);
+    }
+    if head >= 3 {
+        block(32);
+    }
+    if head >= 4 {
+        block(48);
+    }
+    let mut i = 16 * head;
+    while i + 16 <= n {
+        block(i);
         i += 16;
     }
     // Lane sums of the four accumulators, transposed into one vector.
