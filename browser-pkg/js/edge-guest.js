@@ -14,7 +14,7 @@ export const EXPORTS = [
   'ew_result_ptr', 'ew_result_len', 'ew_error_ptr', 'ew_error_len',
 ];
 /** `core::abi::Status` codes, by value. */
-export const STATUS = ['Ok', 'BadModel', 'NoModel', 'BadBundle', 'BadContext', 'Incompatible', 'BadPointer'];
+export const STATUS = ['Ok', 'BadModel', 'NoModel', 'BadBundle', 'BadContext', 'Incompatible', 'BadPointer', 'NoBundle'];
 /** Most `seen` ids a feed request may carry (`edge-worker` `MAX_SEEN`). */
 export const MAX_SEEN = 10_000;
 /** `core::region::REGION_ANY`. */

@@ -71,7 +71,7 @@ impl Code {
         match status {
             Status::BadModel => Self::BadModel,
             Status::NoModel => Self::NoModel,
-            Status::BadBundle | Status::BadPointer => Self::BadBundle,
+            Status::BadBundle | Status::BadPointer | Status::NoBundle => Self::BadBundle,
             Status::BadContext => Self::BadContext,
             Status::Incompatible | Status::Ok => Self::Incompatible,
         }

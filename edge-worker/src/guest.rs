@@ -438,6 +438,9 @@ pub fn default_engine() -> Result<Engine, GuestError> {
     Engine::new(&wasmtime::Config::new()).map_err(wt)
 }
 
+/// `ew_load_bundle(ptr, len, flags)` and `ew_rank_loaded(ctx_ptr, ctx_len)`.
+type KeepExports = (TypedFunc<(u32, u32, u32), i32>, TypedFunc<(u32, u32), i32>);
+
 /// An instantiated guest.
 pub struct GuestInstance {
     store: Store<Host>,
@@ -455,7 +458,7 @@ pub struct GuestInstance {
     error_len: TypedFunc<(), u32>,
     /// The optional exports `ew_load_bundle` and `ew_rank_loaded`, when the
     /// module has both with the documented signatures.
-    keep: Option<(TypedFunc<(u32, u32, u32), i32>, TypedFunc<(u32, u32), i32>)>,
+    keep: Option<KeepExports>,
     /// The sha256 of the bundle the guest keeps loaded, if any.
     kept: Option<Digest>,
     /// Reusable guest buffer: (ptr, capacity).
