@@ -438,6 +438,17 @@ pub fn default_engine() -> Result<Engine, GuestError> {
     Engine::new(&wasmtime::Config::new()).map_err(wt)
 }
 
+/// A bundle is kept loaded in a guest ([`GuestInstance::rank_kept`]) only
+/// if it takes at most this fraction (1/`KEEP_SHARE`) of the instance's
+/// memory cap: loading it copies it inside the guest, so two copies exist
+/// for a moment, besides the ranking's scratch. Bigger ones (far beyond a
+/// feed's: 5,000 candidates at d = 256 are 1.6 MB) are sent with each call.
+pub const KEEP_SHARE: usize = 8;
+
+/// The memory an unsandboxed guest may grow to: the core guest's declared
+/// maximum (`core/guest/build.rs`), for [`KEEP_SHARE`].
+const UNSANDBOXED_MEMORY: usize = 64 << 20;
+
 /// `ew_load_bundle(ptr, len, flags)` and `ew_rank_loaded(ctx_ptr, ctx_len)`.
 type KeepExports = (TypedFunc<(u32, u32, u32), i32>, TypedFunc<(u32, u32), i32>);
 
@@ -633,7 +644,9 @@ impl GuestInstance {
     /// and validates nothing again (`ew_load_bundle` once, then
     /// `ew_rank_loaded`). The result is bit for bit [`GuestInstance::rank`]'s.
     /// `digest` must be the bundle's real sha256 (the edge computes it once
-    /// per cached body); a module without the optional exports is ranked
+    /// per cached body); a module without the optional exports, and a bundle
+    /// larger than [`KEEP_SHARE`]ths of the instance's memory cap (keeping
+    /// one holds a second copy in the guest while it loads), are ranked
     /// through [`GuestInstance::rank`].
     pub fn rank_kept(
         &mut self,
@@ -641,7 +654,10 @@ impl GuestInstance {
         digest: Digest,
         ctx: &RankContext,
     ) -> Result<(RankOutput, ModelMatch), GuestError> {
-        let Some((load, rank_loaded)) = self.keep.clone() else { return self.rank(bundle, ctx) };
+        let cap = self.limits.map_or(UNSANDBOXED_MEMORY, |l| l.memory_bytes);
+        let Some((load, rank_loaded)) = self.keep.clone().filter(|_| bundle.len() <= cap / KEEP_SHARE) else {
+            return self.rank(bundle, ctx);
+        };
         self.begin()?;
         if self.kept != Some(digest) {
             self.kept = None;

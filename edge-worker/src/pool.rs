@@ -309,4 +309,35 @@ mod tests {
         }
         assert_eq!(fresh.idle(), 0);
     }
+
+    /// A bundle above the keep limit is sent with the call (one copy in the
+    /// guest), ranked the same, and not kept.
+    #[test]
+    fn big_bundles_are_sent_not_kept() {
+        let Some(wasm) = guest() else {
+            panic!(
+                "the guest module is missing at {}: run `cargo xtask guest`",
+                crate::guest::default_module_path().display()
+            )
+        };
+        let limits =
+            Limits { memory_bytes: 32 << 20, deadline: std::time::Duration::from_secs(5), ..Limits::default() };
+        let engine = sandboxed_engine(&limits).expect("engine");
+        let module = GuestModule::sandboxed(&engine, &wasm, limits).expect("module");
+        let pooled = InstancePool::new(module, InstanceMode::Pooled, 1);
+        let now = 1_700_000_000_000;
+        let spec = synth::Spec::new(30_000, 128, 8);
+        let bundle = synth::bundle(&spec, now);
+        assert!(bundle.len() > (32 << 20) / crate::guest::KEEP_SHARE, "{} bytes", bundle.len());
+        let m = synth::model(&spec, &[8], 100, 8).encode().expect("model");
+        let md = edgewise_core::model::digest(&m);
+        let ctx = synth::context(&spec, 10, now, 3);
+        let sent = pooled.rank(md, &m, &bundle, &ctx).expect("sent");
+        let kept = pooled.rank_kept(md, &m, &bundle, Digest::of(&bundle), &ctx).expect("ranked");
+        assert_eq!(
+            kept.output.items.iter().map(|i| i.id).collect::<Vec<_>>(),
+            sent.output.items.iter().map(|i| i.id).collect::<Vec<_>>()
+        );
+        assert_eq!(pooled.lock()[0].1.kept(), None, "too big to keep");
+    }
 }
