@@ -292,6 +292,26 @@ pub fn encode_result(r: &RankOutput, model_match: ModelMatch, out: &mut Vec<u8>)
 
 /// Decodes an `EWRS` result. Never panics.
 pub fn decode_result(b: &[u8]) -> Result<(RankOutput, ModelMatch), FormatError> {
+    let mut out = RankOutput::default();
+    let model_match = decode_result_into(b, &mut out)?;
+    Ok((out, model_match))
+}
+
+/// [`decode_result`] into `out`, reusing its buffers (a host that ranks in a
+/// loop allocates nothing once they have grown). `out` is cleared first, and
+/// left empty on an error. Never panics.
+pub fn decode_result_into(b: &[u8], out: &mut RankOutput) -> Result<ModelMatch, FormatError> {
+    out.items.clear();
+    out.rows.clear();
+    let r = decode_result_inner(b, out);
+    if r.is_err() {
+        out.items.clear();
+        out.rows.clear();
+    }
+    r
+}
+
+fn decode_result_inner(b: &[u8], out: &mut RankOutput) -> Result<ModelMatch, FormatError> {
     let bad = |reason| RESULT.malformed(reason);
     RESULT.check_len(b, RES_HEADER)?;
     RESULT.check_head(b)?;
@@ -307,7 +327,6 @@ pub fn decode_result(b: &[u8]) -> Result<(RankOutput, ModelMatch), FormatError> 
     if RES_HEADER as u64 + ITEM_LEN as u64 * ni + ROW_LEN as u64 * nr != b.len() as u64 {
         return Err(bad("counts do not match the length"));
     }
-    let mut out = RankOutput::default();
     let mut at = RES_HEADER;
     for _ in 0..ni {
         out.items.push(RankedItem {
@@ -331,7 +350,7 @@ pub fn decode_result(b: &[u8]) -> Result<(RankOutput, ModelMatch), FormatError> 
         });
         at += ROW_LEN;
     }
-    Ok((out, model_match))
+    Ok(model_match)
 }
 
 /// Decodes the context into `ctx` and the bundle, for a loaded `model`; a
@@ -547,6 +566,34 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decoding into a reused output gives `decode_result`'s value, and a
+    /// bad encoding leaves the output empty.
+    #[test]
+    fn decode_result_into_reuses_and_clears() {
+        let spec = crate::synth::Spec::new(200, 16, 3);
+        let model = crate::synth::model(&spec, &[8], 100, 3).encode().expect("model");
+        let bundle = crate::synth::bundle(&spec, 1_700_000_000_000);
+        let mut e = Engine::new();
+        assert_eq!(e.load_model(&model), Status::Ok);
+        let mut out = RankOutput::default();
+        for seed in 0..3 {
+            let mut ctx = Vec::new();
+            encode_context(&crate::synth::context(&spec, 5 + seed, 1_700_000_000_000, seed as u64), &mut ctx);
+            assert_eq!(e.rank(&bundle, &ctx), Status::Ok, "{}", e.error());
+            let (want, want_match) = decode_result(e.result()).expect("decodes");
+            let m = decode_result_into(e.result(), &mut out).expect("decodes into");
+            assert_eq!(m, want_match);
+            assert_eq!(out.items.len(), want.items.len());
+            let mut a = Vec::new();
+            encode_result(&out, m, &mut a);
+            assert_eq!(a, e.result(), "seed {seed}");
+        }
+        let mut bad = e.result().to_vec();
+        bad.pop();
+        assert!(decode_result_into(&bad, &mut out).is_err());
+        assert!(out.items.is_empty() && out.rows.is_empty(), "a failed decode leaves nothing behind");
+    }
 
     /// A kept bundle ranks to `rank`'s bytes for every context, survives a
     /// model reload, and is replaced (or dropped, by a bad one) by the next load.

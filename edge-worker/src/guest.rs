@@ -611,18 +611,7 @@ impl GuestInstance {
 
     /// Ranks an encoded bundle with an encoded (`EWCX`) context; returns the `EWRS` result bytes.
     pub fn rank_raw(&mut self, bundle: &[u8], ctx: &[u8]) -> Result<Vec<u8>, GuestError> {
-        self.begin()?;
-        let total = bundle.len() + ctx.len();
-        let ptr = self.buffer(total)?;
-        let data = self.memory.data_mut(&mut self.store);
-        let (b0, c0) = (ptr as usize, ptr as usize + bundle.len());
-        data.get_mut(b0..c0).ok_or(GuestError::OutOfMemory(total))?.copy_from_slice(bundle);
-        data.get_mut(c0..c0 + ctx.len()).ok_or(GuestError::OutOfMemory(total))?.copy_from_slice(ctx);
-        let code = self
-            .rank
-            .call(&mut self.store, (ptr, bundle.len() as u32, c0 as u32, ctx.len() as u32))
-            .map_err(|e| self.fail(e))?;
-        self.status(code)?;
+        self.call_rank(bundle, ctx)?;
         let p = self.result_ptr.call(&mut self.store, ()).map_err(|e| self.fail(e))?;
         let l = self.result_len.call(&mut self.store, ()).map_err(|e| self.fail(e))?;
         self.read(p, l)
@@ -654,9 +643,24 @@ impl GuestInstance {
         digest: Digest,
         ctx: &RankContext,
     ) -> Result<(RankOutput, ModelMatch), GuestError> {
+        let mut out = RankOutput::default();
+        let model_match = self.rank_kept_into(bundle, digest, ctx, &mut out)?;
+        Ok((out, model_match))
+    }
+
+    /// [`GuestInstance::rank_kept`] into `out`, reusing its buffers: the
+    /// result is decoded where the guest left it, so a host that ranks in a
+    /// loop allocates nothing per ranking once `out` has grown.
+    pub fn rank_kept_into(
+        &mut self,
+        bundle: &[u8],
+        digest: Digest,
+        ctx: &RankContext,
+        out: &mut RankOutput,
+    ) -> Result<ModelMatch, GuestError> {
         let cap = self.limits.map_or(UNSANDBOXED_MEMORY, |l| l.memory_bytes);
         let Some((load, rank_loaded)) = self.keep.clone().filter(|_| bundle.len() <= cap / KEEP_SHARE) else {
-            return self.rank(bundle, ctx);
+            return self.rank_into(bundle, ctx, out);
         };
         self.begin()?;
         if self.kept != Some(digest) {
@@ -671,29 +675,73 @@ impl GuestInstance {
         let mut c = std::mem::take(&mut self.ctx_bytes);
         c.clear();
         abi::encode_context(ctx, &mut c);
-        let r = self.rank_loaded_raw(&rank_loaded, &c);
+        let called = self.buffer(c.len()).and_then(|ptr| {
+            self.memory.write(&mut self.store, ptr as usize, &c).map_err(wt)?;
+            rank_loaded.call(&mut self.store, (ptr, c.len() as u32)).map_err(|e| self.fail(e))
+        });
         self.ctx_bytes = c;
-        Ok(abi::decode_result(&r?)?)
+        self.status(called?)?;
+        self.result_into(out)
     }
 
-    fn rank_loaded_raw(&mut self, rank_loaded: &TypedFunc<(u32, u32), i32>, ctx: &[u8]) -> Result<Vec<u8>, GuestError> {
-        let ptr = self.buffer(ctx.len())?;
-        self.memory.write(&mut self.store, ptr as usize, ctx).map_err(wt)?;
-        let code = rank_loaded.call(&mut self.store, (ptr, ctx.len() as u32)).map_err(|e| self.fail(e))?;
-        self.status(code)?;
+    /// Decodes the guest's last result (`ew_result_ptr`/`_len`) into `out`
+    /// straight from its memory. The region comes from the guest, so it is
+    /// checked against its memory first; a guest that lies about it is poisoned.
+    fn result_into(&mut self, out: &mut RankOutput) -> Result<ModelMatch, GuestError> {
         let p = self.result_ptr.call(&mut self.store, ()).map_err(|e| self.fail(e))?;
         let l = self.result_len.call(&mut self.store, ()).map_err(|e| self.fail(e))?;
-        self.read(p, l)
+        let data = self.memory.data(&self.store);
+        let memory = data.len();
+        let decoded = (p as usize)
+            .checked_add(l as usize)
+            .and_then(|end| data.get(p as usize..end))
+            .map(|bytes| abi::decode_result_into(bytes, out));
+        match decoded {
+            Some(r) => Ok(r?),
+            None => {
+                self.poisoned = true;
+                Err(GuestError::BadRegion { ptr: p, len: l, memory })
+            }
+        }
     }
 
     /// Ranks an encoded bundle for `ctx` and decodes the result.
     pub fn rank(&mut self, bundle: &[u8], ctx: &RankContext) -> Result<(RankOutput, ModelMatch), GuestError> {
+        let mut out = RankOutput::default();
+        let model_match = self.rank_into(bundle, ctx, &mut out)?;
+        Ok((out, model_match))
+    }
+
+    /// [`GuestInstance::rank`] into `out`, reusing its buffers.
+    pub fn rank_into(
+        &mut self,
+        bundle: &[u8],
+        ctx: &RankContext,
+        out: &mut RankOutput,
+    ) -> Result<ModelMatch, GuestError> {
         let mut c = std::mem::take(&mut self.ctx_bytes);
         c.clear();
         abi::encode_context(ctx, &mut c);
-        let r = self.rank_raw(bundle, &c);
+        let called = self.call_rank(bundle, &c);
         self.ctx_bytes = c;
-        Ok(abi::decode_result(&r?)?)
+        called?;
+        self.result_into(out)
+    }
+
+    /// Copies `bundle` and `ctx` into the guest and calls `ew_rank`.
+    fn call_rank(&mut self, bundle: &[u8], ctx: &[u8]) -> Result<(), GuestError> {
+        self.begin()?;
+        let total = bundle.len() + ctx.len();
+        let ptr = self.buffer(total)?;
+        let data = self.memory.data_mut(&mut self.store);
+        let (b0, c0) = (ptr as usize, ptr as usize + bundle.len());
+        data.get_mut(b0..c0).ok_or(GuestError::OutOfMemory(total))?.copy_from_slice(bundle);
+        data.get_mut(c0..c0 + ctx.len()).ok_or(GuestError::OutOfMemory(total))?.copy_from_slice(ctx);
+        let code = self
+            .rank
+            .call(&mut self.store, (ptr, bundle.len() as u32, c0 as u32, ctx.len() as u32))
+            .map_err(|e| self.fail(e))?;
+        self.status(code)
     }
 }
 

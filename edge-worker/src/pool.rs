@@ -139,7 +139,9 @@ impl InstancePool {
 
     /// Ranks `bundle` for `ctx` with `model`, whose sha256 is `digest`.
     pub fn rank(&self, digest: Digest, model: &[u8], bundle: &[u8], ctx: &RankContext) -> Result<Ranked, GuestError> {
-        self.rank_inner(digest, model, bundle, None, ctx)
+        let mut output = RankOutput::default();
+        let cost = self.rank_inner(digest, model, bundle, None, ctx, &mut output)?;
+        Ok(cost.with(output))
     }
 
     /// [`InstancePool::rank`] for a bundle whose sha256 is `bundle_digest`,
@@ -155,7 +157,24 @@ impl InstancePool {
         bundle_digest: Digest,
         ctx: &RankContext,
     ) -> Result<Ranked, GuestError> {
-        self.rank_inner(digest, model, bundle, Some(bundle_digest), ctx)
+        let mut output = RankOutput::default();
+        let cost = self.rank_inner(digest, model, bundle, Some(bundle_digest), ctx, &mut output)?;
+        Ok(cost.with(output))
+    }
+
+    /// [`InstancePool::rank_kept`] into `out`, reusing its buffers (the
+    /// edge's feed keeps one per ranking thread): no allocation per ranking
+    /// on the host once `out` has grown.
+    pub fn rank_kept_into(
+        &self,
+        digest: Digest,
+        model: &[u8],
+        bundle: &[u8],
+        bundle_digest: Digest,
+        ctx: &RankContext,
+        out: &mut RankOutput,
+    ) -> Result<RankCost, GuestError> {
+        self.rank_inner(digest, model, bundle, Some(bundle_digest), ctx, out)
     }
 
     fn rank_inner(
@@ -165,7 +184,8 @@ impl InstancePool {
         bundle: &[u8],
         bundle_digest: Option<Digest>,
         ctx: &RankContext,
-    ) -> Result<Ranked, GuestError> {
+        out: &mut RankOutput,
+    ) -> Result<RankCost, GuestError> {
         let (inst, has_model) = self.checkout(digest, bundle_digest);
         let mut instantiated = None;
         let mut inst = match inst {
@@ -182,14 +202,36 @@ impl InstancePool {
             inst.load_model(model)?;
         }
         let result = match bundle_digest {
-            Some(b) => inst.rank_kept(bundle, b, ctx),
-            None => inst.rank(bundle, ctx),
+            Some(b) => inst.rank_kept_into(bundle, b, ctx, out),
+            None => inst.rank_into(bundle, ctx, out),
         };
         // A ranking the guest refused (a status error) leaves a healthy
         // instance; a trap or an interruption poisons it and `checkin` drops it.
         self.checkin(digest, inst);
-        let (output, model_match) = result?;
-        Ok(Ranked { output, model_match, instantiated, model_loaded: !has_model })
+        Ok(RankCost { model_match: result?, instantiated, model_loaded: !has_model })
+    }
+}
+
+/// What one ranking cost, its output written to a caller's buffer
+/// ([`InstancePool::rank_kept_into`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RankCost {
+    /// Whether the bundle named the loaded model.
+    pub model_match: ModelMatch,
+    /// Time spent instantiating, if this ranking needed a new instance.
+    pub instantiated: Option<Duration>,
+    /// Whether the model had to be loaded into the instance.
+    pub model_loaded: bool,
+}
+
+impl RankCost {
+    fn with(self, output: RankOutput) -> Ranked {
+        Ranked {
+            output,
+            model_match: self.model_match,
+            instantiated: self.instantiated,
+            model_loaded: self.model_loaded,
+        }
     }
 }
 

@@ -168,20 +168,27 @@ impl Feed {
         let r = tokio::task::spawn_blocking(move || -> Result<Vec<FrameItem>, GuestError> {
             let _permit = permit;
             let t = Instant::now();
-            let r = pool.rank_kept(digest, &model, &b2, facts.digest, &ctx2);
-            m.rank_seconds.observe(t.elapsed().as_secs_f64());
-            let r = r?;
-            match r.instantiated {
-                Some(d) => {
-                    m.instantiate_seconds.observe(d.as_secs_f64());
-                    m.instances.with_label_values(&["new"]).inc();
+            // One output buffer per ranking thread, reused: the result is
+            // decoded into it without allocating once it has grown.
+            thread_local! {
+                static OUT: std::cell::RefCell<edgewise_core::rank::RankOutput> = Default::default();
+            }
+            OUT.with_borrow_mut(|out| {
+                let r = pool.rank_kept_into(digest, &model, &b2, facts.digest, &ctx2, out);
+                m.rank_seconds.observe(t.elapsed().as_secs_f64());
+                let r = r?;
+                match r.instantiated {
+                    Some(d) => {
+                        m.instantiate_seconds.observe(d.as_secs_f64());
+                        m.instances.with_label_values(&["new"]).inc();
+                    }
+                    None => m.instances.with_label_values(&["reused"]).inc(),
                 }
-                None => m.instances.with_label_values(&["reused"]).inc(),
-            }
-            if r.model_loaded {
-                m.model_loads.inc();
-            }
-            Ok(r.output.items.iter().map(|i| FrameItem { id: i.id, score: i.score }).collect())
+                if r.model_loaded {
+                    m.model_loads.inc();
+                }
+                Ok(out.items.iter().map(|i| FrameItem { id: i.id, score: i.score }).collect())
+            })
         })
         .await;
         match r {
