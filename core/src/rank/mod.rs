@@ -825,7 +825,25 @@ fn fold(bundle: &Bundle<'_>, cand: &[(f32, u32)], norms: &[f32], picks: &[u32], 
     let ej = bundle.embedding(cand[j].1 as usize);
     let nj = f32x4::splat(norms[j]);
     let mut m = f32x4::ZERO;
-    for group in picks.chunks(4) {
+    // Whole groups of four go through `dot_i8_x4`; a last group of one or
+    // two picks is cheaper one dot product at a time than four with repeats.
+    let (groups, rest) = match picks.len() % 4 {
+        r @ (1 | 2) => picks.split_at(picks.len() - r),
+        _ => (picks, &[][..]),
+    };
+    let mut scalar = max_sim;
+    for &p in rest {
+        let p = p as usize;
+        let dot = dot_i8(bundle.embedding(cand[p].1 as usize), ej);
+        // A positive dot product means neither row is zero, so the norms are too.
+        if dot > 0 {
+            let s = dot as f32 / (norms[p] * norms[j]);
+            if s > scalar {
+                scalar = s;
+            }
+        }
+    }
+    for group in groups.chunks(4) {
         let pick = |l: usize| group.get(l).copied().unwrap_or(group[0]) as usize;
         let rows: [&[i8]; 4] = core::array::from_fn(|l| bundle.embedding(cand[pick(l)].1 as usize));
         let norms = f32x4::from(core::array::from_fn::<f32, 4, _>(|l| norms[pick(l)]));
@@ -834,7 +852,7 @@ fn fold(bundle: &Bundle<'_>, cand: &[(f32, u32)], norms: &[f32], picks: &[u32], 
         let positive = bytemuck::cast::<i32x4, f32x4>(d.cmp_gt(i32x4::ZERO));
         m = m.max(positive.blend(s, f32x4::ZERO));
     }
-    m.to_array().into_iter().fold(max_sim, |a, b| if b > a { b } else { a })
+    m.to_array().into_iter().fold(scalar, |a, b| if b > a { b } else { a })
 }
 
 /// Cosine similarity of two int8 rows from their exact dot product and norms
