@@ -7,7 +7,7 @@
 //
 // Bundles and models come from `endpoint` (an Edgewise edge or origin) with
 // HTTP validators: a stored copy is revalidated with `If-None-Match`, and a
-// bundle's CRC is checked once, when it enters the store (memory, and the
+// bundle's checksum is checked once, when it enters the store (memory, and the
 // Cache API where the page has one); models are verified against the sha256
 // that names them before they are used (`store.js`).
 

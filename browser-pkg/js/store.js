@@ -1,7 +1,7 @@
 // The client's store: bundles and models from the endpoint (an Edgewise
 // edge or origin) with HTTP validators, bounded and timed out, kept in
 // memory (an LRU of a few bundles) and in the Cache API across visits. A
-// bundle's CRC and named digest are checked once, when it enters the store;
+// bundle's checksum and named digest are checked once, when it enters the store;
 // models are verified against the sha256 that names them.
 
 import { EdgewiseError } from './error.js';
@@ -11,7 +11,7 @@ import { bundleInfo, sha256, verifyBundle } from './index.js';
 const MEMORY_BUNDLES = 8;
 /** The Cache API store. Bumped when what is stored changes meaning. */
 const CACHE_NAME = 'edgewise-v1';
-/** Marks a stored response whose bundle passed the full check (CRC included). */
+/** Marks a stored response whose bundle passed the full check (checksum included). */
 const VERIFIED = 'x-edgewise-verified';
 
 
@@ -199,7 +199,7 @@ export class Store {
 
   /**
    * The bundle at `url` from the network, revalidating the copy on the device
-   * (`If-None-Match`). A new body is checked (structure, CRC, and the digest
+   * (`If-None-Match`). A new body is checked (structure, checksum, and the digest
    * the response names) before it is stored or ranked.
    * @param {string} url
    * @param {{ personal: boolean, user?: bigint, signal?: AbortSignal }} opts
