@@ -443,6 +443,8 @@ export async function checkCache(base, proxy) {
     return r.json();
   });
   const first = await Promise.all(Array.from({ length: 5 }, () => feed('')));
+  const guestStats = async () => (await (await fetch(`${base}/__edgewise/stats`)).json()).guests.default;
+  const g0 = await guestStats();
   const times = [];
   const rest = [];
   for (let i = 0; i < 20; i++) {
@@ -450,6 +452,11 @@ export async function checkCache(base, proxy) {
     rest.push(await feed(''));
     times.push(performance.now() - t);
   }
+  // The guest keeps the bundle loaded: twenty rankings of it, no new load.
+  const g1 = await guestStats();
+  assert.equal(g1.ranks - g0.ranks, 20, 'twenty rankings');
+  assert.equal(g1.bundleLoads - g0.bundleLoads, 0, `the kept bundle was loaded again (${g0.bundleLoads} → ${g1.bundleLoads})`);
+  assert.ok(g1.bundleLoads >= 1, 'the feed ranks through the kept-bundle exports');
   assert.equal(before(path) - n0, 1, `the regional bundle was fetched once for 25 feeds (${before(path) - n0})`);
   assert.ok(rest.every((f) => f.bundle_cache === 'hit'), rest.map((f) => f.bundle_cache).join(','));
   assert.ok(first.some((f) => f.bundle_cache === 'miss'));

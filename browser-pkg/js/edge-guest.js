@@ -378,12 +378,16 @@ export class Guest {
     }
     if (exports.get('memory') !== 'memory') throw new GuestError('host', 'guest module does not export its memory');
     this.module = module;
+    // The optional exports that keep a bundle loaded between rankings (`abi::OPTIONAL_EXPORTS`).
+    this.keepsBundles = exports.get('ew_load_bundle') === 'function' && exports.get('ew_rank_loaded') === 'function';
     this.maxMemoryBytes = o.maxMemoryBytes ?? DEFAULTS.maxGuestMemoryBytes;
     /** @type {any} */
     this.inst = null;
     /** @type {string | null} the digest of the model the live instance holds */
     this.loaded = null;
-    this.stats = { instances: 0, traps: 0, modelLoads: 0, ranks: 0, dropped: 0, instantiateMs: 0 };
+    /** @type {string | null} the sha256 of the bundle the live instance keeps loaded */
+    this.kept = null;
+    this.stats = { instances: 0, traps: 0, modelLoads: 0, bundleLoads: 0, ranks: 0, dropped: 0, instantiateMs: 0 };
   }
 
   #ensure() {
@@ -399,6 +403,7 @@ export class Guest {
     this.stats.instantiateMs = now() - t;
     this.inst = x;
     this.loaded = null;
+    this.kept = null;
     return x;
   }
 
@@ -407,6 +412,7 @@ export class Guest {
     if (this.inst) this.stats.dropped++;
     this.inst = null;
     this.loaded = null;
+    this.kept = null;
   }
 
   /** Runs `f` on the instance; a trap drops it. */
@@ -448,9 +454,18 @@ export class Guest {
    * Ranks `bundle` with the context `ctx` (EWCX bytes) and the model
    * `model` (whose sha256 is `digest`, loaded only when the instance does not
    * hold it yet). Returns the EWRS bytes.
+   *
+   * With `bundleDigest` (the bundle's sha256, hex) and a module that has
+   * the optional exports, the bundle is loaded into the instance once
+   * (`ew_load_bundle`, its checksum and structure checked there) and later
+   * rankings of the same digest only send the context (`ew_rank_loaded`), as
+   * the Rust edge does; the bytes are the same either way. A bundle over an
+   * eighth of the memory cap is sent with every call instead (keeping one
+   * holds a second copy while it loads).
    * @param {string} digest @param {Uint8Array} model @param {Uint8Array} bundle @param {Uint8Array} ctx
+   * @param {string | null} [bundleDigest]
    */
-  rank(digest, model, bundle, ctx) {
+  rank(digest, model, bundle, ctx, bundleDigest = null) {
     return this.#call((x) => {
       if (this.loaded !== digest) {
         const [mp, ml] = Guest.#put(x, model);
@@ -459,6 +474,23 @@ export class Guest {
         if (st !== 0) throw Guest.#fail(x, st, 'model load');
         this.loaded = digest;
         this.stats.modelLoads++;
+      }
+      if (this.keepsBundles && bundleDigest !== null && bundle.length <= this.maxMemoryBytes / 8) {
+        if (this.kept !== bundleDigest) {
+          this.kept = null;
+          const [bp, bl] = Guest.#put(x, bundle);
+          const st = x.ew_load_bundle(bp, bundle.length, 0);
+          x.ew_free(bp, bl);
+          if (st !== 0) throw Guest.#fail(x, st, 'bundle load');
+          this.kept = bundleDigest;
+          this.stats.bundleLoads++;
+        }
+        const [cp, cl] = Guest.#put(x, ctx);
+        const st = x.ew_rank_loaded(cp, ctx.length);
+        x.ew_free(cp, cl);
+        if (st !== 0) throw Guest.#fail(x, st, 'ranking');
+        this.stats.ranks++;
+        return Guest.#region(x, x.ew_result_ptr() >>> 0, x.ew_result_len() >>> 0);
       }
       const [bp, bl] = Guest.#put(x, bundle);
       const [cp, cl] = Guest.#put(x, ctx);

@@ -567,7 +567,7 @@ export function createEdge(options) {
       } else {
         try {
           const ewcx = encodeContext({ region: c.region, k: c.k, nowMs: c.nowMs, seen: c.seen, session: c.session });
-          items = decodeResult(guest.rank(m.digest, m.bytes, bundle, ewcx)).items;
+          items = decodeResult(guest.rank(m.digest, m.bytes, bundle, ewcx, bundleDigest)).items;
         } catch (e) {
           countFailure(e instanceof GuestError ? e.kind : 'host');
           items = fallback();
