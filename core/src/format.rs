@@ -153,12 +153,8 @@ impl Envelope {
         if !bytes.starts_with(self.magic) {
             return Err(FormatError::BadMagic { format: self.name });
         }
-        let at = self.magic.len();
         // check_len above guaranteed the version field's bytes.
-        let found = match self.version_width {
-            VersionWidth::U8 => u16::from(bytes[at]),
-            VersionWidth::U16 => u16_at(bytes, at),
-        };
+        let found = self.version_of(bytes).unwrap_or(0);
         if !(self.oldest..=self.version).contains(&found) {
             return Err(FormatError::UnsupportedVersion {
                 format: self.name,

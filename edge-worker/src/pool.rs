@@ -241,8 +241,22 @@ mod tests {
     use crate::guest::{Limits, sandboxed_engine};
     use edgewise_core::synth;
 
-    fn guest() -> Option<Vec<u8>> {
-        std::fs::read(crate::guest::default_module_path()).ok()
+    /// The core guest, sandboxed under `limits`; a missing module fails the test.
+    fn module(limits: Limits) -> GuestModule {
+        let path = crate::guest::default_module_path();
+        let wasm = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!("the guest module is missing at {}: run `cargo xtask guest` ({e})", path.display())
+        });
+        let engine = sandboxed_engine(&limits).expect("engine");
+        GuestModule::sandboxed(&engine, &wasm, limits).expect("module")
+    }
+
+    /// A ranking's `EWRS` bytes: compared as bytes, not with `==`, because
+    /// unranked rows carry NaN scores.
+    fn bytes(r: &Ranked) -> Vec<u8> {
+        let mut v = Vec::new();
+        edgewise_core::abi::encode_result(&r.output, r.model_match, &mut v);
+        v
     }
 
     #[test]
@@ -256,15 +270,7 @@ mod tests {
     /// different requests and two models, and the pool reuses instances.
     #[test]
     fn pooled_equals_fresh() {
-        let Some(wasm) = guest() else {
-            panic!(
-                "the guest module is missing at {}: run `cargo xtask guest`",
-                crate::guest::default_module_path().display()
-            )
-        };
-        let limits = Limits::default();
-        let engine = sandboxed_engine(&limits).expect("engine");
-        let module = GuestModule::sandboxed(&engine, &wasm, limits).expect("module");
+        let module = module(Limits::default());
         let pooled = InstancePool::new(module.clone(), InstanceMode::Pooled, 2);
         let fresh = InstancePool::new(module, InstanceMode::Fresh, 2);
         let now = 1_700_000_000_000;
@@ -284,11 +290,7 @@ mod tests {
             let (digest, model) = &models[(i / 3 % 2) as usize];
             let a = pooled.rank(*digest, model, &bundle, &ctx).expect("pooled");
             let b = fresh.rank(*digest, model, &bundle, &ctx).expect("fresh");
-            // Bytes, not `==`: unranked rows carry NaN scores.
-            let (mut ea, mut eb) = (Vec::new(), Vec::new());
-            edgewise_core::abi::encode_result(&a.output, a.model_match, &mut ea);
-            edgewise_core::abi::encode_result(&b.output, b.model_match, &mut eb);
-            assert!(ea == eb, "request {i}: pooled and fresh results differ");
+            assert!(bytes(&a) == bytes(&b), "request {i}: pooled and fresh results differ");
             assert!(b.model_loaded && b.instantiated.is_some());
             loads += usize::from(a.model_loaded);
         }
@@ -303,15 +305,7 @@ mod tests {
     /// keeps the last bundle it ranked, and a fresh one keeps nothing.
     #[test]
     fn kept_bundles_rank_like_bundles_sent_each_time() {
-        let Some(wasm) = guest() else {
-            panic!(
-                "the guest module is missing at {}: run `cargo xtask guest`",
-                crate::guest::default_module_path().display()
-            )
-        };
-        let limits = Limits::default();
-        let engine = sandboxed_engine(&limits).expect("engine");
-        let module = GuestModule::sandboxed(&engine, &wasm, limits).expect("module");
+        let module = module(Limits::default());
         assert!(module.instantiate().expect("instance").keeps_bundles(), "the core guest has the optional exports");
         let pooled = InstancePool::new(module.clone(), InstanceMode::Pooled, 2);
         let fresh = InstancePool::new(module, InstanceMode::Fresh, 2);
@@ -331,20 +325,15 @@ mod tests {
                 (Digest::of(&b), b)
             })
             .collect();
-        let encode = |r: &Ranked| {
-            let mut v = Vec::new();
-            edgewise_core::abi::encode_result(&r.output, r.model_match, &mut v);
-            v
-        };
         for i in 0..16u64 {
             let (bd, bundle) = &bundles[(i / 4 % 2) as usize];
             let (md, model) = &models[(i / 8) as usize];
             let ctx = RankContext { checksum_verified: i % 2 == 0, ..synth::context(&spec, 10, now, 200 + i) };
-            let want = encode(&fresh.rank(*md, model, bundle, &ctx).expect("sent"));
+            let want = bytes(&fresh.rank(*md, model, bundle, &ctx).expect("sent"));
             let kept = pooled.rank_kept(*md, model, bundle, *bd, &ctx).expect("kept");
-            assert!(encode(&kept) == want, "request {i}: a kept bundle ranks differently");
+            assert!(bytes(&kept) == want, "request {i}: a kept bundle ranks differently");
             let again = fresh.rank_kept(*md, model, bundle, *bd, &ctx).expect("fresh, kept");
-            assert!(encode(&again) == want, "request {i}: a fresh instance ranks differently");
+            assert!(bytes(&again) == want, "request {i}: a fresh instance ranks differently");
             let idle = pooled.lock();
             assert_eq!(idle.len(), 1);
             assert_eq!(idle[0].1.kept(), Some(*bd), "request {i}: the pooled instance keeps the bundle");
@@ -356,16 +345,9 @@ mod tests {
     /// guest), ranked the same, and not kept.
     #[test]
     fn big_bundles_are_sent_not_kept() {
-        let Some(wasm) = guest() else {
-            panic!(
-                "the guest module is missing at {}: run `cargo xtask guest`",
-                crate::guest::default_module_path().display()
-            )
-        };
         let limits =
             Limits { memory_bytes: 32 << 20, deadline: std::time::Duration::from_secs(5), ..Limits::default() };
-        let engine = sandboxed_engine(&limits).expect("engine");
-        let module = GuestModule::sandboxed(&engine, &wasm, limits).expect("module");
+        let module = module(limits);
         let pooled = InstancePool::new(module, InstanceMode::Pooled, 1);
         let now = 1_700_000_000_000;
         let spec = synth::Spec::new(30_000, 128, 8);

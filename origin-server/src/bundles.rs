@@ -127,7 +127,7 @@ mod tests {
         for row in rows {
             let Some(item) = items.iter().find(|i| i.id == row.id) else { continue };
             let mut features = Vec::new();
-            cfg.features.resolve_into(&item.features, &defaults, &mut features);
+            crate::config::FeatureConfig::resolve_into(&item.features, &defaults, &mut features);
             let ranks: Vec<u16> = row.ranks.iter().map(|r| r.unwrap_or(NO_RANK)).collect();
             let score = row.score as f32;
             if !score.is_finite()

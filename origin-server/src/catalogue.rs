@@ -57,12 +57,9 @@ pub struct Row {
 
 impl Live {
     fn new(item: Arc<Item>, defaults: &[f32]) -> Self {
-        let features: Box<[f32]> = item
-            .features
-            .iter()
-            .enumerate()
-            .map(|(j, &v)| if v.is_nan() { defaults.get(j).copied().unwrap_or(0.0) } else { v })
-            .collect();
+        let mut features = Vec::with_capacity(item.features.len());
+        crate::config::FeatureConfig::resolve_into(&item.features, defaults, &mut features);
+        let features = features.into_boxed_slice();
         let finite = item.embedding.iter().chain(features.iter()).all(|x| x.is_finite());
         let row = finite.then(|| {
             let mut embedding = vec![0i8; item.embedding.len()].into_boxed_slice();

@@ -267,7 +267,7 @@ impl FeatureConfig {
 
     /// `stored` (an item's features, [`MISSING_FEATURE`] where absent) with
     /// each missing value replaced by its default, into `out`.
-    pub fn resolve_into(&self, stored: &[f32], defaults: &[f32], out: &mut Vec<f32>) {
+    pub fn resolve_into(stored: &[f32], defaults: &[f32], out: &mut Vec<f32>) {
         out.clear();
         out.extend(
             stored

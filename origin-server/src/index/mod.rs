@@ -121,6 +121,15 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// The best `k` of the shards' hits.
+fn merge(k: usize, parts: &[Vec<Hit>]) -> Vec<Hit> {
+    let mut top = TopK::new(k);
+    for &(id, score) in parts.iter().flatten() {
+        top.push(id, score);
+    }
+    top.into_sorted()
+}
+
 /// Exact search by scanning every live vector.
 #[derive(Debug, Clone)]
 pub struct FlatIndex {
@@ -412,16 +421,7 @@ impl ShardedIndex {
                 s.current.read().unwrap_or_else(poisoned).search(q, k, filter)
             })
             .collect();
-        parts
-            .chunks(shards.max(1))
-            .map(|per_shard| {
-                let mut top = TopK::new(k);
-                for &(id, score) in per_shard.iter().flatten() {
-                    top.push(id, score);
-                }
-                top.into_sorted()
-            })
-            .collect()
+        parts.chunks(shards.max(1)).map(|per_shard| merge(k, per_shard)).collect()
     }
 
     /// Scatter-gather search with no filter.
@@ -433,11 +433,7 @@ impl ShardedIndex {
     fn gather(&self, k: usize, search: impl Fn(&dyn VectorIndex) -> Vec<Hit> + Sync) -> Vec<Hit> {
         let parts: Vec<Vec<Hit>> =
             self.slots.par_iter().map(|s| search(s.current.read().unwrap_or_else(poisoned).as_ref())).collect();
-        let mut top = TopK::new(k);
-        for (id, score) in parts.into_iter().flatten() {
-            top.push(id, score);
-        }
-        top.into_sorted()
+        merge(k, &parts)
     }
 
     /// Live entries over all shards.
