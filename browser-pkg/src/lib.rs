@@ -212,6 +212,7 @@ fn context(
         session_config: SessionConfig::default(),
         prerank_keep,
         checksum_verified,
+        history: edgewise_core::history::History::new(),
     })
 }
 

@@ -32,26 +32,32 @@
 //! per request. A host looks them up and uses `ew_rank` when a module lacks
 //! them; the kept bundle survives `ew_load_model`.
 //!
-//! # Context encoding (`EWCX`, version 1)
+//! # Context encoding (`EWCX`, versions 1 and 2)
 //! | offset | type | field |
 //! |---|---|---|
 //! | 0 | `[u8; 4]` | `b"EWCX"` |
-//! | 4 | `u8` | version, 1 |
+//! | 4 | `u8` | version: 2 when the context carries a history, else 1 |
 //! | 5 | `u8` | region index, 0..=31 ([`crate::region::REGION_ANY`] = no region filter) |
 //! | 6 | `u16` | flags: bit 0 = the host verified the bundle's checksum, check structure only ([`crate::bundle::Bundle::decode_prechecked`]); other bits 0 |
 //! | 8 | `u32` | `k` |
 //! | 12 | `u32` | pre-rank keep override (0 = the model's) |
 //! | 16 | `u64` | now, ms since the Unix epoch |
 //! | 24 | `f32` | session share β in `[0, 1]` |
-//! | 28 | `u32` | reserved, 0 |
+//! | 28 | `u16` | version 2: history entries `H` (1..=64); version 1: reserved, 0 |
+//! | 30 | `u16` | version 2: history embedding dimension `E` (1..=1024); version 1: reserved, 0 |
 //! | 32 | `u64` | session half-life, ms |
 //! | 40 | `u32` | number of seen ids `S` |
 //! | 44 | `u32` | number of blocked creators `B` |
 //! | 48 | `u32` | base embedding length `D` (0 = anonymous) |
 //! | 52 | `u32` | session-state length in bytes `L` (0 = none) |
 //! | 56 | `u64 × S`, `u32 × B`, `f32 × D`, `L` bytes | seen ids, blocked creators, base embedding, [`crate::session`] state |
+//! | … | `H × (24 + E)` bytes | version 2: the [`crate::history`], newest first; per entry `item u64, at_ms u64, scale f32, kind u8`, 3 zero bytes, `i8 × E` |
 //!
-//! The lengths must add up to exactly the context's length.
+//! The lengths must add up to exactly the context's length. A context without
+//! a history is written as version 1, byte for byte what this format always
+//! wrote; a version-2 context without one is refused, so every context has
+//! exactly one encoding (and a host that predates version 2 reads every
+//! context that has no history).
 //!
 //! # Result encoding (`EWRS`, version 1)
 //! A 16-byte header — `b"EWRS"`, version `u8` = 1, model match `u8` (0: the bundle
@@ -67,7 +73,7 @@ use core::fmt::Write;
 
 use crate::bundle::Bundle;
 use crate::digest::Digest;
-use crate::format::{Envelope, FormatError, VersionWidth, f32_at, u16_at, u32_at, u64_at};
+use crate::format::{Envelope, FormatError, VersionWidth, check_range, f32_at, u16_at, u32_at, u64_at};
 use crate::model::{self, Model};
 use crate::rank::{Outcome, RankContext, RankOutput, RankedItem, Ranker, RowExplain};
 use crate::region::Region;
@@ -135,7 +141,7 @@ impl Status {
 pub const CONTEXT: Envelope = Envelope {
     name: "context",
     magic: b"EWCX",
-    version: 1,
+    version: 2,
     oldest: 1,
     version_width: VersionWidth::U8,
     crc: false,
@@ -160,14 +166,17 @@ const ROW_LEN: usize = 16;
 
 /// Appends the `EWCX` encoding of `ctx` to `out`.
 pub fn encode_context(ctx: &RankContext, out: &mut Vec<u8>) {
-    CONTEXT.write_head(out);
+    let history = &ctx.history;
+    CONTEXT.writing(if history.is_empty() { 1 } else { 2 }).write_head(out);
     out.push(Region::to_wire(ctx.region));
     out.extend_from_slice(&u16::from(ctx.checksum_verified).to_le_bytes());
     out.extend_from_slice(&ctx.k.to_le_bytes());
     out.extend_from_slice(&ctx.prerank_keep.to_le_bytes());
     out.extend_from_slice(&ctx.now_ms.to_le_bytes());
     out.extend_from_slice(&ctx.session_config.session_share.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    // A history holds at most 64 entries of at most 1024 values (`History` enforces both).
+    out.extend_from_slice(&(history.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(history.dim() as u16).to_le_bytes());
     out.extend_from_slice(&ctx.session_config.half_life_ms.to_le_bytes());
     out.extend_from_slice(&(ctx.seen.len() as u32).to_le_bytes());
     out.extend_from_slice(&(ctx.blocked_creators.len() as u32).to_le_bytes());
@@ -180,23 +189,42 @@ pub fn encode_context(ctx: &RankContext, out: &mut Vec<u8>) {
     if session_len > 0 {
         ctx.session.encode_into(out);
     }
+    for l in 0..history.len() {
+        out.extend_from_slice(&history.item(l).to_le_bytes());
+        out.extend_from_slice(&history.at_ms(l).to_le_bytes());
+        out.extend_from_slice(&history.scale(l).to_le_bytes());
+        out.extend_from_slice(&[history.kind(l), 0, 0, 0]);
+        out.extend(history.embedding(l).iter().map(|&x| x as u8));
+    }
 }
+
+/// Bytes per history entry in `EWCX` version 2, before the embedding.
+const HISTORY_ENTRY_FIXED: u64 = 24;
 
 /// Decodes an `EWCX` context into `ctx`, reusing its buffers. Never panics.
 pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), FormatError> {
     let bad = |reason| CONTEXT.malformed(reason);
     CONTEXT.check_len(b, CTX_FIXED)?;
-    CONTEXT.check_head(b)?;
+    let version = CONTEXT.check_head(b)?;
     if b[6] > 1 || b[7] != 0 {
         return Err(FormatError::UnknownFlags { format: CONTEXT.name, flags: u16_at(b, 6) });
     }
-    if let Some(i) = (28..32).find(|&i| b[i] != 0) {
-        return Err(FormatError::ReservedNonZero { format: CONTEXT.name, offset: i });
+    let (h, e) = (u64::from(u16_at(b, 28)), u64::from(u16_at(b, 30)));
+    if version < 2 {
+        if let Some(i) = (28..32).find(|&i| b[i] != 0) {
+            return Err(FormatError::ReservedNonZero { format: CONTEXT.name, offset: i });
+        }
+    } else {
+        if h == 0 {
+            return Err(bad("a version-2 context without a history (it is written as version 1)"));
+        }
+        check_range(CONTEXT.name, "history entries", h, 1, crate::history::MAX_HISTORY as u64)?;
+        check_range(CONTEXT.name, "history dimension", e, 1, u64::from(crate::bundle::MAX_DIM))?;
     }
     let u32_at = |at: usize| u32_at(b, at);
     let u64_at = |at: usize| u64_at(b, at);
     let (s, bl, d, l) = (u32_at(40) as u64, u32_at(44) as u64, u32_at(48) as u64, u32_at(52) as u64);
-    let expected = CTX_FIXED as u64 + 8 * s + 4 * bl + 4 * d + l;
+    let expected = CTX_FIXED as u64 + 8 * s + 4 * bl + 4 * d + l + h * (HISTORY_ENTRY_FIXED + e);
     if expected != b.len() as u64 {
         return Err(bad("section lengths do not add up to the context length"));
     }
@@ -242,6 +270,23 @@ pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), FormatError
         if ctx.session.dim() == 0 {
             return Err(bad("a session section holds a dimension-0 state (an empty session has no section)"));
         }
+    }
+    at += l as usize;
+    ctx.history.clear();
+    let entry = (HISTORY_ENTRY_FIXED + e) as usize;
+    for c in b[at..].chunks_exact(entry).take(h as usize) {
+        let (item, at_ms, scale) = (crate::format::u64_at(c, 0), crate::format::u64_at(c, 8), f32_at(c, 16));
+        if c[21..24] != [0, 0, 0] {
+            return Err(bad("a history entry's padding is not zero"));
+        }
+        let q: &[i8] = bytemuck::cast_slice(&c[24..]);
+        ctx.history.push_quantized(item, at_ms, c[20], q, scale).map_err(|e| {
+            bad(match e {
+                crate::history::HistoryError::Order { .. } => "history entries are not newest first",
+                crate::history::HistoryError::Kind(_) => "a history entry's kind is not below 8",
+                _ => "a history entry's scale is negative or not finite",
+            })
+        })?;
     }
     Ok(())
 }
@@ -675,5 +720,66 @@ mod tests {
         let err = decode_context(bytes, &mut ctx).expect_err("non-canonical");
         assert!(matches!(err, FormatError::Malformed { reason, .. } if reason.contains("dimension-0")), "{err:?}");
         assert!(!crate::check::context_bytes(bytes), "the checker sees a refusal, not a panic");
+    }
+
+    fn with_history() -> RankContext {
+        let mut ctx = RankContext::new(5, 10_000);
+        ctx.base = alloc::vec![0.5, -0.25, 1.0];
+        ctx.history.push(7, 9_000, 2, &[1.0, 0.5, -0.5]).expect("push");
+        ctx.history.push(8, 4_000, 3, &[0.0, 0.0, 0.0]).expect("push");
+        ctx
+    }
+
+    #[test]
+    fn a_history_makes_a_version_2_context_and_round_trips() {
+        let ctx = with_history();
+        let mut bytes = Vec::new();
+        encode_context(&ctx, &mut bytes);
+        assert_eq!(bytes[4], 2);
+        assert_eq!(bytes.len(), CTX_FIXED + 4 * 3 + 2 * (24 + 3));
+        let mut back = RankContext::default();
+        decode_context(&bytes, &mut back).expect("decodes");
+        assert_eq!(back.history, ctx.history);
+        assert!(crate::check::context_bytes(&bytes), "canonical");
+
+        let mut none = ctx.clone();
+        none.history.clear();
+        let mut v1 = Vec::new();
+        encode_context(&none, &mut v1);
+        assert_eq!(v1[4], 1, "no history: version 1, as before");
+        assert_eq!(&v1[28..32], &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn malformed_histories_are_refused_by_name() {
+        let mut bytes = Vec::new();
+        encode_context(&with_history(), &mut bytes);
+        let refused = |b: &[u8]| {
+            let mut ctx = RankContext::default();
+            alloc::format!("{}", decode_context(b, &mut ctx).expect_err("refused"))
+        };
+        let entry = CTX_FIXED + 12;
+        let mut b = bytes.clone();
+        b[entry + 20] = 9;
+        assert!(refused(&b).contains("kind"), "{}", refused(&b));
+        let mut b = bytes.clone();
+        b[entry + 21] = 1;
+        assert!(refused(&b).contains("padding"));
+        let mut b = bytes.clone();
+        b[entry + 27 + 8..entry + 27 + 16].copy_from_slice(&20_000u64.to_le_bytes());
+        assert!(refused(&b).contains("newest first"));
+        let mut b = bytes.clone();
+        b[entry + 16..entry + 20].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert!(refused(&b).contains("scale"));
+        let mut b = bytes.clone();
+        b[28] = 65;
+        assert!(refused(&b).contains("history entries"), "{}", refused(&b));
+        let mut b = bytes[..CTX_FIXED + 12].to_vec();
+        b[28..32].copy_from_slice(&[0, 0, 0, 0]);
+        assert!(refused(&b).contains("without a history"));
+        let mut b = bytes.clone();
+        b[4] = 1;
+        assert!(refused(&b).contains("reserved") || refused(&b).contains("offset"), "{}", refused(&b));
+        assert!(refused(&bytes[..bytes.len() - 1]).contains("lengths"));
     }
 }

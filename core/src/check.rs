@@ -374,6 +374,49 @@ pub fn rank_bytes(bundle_bytes: &[u8], model_bytes: &[u8], context: &[u8]) -> Op
     Some(out.items.len())
 }
 
+/// The history block's outputs for one candidate, straight from the
+/// definition in [`crate::history`] (no prepared state, nothing reused).
+pub fn reference_attention(
+    block: &crate::history::HistoryBlock,
+    h: &crate::history::History,
+    now_ms: u64,
+    item: &[i8],
+    out: &mut [f32],
+) {
+    use crate::math::{dot_i8, sqrt};
+    let n = usize::from(block.length).min(h.len());
+    let norm = sqrt(dot_i8(item, item) as f32);
+    let cos: Vec<f32> = (0..n)
+        .map(|l| {
+            let e = h.embedding(l);
+            let den = norm * sqrt(dot_i8(e, e) as f32);
+            if den == 0.0 { 0.0 } else { dot_i8(item, e) as f32 / den }
+        })
+        .collect();
+    for (head, o) in block.heads.iter().zip(out.iter_mut()) {
+        if n == 0 {
+            *o = 0.0;
+            continue;
+        }
+        let z: Vec<f32> = (0..n)
+            .map(|l| {
+                let bias = (head.kind_bias[usize::from(h.kind(l))]
+                    + head.age_bias[crate::history::age_bucket(now_ms, h.at_ms(l))])
+                    + head.position_bias[l];
+                head.temperature * cos[l] + bias
+            })
+            .collect();
+        let max = z.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+        let (mut num, mut den) = (0.0f32, 0.0f32);
+        for (zl, cl) in z.iter().zip(&cos) {
+            let w = libm::expf(zl - max);
+            num += w * cl;
+            den += w;
+        }
+        *o = num / den;
+    }
+}
+
 /// The output invariants of [`rank_bytes`] for one successful ranking.
 fn check_ranking(model: &Model, b: &Bundle<'_>, ctx: &crate::rank::RankContext, out: &crate::rank::RankOutput) {
     use crate::math::{self, sortable};
@@ -433,6 +476,10 @@ fn check_ranking(model: &Model, b: &Bundle<'_>, ctx: &crate::rank::RankContext, 
         // 3–4. Main rank and calibration, against the single-candidate reference.
         input.clear();
         rank::mlp_input(model, b, i, &query_q, query_scale, pre, &mut input);
+        if let Some(block) = &model.history {
+            let at = input.len() - block.heads.len();
+            reference_attention(block, &ctx.history, ctx.now_ms, b.embedding(i), &mut input[at..]);
+        }
         let logit = rank::mlp_forward(model, &input, &mut a, &mut z);
         assert!(same_f32(logit, r.main_score), "row {i}: batched MLP differs from the reference");
         let p = math::sigmoid(cal.a * logit + cal.b);

@@ -35,6 +35,9 @@ pub struct RankContext {
     /// For the guest ABI: the host already verified the bundle's checksum
     /// ([`crate::bundle::verify_checksum`]), so the guest checks its structure only.
     pub checksum_verified: bool,
+    /// The user's recent interactions, newest first, for a model with a
+    /// history block (empty: none; a model without the block ignores it).
+    pub history: crate::history::History,
 }
 
 impl RankContext {

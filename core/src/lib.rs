@@ -12,6 +12,7 @@
 //! | [`model`] | the model artifact: pre-ranker, MLP, calibration, diversity |
 //! | [`rank`] | the ranking pipeline and its explanation |
 //! | [`session`] | the real-time session embedding |
+//! | [`history`] | the user's recent interactions and the model's target attention over them |
 //! | [`context`] | the query blend (base + session) and a [`RankContext`] from a stored user |
 //! | [`digest`] | [`Digest`], the sha256 content address, parsed and printed in one place |
 //! | [`region`] | [`Region`] and the region eligibility rule |
@@ -30,6 +31,7 @@ pub mod check;
 pub mod context;
 pub mod digest;
 pub mod format;
+pub mod history;
 pub mod math;
 pub mod merge;
 pub mod model;

@@ -1,19 +1,22 @@
-//! The model artifact (v1): the compiled ranking plan that the pipeline runs.
+//! The model artifact: the compiled ranking plan that the pipeline runs.
 //!
 //! A model holds every learned or tuned number the [`crate::rank`] pipeline
 //! needs: the linear pre-ranker, the MLP main ranker, Platt calibration and the
 //! diversity parameters. It is served content-addressed: its name is the sha256
 //! of its encoded bytes ([`digest`]).
 //!
-//! # Layout, version 1
-//! Little-endian throughout.
+//! # Layout
+//! Little-endian throughout. Version 2 adds the optional history block
+//! (flag bit 1, body part 3); a model without one is written as version 1,
+//! byte for byte what this format always wrote, and a version-2 model
+//! without one is refused (every model has exactly one encoding).
 //!
 //! ## Header (64 bytes)
 //! | offset | type | field |
 //! |---|---|---|
 //! | 0 | `[u8; 8]` | magic, `b"EWMODEL\0"` |
 //! | 8 | `u16` | version ([`VERSION`]); readers accept [`OLDEST_SUPPORTED_VERSION`]..=[`VERSION`] |
-//! | 10 | `u16` | flags: bit 0 = the MLP input includes the embedding interaction (element-wise product) |
+//! | 10 | `u16` | flags: bit 0 = the MLP input includes the embedding interaction (element-wise product); bit 1 (version 2) = a history block follows the layers |
 //! | 12 | `u32` | header length, 64 |
 //! | 16 | `u64` | feature-schema hash; must equal the bundle's |
 //! | 24 | `u16` | embedding dimension `d` |
@@ -33,12 +36,16 @@
 //! 2. `L` layers, each: `inputs: u32`, `outputs: u32`, `outputs × inputs` weights (row-major), `outputs` biases.
 //!    Layer 0 takes [`Model::input_dim`] inputs, layer `k` takes layer `k−1`'s outputs, the last has one output.
 //!    ReLU follows every layer but the last.
-//! 3. Trailer: CRC-32 (IEEE) of everything before it as `u32`, then `b"EWME"`.
+//! 3. History block (flag bit 1 only; [`crate::history`]): `length: u8` (1..=64), `heads: u8`
+//!    (1..=8), two zero bytes, then per head: `temperature`, 8 kind biases, 32 age biases and
+//!    `length` position biases (`f32` each).
+//! 4. Trailer: CRC-32 (IEEE) of everything before it as `u32`, then `b"EWME"`.
 //!
 //! ## The MLP input vector
-//! `[dot, pre_score, retrieval, features…, source flags (0/1)…, interaction…]`, where `dot` is
-//! the dequantised user·item dot product and `interaction` (only when flag bit 0 is set)
-//! is the dequantised element-wise product of the user and item embeddings (`d` values).
+//! `[dot, pre_score, retrieval, features…, source flags (0/1)…, interaction…, history…]`, where `dot` is
+//! the dequantised user·item dot product, `interaction` (only when flag bit 0 is set)
+//! is the dequantised element-wise product of the user and item embeddings (`d` values), and
+//! `history` (only with a history block) is one attention output per head.
 //!
 //! Every float must be finite. Decoding never panics, and allocates only after a
 //! length has been checked against the bytes that are actually there.
@@ -47,13 +54,14 @@ use alloc::vec::Vec;
 
 use crate::digest::Digest;
 use crate::format::{Envelope, FormatError, VersionWidth, check_range, f32_at, u16_at, u32_at};
+use crate::history::{AGE_BUCKETS, Head, HistoryBlock, KINDS, MAX_HEADS, MAX_HISTORY};
 
 /// Magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"EWMODEL\0";
 /// Magic bytes at the end.
 pub const END_MAGIC: [u8; 4] = *b"EWME";
 /// The version this code writes.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// The oldest version this code still reads.
 pub const OLDEST_SUPPORTED_VERSION: u16 = 1;
 /// Header length.
@@ -64,6 +72,7 @@ pub const MAX_LAYERS: u8 = 16;
 pub const MAX_WIDTH: u32 = 8192;
 
 const FLAG_INTERACTION: u16 = 1;
+const FLAG_HISTORY: u16 = 2;
 
 /// The linear pre-ranker.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +143,8 @@ pub struct Model {
     pub calibration: Platt,
     /// Diversity.
     pub diversity: Diversity,
+    /// Target attention over the user's recent interactions (format version 2).
+    pub history: Option<HistoryBlock>,
 }
 
 /// Why bytes are not a valid model (or a model is not valid).
@@ -190,6 +201,12 @@ impl Model {
         3 + usize::from(self.n_features)
             + usize::from(self.n_sources)
             + if self.interaction { usize::from(self.dim) } else { 0 }
+            + self.history.as_ref().map_or(0, |h| h.heads.len())
+    }
+
+    /// The format version this model is written in: 2 with a history block, else 1.
+    pub fn version(&self) -> u16 {
+        if self.history.is_some() { 2 } else { 1 }
     }
 
     /// Checks every structural rule of the format.
@@ -229,6 +246,23 @@ impl Model {
                 found: p.w_sources.len(),
             });
         }
+        if let Some(h) = &self.history {
+            range("history length", u64::from(h.length), 1, MAX_HISTORY as u64)?;
+            range("history heads", h.heads.len() as u64, 1, MAX_HEADS as u64)?;
+            for head in &h.heads {
+                finite("history head", &[head.temperature])?;
+                finite("history kind biases", &head.kind_bias)?;
+                finite("history age biases", &head.age_bias)?;
+                finite("history position biases", &head.position_bias)?;
+                if head.position_bias.len() != usize::from(h.length) {
+                    return Err(ModelError::Shape {
+                        what: "history position biases",
+                        expected: h.length.into(),
+                        found: head.position_bias.len(),
+                    });
+                }
+            }
+        }
         let mut expected = self.input_dim();
         for (k, l) in self.mlp.iter().enumerate() {
             range("layer width", l.inputs as u64, 1, u64::from(MAX_WIDTH))?;
@@ -260,8 +294,10 @@ impl Model {
     pub fn encode(&self) -> Result<Vec<u8>, ModelError> {
         self.validate()?;
         let mut out = Vec::new();
-        let start = ENVELOPE.write_head(&mut out);
-        let flags = if self.interaction { FLAG_INTERACTION } else { 0 };
+        let envelope = ENVELOPE.writing(self.version());
+        let start = envelope.write_head(&mut out);
+        let flags =
+            if self.interaction { FLAG_INTERACTION } else { 0 } | if self.history.is_some() { FLAG_HISTORY } else { 0 };
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
         out.extend_from_slice(&self.feature_schema_hash.to_le_bytes());
@@ -285,7 +321,17 @@ impl Model {
             out.extend_from_slice(&(l.outputs as u32).to_le_bytes());
             l.weights.iter().chain(&l.bias).for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
         }
-        ENVELOPE.write_trailer(&mut out, start);
+        if let Some(h) = &self.history {
+            out.extend_from_slice(&[h.length, h.heads.len() as u8, 0, 0]);
+            for head in &h.heads {
+                let values = core::iter::once(&head.temperature)
+                    .chain(&head.kind_bias)
+                    .chain(&head.age_bias)
+                    .chain(&head.position_bias);
+                values.for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+            }
+        }
+        envelope.write_trailer(&mut out, start);
         Ok(out)
     }
 
@@ -293,12 +339,18 @@ impl Model {
     pub fn decode(bytes: &[u8]) -> Result<Self, ModelError> {
         let format = ENVELOPE.name;
         ENVELOPE.check_len(bytes, HEADER_LEN + ENVELOPE.trailer_len())?;
-        ENVELOPE.check_head(bytes)?;
+        let version = ENVELOPE.check_head(bytes)?;
         let u16_at = |at: usize| u16_at(bytes, at);
         let u32_at = |at: usize| u32_at(bytes, at);
         let flags = u16_at(10);
-        if flags & !FLAG_INTERACTION != 0 {
+        let known = if version >= 2 { FLAG_INTERACTION | FLAG_HISTORY } else { FLAG_INTERACTION };
+        if flags & !known != 0 {
             return Err(FormatError::UnknownFlags { format, flags }.into());
+        }
+        if version >= 2 && flags & FLAG_HISTORY == 0 {
+            return Err(ENVELOPE
+                .malformed("a version-2 model without a history block (it is written as version 1)")
+                .into());
         }
         let header_len = u32_at(12);
         if header_len as usize != HEADER_LEN {
@@ -342,6 +394,28 @@ impl Model {
             let bias = r.f32s(outputs, "layer bias")?;
             mlp.push(Layer { inputs, outputs, weights, bias });
         }
+        let history = if flags & FLAG_HISTORY != 0 {
+            let length = r.u8("history block")?;
+            let heads = r.u8("history block")?;
+            if r.u16("history block")? != 0 {
+                return Err(ENVELOPE.malformed("the history block's reserved bytes are not zero").into());
+            }
+            range("history length", u64::from(length), 1, MAX_HISTORY as u64)?;
+            range("history heads", u64::from(heads), 1, MAX_HEADS as u64)?;
+            let mut list = Vec::new();
+            for _ in 0..heads {
+                let temperature = r.f32("history head")?;
+                let mut kind_bias = [0.0f32; KINDS];
+                kind_bias.copy_from_slice(&r.f32s(KINDS, "history kind biases")?);
+                let mut age_bias = [0.0f32; AGE_BUCKETS];
+                age_bias.copy_from_slice(&r.f32s(AGE_BUCKETS, "history age biases")?);
+                let position_bias = r.f32s(usize::from(length), "history position biases")?;
+                list.push(Head { temperature, kind_bias, age_bias, position_bias });
+            }
+            Some(HistoryBlock { length, heads: list })
+        } else {
+            None
+        };
         r.finish()?;
         let model = Model {
             feature_schema_hash: u64::from_le_bytes(fsh),
@@ -354,6 +428,7 @@ impl Model {
             mlp,
             calibration: Platt { a: f32_at(44), b: f32_at(48) },
             diversity: Diversity { creator_cap: u32_at(36), mmr_lambda: f32_at(40) },
+            history,
         };
         model.validate()?;
         Ok(model)
@@ -383,6 +458,7 @@ mod tests {
             mlp: Vec::new(),
             calibration: Platt { a: 1.0, b: 0.0 },
             diversity: Diversity { mmr_lambda: 0.7, creator_cap: 2 },
+            history: None,
         };
         let inp = m.input_dim();
         m.mlp.push(Layer { inputs: inp, outputs: 3, weights: vec![0.01; inp * 3], bias: vec![0.0; 3] });
@@ -396,6 +472,54 @@ mod tests {
         let bytes = m.encode().expect("encode");
         assert_eq!(Model::decode(&bytes), Ok(m));
         assert_eq!(digest(&bytes).to_hex().len(), 64);
+    }
+
+    fn with_history() -> Model {
+        let mut m = tiny();
+        m.history = Some(HistoryBlock {
+            length: 3,
+            heads: vec![Head {
+                temperature: 4.0,
+                kind_bias: [0.5; KINDS],
+                age_bias: [-0.1; AGE_BUCKETS],
+                position_bias: vec![0.0, -0.5, -1.0],
+            }],
+        });
+        m.mlp[0].inputs += 1;
+        m.mlp[0].weights = vec![0.01; m.mlp[0].inputs * 3];
+        m
+    }
+
+    #[test]
+    fn a_history_block_makes_version_2_and_round_trips() {
+        assert_eq!(tiny().encode().expect("encode")[8], 1, "no history block: version 1, as before");
+        let m = with_history();
+        assert_eq!(m.input_dim(), tiny().input_dim() + 1);
+        let bytes = m.encode().expect("encode");
+        assert_eq!(bytes[8], 2);
+        assert_eq!(Model::decode(&bytes), Ok(m.clone()));
+        let mut b = bytes.clone();
+        b[10] &= !(FLAG_HISTORY as u8);
+        ENVELOPE.reseal(&mut b);
+        assert!(Model::decode(&b).is_err(), "the block without its flag");
+        let mut v1 = tiny().encode().expect("encode");
+        v1[8] = 2;
+        ENVELOPE.reseal(&mut v1);
+        assert!(matches!(Model::decode(&v1), Err(ModelError::Format(FormatError::Malformed { .. }))));
+        let mut v1 = bytes.clone();
+        v1[8] = 1;
+        ENVELOPE.reseal(&mut v1);
+        assert!(matches!(Model::decode(&v1), Err(ModelError::Format(FormatError::UnknownFlags { .. }))));
+        let mut bad = m.clone();
+        if let Some(h) = bad.history.as_mut() {
+            h.heads[0].position_bias.pop();
+        }
+        assert!(matches!(bad.validate(), Err(ModelError::Shape { what: "history position biases", .. })));
+        let mut bad = m;
+        if let Some(h) = bad.history.as_mut() {
+            h.heads[0].temperature = f32::INFINITY;
+        }
+        assert!(matches!(bad.encode(), Err(ModelError::Format(FormatError::NonFinite { .. }))));
     }
 
     #[test]
@@ -421,8 +545,8 @@ mod tests {
         let bytes = tiny().encode().expect("encode");
         assert!(matches!(Model::decode(&bytes[..20]), Err(ModelError::Format(FormatError::TooShort { .. }))));
         let mut b = bytes.clone();
-        b[8] = 2;
-        assert!(matches!(Model::decode(&b), Err(ModelError::Format(FormatError::UnsupportedVersion { found: 2, .. }))));
+        b[8] = 3;
+        assert!(matches!(Model::decode(&b), Err(ModelError::Format(FormatError::UnsupportedVersion { found: 3, .. }))));
         let mut b = bytes.clone();
         b[70] ^= 0x40;
         assert!(matches!(Model::decode(&b), Err(ModelError::Format(FormatError::ChecksumMismatch { .. }))));

@@ -164,6 +164,7 @@ pub fn model(spec: &Spec, hidden: &[usize], prerank_keep: u32, seed: u64) -> Mod
         mlp: Vec::new(),
         calibration: Platt { a: 1.0, b: -0.5 },
         diversity: Diversity { mmr_lambda: 0.8, creator_cap: 2 },
+        history: None,
     };
     let mut inputs = m.input_dim();
     for &w in hidden.iter().chain(&[1]) {
@@ -244,5 +245,63 @@ pub fn context(spec: &Spec, k: u32, now_ms: u64, seed: u64) -> RankContext {
         session_config: cfg,
         prerank_keep: 0,
         checksum_verified: false,
+        history: crate::history::History::new(),
     }
+}
+
+/// [`context`] with a history of `entries` interactions with catalogue items
+/// (newest first, a second apart, kinds drawn from click, like, skip, dwell).
+pub fn context_with_history(spec: &Spec, k: u32, now_ms: u64, seed: u64, entries: usize) -> RankContext {
+    let mut ctx = context(spec, k, now_ms, seed);
+    let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x4157);
+    let embs = if spec.n > 0 { item_embeddings(spec) } else { Vec::new() };
+    for l in 0..entries.min(crate::history::MAX_HISTORY) {
+        if embs.is_empty() {
+            break;
+        }
+        let row = rng.random_range(0..embs.len());
+        let kind = [1u8, 2, 3, 5][rng.random_range(0..4)];
+        let at = now_ms.saturating_sub(rng.random_range(0..10_000) + 1_000 * l as u64 * 37);
+        let at = at.min(if l == 0 { u64::MAX } else { ctx.history.at_ms(l - 1) });
+        let _ = ctx.history.push(1_000_000 + row as u64, at, kind, &embs[row]);
+    }
+    ctx
+}
+
+/// [`model`] with a history block of `heads` heads over `length` entries
+/// (the first layer widened with `heads` inputs of fixed weights).
+pub fn model_with_history(
+    spec: &Spec,
+    hidden: &[usize],
+    prerank_keep: u32,
+    seed: u64,
+    length: u8,
+    heads: usize,
+) -> Model {
+    use crate::history::{Head, HistoryBlock};
+    let mut m = model(spec, hidden, prerank_keep, seed);
+    let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x4ead5);
+    m.history = Some(HistoryBlock {
+        length,
+        heads: (0..heads)
+            .map(|_| Head {
+                temperature: rng.random_range(0.0..8.0),
+                kind_bias: core::array::from_fn(|_| rng.random_range(-1.0..1.0)),
+                age_bias: core::array::from_fn(|_| rng.random_range(-1.0..1.0)),
+                position_bias: (0..length).map(|_| rng.random_range(-1.0..1.0)).collect(),
+            })
+            .collect(),
+    });
+    let inputs = m.input_dim();
+    if let Some(first) = m.mlp.first_mut() {
+        let old = first.inputs;
+        let mut w = Vec::with_capacity(inputs * first.outputs);
+        for o in 0..first.outputs {
+            w.extend_from_slice(&first.weights[o * old..(o + 1) * old]);
+            w.extend((0..inputs - old).map(|j| if (o + j) % 2 == 0 { 1.5 } else { -1.0 }));
+        }
+        first.weights = w;
+        first.inputs = inputs;
+    }
+    m
 }

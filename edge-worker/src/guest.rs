@@ -413,6 +413,7 @@ fn canary_input() -> Result<(Vec<u8>, Vec<u8>), GuestError> {
         mlp: Vec::new(),
         calibration: edgewise_core::model::Platt { a: 1.0, b: 0.0 },
         diversity: edgewise_core::model::Diversity { mmr_lambda: 0.8, creator_cap: 3 },
+        history: None,
     };
     let (inputs, hidden) = (model.input_dim(), 8);
     model.mlp = vec![

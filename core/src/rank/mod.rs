@@ -185,6 +185,8 @@ pub struct Ranker {
     folded: Vec<u32>,
     /// Candidates waiting in MMR, under an upper bound of their value.
     heap: alloc::collections::BinaryHeap<u64>,
+    /// The model's history block, prepared for the request.
+    attention: crate::history::Attention,
 }
 
 /// A candidate waiting in MMR under `score`, the value it had when last
@@ -377,6 +379,12 @@ impl Ranker {
         shape("source count", usize::from(h.n_sources), usize::from(model.n_sources))?;
         let d = bundle.dim();
         self.build_query(ctx, d)?;
+        if let Some(block) = &model.history {
+            if !ctx.history.is_empty() && ctx.history.dim() != d {
+                return Err(RankError::QueryDimension { what: "history", expected: d, found: ctx.history.dim() });
+            }
+            self.attention.prepare(block, &ctx.history, ctx.now_ms);
+        }
         Ok(math::quantize_into(&self.query, &mut self.query_q))
     }
 
@@ -447,6 +455,10 @@ impl Ranker {
                 let i = c.1 as usize;
                 let (q, pre) = (&self.query_q, out.rows[i].pre_score);
                 write_mlp_input(model, bundle, i, q, query_scale, self.dots[i], pre, row);
+                if let Some(block) = &model.history {
+                    let at = row.len() - block.heads.len();
+                    self.attention.write(block, &ctx.history, bundle.embedding(i), &mut row[at..]);
+                }
             }
             mlp_forward_batch(model, &self.input, &mut self.act_a, &mut self.act_b, &mut logits);
             for (c, &logit) in self.cand[start..end].iter_mut().zip(&logits) {

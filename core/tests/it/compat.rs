@@ -38,6 +38,56 @@ fn bless() {
     std::fs::write(d.join("result.ewrs"), e.result()).expect("write");
 }
 
+/// The history golden files: a version-2 model (with a history block) and a
+/// version-2 context (with a history), over the current bundle format.
+fn history_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden").join("history-v2")
+}
+
+fn bless_history() {
+    let d = history_dir();
+    std::fs::create_dir_all(&d).expect("create golden dir");
+    let s = spec();
+    let b = synth::bundle(&s, 1_700_000_000_000);
+    let m = synth::model_with_history(&s, &[8, 4], 25, 2024, 8, 2).encode().expect("encodes");
+    let mut c = Vec::new();
+    abi::encode_context(&synth::context_with_history(&s, 8, 1_700_000_100_000, 2025, 10), &mut c);
+    let mut e = Engine::new();
+    assert_eq!(e.load_model(&m), Status::Ok);
+    assert_eq!(e.rank(&b, &c), Status::Ok, "{}", e.error());
+    for (name, bytes) in [("bundle.ewb", &b[..]), ("model.ewm", &m), ("context.ewcx", &c), ("result.ewrs", e.result())]
+    {
+        std::fs::write(d.join(name), bytes).expect("write");
+    }
+}
+
+#[test]
+fn history_golden_files_read_and_rank() {
+    if std::env::var_os("EDGEWISE_BLESS").is_some() {
+        bless_history();
+    }
+    let p = |n: &str| {
+        let p = history_dir().join(n);
+        std::fs::read(&p)
+            .unwrap_or_else(|e| panic!("golden file {} is missing ({e}); see this file's docs", p.display()))
+    };
+    let (b, m, c, want) = (p("bundle.ewb"), p("model.ewm"), p("context.ewcx"), p("result.ewrs"));
+    assert_eq!((m[8], c[4]), (2, 2), "a history model and context are version 2");
+    let model = Model::decode(&m).expect("golden model decodes");
+    assert_eq!(model.history.as_ref().map(|h| (h.length, h.heads.len())), Some((8, 2)));
+    let mut e = Engine::new();
+    assert_eq!(e.load_model(&m), Status::Ok, "{}", e.error());
+    assert_eq!(e.rank(&b, &c), Status::Ok, "{}", e.error());
+    assert_eq!(e.result(), &want[..], "the history golden files no longer rank to the committed result");
+    // Today's encoder writes a context without a history exactly as the
+    // committed version-1 contexts were written.
+    let mut v1 = Vec::new();
+    abi::encode_context(&synth::context(&spec(), 8, 1_700_000_100_000, 2025), &mut v1);
+    assert_eq!(v1, read(bundle::VERSION, "context.ewcx"), "a context without history is no longer the v1 bytes");
+    let plain = synth::model(&spec(), &[8, 4], 25, 2024).encode().expect("encodes");
+    assert_eq!(plain, read(bundle::VERSION, "model.ewm"), "a model without history is no longer the v1 bytes");
+}
+
 fn read(version: u16, name: &str) -> Vec<u8> {
     let p = dir(version).join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("golden file {} is missing ({e}); see this file's docs", p.display()))

@@ -96,8 +96,12 @@ fn valid_bundle() -> Vec<u8> {
     synth::bundle(&spec(), 7)
 }
 
-fn valid_model() -> Vec<u8> {
-    synth::model(&spec(), &[4, 3], 10, 1).encode().expect("encodes")
+fn valid_model(history: bool) -> Vec<u8> {
+    if history {
+        synth::model_with_history(&spec(), &[4, 3], 10, 1, 4, 2).encode().expect("encodes")
+    } else {
+        synth::model(&spec(), &[4, 3], 10, 1).encode().expect("encodes")
+    }
 }
 
 fn valid_session() -> Vec<u8> {
@@ -108,8 +112,8 @@ fn valid_session() -> Vec<u8> {
     s.encode()
 }
 
-fn valid_context() -> Vec<u8> {
-    let mut ctx: RankContext = synth::context(&spec(), 5, 1_000, 3);
+fn valid_context(history: bool) -> Vec<u8> {
+    let mut ctx: RankContext = synth::context_with_history(&spec(), 5, 1_000, 3, if history { 3 } else { 0 });
     if ctx.session.dim() == 0 {
         ctx.session = SessionState::decode(&valid_session()).expect("session").0;
     }
@@ -142,24 +146,25 @@ proptest! {
 
     #[test]
     fn mutated_models_decode_to_valid_models_or_fail_cleanly(
-        edits in proptest::collection::vec(mutation(), 1..4), fix in prop::bool::weighted(0.8)
+        edits in proptest::collection::vec(mutation(), 1..4), fix in prop::bool::weighted(0.8), history in any::<bool>()
     ) {
-        let _ = check::model_bytes(&mutate(valid_model(), &edits, fix, check::fix_model_crc));
+        let _ = check::model_bytes(&mutate(valid_model(history), &edits, fix, check::fix_model_crc));
     }
 
     #[test]
     fn mutated_sessions_and_contexts_decode_canonically_or_fail_cleanly(
-        edits in proptest::collection::vec(mutation(), 1..4), fix in prop::bool::weighted(0.8)
+        edits in proptest::collection::vec(mutation(), 1..4), fix in prop::bool::weighted(0.8), history in any::<bool>()
     ) {
         let _ = check::session_bytes(&mutate(valid_session(), &edits, fix, check::fix_session_crc));
-        let _ = check::context_bytes(&mutate(valid_context(), &edits, fix, check::fix_context_crc));
+        let _ = check::context_bytes(&mutate(valid_context(history), &edits, fix, check::fix_context_crc));
     }
 
     #[test]
     fn mutated_rank_inputs_rank_or_fail_cleanly(
-        which in 0usize..3, edits in proptest::collection::vec(mutation(), 1..3), fix in prop::bool::weighted(0.8)
+        which in 0usize..3, edits in proptest::collection::vec(mutation(), 1..3), fix in prop::bool::weighted(0.8),
+        history in any::<bool>()
     ) {
-        let (mut b, mut m, mut c) = (valid_bundle(), valid_model(), valid_context());
+        let (mut b, mut m, mut c) = (valid_bundle(), valid_model(history), valid_context(history));
         match which {
             0 => b = mutate(b, &edits, fix, check::fix_bundle_crc),
             1 => m = mutate(m, &edits, fix, check::fix_model_crc),
@@ -231,7 +236,7 @@ fn mutations_reach_every_decoder_branch() {
     );
     reach(
         "model",
-        &valid_model(),
+        &valid_model(false),
         check::fix_model_crc,
         &|b| check::model_bytes(b).map(drop).map_err(|e| kind(&e)),
         &[
@@ -271,7 +276,7 @@ fn mutations_reach_every_decoder_branch() {
     );
     reach(
         "context",
-        &valid_context(),
+        &valid_context(false),
         check::fix_context_crc,
         &|b| abi::decode_context(b, &mut RankContext::default()).map_err(|e| kind(&e)),
         &["TooShort", "BadMagic", "UnsupportedVersion", "UnknownFlags", "ReservedNonZero", "Malformed"],

@@ -68,6 +68,33 @@ fn steady_state_ranking_allocates_nothing() {
 }
 
 #[test]
+fn steady_state_ranking_with_a_history_allocates_nothing() {
+    let spec = synth::Spec::new(300, 64, 5);
+    let bytes = synth::bundle(&spec, 0);
+    let bundle = Bundle::decode(&bytes).expect("decodes");
+    let model = synth::model_with_history(&spec, &[16], 300, 5, 32, 4);
+    let contexts: Vec<_> =
+        (0..8).map(|seed| synth::context_with_history(&spec, 20, 1_000_000, 200 + seed, 4 * seed as usize)).collect();
+    let mut ranker = Ranker::new();
+    let mut out = RankOutput::default();
+    for ctx in &contexts {
+        ranker.rank(&model, &bundle, ctx, &mut out).expect("ranks");
+    }
+    for (i, ctx) in contexts.iter().enumerate() {
+        let (_, n) = allocations(|| ranker.rank(&model, &bundle, ctx, &mut out).expect("ranks"));
+        assert_eq!(n, 0, "steady-state ranking call {i} (history of {}) allocated {n} times", ctx.history.len());
+    }
+    // The engine decodes a history context into its reused one.
+    let mut engine = Engine::new();
+    assert_eq!(engine.load_model(&model.encode().expect("encodes")), Status::Ok);
+    let mut ctx_bytes = Vec::new();
+    abi::encode_context(&contexts[7], &mut ctx_bytes);
+    assert_eq!(engine.rank(&bytes, &ctx_bytes), Status::Ok);
+    let (status, n) = allocations(|| engine.rank(&bytes, &ctx_bytes));
+    assert_eq!((status, n), (Status::Ok, 0));
+}
+
+#[test]
 fn steady_state_abi_engine_allocates_nothing() {
     let spec = synth::Spec::new(500, 32, 4);
     let bytes = synth::bundle(&spec, 0);

@@ -177,6 +177,42 @@ proptest! {
         prop_assert_eq!(back, m);
     }
 
+    /// With a history block and a history, every row's MLP input (the
+    /// attention outputs included) matches the straight-from-the-definition
+    /// reference, and the guest's engine returns the same bytes
+    /// (`check::rank_bytes` asserts both, and the rest of the invariants).
+    #[test]
+    fn history_attention_matches_the_reference(
+        spec in spec_strategy(), entries in 0usize..70, length in 1u8..=64, heads in 1usize..=8,
+        k in 0u32..30, seed in any::<u64>(),
+    ) {
+        let model = synth::model_with_history(&spec, &[8, 4], 200, seed, length, heads);
+        let bundle = synth::bundle(&spec, 0);
+        let ctx = synth::context_with_history(&spec, k, 5_000_000, seed, entries);
+        let mut ctx_bytes = Vec::new();
+        abi::encode_context(&ctx, &mut ctx_bytes);
+        prop_assert!(check::context_bytes(&ctx_bytes));
+        let model_bytes = model.encode().expect("encodes");
+        prop_assert!(check::rank_bytes(&bundle, &model_bytes, &ctx_bytes).is_some());
+    }
+
+    /// A model without a history block ranks a context with a history
+    /// exactly as it ranks the same context without one.
+    #[test]
+    fn a_model_without_the_block_ignores_the_history(spec in spec_strategy(), entries in 1usize..20, seed in any::<u64>()) {
+        let model = synth::model(&spec, &[8], 200, seed);
+        let bytes = synth::bundle(&spec, 0);
+        let with = synth::context_with_history(&spec, 10, 5_000_000, seed, entries);
+        let mut without = with.clone();
+        without.history.clear();
+        let encoded = |out: &RankOutput| {
+            let mut v = Vec::new();
+            abi::encode_result(out, abi::ModelMatch::Any, &mut v);
+            v
+        };
+        prop_assert_eq!(encoded(&rank(&model, &bytes, &with)), encoded(&rank(&model, &bytes, &without)));
+    }
+
     #[test]
     fn context_roundtrip(spec in spec_strategy(), k in any::<u32>(), seed in any::<u64>(), verified in any::<bool>()) {
         let mut ctx = synth::context(&spec, k, 5_000_000, seed);
@@ -190,7 +226,23 @@ proptest! {
         prop_assert_eq!(back.seen, ctx.seen);
         prop_assert_eq!(back.base, ctx.base);
         prop_assert_eq!(back.session, ctx.session);
+        prop_assert!(back.history.is_empty());
     }
+}
+
+/// The history changes the ranking: the attention outputs reach the MLP.
+#[test]
+fn the_history_moves_scores() {
+    let spec = synth::Spec::new(200, 16, 5);
+    let model = synth::model_with_history(&spec, &[8], 200, 5, 16, 2);
+    let bytes = synth::bundle(&spec, 0);
+    let with = synth::context_with_history(&spec, 10, 5_000_000, 5, 12);
+    assert_eq!(with.history.len(), 12);
+    let mut without = with.clone();
+    without.history.clear();
+    let (a, b) = (rank(&model, &bytes, &with), rank(&model, &bytes, &without));
+    let moved = a.rows.iter().zip(&b.rows).filter(|(x, y)| x.main_score.to_bits() != y.main_score.to_bits()).count();
+    assert!(moved > 100, "only {moved} of 200 scores moved");
 }
 
 fn small_bundle() -> Vec<u8> {

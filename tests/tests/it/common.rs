@@ -121,6 +121,7 @@ impl OriginFixture {
             ],
             calibration: Platt { a: 1.0, b: 0.0 },
             diversity: Diversity { mmr_lambda: 0.9, creator_cap: self.creator_cap },
+            history: None,
         }
     }
 

@@ -95,17 +95,26 @@ fn guest_and_native_rankings_are_bit_identical() {
         0usize..3,
         1u32..400,
         any::<bool>(),
+        (0usize..3, 0usize..70, 1u8..=64, 1usize..=8),
     );
     let compared = Cell::new(0usize);
+    let histories = Cell::new(0usize);
     let items = Cell::new(0usize);
     runner
-        .run(&strategy, |(n, dim, n_features, n_sources, clusters, creators, seed, k, depth, keep, interaction)| {
+        .run(&strategy, |(n, dim, n_features, n_sources, clusters, creators, seed, k, depth, keep, interaction, h)| {
             let spec = synth::Spec { n, dim, n_features, n_sources, clusters, creators, regions: 8, seed };
             let hidden: Vec<usize> = [32, 16, 8][..depth].to_vec();
-            let model = synth::model_with_interaction(&spec, &hidden, keep, seed ^ 1, interaction);
+            // One case in three has a history block, and most contexts a history.
+            let (block, entries, length, heads) = h;
+            let model = if block == 0 {
+                histories.set(histories.get() + 1);
+                synth::model_with_history(&spec, &hidden, keep, seed ^ 1, length, heads)
+            } else {
+                synth::model_with_interaction(&spec, &hidden, keep, seed ^ 1, interaction)
+            };
             let model_bytes = model.encode().expect("model encodes");
             let bundle_bytes = synth::bundle(&spec, 1_700_000_000_000);
-            let ctx = synth::context(&spec, k, 1_700_000_000_000, seed ^ 2);
+            let ctx = synth::context_with_history(&spec, k, 1_700_000_000_000, seed ^ 2, entries);
             let mut inst = inst.borrow_mut();
             inst.load_model(&model_bytes).expect("guest loads the model");
             let mut ctx_bytes = Vec::new();
@@ -119,8 +128,14 @@ fn guest_and_native_rankings_are_bit_identical() {
             Ok(())
         })
         .expect("bit-identical on every case");
-    println!("compared {} randomized rankings ({} ranked items): all bit-identical", compared.get(), items.get());
+    println!(
+        "compared {} randomized rankings ({} ranked items, {} with a history block): all bit-identical",
+        compared.get(),
+        items.get(),
+        histories.get()
+    );
     assert_eq!(compared.get(), 300);
+    assert!(histories.get() > 50, "only {} cases had a history block", histories.get());
 }
 
 #[test]

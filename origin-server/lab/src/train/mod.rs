@@ -492,6 +492,7 @@ pub fn train(
         mlp: layers,
         calibration,
         diversity: Diversity { mmr_lambda: 1.0, creator_cap: 0 },
+        history: None,
     };
     let bytes = model.encode()?;
     let digest = edgewise_core::Digest::of(&bytes);
