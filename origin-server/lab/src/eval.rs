@@ -40,7 +40,7 @@ use edgewise_core::rank::{RankContext, RankOutput, Ranker};
 use edgewise_core::session::SessionConfig;
 use serde::Serialize;
 
-use crate::train::split::{Split, is_positive, replay_with};
+use crate::train::split::{Split, history_of, is_positive, replay_with};
 use edgewise_origin::catalogue::Catalogue;
 use edgewise_origin::config::Config;
 use edgewise_origin::item::Item;
@@ -297,7 +297,9 @@ pub async fn evaluate(
 
         let seen_ids: Vec<u64> = seen.iter().copied().collect();
         let view = UserView { seen: &seen_ids, hidden: &[], ..state.view() };
-        let ctx = view.rank_context(10, now, region, dim, session);
+        let mut ctx = view.rank_context(10, now, region, dim, session);
+        // The user's history as of the held-out moment: their training positives, newest first.
+        ctx.history = history_of(split.train.get(&held.user).map_or(&[][..], Vec::as_slice), &by_id);
 
         let shared = Arc::new(state.clone());
         let request = |k_user: bool| {

@@ -159,8 +159,8 @@ fn train(cfg: Config, o: &TrainOptions) -> Result<()> {
             pb.set_length(total as u64);
             pb.set_position(n as u64);
         }
-        Step::Ranker(n, total, loss) => {
-            pb.set_message(format!("ranker MLP (loss {loss:.4})"));
+        Step::Ranker(n, total, loss, ndcg) => {
+            pb.set_message(format!("ranker (loss {loss:.4}, validation NDCG@10 {ndcg:.4})"));
             pb.set_length(total as u64);
             pb.set_position(n as u64);
         }
@@ -184,14 +184,19 @@ fn train(cfg: Config, o: &TrainOptions) -> Result<()> {
     }
     println!(
         "trained in {:.1} s: {} item and {} user embeddings (dim {}), ranker on {} examples \
-         (validation AUC {:.3}; pre-ranker alone {:.3}); model {} ({} bytes) is now the stable model",
+         (validation NDCG@10 {:.4} at epoch {}, AUC {:.3}; pre-ranker alone {:.3}; history of {}; \
+         exported scores within {:.1e} of the trainer's); model {} ({} bytes) is now the stable model",
         start.elapsed().as_secs_f64(),
         report.items,
         report.users,
         report.dim,
         report.ranker_examples,
+        report.ranker_validation_ndcg,
+        report.ranker_best_epoch,
         report.ranker_validation_auc,
         report.prerank_validation_auc,
+        report.history_length,
+        report.export_max_logit_diff,
         report.model_digest,
         report.model_bytes
     );

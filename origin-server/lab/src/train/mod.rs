@@ -29,6 +29,7 @@
 
 pub mod als;
 pub mod ranker;
+pub mod sequence;
 pub mod split;
 
 use std::collections::{HashMap, HashSet};
@@ -68,6 +69,10 @@ pub struct TrainOptions {
     pub ranker_epochs: usize,
     /// How many candidates the exported model's pre-ranker keeps.
     pub prerank_keep: u32,
+    /// History entries the ranker's attention reads (0: no history block).
+    pub history_length: usize,
+    /// Attention heads.
+    pub heads: usize,
     /// Seed of every random choice.
     pub seed: u64,
 }
@@ -82,8 +87,10 @@ impl Default for TrainOptions {
             skip_weight: 0.3,
             ranker_holdout: 2,
             negatives: 16,
-            ranker_epochs: 40,
+            ranker_epochs: 30,
             prerank_keep: 300,
+            history_length: 20,
+            heads: 2,
             seed: 42,
         }
     }
@@ -105,6 +112,9 @@ pub enum TrainError {
     /// The trained model does not encode.
     #[error("the trained model is invalid: {0}")]
     Model(#[from] edgewise_core::model::ModelError),
+    /// The sequence ranker's training failed.
+    #[error(transparent)]
+    Sequence(#[from] sequence::SeqError),
 }
 
 /// A training step, for progress reporting.
@@ -112,8 +122,8 @@ pub enum TrainError {
 pub enum Step {
     /// The first factorisation (ranker data): sweeps done of total.
     RankerEmbeddings(usize, usize),
-    /// MLP epochs done of total, and the epoch's mean loss.
-    Ranker(usize, usize, f32),
+    /// Ranker epochs done of total, the epoch's mean loss and the validation NDCG@10.
+    Ranker(usize, usize, f32, f64),
     /// The final factorisation: sweeps done of total.
     Embeddings(usize, usize),
     /// Writing items and users.
@@ -133,10 +143,24 @@ pub struct TrainReport {
     pub test_users: usize,
     /// Ranker examples (positives and negatives).
     pub ranker_examples: usize,
-    /// Ranker AUC on the validation users.
+    /// Ranker AUC on the validation split (each user's second-to-last
+    /// positive against every item they had not touched).
     pub ranker_validation_auc: f64,
-    /// Pre-ranker AUC on the validation users.
+    /// Pre-ranker AUC on the same rows.
     pub prerank_validation_auc: f64,
+    /// The ranker's NDCG@10 on the validation split, at the epoch kept.
+    #[serde(default)]
+    pub ranker_validation_ndcg: f64,
+    /// The epoch early stopping kept (1-based).
+    #[serde(default)]
+    pub ranker_best_epoch: usize,
+    /// History entries the model's attention reads (0: no history block).
+    #[serde(default)]
+    pub history_length: usize,
+    /// Largest difference between the trainer's logit and the core's for
+    /// the same validation rows, with the exported model.
+    #[serde(default)]
+    pub export_max_logit_diff: f32,
     /// Registered model digest.
     pub model_digest: String,
     /// Model artifact size.
@@ -411,8 +435,12 @@ pub fn train(
     let item_rows = Rows::new(base_items.iter().map(|i| i.id));
     let touched = touched(&log);
 
-    // Ranker data from a factorisation that has not seen the examples.
-    let (inner, held) = split.holdout(o.ranker_holdout);
+    // Validation: each user's last training positive (the second-to-last
+    // positive overall) chooses the epoch and the hyper-parameters; the test
+    // item is never read here.
+    let (for_ranker, valid_held) = split.holdout(1);
+    // Ranker data from a factorisation that has seen neither the examples nor the validation items.
+    let (inner, held) = for_ranker.holdout(o.ranker_holdout);
     let inner_users = Rows::new(inner.train.keys().copied());
     let als_params = als::AlsParams { dim: o.dim, epochs: o.epochs, lambda: o.lambda, seed: o.seed };
     let f_inner = als::fit(
@@ -427,13 +455,10 @@ pub fn train(
     let n_features = cfg.features.names.len();
     // Pre-ranker: logistic regression on (dot, features).
     let mut pre_examples = Vec::new();
-    let mut valid = Vec::new();
-    for (user, q, group) in &groups {
+    for (_, q, group) in &groups {
         for (k, &id) in group.iter().enumerate() {
             let Some(item) = items_inner.get(&id) else { continue };
-            let x = input(q, item, 0.0);
-            pre_examples.push(Example { x, y: if k == 0 { 1.0 } else { 0.0 } });
-            valid.push(edgewise_origin::models::bucket(*user) < 20);
+            pre_examples.push(Example { x: input(q, item, 0.0), y: if k == 0 { 1.0 } else { 0.0 } });
         }
     }
     if pre_examples.is_empty() {
@@ -441,39 +466,66 @@ pub fn train(
     }
     let width = pre_examples[0].x.len();
     let pre_cols: Vec<bool> = (0..width).map(|c| c == 0 || (3..3 + n_features).contains(&c)).collect();
-    let (train_idx, valid_idx): (Vec<usize>, Vec<usize>) = (0..pre_examples.len()).partition(|&i| !valid[i]);
-    let subset = |idx: &[usize], ex: &[Example]| -> Vec<Example> { idx.iter().map(|&i| ex[i].clone()).collect() };
-    let pre_train = subset(&train_idx, &pre_examples);
-    let mut s_pre = Standardizer::fit(&pre_train, width);
+    let mut s_pre = Standardizer::fit(&pre_examples, width);
     for (u, &keep) in s_pre.used.iter_mut().zip(&pre_cols) {
         *u &= keep;
     }
-    let std_pre: Vec<Example> = pre_train.iter().map(|e| Example { x: s_pre.apply(&e.x), y: e.y }).collect();
+    let std_pre: Vec<Example> = pre_examples.iter().map(|e| Example { x: s_pre.apply(&e.x), y: e.y }).collect();
     let lr = MlpParams { hidden: &[], epochs: 30, learning_rate: 0.05, l2: 1e-4, batch: 256, seed: o.seed };
     let (pre_layers, _) = ranker::train_mlp(&std_pre, &s_pre.used, lr, |_, _| {});
     let pre_layer = s_pre.fold(&pre_layers[0]);
     let pre_score = |x: &[f32]| -> f32 { ranker::logit(std::slice::from_ref(&pre_layer), x) };
-    // Main ranker on (dot, pre, features).
-    let with_pre: Vec<Example> = pre_examples
-        .iter()
-        .map(|e| {
-            let mut x = e.x.clone();
-            x[1] = pre_score(&e.x);
-            Example { x, y: e.y }
-        })
-        .collect();
-    let main_train = subset(&train_idx, &with_pre);
-    let s_main = Standardizer::fit(&main_train, width);
-    let std_main: Vec<Example> = main_train.iter().map(|e| Example { x: s_main.apply(&e.x), y: e.y }).collect();
-    let mp =
-        MlpParams { hidden: &[16], epochs: o.ranker_epochs, learning_rate: 0.005, l2: 1e-4, batch: 128, seed: o.seed };
-    let (mut layers, _) =
-        ranker::train_mlp(&std_main, &s_main.used, mp, |e, loss| step(Step::Ranker(e, o.ranker_epochs, loss)));
-    layers[0] = s_main.fold(&layers[0]);
-    let valid_pairs: Vec<(f32, f32)> =
-        valid_idx.iter().map(|&i| (ranker::logit(&layers, &with_pre[i].x), with_pre[i].y)).collect();
+    // The main ranker's rows: (dot, pre, features), each in its user's context.
+    let base_input = |q: &[f32], item: &Item| {
+        let mut x = input(q, item, 0.0);
+        x[1] = pre_score(&x);
+        x
+    };
+    let quantized: HashMap<u64, sequence::Quantized> =
+        items_inner.iter().map(|(&id, it)| (id, sequence::Quantized::new(&it.embedding))).collect();
+    let length = o.history_length.min(edgewise_core::history::MAX_HISTORY);
+    let mut train_rows = sequence::SeqData::new(width, length.max(1));
+    for ((_, q, group), h) in groups.iter().zip(&held) {
+        let history = split::history_before(&split.train[&h.user], h, &items_inner);
+        let c = train_rows.push_context(&history, h.time_ms);
+        for (k, id) in group.iter().enumerate() {
+            let (Some(item), Some(e)) = (items_inner.get(id), quantized.get(id)) else { continue };
+            train_rows.push_row(c, &history, *id, e, &base_input(q, item), if k == 0 { 1.0 } else { 0.0 });
+        }
+    }
+    // Validation rows: every item the user had not touched, as the evaluation ranks them.
+    let session = SessionConfig::default();
+    let mut valid_rows = sequence::SeqData::new(width, length.max(1));
+    let mut valid_contexts = Vec::new();
+    for v in &valid_held {
+        let history = split.train.get(&v.user).map_or(&[][..], Vec::as_slice);
+        let before = history.iter().position(|i| i.time_ms == v.time_ms && i.item == v.item).unwrap_or(history.len());
+        let mut state = replay(&history[..before], &items_inner, &session);
+        if let Some(&r) = inner_users.of.get(&v.user) {
+            state.base = f_inner.user(r).to_vec();
+        }
+        let q = query_at(&state, &session, v.time_ms, f_inner.dim);
+        let seen: HashSet<u64> = history[..before].iter().map(|i| i.item).collect();
+        let entries = split::history_before(history, v, &items_inner);
+        let c = valid_rows.push_context(&entries, v.time_ms);
+        for id in &item_rows.ids {
+            let (Some(item), Some(e)) = (items_inner.get(id), quantized.get(id)) else { continue };
+            if seen.contains(id) {
+                continue;
+            }
+            valid_rows.push_row(c, &entries, *id, e, &base_input(&q, item), if *id == v.item { 1.0 } else { 0.0 });
+        }
+        valid_contexts.push((entries, v.time_ms));
+    }
+    let sp =
+        sequence::SeqParams { heads: o.heads, epochs: o.ranker_epochs, seed: o.seed, ..sequence::SeqParams::default() };
+    let trained = sequence::train(&train_rows, &valid_rows, &sp, |e, loss, ndcg| {
+        step(Step::Ranker(e, o.ranker_epochs, loss, ndcg));
+    })?;
+    let valid_logits = sequence::trainer_logits(&trained, &valid_rows)?;
+    let valid_pairs: Vec<(f32, f32)> = valid_logits.iter().copied().zip(valid_rows.y.iter().copied()).collect();
     let pre_pairs: Vec<(f32, f32)> =
-        valid_idx.iter().map(|&i| (pre_score(&pre_examples[i].x), pre_examples[i].y)).collect();
+        valid_rows.base.chunks_exact(width).zip(&valid_rows.y).map(|(x, &y)| (x[1], y)).collect();
     let calibration = ranker::fit_platt(&valid_pairs);
     let model = Model {
         feature_schema_hash: cfg.schema_hash(),
@@ -489,11 +541,42 @@ pub fn train(
             w_features: pre_layer.weights[3..3 + n_features].to_vec(),
             w_sources: vec![0.0; SLOTS],
         },
-        mlp: layers,
+        mlp: trained.layers.clone(),
         calibration,
         diversity: Diversity { mmr_lambda: 1.0, creator_cap: 0 },
-        history: None,
+        history: Some(trained.block.clone()),
     };
+    // The core scores what the trainer scored: the exported model through
+    // the core's attention and MLP, on the validation rows of the first users.
+    let checked = valid_rows.ctx.iter().take_while(|&&c| c < 50).count();
+    let export_diff = {
+        let block = &trained.block;
+        let mut attention = edgewise_core::history::Attention::default();
+        let (mut a, mut b, mut input) = (Vec::new(), Vec::new(), Vec::new());
+        let mut prepared = u32::MAX;
+        let mut worst = 0.0f32;
+        for r in 0..checked {
+            let c = valid_rows.ctx[r];
+            let (entries, now) = &valid_contexts[c as usize];
+            if c != prepared {
+                attention.prepare(block, entries, *now);
+                prepared = c;
+            }
+            input.clear();
+            input.extend_from_slice(&valid_rows.base[r * width..(r + 1) * width]);
+            input.resize(width + block.heads.len(), 0.0);
+            let e = &quantized[&valid_rows.item[r]];
+            attention.write(block, entries, &e.q, &mut input[width..]);
+            let core = edgewise_core::rank::mlp_forward(&model, &input, &mut a, &mut b);
+            worst = worst.max((core - valid_logits[r]).abs());
+        }
+        worst
+    };
+    if export_diff.is_nan() || export_diff > 1e-3 {
+        return Err(TrainError::Input(format!(
+            "the exported model scores differ from the trainer's by up to {export_diff} (a bug in the export)"
+        )));
+    }
     let bytes = model.encode()?;
     let digest = edgewise_core::Digest::of(&bytes);
 
@@ -547,9 +630,13 @@ pub fn train(
         users: users.ids.len(),
         train_interactions: split.train_interactions().count(),
         test_users: split.test.len(),
-        ranker_examples: pre_examples.len(),
+        ranker_examples: train_rows.rows(),
         ranker_validation_auc: ranker::auc(&valid_pairs),
         prerank_validation_auc: ranker::auc(&pre_pairs),
+        ranker_validation_ndcg: trained.valid_ndcg.get(trained.best_epoch.saturating_sub(1)).copied().unwrap_or(0.0),
+        ranker_best_epoch: trained.best_epoch,
+        history_length: length,
+        export_max_logit_diff: export_diff,
         model_digest: digest.to_hex(),
         model_bytes: bytes.len(),
         dim: o.dim,

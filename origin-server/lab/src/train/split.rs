@@ -129,6 +129,37 @@ pub fn replay_with(
     state
 }
 
+/// The history a ranker sees just before `held` in `history` (a user's
+/// training interactions in time order): the positive interactions before
+/// it, newest first, at most [`edgewise_core::history::MAX_HISTORY`], with
+/// `items`' embeddings (items without one are left out).
+pub fn history_before(
+    history: &[Interaction],
+    held: &Held,
+    items: &HashMap<u64, Arc<Item>>,
+) -> edgewise_core::history::History {
+    let before = history.iter().position(|i| i.time_ms == held.time_ms && i.item == held.item).unwrap_or(history.len());
+    history_of(&history[..before], items)
+}
+
+/// The history after all of `interactions` (in time order): their positive
+/// interactions, newest first, as [`history_before`] builds it.
+pub fn history_of(interactions: &[Interaction], items: &HashMap<u64, Arc<Item>>) -> edgewise_core::history::History {
+    let mut out = edgewise_core::history::History::new();
+    for i in interactions.iter().rev().filter(|i| is_positive(i.kind)) {
+        if out.len() == edgewise_core::history::MAX_HISTORY {
+            break;
+        }
+        let Some(item) = items.get(&i.item) else { continue };
+        if item.embedding.iter().all(|&x| x == 0.0) {
+            continue;
+        }
+        // Refusals (a dimension change, a non-finite value) leave the entry out.
+        let _ = out.push(i.item, i.time_ms, i.kind, &item.embedding);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
