@@ -43,6 +43,15 @@ enum Cmd {
         /// Seed of every random choice (training is deterministic for a seed).
         #[arg(long, default_value_t = TrainOptions::default().seed)]
         seed: u64,
+        /// Passes of the ranker's training (the best epoch on the validation split is kept).
+        #[arg(long, default_value_t = TrainOptions::default().ranker_epochs)]
+        ranker_epochs: usize,
+        /// History entries the ranker's attention reads (1–64).
+        #[arg(long, default_value_t = TrainOptions::default().history_length)]
+        history_length: usize,
+        /// Attention heads (1–8).
+        #[arg(long, default_value_t = TrainOptions::default().heads)]
+        heads: usize,
     },
     /// Evaluate the trained embeddings and ranker offline (leave-last-out).
     Eval {
@@ -92,11 +101,14 @@ fn main() -> Result<()> {
         Cmd::Import { what: ImportCmd::Movielens { path, skip_invalid } } => {
             import_movielens(cfg, path.as_deref(), *skip_invalid)
         }
-        Cmd::Train { dim, epochs, seed } => {
+        Cmd::Train { dim, epochs, seed, ranker_epochs, history_length, heads } => {
             let o = TrainOptions {
                 dim: dim.unwrap_or(cfg.index.dim),
                 epochs: *epochs,
                 seed: *seed,
+                ranker_epochs: *ranker_epochs,
+                history_length: *history_length,
+                heads: *heads,
                 ..TrainOptions::default()
             };
             train(cfg, &o)

@@ -69,9 +69,9 @@ pub struct TrainOptions {
     pub ranker_epochs: usize,
     /// How many candidates the exported model's pre-ranker keeps.
     pub prerank_keep: u32,
-    /// History entries the ranker's attention reads (0: no history block).
+    /// History entries the ranker's attention reads (1..=64).
     pub history_length: usize,
-    /// Attention heads.
+    /// Attention heads (1..=8).
     pub heads: usize,
     /// Seed of every random choice.
     pub seed: u64,
@@ -154,7 +154,7 @@ pub struct TrainReport {
     /// The epoch early stopping kept (1-based).
     #[serde(default)]
     pub ranker_best_epoch: usize,
-    /// History entries the model's attention reads (0: no history block).
+    /// History entries the model's attention reads.
     #[serde(default)]
     pub history_length: usize,
     /// Largest difference between the trainer's logit and the core's for
@@ -413,7 +413,21 @@ pub fn train(
         return Err(TrainError::Input(format!("--dim {} must be in 1..={}", o.dim, edgewise_core::bundle::MAX_DIM)));
     }
     if o.epochs == 0 || o.ranker_epochs == 0 {
-        return Err(TrainError::Input("--epochs must be at least 1".into()));
+        return Err(TrainError::Input("--epochs and --ranker-epochs must be at least 1".into()));
+    }
+    if !(1..=edgewise_core::history::MAX_HISTORY).contains(&o.history_length) {
+        return Err(TrainError::Input(format!(
+            "--history-length {} must be in 1..={}",
+            o.history_length,
+            edgewise_core::history::MAX_HISTORY
+        )));
+    }
+    if !(1..=edgewise_core::history::MAX_HEADS).contains(&o.heads) {
+        return Err(TrainError::Input(format!(
+            "--heads {} must be in 1..={}",
+            o.heads,
+            edgewise_core::history::MAX_HEADS
+        )));
     }
     let mut base_items = Vec::new();
     store.for_each_item(|i| base_items.push(i), |_| {})?;
@@ -483,8 +497,8 @@ pub fn train(
     };
     let quantized: HashMap<u64, sequence::Quantized> =
         items_inner.iter().map(|(&id, it)| (id, sequence::Quantized::new(&it.embedding))).collect();
-    let length = o.history_length.min(edgewise_core::history::MAX_HISTORY);
-    let mut train_rows = sequence::SeqData::new(width, length.max(1));
+    let length = o.history_length;
+    let mut train_rows = sequence::SeqData::new(width, length);
     for ((_, q, group), h) in groups.iter().zip(&held) {
         let history = split::history_before(&split.train[&h.user], h, &items_inner);
         let c = train_rows.push_context(&history, h.time_ms);
@@ -495,7 +509,7 @@ pub fn train(
     }
     // Validation rows: every item the user had not touched, as the evaluation ranks them.
     let session = SessionConfig::default();
-    let mut valid_rows = sequence::SeqData::new(width, length.max(1));
+    let mut valid_rows = sequence::SeqData::new(width, length);
     let mut valid_contexts = Vec::new();
     for v in &valid_held {
         let history = split.train.get(&v.user).map_or(&[][..], Vec::as_slice);

@@ -283,8 +283,8 @@ fn bce(logit: &Tensor, y: &Tensor) -> Result<Tensor, SeqError> {
 
 fn all_logits(p: &Params, t: &Tensors, n: usize, heads: usize, dev: &Device) -> Result<Vec<f32>, SeqError> {
     let mut out = Vec::with_capacity(n);
-    for start in (0..n).step_by(65_536) {
-        let end = (start + 65_536).min(n);
+    for start in (0..n).step_by(8_192) {
+        let end = (start + 8_192).min(n);
         let rows = Tensor::arange(start as u32, end as u32, dev)?;
         out.extend(forward(p, t, &rows, heads)?.to_vec1::<f32>()?);
     }
@@ -456,4 +456,91 @@ pub fn trainer_logits(t: &Trained, d: &SeqData) -> Result<Vec<f32>, SeqError> {
 pub fn check_export(t: &Trained, d: &SeqData, core: impl Fn(usize) -> f32) -> Result<f32, SeqError> {
     let ours = trainer_logits(t, d)?;
     Ok(ours.iter().enumerate().map(|(i, &x)| (x - core(i)).abs()).fold(0.0f32, f32::max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgewise_core::model::{Diversity, Model, Platt, PreRanker};
+    use rand::Rng;
+
+    /// A task only the history can solve: each context's positive is the
+    /// candidate closest to the user's newest entry; the base input is noise.
+    fn task(contexts: usize, candidates: usize, seed: u64) -> (SeqData, Vec<(History, u64)>, Vec<Quantized>) {
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+        let dim = 8;
+        let items: Vec<Vec<f32>> =
+            (0..200).map(|_| (0..dim).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect();
+        let q: Vec<Quantized> = items.iter().map(|v| Quantized::new(v)).collect();
+        let mut d = SeqData::new(2, 6);
+        let mut ctxs = Vec::new();
+        for _ in 0..contexts {
+            let now = 10_000_000u64;
+            let mut h = History::new();
+            for l in 0..rng.random_range(1..6u64) {
+                let it = rng.random_range(0..items.len());
+                h.push(it as u64, now - 1000 * (l + 1) * 60, 1 + (l % 2) as u8, &items[it]).expect("push");
+            }
+            let c = d.push_context(&h, now);
+            let newest = &q[h.item(0) as usize];
+            let pool: Vec<usize> = (0..candidates).map(|_| rng.random_range(0..items.len())).collect();
+            let cos = |i: usize| dot_i8(&q[i].q, &newest.q) as f32 / (q[i].norm * newest.norm);
+            let best = pool.iter().copied().fold(pool[0], |b, i| if cos(i) > cos(b) { i } else { b });
+            for (k, &i) in pool.iter().enumerate() {
+                let y = if i == best && pool[..k].iter().all(|&j| j != best) { 1.0 } else { 0.0 };
+                d.push_row(c, &h, i as u64 + 1000 * k as u64, &q[i], &[rng.random_range(-1.0..1.0), 0.5], y);
+            }
+            ctxs.push((h, now));
+        }
+        (d, ctxs, q)
+    }
+
+    #[test]
+    fn learns_from_the_history_and_the_core_scores_what_it_trained() {
+        let (train_data, _, _) = task(400, 12, 1);
+        let (valid, contexts, q) = task(60, 12, 2);
+        let p = SeqParams { epochs: 25, learning_rate: 0.01, ..SeqParams::default() };
+        let t = train(&train_data, &valid, &p, |_, _, _| {}).expect("trains");
+        let best = t.valid_ndcg[t.best_epoch - 1];
+        assert!(best > 0.8, "validation NDCG@10 {best} (by epoch: {:?})", t.valid_ndcg);
+        assert!(t.loss.last() < t.loss.first(), "the loss falls: {:?}", t.loss);
+
+        // The exported model through the core: attention, then the MLP.
+        let model = Model {
+            feature_schema_hash: 0,
+            dim: 8,
+            n_features: 0,
+            n_sources: 0,
+            interaction: false,
+            prerank_keep: 100,
+            prerank: PreRanker { bias: 0.0, w_dot: 0.0, w_retrieval: 0.0, w_features: vec![], w_sources: vec![] },
+            mlp: t.layers.clone(),
+            calibration: Platt { a: 1.0, b: 0.0 },
+            diversity: Diversity { mmr_lambda: 1.0, creator_cap: 0 },
+            history: Some(t.block.clone()),
+        };
+        let mut attention = edgewise_core::history::Attention::default();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let core = |r: usize| {
+            let (h, now) = &contexts[valid.ctx[r] as usize];
+            attention.prepare(&t.block, h, *now);
+            let mut input = valid.base[r * 2..r * 2 + 2].to_vec();
+            input.resize(2 + t.block.heads.len(), 0.0);
+            let item = (valid.item[r] % 1000) as usize;
+            attention.write(&t.block, h, &q[item].q, &mut input[2..]);
+            edgewise_core::rank::mlp_forward(&model, &input, &mut a, &mut b)
+        };
+        let core_logits: Vec<f32> = (0..valid.rows()).map(core).collect();
+        let diff = check_export(&t, &valid, |r| core_logits[r]).expect("trainer logits");
+        assert!(diff < 1e-4, "the core's logits differ from the trainer's by {diff}");
+        assert_eq!(ndcg_at_10(&valid, &core_logits), ndcg_at_10(&valid, &trainer_logits(&t, &valid).expect("logits")));
+    }
+
+    #[test]
+    fn refuses_empty_or_mismatched_data() {
+        let p = SeqParams::default();
+        assert!(train(&SeqData::new(2, 4), &SeqData::new(2, 4), &p, |_, _, _| {}).is_err());
+        let (d, _, _) = task(3, 4, 3);
+        assert!(train(&d, &SeqData::new(3, 6), &p, |_, _, _| {}).is_err());
+    }
 }
