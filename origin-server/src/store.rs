@@ -276,6 +276,30 @@ impl Store {
         Ok(n)
     }
 
+    /// The user's interactions, newest first, that `keep` accepts (by kind
+    /// code), at most `n` of them: one range read of the log.
+    pub fn last_interactions(
+        &self,
+        user: u64,
+        n: usize,
+        keep: impl Fn(u8) -> bool,
+    ) -> Result<Vec<Interaction>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(INTERACTIONS).map_err(db)?;
+        let mut out = Vec::new();
+        for row in t.range((user, 0, 0, 0)..=(user, u64::MAX, u64::MAX, u8::MAX)).map_err(db)?.rev() {
+            if out.len() >= n {
+                break;
+            }
+            let (k, _) = row.map_err(db)?;
+            let (user, time_ms, item, kind) = k.value();
+            if keep(kind) {
+                out.push(Interaction { user, time_ms, item, kind });
+            }
+        }
+        Ok(out)
+    }
+
     /// Every trending counter (start-up recovery).
     pub fn trending(&self) -> Result<Vec<TrendingEntry>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
@@ -416,5 +440,44 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::user::{Event, EventKind};
+
+    #[test]
+    fn last_interactions_reads_one_user_newest_first() {
+        let dir = std::env::temp_dir().join(format!("edgewise-store-last-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let store = Store::open(&dir).expect("open");
+        let ev = |id: &str, user: u64, item: u64, kind: EventKind, time: u64| Event {
+            event_id: id.into(),
+            user,
+            item,
+            kind,
+            time,
+            region: 0,
+            dwell_ms: None,
+        };
+        let events = [
+            ev("a", 1, 10, EventKind::Click, 100),
+            ev("b", 1, 11, EventKind::Skip, 200),
+            ev("c", 1, 12, EventKind::Like, 300),
+            ev("d", 2, 13, EventKind::Like, 400),
+            ev("e", 1, 14, EventKind::Click, 50),
+        ];
+        store.apply_events(&events, |_, _| None, |_, _| (0.0, 0)).expect("apply");
+        let positive = |k: u8| EventKind::from_code(k).is_some_and(EventKind::is_positive);
+        let got: Vec<(u64, u64)> =
+            store.last_interactions(1, 10, positive).expect("read").iter().map(|i| (i.item, i.time_ms)).collect();
+        assert_eq!(got, vec![(12, 300), (10, 100), (14, 50)], "user 1's positives, newest first");
+        assert_eq!(store.last_interactions(1, 2, positive).expect("read").len(), 2);
+        assert!(store.last_interactions(3, 10, positive).expect("read").is_empty());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

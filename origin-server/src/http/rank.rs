@@ -61,7 +61,19 @@ pub(super) async fn rank(
     let (user, retrieved, built, now) = personal_bundle(&st, b.user, region, n).await?;
     let bundle = edgewise_core::bundle::Bundle::decode(&built.bytes).map_err(ApiError::internal)?;
     let view = user.as_deref().map(crate::user::UserState::view).unwrap_or_default();
-    let ctx = view.rank_context(k, now, region, st.cfg.index.dim, st.session);
+    let mut ctx = view.rank_context(k, now, region, st.cfg.index.dim, st.session);
+    // The user's recent history, for a model with a history block (others ignore it).
+    if model.history.is_some() {
+        let (st2, id) = (st.clone(), b.user);
+        let log = tokio::task::spawn_blocking(move || {
+            st2.store.last_interactions(id, 4 * edgewise_core::history::MAX_HISTORY, |k| {
+                crate::user::EventKind::from_code(k).is_some_and(crate::user::EventKind::is_positive)
+            })
+        })
+        .await
+        .map_err(ApiError::internal)??;
+        ctx.history = crate::user::history_from_log(&log, |id| st.catalogue.get(id));
+    }
     let (st2, bytes) = (st.clone(), built.bytes.clone());
     let (out, ranked_on) = tokio::task::spawn_blocking(move || rank_blocking(&st2, &model, &bytes, &ctx))
         .await

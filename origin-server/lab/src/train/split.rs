@@ -23,7 +23,7 @@ use edgewise_origin::user::{Event, EventKind, UserState};
 
 /// Whether an interaction kind is positive engagement.
 pub fn is_positive(kind: u8) -> bool {
-    matches!(EventKind::from_code(kind), Some(EventKind::Click | EventKind::Like | EventKind::Dwell))
+    EventKind::from_code(kind).is_some_and(EventKind::is_positive)
 }
 
 /// A held-out interaction.
@@ -142,22 +142,10 @@ pub fn history_before(
     history_of(&history[..before], items)
 }
 
-/// The history after all of `interactions` (in time order): their positive
-/// interactions, newest first, as [`history_before`] builds it.
+/// The history after all of `interactions` (in time order): the origin's
+/// rule ([`edgewise_origin::user::history_from_log`]) over them, newest first.
 pub fn history_of(interactions: &[Interaction], items: &HashMap<u64, Arc<Item>>) -> edgewise_core::history::History {
-    let mut out = edgewise_core::history::History::new();
-    for i in interactions.iter().rev().filter(|i| is_positive(i.kind)) {
-        if out.len() == edgewise_core::history::MAX_HISTORY {
-            break;
-        }
-        let Some(item) = items.get(&i.item) else { continue };
-        if item.embedding.iter().all(|&x| x == 0.0) {
-            continue;
-        }
-        // Refusals (a dimension change, a non-finite value) leave the entry out.
-        let _ = out.push(i.item, i.time_ms, i.kind, &item.embedding);
-    }
-    out
+    edgewise_origin::user::history_from_log(interactions.iter().rev(), |id| items.get(&id).cloned())
 }
 
 #[cfg(test)]
