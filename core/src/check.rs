@@ -409,7 +409,7 @@ pub fn reference_attention(
         let max = z.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
         let (mut num, mut den) = (0.0f32, 0.0f32);
         for (zl, cl) in z.iter().zip(&cos) {
-            let w = libm::expf(zl - max);
+            let w = crate::math::exp_nonpositive(zl - max);
             num += w * cl;
             den += w;
         }

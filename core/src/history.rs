@@ -22,8 +22,9 @@
 //!
 //! with `bucket(age) = min(31, ⌊log2(age in seconds + 1)⌋)`. The `a_h` (0 for
 //! an empty history) are appended to the MLP input. Every sum runs in entry
-//! order and `exp` is `libm`'s, so the result is the same bits on every
-//! platform, as the rest of the pipeline.
+//! order and `exp` is [`math::exp_nonpositive_x4`] (its argument is never
+//! positive), so the result is the same bits on every platform, as the rest
+//! of the pipeline.
 
 use alloc::vec::Vec;
 
@@ -312,9 +313,17 @@ impl Attention {
             return;
         }
         let norm = math::sqrt(dot_i8(item, item) as f32);
-        for (l, (c, &nl)) in self.cos.iter_mut().zip(&self.norms).enumerate() {
-            let den = norm * nl;
-            *c = if den == 0.0 { 0.0 } else { dot_i8(item, history.embedding(l)) as f32 / den };
+        // Integer dot products four entries at a time (exact in any grouping).
+        let mut l = 0;
+        while l + 4 <= n {
+            let rows = core::array::from_fn(|j| history.embedding(l + j));
+            for (j, d) in math::dot_i8_x4(item, rows).into_iter().enumerate() {
+                self.cos[l + j] = cosine(d, norm, self.norms[l + j]);
+            }
+            l += 4;
+        }
+        for l in l..n {
+            self.cos[l] = cosine(dot_i8(item, history.embedding(l)), norm, self.norms[l]);
         }
         for ((head, bias), o) in block.heads.iter().zip(self.bias.chunks_exact(n)).zip(out.iter_mut()) {
             let mut max = f32::NEG_INFINITY;
@@ -324,16 +333,27 @@ impl Attention {
                     max = *z;
                 }
             }
+            // The weights, four at a time; the sums in entry order.
             let (mut num, mut den) = (0.0f32, 0.0f32);
-            for (z, &c) in self.z.iter().zip(&self.cos) {
-                let w = libm::expf(z - max);
-                num += w * c;
-                den += w;
+            for (zs, cs) in self.z.chunks(4).zip(self.cos.chunks(4)) {
+                let x: [f32; 4] = core::array::from_fn(|j| zs.get(j).map_or(0.0, |z| z - max));
+                let w = math::exp_nonpositive_x4(x);
+                for (w, &c) in w.iter().zip(cs) {
+                    num += w * c;
+                    den += w;
+                }
             }
-            // `den` ≥ 1: the largest logit contributes exp(0).
+            // `den` ≥ 1: the largest logit contributes exp(0) = 1.
             *o = num / den;
         }
     }
+}
+
+/// The cosine of two int8 rows from their exact dot product and norms (0 when either is zero).
+#[inline]
+fn cosine(dot: i32, norm_a: f32, norm_b: f32) -> f32 {
+    let den = norm_a * norm_b;
+    if den == 0.0 { 0.0 } else { dot as f32 / den }
 }
 
 #[cfg(test)]
@@ -418,7 +438,7 @@ mod tests {
         for (head, o) in b.heads.iter().zip(out) {
             let z0 = head.temperature + (head.kind_bias[1] + head.age_bias[age_bucket(5000, 2000)]);
             let z1 = (head.kind_bias[2] + head.age_bias[age_bucket(5000, 1000)]) + head.position_bias[1];
-            let (w0, w1) = (libm::expf(z0 - z0.max(z1)), libm::expf(z1 - z0.max(z1)));
+            let (w0, w1) = (math::exp_nonpositive(z0 - z0.max(z1)), math::exp_nonpositive(z1 - z0.max(z1)));
             assert!((o - w0 / (w0 + w1)).abs() < 1e-6, "{o}");
             assert!(o > 0.5 && o < 1.0);
         }

@@ -101,6 +101,134 @@ async fn setup() -> anyhow::Result<(Vec<(InstanceMode, String, Arc<Tenants>)>, V
     Ok((edges, wasm))
 }
 
+/// `model` with a history block of `heads` heads over `length` entries (the
+/// sequence-aware ranker's shape; fixed weights), its first layer widened.
+fn with_history_block(model: &Model, length: u8, heads: usize) -> Model {
+    use edgewise_core::history::{Head, HistoryBlock};
+    let mut m = model.clone();
+    m.history = Some(HistoryBlock {
+        length,
+        heads: (0..heads)
+            .map(|h| Head {
+                temperature: 4.0 + h as f32,
+                kind_bias: core::array::from_fn(|k| 0.1 * k as f32),
+                age_bias: core::array::from_fn(|a| -0.02 * a as f32),
+                position_bias: (0..length).map(|p| -0.05 * f32::from(p)).collect(),
+            })
+            .collect(),
+    });
+    if let Some(first) = m.mlp.first_mut() {
+        let old = first.inputs;
+        let mut w = Vec::with_capacity((old + heads) * first.outputs);
+        for o in 0..first.outputs {
+            w.extend_from_slice(&first.weights[o * old..(o + 1) * old]);
+            w.extend((0..heads).map(|h| if (o + h) % 2 == 0 { 0.5 } else { -0.5 }));
+        }
+        first.weights = w;
+        first.inputs = old + heads;
+    }
+    m
+}
+
+/// The sequence-aware ranker's cost: the feed's regional bundle ranked with
+/// the fixture's model and with the same model plus a history block (20
+/// entries, 2 heads, the trained default) over a 20-entry history, natively
+/// and by a sandboxed pooled guest with the bundle kept loaded, side by side.
+async fn history_cost(client: &reqwest::Client, edge: &str, wasm: &[u8]) -> anyhow::Result<()> {
+    use edgewise_core::bundle::Bundle;
+    use edgewise_core::rank::{RankContext, RankOutput, Ranker};
+    let bundle = client.get(format!("{edge}/v1/regions/0/bundle?k=300")).send().await?.bytes().await?.to_vec();
+    let b = Bundle::decode(&bundle)?;
+    let digest: Digest =
+        b.header().model_digest.ok_or_else(|| anyhow::anyhow!("the regional bundle names no model"))?;
+    let model_bytes =
+        client.get(format!("{edge}{}", edgewise_wire::paths::model(&digest))).send().await?.bytes().await?.to_vec();
+    let plain = Model::decode(&model_bytes)?;
+    let with = with_history_block(&plain, 20, 2);
+    let with_bytes = with.encode()?;
+    let with_digest = Digest::of(&with_bytes);
+    let mut ctx = RankContext::new(20, 1_700_000_000_000);
+    ctx.region = Some(Region::new(0)?);
+    ctx.checksum_verified = true;
+    for l in 0..20.min(b.len()) {
+        let row = (l * 7) % b.len();
+        let at = ctx.now_ms - 60_000 * (l as u64 + 1);
+        ctx.history.push_quantized(b.id(row), at, 1 + (l % 2) as u8, b.embedding(row), b.scale(row))?;
+    }
+    let limits = Limits::default();
+    let engine = guest::sandboxed_engine(&limits)?;
+    let pool = |_: ()| -> anyhow::Result<edgewise_edge::pool::InstancePool> {
+        let module = GuestModule::sandboxed(&engine, wasm, limits)?;
+        Ok(edgewise_edge::pool::InstancePool::new(module, InstanceMode::Pooled, 1))
+    };
+    let (plain_pool, with_pool) = (pool(())?, pool(())?);
+    let bundle_digest = Digest::of(&bundle);
+    let (mut ranker, mut out, mut guest_out) = (Ranker::new(), RankOutput::default(), RankOutput::default());
+    // Both models rank the same bundle for the same context: bit-identical guest and native.
+    for (m, bytes, d, p) in [(&plain, &model_bytes, digest, &plain_pool), (&with, &with_bytes, with_digest, &with_pool)]
+    {
+        ranker.rank(m, &b, &ctx, &mut out)?;
+        p.rank_kept_into(d, bytes, &bundle, bundle_digest, &ctx, &mut guest_out)?;
+        let encoded = |o: &RankOutput| {
+            let mut v = Vec::new();
+            edgewise_core::abi::encode_result(o, edgewise_core::abi::ModelMatch::Any, &mut v);
+            v
+        };
+        anyhow::ensure!(encoded(&out) == encoded(&guest_out), "guest and native rank differently");
+    }
+    let mut times = vec![Vec::new(); 4];
+    for round in 0..41 {
+        let order: [usize; 4] = if round % 2 == 0 { [0, 1, 2, 3] } else { [3, 2, 1, 0] };
+        for k in order {
+            let t = Instant::now();
+            for _ in 0..16 {
+                match k {
+                    0 => ranker.rank(&plain, &b, &ctx, &mut out)?,
+                    1 => ranker.rank(&with, &b, &ctx, &mut out)?,
+                    2 => {
+                        plain_pool.rank_kept_into(
+                            digest,
+                            &model_bytes,
+                            &bundle,
+                            bundle_digest,
+                            &ctx,
+                            &mut guest_out,
+                        )?;
+                    }
+                    _ => {
+                        with_pool.rank_kept_into(
+                            with_digest,
+                            &with_bytes,
+                            &bundle,
+                            bundle_digest,
+                            &ctx,
+                            &mut guest_out,
+                        )?;
+                    }
+                }
+            }
+            times[k].push(t.elapsed().as_secs_f64() * 1e6 / 16.0);
+        }
+    }
+    let med: Vec<f64> = times
+        .iter_mut()
+        .map(|v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect();
+    println!(
+        "\nthe sequence-aware ranker's cost on the same bundle ({} candidates), 20-entry history, median of 41 rounds of 16:",
+        b.len()
+    );
+    println!("| model | native µs | guest µs (sandboxed, pooled, bundle kept) | guest / native |");
+    println!("|---|---:|---:|---:|");
+    println!("| the fixture's MLP | {:.0} | {:.0} | {:.2} |", med[0], med[2], med[2] / med[0]);
+    println!("| + history block (20 entries, 2 heads) | {:.0} | {:.0} | {:.2} |", med[1], med[3], med[3] / med[1]);
+    println!("| the block's cost | {:.0} | {:.0} | |", med[1] - med[0], med[3] - med[2]);
+    Ok(())
+}
+
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Path {
@@ -360,6 +488,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
         guest_against_native(&client, &edges[0].1, &edges[0].2, &wasm).await?;
+        history_cost(&client, &edges[0].1, &wasm).await?;
         println!("\n(the same for 1,000 candidates at d = 64 and 256, and idle instantiation: `cargo xtask bench`)");
         Ok(())
     })
