@@ -212,6 +212,9 @@ pub enum BuildError {
     /// More than [`MAX_ROWS`] rows.
     #[error("a bundle holds at most {max} rows")]
     TooManyRows { max: u32 },
+    /// [`union`] of two bundles that disagree on a shape or the feature schema.
+    #[error("the two bundles differ in {what}")]
+    Mismatch { what: &'static str },
 }
 
 /// One candidate as the origin knows it, with a float embedding.
@@ -768,6 +771,48 @@ impl<'a> Bundle<'a> {
             retrieval_score: self.retrieval_score(i),
         }
     }
+}
+
+/// The local candidate set of a speculative ranking: `first`'s rows (a
+/// user's kept personal bundle), then those of `second` (the regional
+/// bundle) whose id `first` does not hold, as one personal bundle created at
+/// `created_at_ms`. The two must agree on the dimension, the feature and
+/// source counts and the feature-schema hash; the header keeps a region and
+/// a model digest only where both name the same one, and ORs the source
+/// masks. At most [`MAX_ROWS`] rows: `second`'s last rows go first.
+pub fn union(first: &Bundle<'_>, second: &Bundle<'_>, created_at_ms: u64) -> Result<Vec<u8>, BuildError> {
+    let (a, b) = (first.header(), second.header());
+    let same = |what, x: u64, y: u64| if x == y { Ok(()) } else { Err(BuildError::Mismatch { what }) };
+    same("embedding dimension", a.dim.into(), b.dim.into())?;
+    same("feature count", a.n_features.into(), b.n_features.into())?;
+    same("source count", a.n_sources.into(), b.n_sources.into())?;
+    same("feature schema", a.feature_schema_hash, b.feature_schema_hash)?;
+    let header = BundleHeader {
+        version: VERSION,
+        scope: Scope::Personal,
+        region: if a.region == b.region { a.region } else { None },
+        sources_contributed: a.sources_contributed | b.sources_contributed,
+        sources_timed_out: a.sources_timed_out | b.sources_timed_out,
+        created_at_ms,
+        model_digest: if a.model_digest == b.model_digest { a.model_digest } else { None },
+        ..*a
+    };
+    let mut out = BundleBuilder::new(header)?;
+    let mut ids: Vec<u64> = (0..first.len()).map(|i| first.id(i)).collect();
+    ids.sort_unstable();
+    let (mut features, mut ranks) = (Vec::new(), Vec::new());
+    for i in 0..first.len() {
+        out.push_quantized(&first.row(i, &mut features, &mut ranks))?;
+    }
+    for i in 0..second.len() {
+        if out.len() >= MAX_ROWS as usize {
+            break;
+        }
+        if ids.binary_search(&second.id(i)).is_err() {
+            out.push_quantized(&second.row(i, &mut features, &mut ranks))?;
+        }
+    }
+    Ok(out.finish())
 }
 
 /// Checks the trailer's checksum against the bytes before it (CRC-32 or

@@ -189,3 +189,35 @@ fn builder_rejects_bad_rows() {
     assert!(BundleBuilder::new(BundleHeader::new(0, 1, 0)).is_err());
     let _ = vec![0u8];
 }
+
+#[test]
+fn union_keeps_the_first_bundles_rows_then_the_seconds_new_ones() {
+    let (a_bytes, b_bytes) = (sample(3), sample(6));
+    let (a, b) = (Bundle::decode(&a_bytes).expect("a"), Bundle::decode(&b_bytes).expect("b"));
+    let u_bytes = union(&a, &b, 42).expect("union");
+    let u = Bundle::decode(&u_bytes).expect("the union is a valid bundle");
+    assert_eq!((0..u.len()).map(|i| u.id(i)).collect::<Vec<_>>(), vec![1000, 1001, 1002, 1003, 1004, 1005]);
+    let (mut f1, mut r1, mut f2, mut r2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..3 {
+        assert_eq!(
+            alloc::format!("{:?}", u.row(i, &mut f1, &mut r1)),
+            alloc::format!("{:?}", a.row(i, &mut f2, &mut r2))
+        );
+    }
+    for i in 3..6 {
+        assert_eq!(
+            alloc::format!("{:?}", u.row(i, &mut f1, &mut r1)),
+            alloc::format!("{:?}", b.row(i, &mut f2, &mut r2))
+        );
+    }
+    assert_eq!(u.header().scope, Scope::Personal);
+    assert_eq!(u.header().created_at_ms, 42);
+    assert_eq!(u.header().region, Region::new(3).ok(), "both name region 3");
+    assert_eq!(u.header().sources_contributed, 0b101);
+
+    let mut h = BundleHeader::new(4, 1, 3);
+    h.feature_schema_hash = 0xABCD;
+    let other = BundleBuilder::new(h).expect("header").finish();
+    let other = Bundle::decode(&other).expect("decodes");
+    assert_eq!(union(&a, &other, 0), Err(BuildError::Mismatch { what: "feature count" }));
+}

@@ -17,9 +17,17 @@
 //! * **pipeline**: the origin's multi-source candidates (the same code as
 //!   `GET /v1/users/{id}/candidates`) encoded as a bundle, ranked by the core
 //!   with the registered model;
-//! * **speculative**: the regional bundle (trending, fresh, popular) ranked by
-//!   the core with the user's session and seen items only — what an edge can
-//!   do before the personalized bundle arrives.
+//! * **speculative**: what a client can rank before the personalized bundle
+//!   arrives: the personal bundle it kept from the user's **previous visit**
+//!   merged with the regional bundle (`edgewise_core::bundle::union`), ranked
+//!   by the core with the current session, history and seen items (no base
+//!   embedding: that stays at the origin). A visit ends after
+//!   [`VISIT_GAP_MS`] without an interaction; the previous visit is the one
+//!   before the held-out item's, and its bundle is retrieved as of its last
+//!   interaction, with the user's state replayed to that moment. A user with
+//!   no previous visit, or one older than [`KEPT_MAX_AGE_MS`] (the client's
+//!   age limit), has the regional bundle alone;
+//! * **speculative_regional**: the regional bundle alone, for comparison.
 //!
 //! **Quality loss** at `n` candidates: the share of the brute-force
 //! top 10 (the model scoring every unseen item) missing from the `n`
@@ -51,6 +59,11 @@ use edgewise_origin::sources::{REGIONAL_PLAN, personal_plan};
 use edgewise_origin::store::Store;
 use edgewise_origin::trending::trending_merge;
 use edgewise_origin::user::UserState;
+
+/// A visit ends after this long without an interaction (30 minutes).
+pub const VISIT_GAP_MS: u64 = 30 * 60 * 1000;
+/// A kept personal bundle older than this is not used (30 days).
+pub const KEPT_MAX_AGE_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// Evaluation settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +143,9 @@ pub struct EvalReport {
     pub quality_loss: Vec<QualityLoss>,
     /// Speculative agreement.
     pub speculative_agreement: Agreement,
+    /// Users whose speculative ranking had a personal bundle kept from their previous visit.
+    #[serde(default)]
+    pub users_with_kept_bundle: usize,
     /// Bytes per request.
     pub bytes_per_request: Bytes,
 }
@@ -261,7 +277,8 @@ pub async fn evaluate(
     // Offline, a source is never dropped for time: every variant sees every source.
     eval_cfg.retrieval.deadline_ms = 60_000;
     let tests: Vec<_> = split.test.iter().take(o.max_users.unwrap_or(usize::MAX)).copied().collect();
-    let names = ["popularity", "mf", "mf_session", "pipeline", "speculative"];
+    let names = ["popularity", "mf", "mf_session", "pipeline", "speculative", "speculative_regional"];
+    let mut kept_users = 0usize;
     let mut acc: Vec<Acc> = names.iter().map(|_| Acc { hits: 0.0, ndcg: 0.0 }).collect();
     let mut loss = vec![0.0f64; o.loss_at.len()];
     let (mut overlap, mut tau, mut tau_users) = (0.0f64, 0.0f64, 0usize);
@@ -364,7 +381,62 @@ pub async fn evaluate(
                 .await;
         let mut spec_ctx = ctx.clone();
         spec_ctx.base = Vec::new();
-        let spec = rank_with(&regional, &spec_ctx)?;
+        let spec_regional = rank_with(&regional, &spec_ctx)?;
+        acc[5].add(&spec_regional, held.item);
+
+        // The personal bundle kept from the previous visit, if there is one young enough.
+        let history = split.train.get(&held.user).map_or(&[][..], Vec::as_slice);
+        let start = visit_start(history, held.time_ms);
+        let kept = match start.checked_sub(1).map(|i| history[i].time_ms) {
+            Some(then) if now.saturating_sub(then) <= KEPT_MAX_AGE_MS => {
+                let before =
+                    replay_with(&history[..start], &by_id, &session, region_of(held.user).unwrap_or(0), |_| {});
+                let prev = Arc::new(Request {
+                    catalogue: catalogue.clone(),
+                    query: before.query(&session, then, dim),
+                    exclude: before.seen.iter().chain(&before.hidden).copied().collect(),
+                    user: Some(Arc::new(before)),
+                    region,
+                    now_ms: then,
+                    recent_seeds: cfg.retrieval.recent_seeds,
+                });
+                let r = sources::retrieve(prev, &personal, o.candidates, &eval_cfg.retrieval, &backfill).await;
+                Some(
+                    edgewise_origin::bundles::build(&eval_cfg, &catalogue, &r, Scope::Personal, region, then, None)
+                        .map_err(|e| EvalError::Pipeline(e.to_string()))?
+                        .bytes,
+                )
+            }
+            _ => None,
+        };
+        let spec = match kept {
+            Some(kept) => {
+                kept_users += 1;
+                let regional_bytes = edgewise_origin::bundles::build(
+                    &eval_cfg,
+                    &catalogue,
+                    &regional,
+                    Scope::Regional,
+                    region,
+                    now,
+                    None,
+                )
+                .map_err(|e| EvalError::Pipeline(e.to_string()))?
+                .bytes;
+                let (k, r) = (
+                    Bundle::decode(&kept).map_err(|e| EvalError::Pipeline(e.to_string()))?,
+                    Bundle::decode(&regional_bytes).map_err(|e| EvalError::Pipeline(e.to_string()))?,
+                );
+                let local =
+                    edgewise_core::bundle::union(&k, &r, now).map_err(|e| EvalError::Pipeline(e.to_string()))?;
+                let b = Bundle::decode(&local).map_err(|e| EvalError::Pipeline(e.to_string()))?;
+                ranker
+                    .rank(&model, &b, &spec_ctx, &mut out)
+                    .map_err(|e| EvalError::Pipeline(format!("ranking: {e}")))?;
+                out.items.iter().map(|i| i.id).collect()
+            }
+            None => spec_regional,
+        };
         acc[4].add(&spec, held.item);
 
         let refined: HashSet<u64> = pipeline_top.iter().copied().collect();
@@ -400,6 +472,7 @@ pub async fn evaluate(
                 share_of_catalogue: c as f64 / by_id.len().max(1) as f64,
             })
             .collect(),
+        users_with_kept_bundle: kept_users,
         speculative_agreement: Agreement {
             overlap_at_10: overlap / users,
             kendall_tau: if tau_users > 0 { tau / tau_users as f64 } else { f64::NAN },
@@ -411,6 +484,20 @@ pub async fn evaluate(
             json_over_bundle: if bundle_bytes > 0.0 { json_bytes / bundle_bytes } else { f64::NAN },
         },
     })
+}
+
+/// Index of the first interaction of the visit that `at_ms` belongs to in
+/// `history` (time-ordered interactions before `at_ms`): walking back from
+/// `at_ms`, a visit goes on while the gap to the previous interaction is at
+/// most [`VISIT_GAP_MS`]. `history[..start]` is everything before that visit.
+pub fn visit_start(history: &[edgewise_origin::store::Interaction], at_ms: u64) -> usize {
+    let mut start = history.len();
+    let mut t = at_ms;
+    while start > 0 && t.saturating_sub(history[start - 1].time_ms) <= VISIT_GAP_MS {
+        start -= 1;
+        t = history[start].time_ms;
+    }
+    start
 }
 
 fn catalogue_ids(by_id: &HashMap<u64, Arc<Item>>) -> Vec<u64> {
@@ -442,8 +529,9 @@ impl EvalReport {
         let a = &self.speculative_agreement;
         let _ = writeln!(
             s,
-            "\nspeculative vs refined: overlap@10 {:.3}, Kendall tau {:.3} (over {} users with 2+ shared items)",
-            a.overlap_at_10, a.kendall_tau, a.tau_users
+            "\nspeculative vs refined: overlap@10 {:.3}, Kendall tau {:.3} (over {} users with 2+ shared items); \
+             {} of {} users had a personal bundle kept from their previous visit",
+            a.overlap_at_10, a.kendall_tau, a.tau_users, self.users_with_kept_bundle, self.users
         );
         let b = &self.bytes_per_request;
         let _ = writeln!(
