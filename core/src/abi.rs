@@ -189,17 +189,11 @@ pub fn encode_context(ctx: &RankContext, out: &mut Vec<u8>) {
     if session_len > 0 {
         ctx.session.encode_into(out);
     }
-    for l in 0..history.len() {
-        out.extend_from_slice(&history.item(l).to_le_bytes());
-        out.extend_from_slice(&history.at_ms(l).to_le_bytes());
-        out.extend_from_slice(&history.scale(l).to_le_bytes());
-        out.extend_from_slice(&[history.kind(l), 0, 0, 0]);
-        out.extend(history.embedding(l).iter().map(|&x| x as u8));
-    }
+    history.encode_entries(out);
 }
 
 /// Bytes per history entry in `EWCX` version 2, before the embedding.
-const HISTORY_ENTRY_FIXED: u64 = 24;
+const HISTORY_ENTRY_FIXED: u64 = crate::history::ENTRY_FIXED as u64;
 
 /// Decodes an `EWCX` context into `ctx`, reusing its buffers. Never panics.
 pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), FormatError> {
@@ -272,22 +266,7 @@ pub fn decode_context(b: &[u8], ctx: &mut RankContext) -> Result<(), FormatError
         }
     }
     at += l as usize;
-    ctx.history.clear();
-    let entry = (HISTORY_ENTRY_FIXED + e) as usize;
-    for c in b[at..].chunks_exact(entry).take(h as usize) {
-        let (item, at_ms, scale) = (crate::format::u64_at(c, 0), crate::format::u64_at(c, 8), f32_at(c, 16));
-        if c[21..24] != [0, 0, 0] {
-            return Err(bad("a history entry's padding is not zero"));
-        }
-        let q: &[i8] = bytemuck::cast_slice(&c[24..]);
-        ctx.history.push_quantized(item, at_ms, c[20], q, scale).map_err(|e| {
-            bad(match e {
-                crate::history::HistoryError::Order { .. } => "history entries are not newest first",
-                crate::history::HistoryError::Kind(_) => "a history entry's kind is not below 8",
-                _ => "a history entry's scale is negative or not finite",
-            })
-        })?;
-    }
+    ctx.history.decode_entries(&b[at..], h as usize, e as usize, bad)?;
     Ok(())
 }
 

@@ -50,7 +50,20 @@ pub fn session_bytes(data: &[u8]) -> bool {
     }
 }
 
-/// Decodes `data` as an ABI rank context; on success, checks the re-encoding.
+/// Decodes `data` as a stored history (`EWHS`); one that decodes must
+/// re-encode to the same bytes. Returns whether it decoded.
+pub fn history_bytes(data: &[u8]) -> bool {
+    match crate::history::History::decode(data) {
+        Ok(h) => {
+            assert_eq!(h.encode(), data, "a decoded history re-encodes to other bytes");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Decodes `data` as an `EWCX` context; a context that decodes must re-encode
+/// to the same bytes (one encoding per context). Returns whether it decoded.
 pub fn context_bytes(data: &[u8]) -> bool {
     let mut ctx = crate::rank::RankContext::default();
     match crate::abi::decode_context(data, &mut ctx) {
@@ -235,6 +248,13 @@ pub fn session_bytes_fixed_crc(data: &[u8]) -> bool {
     let mut fixed = data.to_vec();
     fix_session_crc(&mut fixed);
     session_bytes(&fixed)
+}
+
+/// [`history_bytes`] after rewriting the history's CRC-32 to match.
+pub fn history_bytes_fixed_crc(data: &[u8]) -> bool {
+    let mut fixed = data.to_vec();
+    crate::history::ENVELOPE.reseal(&mut fixed);
+    history_bytes(&fixed)
 }
 
 /// [`context_bytes`] after [`fix_context_crc`].

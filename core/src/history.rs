@@ -242,6 +242,112 @@ impl History {
     }
 }
 
+/// Magic bytes of a stored history (`EWHS`).
+pub const MAGIC: [u8; 4] = *b"EWHS";
+/// How a stored history is framed: magic, a one-byte version, CRC-32 at the end.
+pub const ENVELOPE: crate::format::Envelope = crate::format::Envelope {
+    name: "history",
+    magic: &MAGIC,
+    version: 1,
+    oldest: 1,
+    version_width: crate::format::VersionWidth::U8,
+    crc: true,
+    xxh3_from: None,
+    end_magic: None,
+};
+/// Header: magic, version, a zero byte, entries `u16`, dimension `u16`, two zero bytes.
+const HEADER_LEN: usize = 12;
+/// Per entry before the embedding: item `u64`, time `u64`, scale `f32`, kind `u8`, three zero bytes.
+pub(crate) const ENTRY_FIXED: usize = 24;
+
+impl History {
+    /// The stored form (`EWHS`, what a client keeps between requests and
+    /// sends with them): the 12-byte header (`b"EWHS"`, version 1, a zero
+    /// byte, entries `u16`, dimension `u16`, two zero bytes), the entries as
+    /// in an `EWCX` context (newest first: item `u64`, time `u64`, scale
+    /// `f32`, kind `u8`, three zero bytes, `i8 × dimension`), then CRC-32.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + self.len() * (ENTRY_FIXED + self.dim) + 4);
+        let start = ENVELOPE.write_head(&mut out);
+        out.push(0);
+        out.extend_from_slice(&(self.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(self.dim as u16).to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+        self.encode_entries(&mut out);
+        ENVELOPE.write_trailer(&mut out, start);
+        out
+    }
+
+    /// Appends the entries (the part `EWCX` and `EWHS` share).
+    pub(crate) fn encode_entries(&self, out: &mut Vec<u8>) {
+        for l in 0..self.len() {
+            out.extend_from_slice(&self.items[l].to_le_bytes());
+            out.extend_from_slice(&self.at_ms[l].to_le_bytes());
+            out.extend_from_slice(&self.scales[l].to_le_bytes());
+            out.extend_from_slice(&[self.kinds[l], 0, 0, 0]);
+            out.extend(self.embedding(l).iter().map(|&x| x as u8));
+        }
+    }
+
+    /// Reads `count` entries of dimension `dim` from `b` (exactly that many
+    /// bytes) into `self`, cleared first. Never panics.
+    pub(crate) fn decode_entries(
+        &mut self,
+        b: &[u8],
+        count: usize,
+        dim: usize,
+        bad: impl Fn(&'static str) -> crate::format::FormatError,
+    ) -> Result<(), crate::format::FormatError> {
+        self.clear();
+        let entry = ENTRY_FIXED + dim;
+        if count > MAX_HISTORY {
+            return Err(bad("more than 64 history entries"));
+        }
+        if count > 0 && (dim == 0 || dim > usize::from(crate::bundle::MAX_DIM)) {
+            return Err(bad("the history's dimension is not in 1..=1024"));
+        }
+        if count == 0 && dim != 0 {
+            return Err(bad("an empty history names a dimension"));
+        }
+        if b.len() != count * entry {
+            return Err(bad("the history's length does not match its entry count"));
+        }
+        for c in b.chunks_exact(entry.max(1)).take(count) {
+            let item = crate::format::u64_at(c, 0);
+            let at_ms = crate::format::u64_at(c, 8);
+            let scale = crate::format::f32_at(c, 16);
+            if c[21..24] != [0, 0, 0] {
+                return Err(bad("a history entry's padding is not zero"));
+            }
+            let q: &[i8] = bytemuck::cast_slice(&c[ENTRY_FIXED..]);
+            self.push_quantized(item, at_ms, c[20], q, scale).map_err(|e| {
+                bad(match e {
+                    HistoryError::Order { .. } => "history entries are not newest first",
+                    HistoryError::Kind(_) => "a history entry's kind is not below 8",
+                    _ => "a history entry's scale is negative or not finite",
+                })
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Decodes a stored history (`EWHS`). Never panics.
+    pub fn decode(b: &[u8]) -> Result<Self, crate::format::FormatError> {
+        let bad = |reason| ENVELOPE.malformed(reason);
+        ENVELOPE.check_len(b, HEADER_LEN + ENVELOPE.trailer_len())?;
+        ENVELOPE.check_head(b)?;
+        ENVELOPE.check_checksum(b)?;
+        if b[5] != 0 || b[10] != 0 || b[11] != 0 {
+            return Err(bad("the history header's reserved bytes are not zero"));
+        }
+        let count = usize::from(crate::format::u16_at(b, 6));
+        let dim = usize::from(crate::format::u16_at(b, 8));
+        let mut h = History::new();
+        h.decode_entries(&b[HEADER_LEN..b.len() - ENVELOPE.trailer_len()], count, dim, bad)?;
+        Ok(h)
+    }
+}
+
 /// One attention head's parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Head {
@@ -360,6 +466,40 @@ fn cosine(dot: i32, norm_a: f32, norm_b: f32) -> f32 {
 mod tests {
     use super::*;
     use alloc::vec;
+
+    #[test]
+    fn the_stored_form_round_trips_and_refuses_damage() {
+        let mut h = History::new();
+        assert_eq!(History::decode(&h.encode()), Ok(History::new()), "an empty history");
+        h.push(7, 9_000, 2, &[1.0, 0.5, -0.5]).expect("push");
+        h.push(8, 4_000, 3, &[0.0, 0.0, 0.0]).expect("push");
+        let bytes = h.encode();
+        assert_eq!(bytes.len(), 12 + 2 * (24 + 3) + 4);
+        assert_eq!(History::decode(&bytes), Ok(h.clone()));
+        assert!(crate::check::history_bytes(&bytes), "canonical");
+        let refused = |mut b: alloc::vec::Vec<u8>, fix: bool| {
+            if fix {
+                ENVELOPE.reseal(&mut b);
+            }
+            alloc::format!("{}", History::decode(&b).expect_err("refused"))
+        };
+        let mut b = bytes.clone();
+        b[12 + 20] = 8;
+        assert!(refused(b, true).contains("kind"));
+        let mut b = bytes.clone();
+        b[12 + 27 + 8..12 + 27 + 16].copy_from_slice(&10_000u64.to_le_bytes());
+        assert!(refused(b, true).contains("newest first"));
+        let mut b = bytes.clone();
+        b[6] = 3;
+        assert!(refused(b, true).contains("length"));
+        let mut b = bytes.clone();
+        b[11] = 1;
+        assert!(refused(b, true).contains("reserved"));
+        let mut b = bytes.clone();
+        b[12] ^= 1;
+        assert!(refused(b, false).contains("checksum"));
+        assert!(History::decode(&bytes[..10]).is_err());
+    }
 
     #[test]
     fn age_buckets_are_log2_seconds() {

@@ -157,6 +157,8 @@ proptest! {
     ) {
         let _ = check::session_bytes(&mutate(valid_session(), &edits, fix, check::fix_session_crc));
         let _ = check::context_bytes(&mutate(valid_context(history), &edits, fix, check::fix_context_crc));
+        let stored = synth::context_with_history(&spec(), 5, 1_000, 3, 4).history.encode();
+        let _ = check::history_bytes(&mutate(stored, &edits, fix, |b| edgewise_core::history::ENVELOPE.reseal(b)));
     }
 
     #[test]

@@ -194,6 +194,9 @@ proptest! {
         prop_assert!(check::context_bytes(&ctx_bytes));
         let model_bytes = model.encode().expect("encodes");
         prop_assert!(check::rank_bytes(&bundle, &model_bytes, &ctx_bytes).is_some());
+        let stored = ctx.history.encode();
+        prop_assert!(check::history_bytes(&stored));
+        prop_assert_eq!(edgewise_core::history::History::decode(&stored).expect("decodes"), ctx.history);
     }
 
     /// A model without a history block ranks a context with a history
