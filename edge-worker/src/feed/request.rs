@@ -30,6 +30,10 @@ pub struct FeedBody {
     /// The serialized session state (`EWSS`, base64).
     #[serde(default)]
     pub session: Option<String>,
+    /// The user's recent interactions (`EWHS`, base64: [`edgewise_core::history`]),
+    /// for a model with a history block.
+    #[serde(default)]
+    pub history: Option<String>,
     /// Request time, ms since the epoch (default: now).
     #[serde(default)]
     pub now_ms: Option<u64>,
@@ -121,6 +125,12 @@ impl FeedRequest {
                 .map_err(|e| bad(format!("session is not base64: {e}")))?;
             let (state, _) = SessionState::decode(&bytes).map_err(|e| bad(format!("session: {e}")))?;
             ctx.session = state;
+        }
+        if let Some(h) = body.history {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(h.as_bytes())
+                .map_err(|e| bad(format!("history is not base64: {e}")))?;
+            ctx.history = edgewise_core::history::History::decode(&bytes).map_err(|e| bad(format!("history: {e}")))?;
         }
         let refine = match query.get("refine").map(String::as_str) {
             None | Some("true" | "1") => true,

@@ -145,6 +145,26 @@ async fn the_feed_equals_the_native_ranking_of_the_same_bundle_and_context() {
     let want = native(&rig, f["bundle_digest"].as_str().expect("digest"), &ctx).await;
     assert_eq!(got, want, "the guest at the edge ranks exactly as the native core");
 
+    // A client's stored history (EWHS, base64) is read and ranked with, as natively.
+    let mut with_history = ctx.clone();
+    for l in 0..5u64 {
+        let e: Vec<f32> = (0..64).map(|j| ((j as u64 * 7 + l * 13) % 11) as f32 - 5.0).collect();
+        with_history.history.push(100 + l, NOW - 60_000 * (l + 1), 1, &e).expect("history entry");
+    }
+    use base64::Engine as _;
+    let stored = base64::engine::general_purpose::STANDARD.encode(with_history.history.encode());
+    let r = rig
+        .client
+        .post(format!("{}/v1/feed?user=7&region=0&k=10", rig.edge))
+        .json(&json!({"seen": seen, "now_ms": NOW, "history": stored}))
+        .send()
+        .await
+        .expect("feed");
+    assert_eq!(r.status(), 200);
+    let f: Value = r.json().await.expect("json");
+    let want = native(&rig, f["bundle_digest"].as_str().expect("digest"), &with_history).await;
+    assert_eq!(items(&f), want, "the feed ranks with the history the client sent");
+
     let counter = |name: &'static str| {
         let rig = &rig;
         async move {
@@ -233,6 +253,8 @@ async fn bad_feed_requests_get_a_4xx_that_names_the_problem() {
         ("user=7&refine=maybe", None, "refine"),
         ("user=7", Some("{\"seen\": \"no\"}"), "invalid feed body"),
         ("user=7", Some("{\"session\": \"!!\"}"), "base64"),
+        ("user=7", Some("{\"history\": \"!!\"}"), "history is not base64"),
+        ("user=7", Some("{\"history\": \"AAAA\"}"), "history: "),
         ("user=7", Some("[1, 2]"), "invalid feed body"),
         // A request time 56 years from the edge's clock (issue 13, defect 6 at the edge).
         ("user=7", Some("{\"now_ms\": 1}"), "feed.max_clock_skew_ms"),
