@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
-  Guest, decodeContext, encodeContext, f32Json, parseFeedBody, parseFeedRequest, sessionBytes, sha256Hex, stableMerge,
+  Guest, crc32, decodeContext, encodeContext, f32Json, historyEntries, parseFeedBody, parseFeedRequest, sessionBytes, sha256Hex,
+  stableMerge,
 } from '../js/edge.js';
 import { envPath, golden, trapWasm } from './lib.mjs';
 
@@ -22,6 +23,48 @@ test('the EWCX encoder writes context.ewcx byte for byte', () => {
   assert.ok(Buffer.from(plain).equals(Buffer.from(g.context)));
   assert.throws(() => encodeContext({ k: -1, nowMs: 0 }), /k must be a u32/);
   assert.throws(() => encodeContext({ k: 1, nowMs: 0, region: 32 }), /region/);
+});
+
+/** An `EWHS` history of `entries` ([item, atMs, kind, scale, [i8...]]), with its CRC. */
+function ewhs(entries, dim) {
+  const out = new Uint8Array(12 + entries.length * (24 + dim) + 4);
+  const dv = new DataView(out.buffer);
+  out.set([0x45, 0x57, 0x48, 0x53, 1, 0], 0);
+  dv.setUint16(6, entries.length, true);
+  dv.setUint16(8, entries.length ? dim : 0, true);
+  entries.forEach(([item, atMs, kind, scale, q], l) => {
+    const at = 12 + l * (24 + dim);
+    dv.setBigUint64(at, BigInt(item), true);
+    dv.setBigUint64(at + 8, BigInt(atMs), true);
+    dv.setFloat32(at + 16, scale, true);
+    out[at + 20] = kind;
+    q.forEach((x, j) => dv.setInt8(at + 24 + j, x));
+  });
+  dv.setUint32(out.length - 4, crc32(out.subarray(0, out.length - 4)), true);
+  return out;
+}
+
+test('a stored history is checked and travels in a version-2 context', () => {
+  const h = historyEntries(ewhs([[7, 9_000, 2, 0.5, [127, -3]], [8, 4_000, 1, 0.25, [0, 9]]], 2));
+  assert.deepEqual([h.count, h.dim, h.entries.length], [2, 2, 52]);
+  assert.equal(historyEntries(ewhs([], 2)), null, 'an empty history');
+  const plain = encodeContext({ k: 5, nowMs: 10_000 });
+  const ctx = encodeContext({ k: 5, nowMs: 10_000, history: h });
+  assert.deepEqual([plain[4], ctx[4]], [1, 2], 'version 1 without a history, 2 with one');
+  assert.deepEqual([...ctx.subarray(28, 32)], [2, 0, 2, 0]);
+  assert.equal(ctx.length, plain.length + 52);
+  assert.ok(Buffer.from(ctx.subarray(plain.length)).equals(Buffer.from(h.entries)));
+  for (const [bytes, msg] of [
+    [ewhs([[7, 9_000, 8, 0.5, [1, 1]]], 2), /kind is not below 8/],
+    [ewhs([[7, 1_000, 1, 0.5, [1, 1]], [8, 2_000, 1, 0.5, [1, 1]]], 2), /newest first/],
+    [ewhs([[7, 1_000, 1, -1, [1, 1]]], 2), /scale/],
+    [ewhs(Array.from({ length: 65 }, (_, i) => [i, 100 - i, 1, 1, [1]]), 1), /more than 64/],
+  ]) assert.throws(() => historyEntries(bytes), msg);
+  const bad = ewhs([[7, 9_000, 2, 0.5, [127, -3]]], 2);
+  bad[12] ^= 1;
+  assert.throws(() => historyEntries(bad), /checksum/);
+  assert.deepEqual(parseFeedBody(new TextEncoder().encode('{"history":"AAAA"}')).history, 'AAAA');
+  assert.throws(() => parseFeedRequest(new Map(), { seen: [], session: null, history: 'AAAA', nowMs: null }, 0, 1, 1), /history: /);
 });
 
 test('the guest wrapper ranks the golden files to result.ewrs and refuses a module with imports', async () => {
@@ -53,7 +96,7 @@ test('feed requests are checked as the Rust edge checks them', () => {
   assert.throws(() => parseFeedBody(new TextEncoder().encode('{"seen":[18446744073709551616]}')), /unsigned 64-bit/);
   assert.throws(() => parseFeedBody(new TextEncoder().encode('{"seen":[1.5]}')), /unsigned 64-bit/);
   assert.throws(() => parseFeedBody(new TextEncoder().encode('{"seen":[],"x":1}')), /unknown field `x`/);
-  assert.throws(() => parseFeedRequest(q({}), { seen: [], session: null, nowMs: BigInt(now + 120_000) }, 0, now, 60_000), /120000 ms from the edge's clock/);
+  assert.throws(() => parseFeedRequest(q({}), { seen: [], session: null, history: null, nowMs: BigInt(now + 120_000) }, 0, now, 60_000), /120000 ms from the edge's clock/);
 });
 
 test('the stable merge and the f32 formatting', () => {

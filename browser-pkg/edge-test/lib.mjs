@@ -365,6 +365,7 @@ export async function checkFeed(base, stack) {
     ['/v1/feed', post({ now_ms: now - 30 * 365 * 86_400_000 })],
     ['/v1/feed', post({ now_ms: now, seen: Array.from({ length: 10_001 }, (_, i) => i) })],
     ['/v1/feed', post({ session: 'not base64!' })],
+    ['/v1/feed', post({ history: 'not base64!' })],
   ]) {
     r = await both(stack.edge, base, path, init);
     assert.equal(r.js.status, r.rust.status, `${path}: ${r.js.text} vs ${r.rust.text}`);

@@ -51,10 +51,18 @@ fn main() -> Result<()> {
         };
         let hidden: Vec<usize> = [32, 16, 8][..rng.random_range(0..3)].to_vec();
         let keep = rng.random_range(1..400);
-        let m = synth::model_with_interaction(&spec, &hidden, keep, seed ^ 1, rng.random());
+        // One case in three has a history block and a history (its length and heads from the case number).
+        let history = c % 3 == 1;
+        let interaction = rng.random();
+        let m = if history {
+            synth::model_with_history(&spec, &hidden, keep, seed ^ 1, (c % 64 + 1) as u8, c % 8 + 1)
+        } else {
+            synth::model_with_interaction(&spec, &hidden, keep, seed ^ 1, interaction)
+        };
         let model_bytes = m.encode().context("model encodes")?;
         let bundle_bytes = synth::bundle(&spec, now);
-        let ctx = synth::context(&spec, rng.random_range(0..50), now, seed ^ 2);
+        let entries = if history { c % 70 } else { 0 };
+        let ctx = synth::context_with_history(&spec, rng.random_range(0..50), now, seed ^ 2, entries);
         let bundle = Bundle::decode(&bundle_bytes).context("bundle decodes")?;
         let mut out = RankOutput::default();
         Ranker::new().rank(&m, &bundle, &ctx, &mut out).context("the native core ranks")?;

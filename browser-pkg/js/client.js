@@ -14,7 +14,8 @@
 import { EdgewiseError } from './error.js';
 import { EventQueue } from './events.js';
 import {
-  Core, Ranker, RankerWorker, agreement, bundleLayout, decodeResult, encodeContext, sessionInfo, sessionNew, sessionObserve,
+  Core, Ranker, RankerWorker, agreement, bundleLayout, decodeResult, encodeContext, historyInfo, historyObserve, sessionInfo,
+  sessionNew, sessionObserve,
   sourceNames, stableMerge,
 } from './index.js';
 import { Store, asError, checkAborted } from './store.js';
@@ -77,6 +78,8 @@ export class Edgewise extends EventTarget {
   #model = null;
   /** @type {Uint8Array | null} */
   #session = null;
+  /** The user's recent interactions (`EWHS` bytes), or `null` before the first. @type {Uint8Array | null} */
+  #history = null;
   /** @type {Set<bigint>} */
   #seen = new Set();
   /**
@@ -232,8 +235,9 @@ export class Edgewise extends EventTarget {
   async #rank(e, o) {
     const model = await this.#modelFor(e, o.signal);
     const session = this.#sessionDim() === e.info.dim ? /** @type {Uint8Array} */ (this.#session) : undefined;
+    const history = this.#history !== null && historyInfo(this.#history).dim === e.info.dim ? this.#history : undefined;
     const context = encodeContext({
-      k: o.k, region: o.region, nowMs: Math.floor(this.#clock()), seen: o.seen, session, checksumVerified: true,
+      k: o.k, region: o.region, nowMs: Math.floor(this.#clock()), seen: o.seen, session, history, checksumVerified: true,
     });
     const t = now();
     let ranked;
@@ -442,6 +446,9 @@ export class Edgewise extends EventTarget {
       this.#session = sessionObserve(this.#session, found.entry.bytes, {
         row: found.row, kind: event.kind, dwellMs: event.dwellMs, nowMs: time,
       });
+      this.#history = historyObserve(this.#history ?? new Uint8Array(), found.entry.bytes, {
+        row: found.row, kind: event.kind, nowMs: time,
+      });
       sessionUpdated = true;
     }
     if (event.kind !== 'dwell') {
@@ -586,6 +593,7 @@ export class Edgewise extends EventTarget {
    */
   async forget(options = {}) {
     this.#session = null;
+    this.#history = null;
     this.#seen.clear();
     this.#view = null;
     this.#placed = new Map();

@@ -168,6 +168,43 @@ export function sessionBytes(b) {
   return dim === 0 ? null : b.slice(0, len);
 }
 
+/**
+ * Checks an `EWHS` stored history (`core::history::History::decode`: magic,
+ * version, reserved bytes, entry count and dimension, length, CRC, and every
+ * entry: zero padding, a kind below 8, a finite non-negative scale, newest
+ * first) and returns `{ count, dim, entries }`, the entry bytes as `EWCX`
+ * version 2 carries them, or `null` for an empty history.
+ * @param {Uint8Array} b
+ */
+export function historyEntries(b) {
+  const HEADER = 12;
+  if (b.length < HEADER + 4) throw new Error(`history: ${b.length} bytes, shorter than its header and checksum`);
+  if (b[0] !== 0x45 || b[1] !== 0x57 || b[2] !== 0x48 || b[3] !== 0x53) throw new Error('history: bad magic');
+  if (b[4] !== 1) throw new Error(`history: version ${b[4]} is not supported (1)`);
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (crc32(b.subarray(0, b.length - 4)) !== dv.getUint32(b.length - 4, true)) throw new Error('history: checksum mismatch');
+  if (b[5] !== 0 || b[10] !== 0 || b[11] !== 0) throw new Error("history: the header's reserved bytes are not zero");
+  const count = dv.getUint16(6, true);
+  const dim = dv.getUint16(8, true);
+  if (count > 64) throw new Error('history: more than 64 entries');
+  if (count > 0 && (dim === 0 || dim > 1024)) throw new Error("history: the dimension is not in 1..=1024");
+  if (count === 0 && dim !== 0) throw new Error('history: an empty history names a dimension');
+  const entry = 24 + dim;
+  if (b.length !== HEADER + count * entry + 4) throw new Error("history: the length does not match the entry count");
+  let before = U64_MAX;
+  for (let l = 0; l < count; l++) {
+    const at = HEADER + l * entry;
+    const atMs = dv.getBigUint64(at + 8, true);
+    const scale = dv.getFloat32(at + 16, true);
+    if (b[at + 21] !== 0 || b[at + 22] !== 0 || b[at + 23] !== 0) throw new Error("history: an entry's padding is not zero");
+    if (b[at + 20] >= 8) throw new Error("history: an entry's kind is not below 8");
+    if (!(Number.isFinite(scale) && scale >= 0)) throw new Error("history: an entry's scale is negative or not finite");
+    if (atMs > before) throw new Error('history: entries are not newest first');
+    before = atMs;
+  }
+  return count === 0 ? null : { count, dim, entries: b.slice(HEADER, b.length - 4) };
+}
+
 // ---------------------------------------------------------------------------
 // The EWCX context (core::abi::encode_context / decode_context).
 
@@ -191,7 +228,7 @@ function toU32(v, what) {
  * @param {{ region?: number | null, checksumVerified?: boolean, k: number, prerankKeep?: number,
  *   nowMs: number | bigint, sessionShare?: number, halfLifeMs?: number | bigint,
  *   seen?: Iterable<number | bigint>, blockedCreators?: Iterable<number>, base?: ArrayLike<number>,
- *   session?: Uint8Array | null }} c
+ *   session?: Uint8Array | null, history?: { count: number, dim: number, entries: Uint8Array } | null }} c
  */
 export function encodeContext(c) {
   const seen = Array.from(c.seen ?? [], (x) => toU64(x, 'a seen id'));
@@ -204,16 +241,19 @@ export function encodeContext(c) {
   }
   const share = Math.fround(c.sessionShare ?? 0.3);
   if (!(share >= 0 && share <= 1)) throw new RangeError(`sessionShare must be in [0, 1], not ${share}`);
-  const len = 56 + 8 * seen.length + 4 * blocked.length + 4 * base.length + (session ? session.length : 0);
+  const history = c.history && c.history.count > 0 ? c.history : null;
+  const len = 56 + 8 * seen.length + 4 * blocked.length + 4 * base.length + (session ? session.length : 0)
+    + (history ? history.entries.length : 0);
   const out = new Uint8Array(len);
   const dv = new DataView(out.buffer);
-  out.set([0x45, 0x57, 0x43, 0x58, 1, region], 0); // "EWCX", version 1, region
+  out.set([0x45, 0x57, 0x43, 0x58, history ? 2 : 1, region], 0); // "EWCX", version 2 with a history, region
   dv.setUint16(6, c.checksumVerified ? 1 : 0, true);
   dv.setUint32(8, toU32(c.k, 'k'), true);
   dv.setUint32(12, toU32(c.prerankKeep ?? 0, 'prerankKeep'), true);
   dv.setBigUint64(16, toU64(c.nowMs, 'nowMs'), true);
   dv.setFloat32(24, share, true);
-  dv.setUint32(28, 0, true);
+  dv.setUint16(28, history ? history.count : 0, true);
+  dv.setUint16(30, history ? history.dim : 0, true);
   dv.setBigUint64(32, toU64(c.halfLifeMs ?? 1_800_000, 'halfLifeMs'), true);
   dv.setUint32(40, seen.length, true);
   dv.setUint32(44, blocked.length, true);
@@ -223,7 +263,11 @@ export function encodeContext(c) {
   for (const x of seen) { dv.setBigUint64(at, x, true); at += 8; }
   for (const x of blocked) { dv.setUint32(at, x, true); at += 4; }
   for (const x of base) { dv.setFloat32(at, x, true); at += 4; }
-  if (session) out.set(session, at);
+  if (session) {
+    out.set(session, at);
+    at += session.length;
+  }
+  if (history) out.set(history.entries, at);
   return out;
 }
 

@@ -22,20 +22,21 @@
 
 import {
   DEFAULTS, Guest, GuestError, HttpError, JSON_TYPE, MAX_SEEN, NDJSON, U64_MAX, bad, base64Decode, bundleView, decodeResult,
-  encodeContext, f32Json, jsonError, msJson, now, readBounded, retrievalOrder, sessionBytes, sha256Hex, stableMerge,
+  encodeContext, f32Json, historyEntries, jsonError, msJson, now, readBounded, retrievalOrder, sessionBytes, sha256Hex,
+  stableMerge,
 } from './edge-guest.js';
 
 // The guest and its formats are part of this module's API.
 export {
   ABI_VERSION, DEFAULTS, EXPORTS, Guest, GuestError, HttpError, MAX_SEEN,
   REGION_ANY, STATUS, base64Decode, bundleView, crc32, decodeContext, decodeResult, encodeContext,
-  f32Json, hex, jsonError, retrievalOrder, sessionBytes, sha256Hex, stableMerge,
+  f32Json, hex, historyEntries, jsonError, retrievalOrder, sessionBytes, sha256Hex, stableMerge,
 } from './edge-guest.js';
 
 /** The tenant of a request that names none. */
 export const DEFAULT_TENANT = 'default';
 const KNOWN_QUERY = ['user', 'region', 'k', 'shown', 'tenant', 'refine'];
-const BODY_FIELDS = ['seen', 'session', 'now_ms'];
+const BODY_FIELDS = ['seen', 'session', 'history', 'now_ms'];
 const STORED_AT = 'x-edgewise-stored-at';
 
 // ---------------------------------------------------------------------------
@@ -155,10 +156,10 @@ export function parseFeedBody(bytes) {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw bad('invalid feed body: expected a JSON object');
   for (const k of Object.keys(v)) {
     if (!BODY_FIELDS.includes(k)) {
-      throw bad(`invalid feed body: unknown field \`${k}\`, expected one of \`seen\`, \`session\`, \`now_ms\``);
+      throw bad(`invalid feed body: unknown field \`${k}\`, expected one of \`seen\`, \`session\`, \`history\`, \`now_ms\``);
     }
   }
-  const out = { seen: [], session: null, nowMs: null };
+  const out = { seen: [], session: null, history: null, nowMs: null };
   if (v.seen !== undefined) {
     if (!Array.isArray(v.seen)) throw bad('invalid feed body: seen must be an array of item ids');
     if (v.seen.length > MAX_SEEN) throw bad(`seen has ${v.seen.length} ids; at most ${MAX_SEEN}`);
@@ -167,6 +168,10 @@ export function parseFeedBody(bytes) {
   if (v.session !== undefined && v.session !== null) {
     if (typeof v.session !== 'string') throw bad('invalid feed body: session must be a base64 string');
     out.session = v.session;
+  }
+  if (v.history !== undefined && v.history !== null) {
+    if (typeof v.history !== 'string') throw bad('invalid feed body: history must be a base64 string');
+    out.history = v.history;
   }
   if (v.now_ms !== undefined && v.now_ms !== null) out.nowMs = bodyU64(v.now_ms, 'now_ms');
   return out;
@@ -198,7 +203,7 @@ export function parseFeedRequest(query, body, defaultShown, nowMs, maxSkewMs) {
   }
   const sq = num('shown');
   const shown = Math.min(sq === null ? defaultShown : Number(sq > 1_000_000n ? 1_000_000n : sq), k);
-  body ??= { seen: [], session: null, nowMs: null };
+  body ??= { seen: [], session: null, history: null, nowMs: null };
   const skew = BigInt(Math.max(0, Math.floor(maxSkewMs)));
   const edgeNow = BigInt(Math.floor(nowMs));
   let t = edgeNow;
@@ -224,6 +229,20 @@ export function parseFeedRequest(query, body, defaultShown, nowMs, maxSkewMs) {
       throw bad(/** @type {any} */ (e).message);
     }
   }
+  let history = null;
+  if (body.history !== null) {
+    let raw;
+    try {
+      raw = base64Decode(body.history);
+    } catch (e) {
+      throw bad(`history is not base64: ${/** @type {any} */ (e).message}`);
+    }
+    try {
+      history = historyEntries(raw);
+    } catch (e) {
+      throw bad(/** @type {any} */ (e).message);
+    }
+  }
   const rq = query.get('refine');
   let refine;
   if (rq === undefined || rq === 'true' || rq === '1') refine = true;
@@ -232,7 +251,7 @@ export function parseFeedRequest(query, body, defaultShown, nowMs, maxSkewMs) {
   refine = refine && user !== null; // An anonymous feed has no personal bundle to refine with.
   const tenant = query.get('tenant') ?? DEFAULT_TENANT;
   if (tenant.length === 0 || new TextEncoder().encode(tenant).length > 64) throw bad('tenant must be 1 to 64 characters');
-  return { user, region, k, shown, tenant, refine, ctx: { region, k, nowMs: t, seen: body.seen, session } };
+  return { user, region, k, shown, tenant, refine, ctx: { region, k, nowMs: t, seen: body.seen, session, history } };
 }
 
 // ---------------------------------------------------------------------------
@@ -566,7 +585,9 @@ export function createEdge(options) {
         rankedBy = 'retrieval-order';
       } else {
         try {
-          const ewcx = encodeContext({ region: c.region, k: c.k, nowMs: c.nowMs, seen: c.seen, session: c.session });
+          const ewcx = encodeContext({
+            region: c.region, k: c.k, nowMs: c.nowMs, seen: c.seen, session: c.session, history: c.history,
+          });
           items = decodeResult(guest.rank(m.digest, m.bytes, bundle, ewcx, bundleDigest)).items;
         } catch (e) {
           countFailure(e instanceof GuestError ? e.kind : 'host');

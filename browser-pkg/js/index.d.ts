@@ -74,6 +74,8 @@ export interface ContextOptions {
   prerankKeep?: number;
   /** The bundle's checksum was checked when it entered the cache (`verifyBundle`). */
   checksumVerified?: boolean;
+  /** The user's recent interactions (`historyObserve`), for a model with a history block. */
+  history?: Uint8Array;
 }
 
 /** Builds an `EWCX` context (after `Core.load()`). */
@@ -128,6 +130,20 @@ export function sessionObserve(state: Uint8Array, bundle: Uint8Array, event: Ses
 
 /** A session state's dimension, event count and last event time. */
 export function sessionInfo(state: Uint8Array): { dim: number; events: number; lastMs: number };
+
+/**
+ * The stored history (`EWHS`) after an interaction with a row of `bundle`: a
+ * click, like or dwell goes to the front (at most 64 entries, one per item);
+ * other kinds leave it as it was. An empty array starts one.
+ */
+export function historyObserve(
+  state: Uint8Array,
+  bundle: Uint8Array,
+  event: { row: number; kind: string; nowMs?: number },
+): Uint8Array;
+
+/** A stored history's entry count and dimension. */
+export function historyInfo(state: Uint8Array): { entries: number; dim: number };
 
 /** What a client needs to know about a bundle, read once when it arrives (checks its structure). */
 export function bundleInfo(bytes: Uint8Array): {

@@ -148,7 +148,8 @@ function whole(name, v, max) {
 /**
  * Builds an `EWCX` context. Call after `Core.load()`.
  * @param {{ k?: number, region?: number, nowMs?: number, seen?: Iterable<bigint | number>, blocked?: Iterable<number>,
- *   base?: ArrayLike<number>, session?: Uint8Array, prerankKeep?: number, checksumVerified?: boolean }} [options]
+ *   base?: ArrayLike<number>, session?: Uint8Array, prerankKeep?: number, checksumVerified?: boolean,
+ *   history?: Uint8Array }} [options]
  */
 export function encodeContext(options = {}) {
   const k = whole('k', options.k ?? 20, U32_MAX);
@@ -167,10 +168,35 @@ export function encodeContext(options = {}) {
   const blocked = Uint32Array.from(options.blocked ?? [], (c) => whole('a blocked creator', c, U32_MAX));
   const base = Float32Array.from(options.base ?? []);
   const session = options.session ?? new Uint8Array();
+  const history = options.history ?? new Uint8Array();
   return call(() =>
     wasm.encodeContext(k, region, nowMs, BigUint64Array.from(seen), blocked, base, session, prerankKeep,
-      options.checksumVerified === true),
+      options.checksumVerified === true, history),
   );
+}
+
+/**
+ * The stored history (`EWHS`) after an interaction with row `row` of
+ * `bundle`: a `click`, `like` or `dwell` goes to the front (at most 64
+ * entries, one per item); other kinds leave it as it was. Pass an empty
+ * array to start one.
+ * @param {Uint8Array} state
+ * @param {Uint8Array} bundle
+ * @param {{ row: number, kind: string, nowMs?: number }} event
+ */
+export function historyObserve(state, bundle, event) {
+  const row = whole('row', event.row, U32_MAX);
+  const nowMs = whole('nowMs', event.nowMs ?? Date.now(), Number.MAX_SAFE_INTEGER);
+  return call(() => wasm.historyObserve(state, bundle, row, String(event.kind), nowMs));
+}
+
+/**
+ * A stored history's entry count and dimension.
+ * @param {Uint8Array} state
+ */
+export function historyInfo(state) {
+  const [entries, dim] = call(() => wasm.historyInfo(state));
+  return { entries, dim };
 }
 
 /**

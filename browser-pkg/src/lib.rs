@@ -33,6 +33,7 @@
 use edgewise_core::abi::{self, Engine, Status};
 use edgewise_core::bundle::{Bundle, SOURCE_NAMES};
 use edgewise_core::context::RankContext;
+use edgewise_core::history::History;
 use edgewise_core::region::Region;
 use edgewise_core::session::{SessionConfig, SessionState, Signal};
 use wasm_bindgen::prelude::*;
@@ -160,7 +161,8 @@ pub fn abi_version() -> u32 {
 /// anonymous); `session`: a session state from `sessionNew`/`sessionObserve`
 /// (empty for none); `prerankKeep`: 0 for the model's; `checksumVerified`:
 /// the bundle's checksum was checked when it entered the cache
-/// (`verifyBundle`), so ranking checks its structure only.
+/// (`verifyBundle`), so ranking checks its structure only; `history`: a
+/// stored history from `historyObserve` (empty for none).
 #[allow(clippy::too_many_arguments)] // one argument per context field; the JS wrapper takes an object
 #[wasm_bindgen(js_name = encodeContext)]
 pub fn encode_context(
@@ -173,9 +175,11 @@ pub fn encode_context(
     session: &[u8],
     prerank_keep: u32,
     checksum_verified: bool,
+    history: &[u8],
 ) -> Result<Vec<u8>, JsValue> {
-    let ctx = context(k, region, now_ms, seen, blocked, base, session, prerank_keep, checksum_verified)
+    let mut ctx = context(k, region, now_ms, seen, blocked, base, session, prerank_keep, checksum_verified)
         .map_err(|(code, m)| error(code, &m))?;
+    ctx.history = decode_history(history).map_err(|(code, m)| error(code, &m))?;
     let mut out = Vec::new();
     abi::encode_context(&ctx, &mut out);
     Ok(out)
@@ -212,7 +216,7 @@ fn context(
         session_config: SessionConfig::default(),
         prerank_keep,
         checksum_verified,
-        history: edgewise_core::history::History::new(),
+        history: History::new(),
     })
 }
 
@@ -293,6 +297,65 @@ fn observe(
     s.observe_quantized(&SessionConfig::default(), signal, b.embedding(row), b.scale(row), now_ms)
         .map_err(|e| (Code::BadSession, e.to_string()))?;
     Ok(s.encode())
+}
+
+/// A stored history (`EWHS`), checked; empty bytes are an empty history.
+fn decode_history(bytes: &[u8]) -> Result<History, (Code, String)> {
+    if bytes.is_empty() {
+        return Ok(History::new());
+    }
+    History::decode(bytes).map_err(|e| (Code::BadContext, format!("history: {e}")))
+}
+
+/// `state` (a stored history, empty for none) after an interaction of kind
+/// `kind` with row `row` of `bundle` at `nowMs`: a click, like or dwell goes
+/// to the front (an earlier entry of the same item goes; at most 64 entries,
+/// the oldest dropped), as the origin builds histories; other kinds leave it
+/// as it was. A history of another dimension (a retrained catalogue) starts again.
+#[wasm_bindgen(js_name = historyObserve)]
+pub fn history_observe(state: &[u8], bundle: &[u8], row: u32, kind: &str, now_ms: f64) -> Result<Vec<u8>, JsValue> {
+    history_observe_inner(state, bundle, row, kind, now_ms).map_err(|(code, m)| error(code, &m))
+}
+
+fn history_observe_inner(
+    state: &[u8],
+    bundle: &[u8],
+    row: u32,
+    kind: &str,
+    now_ms: f64,
+) -> Result<Vec<u8>, (Code, String)> {
+    let b = Bundle::decode_prechecked(bundle).map_err(|e| (Code::BadBundle, e.to_string()))?;
+    let row = row as usize;
+    if row >= b.len() {
+        return Err((Code::BadSession, format!("row {row} is outside the bundle's {} rows", b.len())));
+    }
+    let code = match kind {
+        "click" => 1,
+        "like" => 2,
+        "dwell" => 5,
+        "impression" | "skip" | "hide" => return Ok(decode_history(state)?.encode()),
+        _ => {
+            return Err((
+                Code::BadSession,
+                format!("unknown event kind {kind:?}: expected impression, click, like, skip, hide or dwell"),
+            ));
+        }
+    };
+    let now_ms = millis(now_ms).ok_or_else(|| (Code::BadSession, format!("nowMs {now_ms} is not a time in ms")))?;
+    let mut h = decode_history(state)?;
+    if h.dim() != b.dim() {
+        h.clear();
+    }
+    h.record_quantized(b.id(row), now_ms, code, b.embedding(row), b.scale(row), edgewise_core::history::MAX_HISTORY)
+        .map_err(|e| (Code::BadSession, e.to_string()))?;
+    Ok(h.encode())
+}
+
+/// A stored history's entry count and dimension.
+#[wasm_bindgen(js_name = historyInfo)]
+pub fn history_info(state: &[u8]) -> Result<Vec<f64>, JsValue> {
+    let h = decode_history(state).map_err(|(code, m)| error(code, &m))?;
+    Ok(vec![h.len() as f64, h.dim() as f64])
 }
 
 /// A session state's dimension, event count and last event time.

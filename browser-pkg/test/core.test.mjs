@@ -12,7 +12,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   Core, EdgewiseError, encodeContext, decodeResult, verifyBundle, bundleLayout, sessionNew, sessionObserve, sessionInfo,
-  abiVersion,
+  abiVersion, historyObserve, historyInfo,
 } from 'edgewise';
 
 const fixtures = process.env.EDGEWISE_FIXTURES;
@@ -142,4 +142,26 @@ test('interactions move the session at once, and the ranking follows', async () 
   assert.equal(thrown(() => sessionObserve(state, bundle, { row: 0, kind: 'purchase' })).code, 'bad-session');
   assert.equal(thrown(() => sessionObserve(state, bundle, { row: 1 << 30, kind: 'click' })).code, 'bad-session');
   assert.equal(thrown(() => sessionObserve(sessionNew(d + 1), bundle, { row: 0, kind: 'click' })).code, 'bad-session');
+});
+
+test('interactions build the history the ranker reads', async () => {
+  const [bundle, model] = await Promise.all(['bundle.ewb', 'model.ewm'].map((n) => read(golden, n)));
+  core.loadModel(model);
+  const d = bundleLayout(bundle).dim;
+  const nowMs = 1_700_000_000_000;
+  let h = historyObserve(new Uint8Array(), bundle, { row: 3, kind: 'like', nowMs });
+  assert.deepEqual(historyInfo(h), { entries: 1, dim: d });
+  assert.deepEqual(historyObserve(h, bundle, { row: 4, kind: 'skip', nowMs: nowMs + 1 }), h, 'a skip is not history');
+  h = historyObserve(h, bundle, { row: 3, kind: 'click', nowMs: nowMs + 2 });
+  assert.deepEqual(historyInfo(h), { entries: 1, dim: d }, 'one entry per item');
+  h = historyObserve(h, bundle, { row: 5, kind: 'dwell', nowMs: nowMs + 3 });
+  assert.deepEqual(historyInfo(h), { entries: 2, dim: d });
+  for (let r = 0; r < 70; r++) h = historyObserve(h, bundle, { row: r % 40, kind: 'click', nowMs: nowMs + 10 + r });
+  assert.equal(historyInfo(h).entries, 40, 'one entry per item, at most 64');
+  // A model without a history block ranks a context with one as it ranks it without.
+  const plain = core.rank(bundle, encodeContext({ k: 10, nowMs: nowMs + 100 }));
+  assert.deepEqual(core.rank(bundle, encodeContext({ k: 10, nowMs: nowMs + 100, history: h })), plain);
+  assert.equal(thrown(() => historyObserve(h, bundle, { row: 0, kind: 'purchase' })).code, 'bad-session');
+  assert.equal(thrown(() => historyObserve(h, bundle, { row: 1 << 30, kind: 'click' })).code, 'bad-session');
+  assert.equal(thrown(() => encodeContext({ history: new Uint8Array([1, 2, 3]) })).code, 'bad-context');
 });

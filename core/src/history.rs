@@ -212,32 +212,55 @@ impl History {
     ) -> Result<(), HistoryError> {
         let mut one = History::new();
         one.push(item, at_ms, kind, embedding)?;
+        self.record_one(&one, cap)
+    }
+
+    /// [`History::record`] of an embedding already quantised (a bundle row's).
+    pub fn record_quantized(
+        &mut self,
+        item: u64,
+        at_ms: u64,
+        kind: u8,
+        embedding: &[i8],
+        scale: f32,
+        cap: usize,
+    ) -> Result<(), HistoryError> {
+        let mut one = History::new();
+        one.push_quantized(item, at_ms, kind, embedding, scale)?;
+        self.record_one(&one, cap)
+    }
+
+    fn record_one(&mut self, one: &History, cap: usize) -> Result<(), HistoryError> {
+        let (item, at_ms, kind) = (one.items[0], one.at_ms[0], one.kinds[0]);
         if !self.is_empty() && one.dim != self.dim {
             return Err(HistoryError::Dimension { expected: self.dim, found: one.dim });
         }
-        let old = core::mem::take(self);
-        let at = old.at_ms.partition_point(|&t| t > at_ms);
+        let at = self.at_ms.partition_point(|&t| t > at_ms);
         let cap = cap.min(MAX_HISTORY);
-        let mut next = History { q: Vec::with_capacity(old.q.len() + one.dim), ..History::new() };
-        let entries = (0..old.len()).filter(|&l| old.items[l] != item);
-        let mut placed = false;
-        for l in entries {
-            if !placed && l >= at {
+        let old = &*self;
+        // Built aside and swapped in: a refusal leaves the history as it was.
+        let build = || -> Result<History, HistoryError> {
+            let mut next = History { q: Vec::with_capacity(old.q.len() + one.dim), ..History::new() };
+            let mut placed = false;
+            for l in (0..old.len()).filter(|&l| old.items[l] != item) {
+                if !placed && l >= at {
+                    next.push_quantized(item, at_ms, kind, one.embedding(0), one.scales[0])?;
+                    placed = true;
+                }
+                if next.len() == cap {
+                    break;
+                }
+                next.push_quantized(old.items[l], old.at_ms[l], old.kinds[l], old.embedding(l), old.scales[l])?;
+            }
+            if !placed && next.len() < cap {
                 next.push_quantized(item, at_ms, kind, one.embedding(0), one.scales[0])?;
-                placed = true;
             }
-            if next.len() == cap {
-                break;
+            if next.is_empty() {
+                next.dim = 0;
             }
-            next.push_quantized(old.items[l], old.at_ms[l], old.kinds[l], old.embedding(l), old.scales[l])?;
-        }
-        if !placed && next.len() < cap {
-            next.push_quantized(item, at_ms, kind, one.embedding(0), one.scales[0])?;
-        }
-        if next.is_empty() {
-            next.dim = 0;
-        }
-        *self = next;
+            Ok(next)
+        };
+        *self = build()?;
         Ok(())
     }
 }
