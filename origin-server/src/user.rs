@@ -167,34 +167,6 @@ impl EventKind {
     }
 }
 
-/// The history the ranker reads ([`edgewise_core::history`]): from a user's
-/// interactions read newest first, the positive ones, at most
-/// [`edgewise_core::history::MAX_HISTORY`], each with its item's embedding
-/// (`embedding` returns `None` for an item that has none; it is left out).
-/// Training, the offline evaluation and `POST /v1/rank` all build it here.
-pub fn history_from_log<'a>(
-    newest_first: impl IntoIterator<Item = &'a crate::store::Interaction>,
-    mut embedding: impl FnMut(u64) -> Option<std::sync::Arc<Item>>,
-) -> edgewise_core::history::History {
-    let mut out = edgewise_core::history::History::new();
-    for i in newest_first {
-        if out.len() == edgewise_core::history::MAX_HISTORY {
-            break;
-        }
-        if !EventKind::from_code(i.kind).is_some_and(EventKind::is_positive) {
-            continue;
-        }
-        let Some(item) = embedding(i.item) else { continue };
-        if item.embedding.iter().all(|&x| x == 0.0) {
-            continue;
-        }
-        // A refusal (a dimension that changed with a retrain, an entry out of
-        // time order) leaves the entry out: the history is a hint, never an error.
-        let _ = out.push(i.item, i.time_ms, i.kind, &item.embedding);
-    }
-    out
-}
-
 /// What an import knows about a user beyond their events: a home region and
 /// context features (MovieLens: age, gender, occupation), kept as strings under
 /// their names. The ranker does not read them yet: the core model has no
@@ -328,33 +300,6 @@ mod tests {
             created_at_ms: 0,
             features: vec![],
         }
-    }
-
-    #[test]
-    fn the_history_is_the_positive_log_newest_first_with_embeddings() {
-        use crate::store::Interaction;
-        let ix = |item: u64, time_ms: u64, kind: EventKind| Interaction { user: 1, time_ms, item, kind: kind.code() };
-        let log = [
-            ix(3, 300, EventKind::Like),
-            ix(2, 200, EventKind::Skip),
-            ix(9, 150, EventKind::Click),
-            ix(1, 100, EventKind::Dwell),
-            ix(4, 50, EventKind::Click),
-        ];
-        let items: std::collections::HashMap<u64, std::sync::Arc<Item>> = [
-            (3, item(3, 0, vec![1.0, 0.0])),
-            (2, item(2, 0, vec![0.0, 1.0])),
-            (1, item(1, 0, vec![0.5, 0.5])),
-            (4, item(4, 0, vec![0.0, 0.0])),
-        ]
-        .into_iter()
-        .map(|(id, it)| (id, std::sync::Arc::new(it)))
-        .collect();
-        let h = history_from_log(&log, |id| items.get(&id).cloned());
-        let got: Vec<(u64, u64, u8)> = (0..h.len()).map(|l| (h.item(l), h.at_ms(l), h.kind(l))).collect();
-        // The skip is not positive, item 9 has no catalogue entry, item 4 no embedding.
-        assert_eq!(got, vec![(3, 300, EventKind::Like.code()), (1, 100, EventKind::Dwell.code())]);
-        assert_eq!(h.embedding(0), &[127, 0][..]);
     }
 
     fn ev(id: &str, item: u64, kind: EventKind, time: u64) -> Event {

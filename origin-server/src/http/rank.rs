@@ -72,7 +72,7 @@ pub(super) async fn rank(
         })
         .await
         .map_err(ApiError::internal)??;
-        ctx.history = crate::user::history_from_log(&log, |id| st.catalogue.get(id));
+        ctx.history = crate::store::history_from_log(&log, |id| st.catalogue.get(id));
     }
     let (st2, bytes) = (st.clone(), built.bytes.clone());
     let (out, ranked_on) = tokio::task::spawn_blocking(move || rank_blocking(&st2, &model, &bytes, &ctx))

@@ -143,9 +143,9 @@ pub fn history_before(
 }
 
 /// The history after all of `interactions` (in time order): the origin's
-/// rule ([`edgewise_origin::user::history_from_log`]) over them, newest first.
+/// rule ([`edgewise_origin::store::history_from_log`]) over them, newest first.
 pub fn history_of(interactions: &[Interaction], items: &HashMap<u64, Arc<Item>>) -> edgewise_core::history::History {
-    edgewise_origin::user::history_from_log(interactions.iter().rev(), |id| items.get(&id).cloned())
+    edgewise_origin::store::history_from_log(interactions.iter().rev(), |id| items.get(&id).cloned())
 }
 
 #[cfg(test)]
