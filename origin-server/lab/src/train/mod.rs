@@ -500,7 +500,7 @@ pub fn train(
     let length = o.history_length;
     let mut train_rows = sequence::SeqData::new(width, length);
     for ((_, q, group), h) in groups.iter().zip(&held) {
-        let history = split::history_before(&split.train[&h.user], h, &items_inner);
+        let history = split::history_before(split.train.get(&h.user).map_or(&[][..], Vec::as_slice), h, &items_inner);
         let c = train_rows.push_context(&history, h.time_ms);
         for (k, id) in group.iter().enumerate() {
             let (Some(item), Some(e)) = (items_inner.get(id), quantized.get(id)) else { continue };
