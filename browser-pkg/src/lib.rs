@@ -281,11 +281,7 @@ fn observe(
     dwell_ms: u32,
     now_ms: f64,
 ) -> Result<Vec<u8>, (Code, String)> {
-    let b = Bundle::decode_prechecked(bundle).map_err(|e| (Code::BadBundle, e.to_string()))?;
-    let row = row as usize;
-    if row >= b.len() {
-        return Err((Code::BadSession, format!("row {row} is outside the bundle's {} rows", b.len())));
-    }
+    let (b, row) = bundle_row(bundle, row)?;
     let signal = signal(kind, dwell_ms).ok_or_else(|| {
         (
             Code::BadSession,
@@ -297,6 +293,16 @@ fn observe(
     s.observe_quantized(&SessionConfig::default(), signal, b.embedding(row), b.scale(row), now_ms)
         .map_err(|e| (Code::BadSession, e.to_string()))?;
     Ok(s.encode())
+}
+
+/// `bundle` (structure checked) and `row`, which must be one of its rows.
+fn bundle_row(bundle: &[u8], row: u32) -> Result<(Bundle<'_>, usize), (Code, String)> {
+    let b = Bundle::decode_prechecked(bundle).map_err(|e| (Code::BadBundle, e.to_string()))?;
+    let row = row as usize;
+    if row >= b.len() {
+        return Err((Code::BadSession, format!("row {row} is outside the bundle's {} rows", b.len())));
+    }
+    Ok((b, row))
 }
 
 /// A stored history (`EWHS`), checked; empty bytes are an empty history.
@@ -324,11 +330,7 @@ fn history_observe_inner(
     kind: &str,
     now_ms: f64,
 ) -> Result<Vec<u8>, (Code, String)> {
-    let b = Bundle::decode_prechecked(bundle).map_err(|e| (Code::BadBundle, e.to_string()))?;
-    let row = row as usize;
-    if row >= b.len() {
-        return Err((Code::BadSession, format!("row {row} is outside the bundle's {} rows", b.len())));
-    }
+    let (b, row) = bundle_row(bundle, row)?;
     let code = match kind {
         "click" => 1,
         "like" => 2,

@@ -101,6 +101,19 @@ async fn setup() -> anyhow::Result<(Vec<(InstanceMode, String, Arc<Tenants>)>, V
     Ok((edges, wasm))
 }
 
+/// The edge's regional bundle for region 0 (300 candidates), the digest of
+/// the model it names, and that model's bytes.
+async fn regional_bundle_and_model(client: &reqwest::Client, edge: &str) -> anyhow::Result<(Vec<u8>, Digest, Vec<u8>)> {
+    let bundle = client.get(format!("{edge}/v1/regions/0/bundle?k=300")).send().await?.bytes().await?.to_vec();
+    let digest = edgewise_core::bundle::Bundle::decode(&bundle)?
+        .header()
+        .model_digest
+        .ok_or_else(|| anyhow::anyhow!("the regional bundle names no model"))?;
+    let model_bytes =
+        client.get(format!("{edge}{}", edgewise_wire::paths::model(&digest))).send().await?.bytes().await?.to_vec();
+    Ok((bundle, digest, model_bytes))
+}
+
 /// `model` with a history block of `heads` heads over `length` entries (the
 /// sequence-aware ranker's shape; fixed weights), its first layer widened.
 fn with_history_block(model: &Model, length: u8, heads: usize) -> Model {
@@ -137,12 +150,8 @@ fn with_history_block(model: &Model, length: u8, heads: usize) -> Model {
 async fn history_cost(client: &reqwest::Client, edge: &str, wasm: &[u8]) -> anyhow::Result<()> {
     use edgewise_core::bundle::Bundle;
     use edgewise_core::rank::{RankContext, RankOutput, Ranker};
-    let bundle = client.get(format!("{edge}/v1/regions/0/bundle?k=300")).send().await?.bytes().await?.to_vec();
+    let (bundle, digest, model_bytes) = regional_bundle_and_model(client, edge).await?;
     let b = Bundle::decode(&bundle)?;
-    let digest: Digest =
-        b.header().model_digest.ok_or_else(|| anyhow::anyhow!("the regional bundle names no model"))?;
-    let model_bytes =
-        client.get(format!("{edge}{}", edgewise_wire::paths::model(&digest))).send().await?.bytes().await?.to_vec();
     let plain = Model::decode(&model_bytes)?;
     let with = with_history_block(&plain, 20, 2);
     let with_bytes = with.encode()?;
@@ -250,12 +259,8 @@ async fn guest_against_native(
 ) -> anyhow::Result<()> {
     use edgewise_core::bundle::Bundle;
     use edgewise_core::rank::{RankContext, RankOutput, Ranker};
-    let bundle = client.get(format!("{edge}/v1/regions/0/bundle?k=300")).send().await?.bytes().await?.to_vec();
+    let (bundle, digest, model_bytes) = regional_bundle_and_model(client, edge).await?;
     let b = Bundle::decode(&bundle)?;
-    let digest: Digest =
-        b.header().model_digest.ok_or_else(|| anyhow::anyhow!("the regional bundle names no model"))?;
-    let model_bytes =
-        client.get(format!("{edge}{}", edgewise_wire::paths::model(&digest))).send().await?.bytes().await?.to_vec();
     let model = Model::decode(&model_bytes)?;
     let pool = tenants.guest().ok_or_else(|| anyhow::anyhow!("no guest"))?;
     let mut ctx = RankContext::new(20, 1_700_000_000_000);
