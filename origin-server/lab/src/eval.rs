@@ -332,10 +332,14 @@ pub async fn evaluate(
         };
         let personal = personal_plan(&eval_cfg);
         let backfill = [Source::Fresh, Source::Popular];
-        let mut rank_with = |r: &Retrieved, ctx: &RankContext| -> Result<Vec<u64>, EvalError> {
-            let built = edgewise_origin::bundles::build(&eval_cfg, &catalogue, r, Scope::Personal, region, now, None)
-                .map_err(|e| EvalError::Pipeline(e.to_string()))?;
-            let b = Bundle::decode(&built.bytes).map_err(|e| EvalError::Pipeline(e.to_string()))?;
+        let pipeline_err = |e: &dyn std::fmt::Display| EvalError::Pipeline(e.to_string());
+        let build = |r: &Retrieved, scope: Scope, at_ms: u64| -> Result<_, EvalError> {
+            edgewise_origin::bundles::build(&eval_cfg, &catalogue, r, scope, region, at_ms, None)
+                .map(|b| b.bytes)
+                .map_err(|e| pipeline_err(&e))
+        };
+        let mut rank_bytes = |bytes: &[u8], ctx: &RankContext| -> Result<Vec<u64>, EvalError> {
+            let b = Bundle::decode(bytes).map_err(|e| pipeline_err(&e))?;
             ranker.rank(&model, &b, ctx, &mut out).map_err(|e| EvalError::Pipeline(format!("ranking: {e}")))?;
             Ok(out.items.iter().map(|i| i.id).collect())
         };
@@ -351,7 +355,8 @@ pub async fn evaluate(
         };
         let mut bf_ctx = ctx.clone();
         bf_ctx.prerank_keep = u32::try_from(everything.rows.len()).unwrap_or(u32::MAX);
-        let brute: HashSet<u64> = rank_with(&everything, &bf_ctx)?.into_iter().collect();
+        let brute: HashSet<u64> =
+            rank_bytes(&build(&everything, Scope::Personal, now)?, &bf_ctx)?.into_iter().collect();
 
         let mut pipeline_top = Vec::new();
         let mut sizes = o.loss_at.clone();
@@ -366,11 +371,9 @@ pub async fn evaluate(
                 loss[slot] += missing as f64 / brute.len().max(1) as f64;
             }
             if size == o.candidates {
-                pipeline_top = rank_with(&r, &ctx)?;
-                let built =
-                    edgewise_origin::bundles::build(&eval_cfg, &catalogue, &r, Scope::Personal, region, now, None)
-                        .map_err(|e| EvalError::Pipeline(e.to_string()))?;
-                bundle_bytes += built.bytes.len() as f64;
+                let bytes = build(&r, Scope::Personal, now)?;
+                pipeline_top = rank_bytes(&bytes, &ctx)?;
+                bundle_bytes += bytes.len() as f64;
                 json_bytes += json_size(cfg, &catalogue, &r) as f64;
             }
         }
@@ -379,16 +382,18 @@ pub async fn evaluate(
         let regional =
             sources::retrieve(request(false), &REGIONAL_PLAN, o.candidates, &eval_cfg.retrieval, &[Source::Fresh])
                 .await;
+        let regional_bytes = build(&regional, Scope::Regional, now)?;
         let mut spec_ctx = ctx.clone();
         spec_ctx.base = Vec::new();
-        let spec_regional = rank_with(&regional, &spec_ctx)?;
+        let spec_regional = rank_bytes(&regional_bytes, &spec_ctx)?;
         acc[5].add(&spec_regional, held.item);
 
         // The personal bundle kept from the previous visit, if there is one young enough.
         let history = split.train.get(&held.user).map_or(&[][..], Vec::as_slice);
         let start = visit_start(history, held.time_ms);
-        let kept = match start.checked_sub(1).map(|i| history[i].time_ms) {
+        let spec = match start.checked_sub(1).map(|i| history[i].time_ms) {
             Some(then) if now.saturating_sub(then) <= KEPT_MAX_AGE_MS => {
+                kept_users += 1;
                 let before =
                     replay_with(&history[..start], &by_id, &session, region_of(held.user).unwrap_or(0), |_| {});
                 let prev = Arc::new(Request {
@@ -401,41 +406,15 @@ pub async fn evaluate(
                     recent_seeds: cfg.retrieval.recent_seeds,
                 });
                 let r = sources::retrieve(prev, &personal, o.candidates, &eval_cfg.retrieval, &backfill).await;
-                Some(
-                    edgewise_origin::bundles::build(&eval_cfg, &catalogue, &r, Scope::Personal, region, then, None)
-                        .map_err(|e| EvalError::Pipeline(e.to_string()))?
-                        .bytes,
-                )
-            }
-            _ => None,
-        };
-        let spec = match kept {
-            Some(kept) => {
-                kept_users += 1;
-                let regional_bytes = edgewise_origin::bundles::build(
-                    &eval_cfg,
-                    &catalogue,
-                    &regional,
-                    Scope::Regional,
-                    region,
-                    now,
-                    None,
-                )
-                .map_err(|e| EvalError::Pipeline(e.to_string()))?
-                .bytes;
-                let (k, r) = (
-                    Bundle::decode(&kept).map_err(|e| EvalError::Pipeline(e.to_string()))?,
-                    Bundle::decode(&regional_bytes).map_err(|e| EvalError::Pipeline(e.to_string()))?,
+                let kept = build(&r, Scope::Personal, then)?;
+                let (k, g) = (
+                    Bundle::decode(&kept).map_err(|e| pipeline_err(&e))?,
+                    Bundle::decode(&regional_bytes).map_err(|e| pipeline_err(&e))?,
                 );
-                let local =
-                    edgewise_core::bundle::union(&k, &r, now).map_err(|e| EvalError::Pipeline(e.to_string()))?;
-                let b = Bundle::decode(&local).map_err(|e| EvalError::Pipeline(e.to_string()))?;
-                ranker
-                    .rank(&model, &b, &spec_ctx, &mut out)
-                    .map_err(|e| EvalError::Pipeline(format!("ranking: {e}")))?;
-                out.items.iter().map(|i| i.id).collect()
+                let local = edgewise_core::bundle::union(&k, &g, now).map_err(|e| pipeline_err(&e))?;
+                rank_bytes(&local, &spec_ctx)?
             }
-            None => spec_regional,
+            _ => spec_regional,
         };
         acc[4].add(&spec, held.item);
 
