@@ -357,6 +357,25 @@ pub fn query_at(
     state.query(session, now_ms, dim).unwrap_or_else(|| vec![0.0; dim])
 }
 
+/// The user's ranking query just before `held`, as serving would have it:
+/// `before` (every earlier interaction, earlier held-out positives included)
+/// replayed, and the base embedding from `f`, the factorisation that did not
+/// see the held-out positives.
+fn query_before(
+    before: &[Interaction],
+    held: &Held,
+    items: &HashMap<u64, Arc<Item>>,
+    user_rows: &Rows,
+    f: &als::Factors,
+    session: &SessionConfig,
+) -> Vec<f32> {
+    let mut state = replay(before, items, session);
+    if let Some(&r) = user_rows.of.get(&held.user) {
+        state.base = f.user(r).to_vec();
+    }
+    query_at(&state, session, held.time_ms, f.dim)
+}
+
 /// Builds ranker examples for the held positives.
 #[allow(clippy::too_many_arguments)]
 fn ranker_examples(
@@ -374,16 +393,7 @@ fn ranker_examples(
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(o.seed ^ 0x5eed);
     let mut out = Vec::new();
     for h in held {
-        // The user's state just before the positive, as serving would have it: every earlier
-        // interaction (including earlier held-out positives) replayed, and the base embedding
-        // from the factorisation that did not see the held-out positives.
-        let history = full.train.get(&h.user).map_or(&[][..], Vec::as_slice);
-        let before = history.iter().position(|i| i.time_ms == h.time_ms && i.item == h.item).unwrap_or(history.len());
-        let mut state = replay(&history[..before], items, &session);
-        if let Some(&r) = user_rows.of.get(&h.user) {
-            state.base = f.user(r).to_vec();
-        }
-        let q = query_at(&state, &session, h.time_ms, f.dim);
+        let q = query_before(full.before(h), h, items, user_rows, f, &session);
         let none = HashSet::new();
         let seen = touched.get(&h.user).unwrap_or(&none);
         let mut group = vec![h.item];
@@ -500,7 +510,7 @@ pub fn train(
     let length = o.history_length;
     let mut train_rows = sequence::SeqData::new(width, length);
     for ((_, q, group), h) in groups.iter().zip(&held) {
-        let history = split::history_before(split.train.get(&h.user).map_or(&[][..], Vec::as_slice), h, &items_inner);
+        let history = split::history_of(split.before(h), &items_inner);
         let c = train_rows.push_context(&history, h.time_ms);
         for (k, id) in group.iter().enumerate() {
             let (Some(item), Some(e)) = (items_inner.get(id), quantized.get(id)) else { continue };
@@ -512,15 +522,10 @@ pub fn train(
     let mut valid_rows = sequence::SeqData::new(width, length);
     let mut valid_contexts = Vec::new();
     for v in &valid_held {
-        let history = split.train.get(&v.user).map_or(&[][..], Vec::as_slice);
-        let before = history.iter().position(|i| i.time_ms == v.time_ms && i.item == v.item).unwrap_or(history.len());
-        let mut state = replay(&history[..before], &items_inner, &session);
-        if let Some(&r) = inner_users.of.get(&v.user) {
-            state.base = f_inner.user(r).to_vec();
-        }
-        let q = query_at(&state, &session, v.time_ms, f_inner.dim);
-        let seen: HashSet<u64> = history[..before].iter().map(|i| i.item).collect();
-        let entries = split::history_before(history, v, &items_inner);
+        let before = split.before(v);
+        let q = query_before(before, v, &items_inner, &inner_users, &f_inner, &session);
+        let seen: HashSet<u64> = before.iter().map(|i| i.item).collect();
+        let entries = split::history_of(before, &items_inner);
         let c = valid_rows.push_context(&entries, v.time_ms);
         for id in &item_rows.ids {
             let (Some(item), Some(e)) = (items_inner.get(id), quantized.get(id)) else { continue };
@@ -563,29 +568,8 @@ pub fn train(
     // The core scores what the trainer scored: the exported model through
     // the core's attention and MLP, on the validation rows of the first users.
     let checked = valid_rows.ctx.iter().take_while(|&&c| c < 50).count();
-    let export_diff = {
-        let block = &trained.block;
-        let mut attention = edgewise_core::history::Attention::default();
-        let (mut a, mut b, mut input) = (Vec::new(), Vec::new(), Vec::new());
-        let mut prepared = u32::MAX;
-        let mut worst = 0.0f32;
-        for r in 0..checked {
-            let c = valid_rows.ctx[r];
-            let (entries, now) = &valid_contexts[c as usize];
-            if c != prepared {
-                attention.prepare(block, entries, *now);
-                prepared = c;
-            }
-            input.clear();
-            input.extend_from_slice(&valid_rows.base[r * width..(r + 1) * width]);
-            input.resize(width + block.heads.len(), 0.0);
-            let e = &quantized[&valid_rows.item[r]];
-            attention.write(block, entries, &e.q, &mut input[width..]);
-            let core = edgewise_core::rank::mlp_forward(&model, &input, &mut a, &mut b);
-            worst = worst.max((core - valid_logits[r]).abs());
-        }
-        worst
-    };
+    let core = sequence::core_logits(&model, &valid_rows, &valid_contexts, checked, |id| &quantized[&id].q);
+    let export_diff = sequence::max_gap(&core, &valid_logits);
     if export_diff.is_nan() || export_diff > 1e-3 {
         return Err(TrainError::Input(format!(
             "the exported model scores differ from the trainer's by up to {export_diff} (a bug in the export)"

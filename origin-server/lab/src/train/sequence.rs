@@ -9,7 +9,8 @@
 //! ReLU MLP with one hidden layer over `[standardised base inputs, head
 //! outputs]`. The cosines are computed exactly as the core computes them
 //! (int8 embeddings, integer dot products), so the exported model scores
-//! what the trainer scored up to float rounding ([`check_export`]).
+//! what the trainer scored up to float rounding ([`core_logits`] against
+//! [`trainer_logits`]).
 //!
 //! Data comes in **contexts** (one user at one moment: the history and its
 //! ages) and **rows** (one candidate in a context: its base inputs, its
@@ -20,7 +21,7 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use edgewise_core::history::{AGE_BUCKETS, Head, History, HistoryBlock, KINDS, age_bucket};
 use edgewise_core::math::{dot_i8, sqrt};
-use edgewise_core::model::Layer;
+use edgewise_core::model::{Layer, Model};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
@@ -426,7 +427,7 @@ fn export(
 }
 
 /// The trainer's logits for `d`'s rows from exported parts, through the same
-/// tensors as training (for [`check_export`]).
+/// tensors as training (to compare with [`core_logits`]).
 pub fn trainer_logits(t: &Trained, d: &SeqData) -> Result<Vec<f32>, SeqError> {
     let dev = Device::Cpu;
     let heads = t.block.heads.len();
@@ -451,17 +452,49 @@ pub fn trainer_logits(t: &Trained, d: &SeqData) -> Result<Vec<f32>, SeqError> {
     all_logits(&p, &tensors, d.rows(), heads, &dev)
 }
 
-/// Largest difference between the trainer's logits and the core's for the
-/// same rows: `core(i)` is the core's logit of row `i` with the exported model.
-pub fn check_export(t: &Trained, d: &SeqData, core: impl Fn(usize) -> f32) -> Result<f32, SeqError> {
-    let ours = trainer_logits(t, d)?;
-    Ok(ours.iter().enumerate().map(|(i, &x)| (x - core(i)).abs()).fold(0.0f32, f32::max))
+/// The core's logits for the first `rows` rows of `d` with `model` (the
+/// exported history block and MLP), through the core's own attention and
+/// MLP: row `r`'s history and time are `contexts[d.ctx[r]]`, its candidate's
+/// int8 embedding is `embedding(d.item[r])`.
+pub fn core_logits<'e>(
+    model: &Model,
+    d: &SeqData,
+    contexts: &[(History, u64)],
+    rows: usize,
+    embedding: impl Fn(u64) -> &'e [i8],
+) -> Vec<f32> {
+    let heads = model.history.as_ref().map_or(0, |b| b.heads.len());
+    let mut attention = edgewise_core::history::Attention::default();
+    let (mut a, mut b, mut input) = (Vec::new(), Vec::new(), Vec::new());
+    let mut prepared = None;
+    (0..rows.min(d.rows()))
+        .map(|r| {
+            let c = d.ctx[r] as usize;
+            let (history, now) = &contexts[c];
+            input.clear();
+            input.extend_from_slice(&d.base[r * d.width..(r + 1) * d.width]);
+            input.resize(d.width + heads, 0.0);
+            if let Some(block) = &model.history {
+                if prepared != Some(c) {
+                    attention.prepare(block, history, *now);
+                    prepared = Some(c);
+                }
+                attention.write(block, history, embedding(d.item[r]), &mut input[d.width..]);
+            }
+            edgewise_core::rank::mlp_forward(model, &input, &mut a, &mut b)
+        })
+        .collect()
+}
+
+/// The largest difference between two lists of logits, over their common prefix.
+pub fn max_gap(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgewise_core::model::{Diversity, Model, Platt, PreRanker};
+    use edgewise_core::model::{Diversity, Platt, PreRanker};
     use rand::Rng;
 
     /// A task only the history can solve: each context's positive is the
@@ -519,21 +552,11 @@ mod tests {
             diversity: Diversity { mmr_lambda: 1.0, creator_cap: 0 },
             history: Some(t.block.clone()),
         };
-        let mut attention = edgewise_core::history::Attention::default();
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        let core = |r: usize| {
-            let (h, now) = &contexts[valid.ctx[r] as usize];
-            attention.prepare(&t.block, h, *now);
-            let mut input = valid.base[r * 2..r * 2 + 2].to_vec();
-            input.resize(2 + t.block.heads.len(), 0.0);
-            let item = (valid.item[r] % 1000) as usize;
-            attention.write(&t.block, h, &q[item].q, &mut input[2..]);
-            edgewise_core::rank::mlp_forward(&model, &input, &mut a, &mut b)
-        };
-        let core_logits: Vec<f32> = (0..valid.rows()).map(core).collect();
-        let diff = check_export(&t, &valid, |r| core_logits[r]).expect("trainer logits");
+        let core_logits = core_logits(&model, &valid, &contexts, valid.rows(), |id| &q[(id % 1000) as usize].q);
+        let trainer = trainer_logits(&t, &valid).expect("trainer logits");
+        let diff = max_gap(&core_logits, &trainer);
         assert!(diff < 1e-4, "the core's logits differ from the trainer's by {diff}");
-        assert_eq!(ndcg_at_10(&valid, &core_logits), ndcg_at_10(&valid, &trainer_logits(&t, &valid).expect("logits")));
+        assert_eq!(ndcg_at_10(&valid, &core_logits), ndcg_at_10(&valid, &trainer));
     }
 
     #[test]

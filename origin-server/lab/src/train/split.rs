@@ -89,6 +89,14 @@ impl Split {
         (Split { train, test: Vec::new() }, held)
     }
 
+    /// The user's training interactions before `held` (all of them when
+    /// `held` is not among them): what serving knew just before it.
+    pub fn before(&self, held: &Held) -> &[Interaction] {
+        let history = self.train.get(&held.user).map_or(&[][..], Vec::as_slice);
+        let at = history.iter().position(|i| i.time_ms == held.time_ms && i.item == held.item);
+        &history[..at.unwrap_or(history.len())]
+    }
+
     /// Every training interaction.
     pub fn train_interactions(&self) -> impl Iterator<Item = &Interaction> {
         self.train.values().flatten()
@@ -127,19 +135,6 @@ pub fn replay_with(
         }
     }
     state
-}
-
-/// The history a ranker sees just before `held` in `history` (a user's
-/// training interactions in time order): the positive interactions before
-/// it, newest first, at most [`edgewise_core::history::MAX_HISTORY`], with
-/// `items`' embeddings (items without one are left out).
-pub fn history_before(
-    history: &[Interaction],
-    held: &Held,
-    items: &HashMap<u64, Arc<Item>>,
-) -> edgewise_core::history::History {
-    let before = history.iter().position(|i| i.time_ms == held.time_ms && i.item == held.item).unwrap_or(history.len());
-    history_of(&history[..before], items)
 }
 
 /// The history after all of `interactions` (in time order): the origin's
