@@ -186,15 +186,8 @@ impl History {
 
     /// [`History::push_quantized`] of a float embedding, quantised as a bundle quantises rows.
     pub fn push(&mut self, item: u64, at_ms: u64, kind: u8, embedding: &[f32]) -> Result<(), HistoryError> {
-        if embedding.iter().any(|x| !x.is_finite()) {
-            return Err(HistoryError::NonFinite);
-        }
         let mut q = [0i8; crate::bundle::MAX_DIM as usize];
-        let n = embedding.len().min(q.len());
-        if n != embedding.len() || n == 0 {
-            return Err(HistoryError::BadDimension(embedding.len()));
-        }
-        let scale = math::quantize_into(embedding, &mut q[..n]);
+        let (n, scale) = quantize(embedding, &mut q)?;
         self.push_quantized(item, at_ms, kind, &q[..n], scale)
     }
 
@@ -210,12 +203,13 @@ impl History {
         embedding: &[f32],
         cap: usize,
     ) -> Result<(), HistoryError> {
-        let mut one = History::new();
-        one.push(item, at_ms, kind, embedding)?;
-        self.record_one(&one, cap)
+        let mut q = [0i8; crate::bundle::MAX_DIM as usize];
+        let (n, scale) = quantize(embedding, &mut q)?;
+        self.record_quantized(item, at_ms, kind, &q[..n], scale, cap)
     }
 
     /// [`History::record`] of an embedding already quantised (a bundle row's).
+    /// A refusal leaves the history as it was.
     pub fn record_quantized(
         &mut self,
         item: u64,
@@ -225,44 +219,44 @@ impl History {
         scale: f32,
         cap: usize,
     ) -> Result<(), HistoryError> {
-        let mut one = History::new();
-        one.push_quantized(item, at_ms, kind, embedding, scale)?;
-        self.record_one(&one, cap)
-    }
-
-    fn record_one(&mut self, one: &History, cap: usize) -> Result<(), HistoryError> {
-        let (item, at_ms, kind) = (one.items[0], one.at_ms[0], one.kinds[0]);
-        if !self.is_empty() && one.dim != self.dim {
-            return Err(HistoryError::Dimension { expected: self.dim, found: one.dim });
+        // The entry on its own first: an entry too old to keep is still checked.
+        History::new().check(at_ms, kind, embedding.len(), scale)?;
+        if !self.is_empty() && embedding.len() != self.dim {
+            return Err(HistoryError::Dimension { expected: self.dim, found: embedding.len() });
         }
         let at = self.at_ms.partition_point(|&t| t > at_ms);
         let cap = cap.min(MAX_HISTORY);
-        let old = &*self;
-        // Built aside and swapped in: a refusal leaves the history as it was.
-        let build = || -> Result<History, HistoryError> {
-            let mut next = History { q: Vec::with_capacity(old.q.len() + one.dim), ..History::new() };
-            let mut placed = false;
-            for l in (0..old.len()).filter(|&l| old.items[l] != item) {
-                if !placed && l >= at {
-                    next.push_quantized(item, at_ms, kind, one.embedding(0), one.scales[0])?;
-                    placed = true;
-                }
-                if next.len() == cap {
-                    break;
-                }
-                next.push_quantized(old.items[l], old.at_ms[l], old.kinds[l], old.embedding(l), old.scales[l])?;
+        let mut next = History { q: Vec::with_capacity(self.q.len() + embedding.len()), ..History::new() };
+        let mut placed = false;
+        for l in (0..self.len()).filter(|&l| self.items[l] != item) {
+            if !placed && l >= at {
+                next.push_quantized(item, at_ms, kind, embedding, scale)?;
+                placed = true;
             }
-            if !placed && next.len() < cap {
-                next.push_quantized(item, at_ms, kind, one.embedding(0), one.scales[0])?;
+            if next.len() == cap {
+                break;
             }
-            if next.is_empty() {
-                next.dim = 0;
-            }
-            Ok(next)
-        };
-        *self = build()?;
+            next.push_quantized(self.items[l], self.at_ms[l], self.kinds[l], self.embedding(l), self.scales[l])?;
+        }
+        if !placed && next.len() < cap {
+            next.push_quantized(item, at_ms, kind, embedding, scale)?;
+        }
+        *self = next;
         Ok(())
     }
+}
+
+/// Quantises `embedding` into `q` as a bundle quantises a row; returns its
+/// dimension and scale.
+fn quantize(embedding: &[f32], q: &mut [i8; crate::bundle::MAX_DIM as usize]) -> Result<(usize, f32), HistoryError> {
+    if embedding.iter().any(|x| !x.is_finite()) {
+        return Err(HistoryError::NonFinite);
+    }
+    let n = embedding.len();
+    if n == 0 || n > q.len() {
+        return Err(HistoryError::BadDimension(n));
+    }
+    Ok((n, math::quantize_into(embedding, &mut q[..n])))
 }
 
 /// Magic bytes of a stored history (`EWHS`).
@@ -447,12 +441,12 @@ impl Attention {
         while l + 4 <= n {
             let rows = core::array::from_fn(|j| history.embedding(l + j));
             for (j, d) in math::dot_i8_x4(item, rows).into_iter().enumerate() {
-                self.cos[l + j] = cosine(d, norm, self.norms[l + j]);
+                self.cos[l + j] = math::cosine_of_dot(d, norm, self.norms[l + j]);
             }
             l += 4;
         }
         for l in l..n {
-            self.cos[l] = cosine(dot_i8(item, history.embedding(l)), norm, self.norms[l]);
+            self.cos[l] = math::cosine_of_dot(dot_i8(item, history.embedding(l)), norm, self.norms[l]);
         }
         for ((head, bias), o) in block.heads.iter().zip(self.bias.chunks_exact(n)).zip(out.iter_mut()) {
             let mut max = f32::NEG_INFINITY;
@@ -476,13 +470,6 @@ impl Attention {
             *o = num / den;
         }
     }
-}
-
-/// The cosine of two int8 rows from their exact dot product and norms (0 when either is zero).
-#[inline]
-fn cosine(dot: i32, norm_a: f32, norm_b: f32) -> f32 {
-    let den = norm_a * norm_b;
-    if den == 0.0 { 0.0 } else { dot as f32 / den }
 }
 
 #[cfg(test)]

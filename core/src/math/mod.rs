@@ -214,6 +214,14 @@ pub fn sqrt(x: f32) -> f32 {
     }
 }
 
+/// The cosine of two int8 rows from their exact dot product `dot` and their
+/// norms: 0 when either norm is zero (the per-row scales cancel).
+#[inline]
+pub fn cosine_of_dot(dot: i32, norm_a: f32, norm_b: f32) -> f32 {
+    let den = norm_a * norm_b;
+    if den == 0.0 { 0.0 } else { dot as f32 / den }
+}
+
 /// `e^x` for four values `x ≤ 0` at once, with the same bits on every
 /// platform and within 2·10⁻⁷ of the true value (relative).
 ///

@@ -641,8 +641,7 @@ fn fold(bundle: &Bundle<'_>, cand: &[(f32, u32)], norms: &[f32], picks: &[u32], 
 /// Cosine similarity of two int8 rows from their exact dot product and norms
 /// (the per-row scales cancel). Zero if either row is all zero.
 pub fn cosine(a: &[i8], norm_a: f32, b: &[i8], norm_b: f32) -> f32 {
-    let den = norm_a * norm_b;
-    if den == 0.0 { 0.0 } else { dot_i8(a, b) as f32 / den }
+    math::cosine_of_dot(dot_i8(a, b), norm_a, norm_b)
 }
 
 #[cfg(test)]
