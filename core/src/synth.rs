@@ -269,7 +269,7 @@ pub fn context_with_history(spec: &Spec, k: u32, now_ms: u64, seed: u64, entries
 }
 
 /// [`model`] with a history block of `heads` heads over `length` entries
-/// (the first layer widened with `heads` inputs of fixed weights).
+/// ([`with_history_block`]).
 pub fn model_with_history(
     spec: &Spec,
     hidden: &[usize],
@@ -278,8 +278,14 @@ pub fn model_with_history(
     length: u8,
     heads: usize,
 ) -> Model {
+    with_history_block(model(spec, hidden, prerank_keep, seed), length, heads, seed)
+}
+
+/// `m` with a history block of `heads` heads over `length` entries (random
+/// parameters drawn from `seed`), its first layer widened with `heads`
+/// inputs of fixed weights.
+pub fn with_history_block(mut m: Model, length: u8, heads: usize, seed: u64) -> Model {
     use crate::history::{Head, HistoryBlock};
-    let mut m = model(spec, hidden, prerank_keep, seed);
     let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x4ead5);
     m.history = Some(HistoryBlock {
         length,

@@ -63,6 +63,12 @@ fn arg(name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }
 
+/// The median of `v` (sorted in place).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -114,35 +120,6 @@ async fn regional_bundle_and_model(client: &reqwest::Client, edge: &str) -> anyh
     Ok((bundle, digest, model_bytes))
 }
 
-/// `model` with a history block of `heads` heads over `length` entries (the
-/// sequence-aware ranker's shape; fixed weights), its first layer widened.
-fn with_history_block(model: &Model, length: u8, heads: usize) -> Model {
-    use edgewise_core::history::{Head, HistoryBlock};
-    let mut m = model.clone();
-    m.history = Some(HistoryBlock {
-        length,
-        heads: (0..heads)
-            .map(|h| Head {
-                temperature: 4.0 + h as f32,
-                kind_bias: core::array::from_fn(|k| 0.1 * k as f32),
-                age_bias: core::array::from_fn(|a| -0.02 * a as f32),
-                position_bias: (0..length).map(|p| -0.05 * f32::from(p)).collect(),
-            })
-            .collect(),
-    });
-    if let Some(first) = m.mlp.first_mut() {
-        let old = first.inputs;
-        let mut w = Vec::with_capacity((old + heads) * first.outputs);
-        for o in 0..first.outputs {
-            w.extend_from_slice(&first.weights[o * old..(o + 1) * old]);
-            w.extend((0..heads).map(|h| if (o + h) % 2 == 0 { 0.5 } else { -0.5 }));
-        }
-        first.weights = w;
-        first.inputs = old + heads;
-    }
-    m
-}
-
 /// The sequence-aware ranker's cost: the feed's regional bundle ranked with
 /// the fixture's model and with the same model plus a history block (20
 /// entries, 2 heads, the trained default) over a 20-entry history, natively
@@ -153,7 +130,7 @@ async fn history_cost(client: &reqwest::Client, edge: &str, wasm: &[u8]) -> anyh
     let (bundle, digest, model_bytes) = regional_bundle_and_model(client, edge).await?;
     let b = Bundle::decode(&bundle)?;
     let plain = Model::decode(&model_bytes)?;
-    let with = with_history_block(&plain, 20, 2);
+    let with = edgewise_core::synth::with_history_block(plain.clone(), 20, 2, 7);
     let with_bytes = with.encode()?;
     let with_digest = Digest::of(&with_bytes);
     let mut ctx = RankContext::new(20, 1_700_000_000_000);
@@ -219,13 +196,7 @@ async fn history_cost(client: &reqwest::Client, edge: &str, wasm: &[u8]) -> anyh
             times[k].push(t.elapsed().as_secs_f64() * 1e6 / 16.0);
         }
     }
-    let med: Vec<f64> = times
-        .iter_mut()
-        .map(|v| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        })
-        .collect();
+    let med: Vec<f64> = times.iter_mut().map(|v| median(v)).collect();
     println!(
         "\nthe sequence-aware ranker's cost on the same bundle ({} candidates), 20-entry history, median of 41 rounds of 16:",
         b.len()
@@ -324,11 +295,7 @@ async fn guest_against_native(
             native.push(n()?);
         }
     }
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (n, g, u, s) = (med(&mut native), med(&mut guest), med(&mut unsandboxed), med(&mut sent));
+    let (n, g, u, s) = (median(&mut native), median(&mut guest), median(&mut unsandboxed), median(&mut sent));
     println!(
         "\nranking the feed's regional bundle ({} candidates, {} bytes), no load, median of 41 rounds of 16:",
         b.len(),
