@@ -446,27 +446,27 @@ impl Store {
 /// The history the ranker reads ([`edgewise_core::history`]): from a user's
 /// interactions read newest first, the positive ones, at most
 /// [`edgewise_core::history::MAX_HISTORY`], each with its item's embedding
-/// (`embedding` returns `None` for an item that has none; it is left out).
+/// (`embedding` returns `None` for an item the catalogue lacks; it is left out, as is one whose embedding is all zero).
 /// Training, the offline evaluation and `POST /v1/rank` all build it here.
-pub fn history_from_log<'a>(
+pub fn history_from_log<'a, 'e>(
     newest_first: impl IntoIterator<Item = &'a Interaction>,
-    mut embedding: impl FnMut(u64) -> Option<std::sync::Arc<crate::item::Item>>,
+    embedding: impl Fn(u64) -> Option<&'e [f32]>,
 ) -> edgewise_core::history::History {
     let mut out = edgewise_core::history::History::new();
     for i in newest_first {
         if out.len() == edgewise_core::history::MAX_HISTORY {
             break;
         }
-        if !crate::user::EventKind::from_code(i.kind).is_some_and(crate::user::EventKind::is_positive) {
+        if !crate::user::EventKind::is_positive_code(i.kind) {
             continue;
         }
-        let Some(item) = embedding(i.item) else { continue };
-        if item.embedding.iter().all(|&x| x == 0.0) {
+        let Some(e) = embedding(i.item) else { continue };
+        if e.iter().all(|&x| x == 0.0) {
             continue;
         }
         // A refusal (a dimension that changed with a retrain, an entry out of
         // time order) leaves the entry out: the history is a hint, never an error.
-        let _ = out.push(i.item, i.time_ms, i.kind, &item.embedding);
+        let _ = out.push(i.item, i.time_ms, i.kind, e);
     }
     out
 }
@@ -495,7 +495,7 @@ mod tests {
         .into_iter()
         .map(|(id, it)| (id, std::sync::Arc::new(it)))
         .collect();
-        let h = history_from_log(&log, |id| items.get(&id).cloned());
+        let h = history_from_log(&log, |id| items.get(&id).map(|i| i.embedding.as_slice()));
         let got: Vec<(u64, u64, u8)> = (0..h.len()).map(|l| (h.item(l), h.at_ms(l), h.kind(l))).collect();
         // The skip is not positive, item 9 has no catalogue entry, item 4 no embedding.
         assert_eq!(got, vec![(3, 300, EventKind::Like.code()), (1, 100, EventKind::Dwell.code())]);
@@ -538,7 +538,7 @@ mod tests {
             ev("e", 1, 14, EventKind::Click, 50),
         ];
         store.apply_events(&events, |_, _| None, |_, _| (0.0, 0)).expect("apply");
-        let positive = |k: u8| EventKind::from_code(k).is_some_and(EventKind::is_positive);
+        let positive = EventKind::is_positive_code;
         let got: Vec<(u64, u64)> =
             store.last_interactions(1, 10, positive).expect("read").iter().map(|i| (i.item, i.time_ms)).collect();
         assert_eq!(got, vec![(12, 300), (10, 100), (14, 50)], "user 1's positives, newest first");

@@ -165,6 +165,11 @@ impl EventKind {
     pub fn is_positive(self) -> bool {
         matches!(self, EventKind::Click | EventKind::Like | EventKind::Dwell)
     }
+
+    /// [`EventKind::is_positive`] of a log code (an unknown code is not).
+    pub fn is_positive_code(code: u8) -> bool {
+        EventKind::from_code(code).is_some_and(EventKind::is_positive)
+    }
 }
 
 /// What an import knows about a user beyond their events: a home region and

@@ -66,13 +66,19 @@ pub(super) async fn rank(
     if model.history.is_some() {
         let (st2, id) = (st.clone(), b.user);
         let log = tokio::task::spawn_blocking(move || {
-            st2.store.last_interactions(id, 4 * edgewise_core::history::MAX_HISTORY, |k| {
-                crate::user::EventKind::from_code(k).is_some_and(crate::user::EventKind::is_positive)
-            })
+            st2.store.last_interactions(
+                id,
+                4 * edgewise_core::history::MAX_HISTORY,
+                crate::user::EventKind::is_positive_code,
+            )
         })
         .await
         .map_err(ApiError::internal)??;
-        ctx.history = crate::store::history_from_log(&log, |id| st.catalogue.get(id));
+        // One read lock for every lookup, released before the next await.
+        ctx.history = {
+            let items = st.catalogue.read();
+            crate::store::history_from_log(&log, |id| items.get(id).map(|l| l.embedding.as_slice()))
+        };
     }
     let (st2, bytes) = (st.clone(), built.bytes.clone());
     let (out, ranked_on) = tokio::task::spawn_blocking(move || rank_blocking(&st2, &model, &bytes, &ctx))

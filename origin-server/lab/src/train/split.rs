@@ -23,7 +23,7 @@ use edgewise_origin::user::{Event, EventKind, UserState};
 
 /// Whether an interaction kind is positive engagement.
 pub fn is_positive(kind: u8) -> bool {
-    EventKind::from_code(kind).is_some_and(EventKind::is_positive)
+    EventKind::is_positive_code(kind)
 }
 
 /// A held-out interaction.
@@ -140,7 +140,9 @@ pub fn replay_with(
 /// The history after all of `interactions` (in time order): the origin's
 /// rule ([`edgewise_origin::store::history_from_log`]) over them, newest first.
 pub fn history_of(interactions: &[Interaction], items: &HashMap<u64, Arc<Item>>) -> edgewise_core::history::History {
-    edgewise_origin::store::history_from_log(interactions.iter().rev(), |id| items.get(&id).cloned())
+    edgewise_origin::store::history_from_log(interactions.iter().rev(), |id| {
+        items.get(&id).map(|i| i.embedding.as_slice())
+    })
 }
 
 #[cfg(test)]
