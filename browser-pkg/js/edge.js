@@ -178,6 +178,25 @@ export function parseFeedBody(bytes) {
 }
 
 /**
+ * A base64 field of the feed body, decoded and read by `read` (which names
+ * the field in its own errors); both failures are a 400 with the reason.
+ * @template T @param {string} b64 @param {string} name @param {(raw: Uint8Array) => T} read
+ */
+function bodyBytes(b64, name, read) {
+  let raw;
+  try {
+    raw = base64Decode(b64);
+  } catch (e) {
+    throw bad(`${name} is not base64: ${/** @type {any} */ (e).message}`);
+  }
+  try {
+    return read(raw);
+  } catch (e) {
+    throw bad(/** @type {any} */ (e).message);
+  }
+}
+
+/**
  * The feed request, parsed and checked as `FeedRequest::parse` does.
  * @param {Map<string, string>} query @param {ReturnType<typeof parseFeedBody> | null} body
  * @param {number} defaultShown @param {number} nowMs @param {number} maxSkewMs
@@ -215,34 +234,8 @@ export function parseFeedRequest(query, body, defaultShown, nowMs, maxSkewMs) {
     t = body.nowMs;
   }
   if (body.seen.length > MAX_SEEN) throw bad(`seen has ${body.seen.length} ids; at most ${MAX_SEEN}`);
-  let session = null;
-  if (body.session !== null) {
-    let raw;
-    try {
-      raw = base64Decode(body.session);
-    } catch (e) {
-      throw bad(`session is not base64: ${/** @type {any} */ (e).message}`);
-    }
-    try {
-      session = sessionBytes(raw);
-    } catch (e) {
-      throw bad(/** @type {any} */ (e).message);
-    }
-  }
-  let history = null;
-  if (body.history !== null) {
-    let raw;
-    try {
-      raw = base64Decode(body.history);
-    } catch (e) {
-      throw bad(`history is not base64: ${/** @type {any} */ (e).message}`);
-    }
-    try {
-      history = historyEntries(raw);
-    } catch (e) {
-      throw bad(/** @type {any} */ (e).message);
-    }
-  }
+  const session = body.session === null ? null : bodyBytes(body.session, 'session', sessionBytes);
+  const history = body.history === null ? null : bodyBytes(body.history, 'history', historyEntries);
   const rq = query.get('refine');
   let refine;
   if (rq === undefined || rq === 'true' || rq === '1') refine = true;

@@ -119,17 +119,18 @@ impl FeedRequest {
         let mut ctx = RankContext::new(k, now);
         ctx.region = Some(region);
         ctx.seen = body.seen;
+        let base64_field = |name: &str, v: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_bytes())
+                .map_err(|e| bad(format!("{name} is not base64: {e}")))
+        };
         if let Some(s) = body.session {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(s.as_bytes())
-                .map_err(|e| bad(format!("session is not base64: {e}")))?;
+            let bytes = base64_field("session", &s)?;
             let (state, _) = SessionState::decode(&bytes).map_err(|e| bad(format!("session: {e}")))?;
             ctx.session = state;
         }
         if let Some(h) = body.history {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(h.as_bytes())
-                .map_err(|e| bad(format!("history is not base64: {e}")))?;
+            let bytes = base64_field("history", &h)?;
             ctx.history = edgewise_core::history::History::decode(&bytes).map_err(|e| bad(format!("history: {e}")))?;
         }
         let refine = match query.get("refine").map(String::as_str) {
