@@ -21,7 +21,9 @@
 import { Edgewise, EdgewiseError } from 'edgewise';
 import { drawChart } from './chart.js';
 import { explanationPanel } from './explain.js';
-import { fmtAgreement, fmtMs, h, messageOf, num, settle, sourceName } from './format.js';
+import { fmtAgreement, fmtMs, h, messageOf, settle } from './format.js';
+import { frameLog } from './framelog.js';
+import { buildRow, fillRow } from './rows.js';
 
 /** Lines kept in the frames log. */
 const MAX_LOG = 12;
@@ -84,10 +86,6 @@ const state = {
   /** Rows ≥ 50 % visible since the list was rendered: the largest index + 1. */
   maxShown: 0,
   /** @type {Promise<void>} re-ranks run one at a time */ rankChain: Promise.resolve(),
-  // the session's events (frames and re-ranks), for the log and the chart
-  n: 0,
-  /** @type {import('./chart.js').ChartPoint[]} */ points: [],
-  /** @type {{ n: number, kind: string, main: string, sub: string, title: string }[]} */ log: [],
   /** @type {'intro' | 'frame' | 'moved' | 'why'} */ explainMode: 'intro',
   // offline handling
   offline: false,
@@ -173,35 +171,8 @@ try {
 
 // ---------------------------------------------------------------- the feed rows
 
-const ICONS = {
-  like: '<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M12 20.3s-7.6-4.5-9.4-9.3C1.5 7.9 3.6 4.7 7 4.7c2 0 3.4 1.1 5 3 1.6-1.9 3-3 5-3 3.4 0 5.5 3.2 4.4 6.3-1.8 4.8-9.4 9.3-9.4 9.3z" fill="currentColor"/></svg>',
-  skip: '<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M5 5.5l7 6.5-7 6.5M12.5 5.5l7 6.5-7 6.5" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" stroke-linejoin="round"/></svg>',
-  hide: '<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M2.5 12S6 5.5 12 5.5 21.5 12 21.5 12 18 18.5 12 18.5 2.5 12 2.5 12z" fill="none" stroke="currentColor" stroke-width="2"/><circle cx="12" cy="12" r="3" fill="none" stroke="currentColor" stroke-width="2"/><path d="M4 20L20 4" stroke="currentColor" stroke-width="2.2" stroke-linecap="round"/></svg>',
-};
-const ACTION_NAMES = { like: 'Like', skip: 'Skip', hide: 'Hide' };
-
 /** @type {HTMLLIElement[]} */
 let rows = [];
-
-/** Gives a row its fixed structure: position, content, score, actions. @param {HTMLLIElement} li @param {number} i */
-function buildRow(li, i) {
-  li.className = 'item skeleton';
-  li.removeAttribute('data-id');
-  const pos = h('span', { class: 'pos', 'aria-hidden': 'true' }, String(i + 1));
-  const body = h('div', { class: 'body' }, h('span', { class: 'skel a' }), h('span', { class: 'skel b' }));
-  const score = h('div', { class: 'score' }, h('span', { class: 'skel s' }));
-  const actions = h('div', { class: 'actions' });
-  for (const action of /** @type {const} */ (['like', 'skip', 'hide'])) {
-    const b = h('button', { type: 'button', class: 'act', 'data-action': action, 'aria-pressed': 'false', title: ACTION_NAMES[action] });
-    b.innerHTML = ICONS[action];
-    /** @type {HTMLButtonElement} */ (b).disabled = true;
-    actions.append(b);
-  }
-  const why = h('button', { type: 'button', class: 'act', 'data-action': 'why', 'aria-controls': 'explain' }, 'Why?');
-  /** @type {HTMLButtonElement} */ (why).disabled = true;
-  actions.append(why);
-  li.replaceChildren(pos, body, score, actions);
-}
 
 /** Makes the feed exactly `k` rows (the static page reserves 20). @param {number} k */
 function buildRows(k) {
@@ -224,72 +195,15 @@ function rowOf(id) {
 }
 
 /**
- * Writes row `i` from `state.display` in place: the li and its buttons stay,
- * the content is replaced by new nodes (so no existing box moves).
+ * Writes row `i` from `state.display` in place (`fillRow`).
  * @param {number} i @param {boolean} changed the row now shows another item
  */
 function renderRow(i, changed) {
-  const li = rows[i];
   const id = state.display[i];
-  const [, body, score, actions] = /** @type {HTMLElement[]} */ ([...li.children]);
-  const buttons = /** @type {HTMLButtonElement[]} */ ([...actions.children]);
-  if (id === undefined) {
-    li.className = 'item empty';
-    li.removeAttribute('data-id');
-    body.replaceChildren(h('span', { class: 'hidden-note' }, '—'));
-    score.replaceChildren();
-    for (const b of buttons) {
-      b.disabled = true;
-      b.removeAttribute('aria-label');
-    }
-    return;
-  }
-  const it = state.items.get(id) ?? {};
-  const m = movie(id);
-  const name = label(id);
-  const mark = state.marks.get(id);
-  li.dataset.id = id;
-  li.className = 'item';
-  li.classList.toggle('kept', it.kept === true);
-  li.classList.toggle('liked', mark === 'like');
-  li.classList.toggle('skipped', mark === 'skip');
-  li.classList.toggle('hidden', mark === 'hide');
-  const fresh = changed ? 'fresh' : '';
-  if (mark === 'hide') {
-    body.replaceChildren(h('span', { class: `hidden-note ${fresh}` },
-      h('span', { class: 'tag state' }, 'hidden'), ' You will not see this movie again.'));
-  } else {
-    const tags = h('span', { class: 'tags' });
-    const sources = Array.isArray(it.sources) ? it.sources.map(sourceName) : [];
-    for (const s of sources.slice(0, 2)) tags.append(h('span', { class: 'tag', title: `Found by the ${s} candidate source` }, s));
-    if (sources.length > 2) {
-      tags.append(h('span', { class: 'tag more', title: `Also found by: ${sources.slice(2).join(', ')}` }, `+${sources.length - 2}`));
-    }
-    body.replaceChildren(
-      h('div', { class: `line1 ${fresh}` },
-        h('span', { class: 'title', title: name }, m.title),
-        m.year ? h('span', { class: 'year' }, String(m.year)) : null,
-        it.kept ? h('span', { class: 'tag kept', title: 'On screen before the refined frame: it kept its place' }, 'kept') : null,
-        mark === 'skip' ? h('span', { class: 'tag state' }, 'skipped') : null),
-      h('div', { class: `line2 ${fresh}` },
-        h('span', { class: 'genres' }, m.genres.length ? m.genres.join(' · ') : 'no genre'),
-        tags),
-    );
-  }
-  score.replaceChildren(
-    h('b', { title: 'Calibrated score: the probability of a positive rating' }, num(it.score, 3)),
-    h('small', null, 'score'),
-  );
-  for (const b of buttons) {
-    b.disabled = false;
-    const action = /** @type {'like' | 'skip' | 'hide' | 'why'} */ (b.dataset.action);
-    if (action === 'why') {
-      b.setAttribute('aria-label', `Why is ${name} ranked here?`);
-    } else {
-      b.setAttribute('aria-label', `${ACTION_NAMES[action]} ${name}`);
-      b.setAttribute('aria-pressed', String(mark === action));
-    }
-  }
+  const shown = id === undefined
+    ? null
+    : { id, it: state.items.get(id) ?? {}, m: movie(id), name: label(id), mark: state.marks.get(id) };
+  fillRow(rows[i], shown, changed);
 }
 
 /** Re-renders every row; `before` is the order shown until now. @param {string[]} before */
@@ -341,41 +255,7 @@ function shownNow() {
 
 // ---------------------------------------------------------------- frames log and chart
 
-const logSlots = Array.from({ length: MAX_LOG }, () => h('li', { class: 'frame-line' }));
-framesLog.replaceChildren(...logSlots);
-
-/**
- * One event of the session: a line in the log (newest first, in fixed slots),
- * a line for screen readers, and a point on the chart.
- * @param {{ kind: 'preliminary' | 'refined' | 'rerank', main: string, sub: string, ms: number,
- *   overlap: number | null, label: string }} e
- */
-function record(e) {
-  state.n += 1;
-  const n = state.n;
-  state.points.push({ n, kind: e.kind, ms: e.ms, overlap: e.overlap === null ? null : e.overlap * 100, label: e.label });
-  state.log.unshift({ n, kind: e.kind, main: e.main, sub: e.sub, title: `${e.main} · ${e.sub}` });
-  state.log.length = Math.min(state.log.length, MAX_LOG);
-  logSlots.forEach((slot, i) => {
-    const line = state.log[i];
-    if (!line) {
-      slot.removeAttribute('data-kind');
-      slot.replaceChildren();
-      return;
-    }
-    slot.dataset.kind = line.kind;
-    slot.title = line.title;
-    slot.replaceChildren(
-      h('span', { class: `kind kind-${line.kind}` }, line.kind),
-      h('span', { class: 'fl-main' }, line.main),
-      h('span', { class: 'fl-num' }, `#${line.n}`),
-      h('span', { class: 'fl-sub' }, line.sub),
-    );
-  });
-  framesSr.append(h('li', null, `${e.kind}: ${e.main}; ${e.sub}`));
-  while (framesSr.childElementCount > MAX_LOG) framesSr.firstElementChild?.remove();
-  drawChart(chartEl, state.points.slice(-60), { k: state.k });
-}
+const record = frameLog({ list: framesLog, sr: framesSr, chart: chartEl, max: MAX_LOG, k: () => state.k });
 
 // ---------------------------------------------------------------- engine badge and footer
 
