@@ -14,11 +14,14 @@
 import { EdgewiseError } from './error.js';
 import { EventQueue } from './events.js';
 import {
-  Core, Ranker, RankerWorker, agreement, bundleLayout, decodeResult, encodeContext, historyInfo, historyObserve, sessionInfo,
+  Core, Ranker, RankerWorker, agreement, bundleInfo, bundleLayout, bundleUnion, decodeResult, encodeContext, historyInfo, historyObserve, sessionInfo,
   sessionNew, sessionObserve,
-  sourceNames, stableMerge,
+  sha256, sourceNames, stableMerge,
 } from './index.js';
 import { Store, asError, checkAborted } from './store.js';
+
+/** A kept personal bundle older than this is not ranked in a preliminary frame (30 days). */
+const KEPT_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
 
 /** @typedef {import('./store.js').BundleEntry} BundleEntry */
 
@@ -57,7 +60,8 @@ const now = () => (globalThis.performance?.now ? performance.now() : Date.now())
  *   mmrScore: number, sources: string[], creator: number, kept?: boolean }} FrameItem
  * @typedef {{ kind: 'preliminary' | 'refined', source: 'memory' | 'cache-storage' | 'network',
  *   scope: 'regional' | 'personal', items: FrameItem[], ranked: bigint[], shown: number,
- *   bundle: { digest: string, cache: string, rows: number, createdAtMs: number }, model: string,
+ *   bundle: { digest: string, cache: string, rows: number, createdAtMs: number },
+ *   merged?: { kept: string, regional: string }, model: string,
  *   engine: string, agreement: { overlap: number, kendallTau: number | null } | null,
  *   stages: Record<string, number>, timings: { fetch: number, rank: number, total: number },
  *   replay: { bundle: Uint8Array, context: Uint8Array, result: Uint8Array } }} Frame
@@ -103,6 +107,7 @@ export class Edgewise extends EventTarget {
   /** Where each held bundle's int8 embeddings start. @type {WeakMap<Uint8Array, number>} */
   #embeddingsAt = new WeakMap();
   #candidates;
+  #keptMaxAgeMs;
   /** @type {() => number} */
   #clock;
 
@@ -113,6 +118,7 @@ export class Edgewise extends EventTarget {
     this.#store = store;
     this.#token = o.token;
     this.#candidates = o.candidates;
+    this.#keptMaxAgeMs = o.keptMaxAgeMs;
     this.#clock = o.clock;
     this.endpoint = store.o.endpoint;
   }
@@ -122,8 +128,9 @@ export class Edgewise extends EventTarget {
    *   wasm?: import('./index.js').WasmInputArg, gpu?: 'auto' | 'off' | 'require', worker?: boolean,
    *   fetch?: typeof fetch, eventsEndpoint?: string | URL, candidates?: number, timeoutMs?: number,
    *   maxBundleBytes?: number, persist?: boolean, gpuMinRows?: number, events?: object,
-   *   clock?: () => number }} options
+   *   clock?: () => number, keptMaxAgeMs?: number }} options
    *   `clock`: ms since the epoch for rankings and events (default `Date.now`).
+   *   `keptMaxAgeMs`: the oldest kept personal bundle a preliminary frame ranks (default 30 days).
    */
   static async create(options) {
     if (!options?.endpoint) throw new EdgewiseError('bad-options', 'Edgewise.create needs an endpoint (the edge or origin URL)');
@@ -141,6 +148,7 @@ export class Edgewise extends EventTarget {
     const candidates = int(options.candidates ?? 300, 'candidates', 1, 5000);
     const timeoutMs = int(options.timeoutMs ?? 10_000, 'timeoutMs', 1, 600_000);
     const maxBytes = int(options.maxBundleBytes ?? 64 << 20, 'maxBundleBytes', 1, 2 ** 31);
+    const keptMaxAgeMs = int(options.keptMaxAgeMs ?? KEPT_MAX_AGE_MS, 'keptMaxAgeMs', 0, 365 * 24 * 3600 * 1000);
     // The main thread always has the core: contexts, sessions and results are decoded here.
     await Core.load(options.wasm);
     const rankerOptions = { gpu: options.gpu ?? 'auto', gpuMinRows: options.gpuMinRows };
@@ -158,7 +166,7 @@ export class Edgewise extends EventTarget {
     });
     const clock = options.clock ?? Date.now;
     if (typeof clock !== 'function') throw new EdgewiseError('bad-options', 'clock must be a function returning ms since the epoch');
-    client = new Edgewise(ranker, store, { token: options.token, candidates, clock });
+    client = new Edgewise(ranker, store, { token: options.token, candidates, clock, keptMaxAgeMs });
     if (options.token) {
       client.#events = new EventQueue({
         ...options.events, endpoint: options.eventsEndpoint ?? endpoint, token: options.token, fetch: fetchFn,
@@ -288,7 +296,9 @@ export class Edgewise extends EventTarget {
   /**
    * The feed: an async iterable of frames. First a **preliminary** frame,
    * ranked at once from what is on the device (the user's last personal
-   * bundle, else the region's; fetched when nothing is stored); then a
+   * bundle, no older than `keptMaxAgeMs`, with the region's rows it lacks
+   * after its own, ranked with the user's embedding it carries; else the
+   * region's; fetched when nothing is stored); then a
    * **refined** frame from the network (the user's personal bundle, or the
    * regional one revalidated for an anonymous visitor), stable-merged so the
    * items already shown keep their places. An anonymous visitor with nothing
@@ -325,7 +335,20 @@ export class Edgewise extends EventTarget {
 
     /** @type {Frame | null} */
     let first = null;
-    let local = (paths.personal ? await this.#store.local(paths.personal) : null) ?? (await this.#store.local(paths.regional));
+    const kept = paths.personal ? await this.#kept(paths.personal) : null;
+    const regionalHere = await this.#store.local(paths.regional);
+    /** @type {{ kept: string, regional: string } | undefined} */
+    let merged;
+    let local = kept ?? regionalHere;
+    if (kept !== null && regionalHere !== null) {
+      const union = this.#union(kept, regionalHere);
+      if (union !== null) {
+        local = union;
+        merged = { kept: kept.digest, regional: regionalHere.digest };
+      } else {
+        local = regionalHere; // a retrain between the two: the kept bundle no longer fits the model
+      }
+    }
     let source = /** @type {Frame['source']} */ (local?.cache === 'memory' ? 'memory' : 'cache-storage');
     let fetchMs = now() - start;
     let refines = true;
@@ -350,6 +373,7 @@ export class Edgewise extends EventTarget {
       const ranked = r.result.items.map((/** @type {any} */ it) => it.id);
       const items = r.result.items.map((/** @type {any} */ it) => Edgewise.#described(it, /** @type {BundleEntry} */ (local)));
       first = this.#frame('preliminary', source, local, r, ranked, items, 0, null, { fetch: fetchMs, start });
+      if (merged) first.merged = merged;
       this.#view = { entry: local, order: ranked, shown: 0, k, region, user, result: r.result };
       const placed = { entry: local, result: r.result };
       this.#placed = new Map(ranked.map((id) => [id, placed]));
@@ -388,6 +412,30 @@ export class Edgewise extends EventTarget {
     const before = this.#placed;
     this.#placed = new Map(order.map((id, i) => [id, i < shown ? before.get(id) ?? placed : placed]));
     yield frame;
+  }
+
+  /** The user's kept personal bundle, if it is young enough. @param {string} url */
+  async #kept(url) {
+    const e = await this.#store.local(url);
+    if (e === null || this.#clock() - e.info.createdAtMs > this.#keptMaxAgeMs) return null;
+    return e;
+  }
+
+  /**
+   * The kept bundle's rows, then the regional rows it lacks (the core's
+   * `bundle::union`), as a bundle entry of its own; `null` when the two
+   * differ in shape or feature schema.
+   * @param {BundleEntry} kept @param {BundleEntry} regional
+   * @returns {BundleEntry | null}
+   */
+  #union(kept, regional) {
+    let bytes;
+    try {
+      bytes = bundleUnion(kept.bytes, regional.bytes, Math.floor(this.#clock()));
+    } catch {
+      return null;
+    }
+    return { url: kept.url, bytes, etag: null, digest: sha256(bytes), info: bundleInfo(bytes), cache: kept.cache };
   }
 
   /**

@@ -145,6 +145,13 @@ export function historyObserve(
 /** A stored history's entry count and dimension. */
 export function historyInfo(state: Uint8Array): { entries: number; dim: number };
 
+/**
+ * A kept personal bundle's rows, then the regional bundle's rows it lacks, as
+ * one personal bundle created at `nowMs` carrying the kept bundle's user
+ * embedding: the candidates of a preliminary frame (the core's `bundle::union`).
+ */
+export function bundleUnion(kept: Uint8Array, regional: Uint8Array, nowMs: number): Uint8Array;
+
 /** What a client needs to know about a bundle, read once when it arrives (checks its structure). */
 export function bundleInfo(bytes: Uint8Array): {
   rows: number;
@@ -342,6 +349,8 @@ export interface EdgewiseOptions {
   events?: EventQueueOptions;
   /** ms since the epoch for rankings and events (default `Date.now`). */
   clock?: () => number;
+  /** The oldest kept personal bundle a preliminary frame ranks, in ms (default 30 days; 0: never). */
+  keptMaxAgeMs?: number;
 }
 
 /** One item of a frame. */
@@ -371,6 +380,12 @@ export interface Frame {
   shown: number;
   /** `cache`: the edge's `X-Edgewise-Cache` (`hit`, `miss`, `stale`, `revalidated`), `origin`, or where on the device. */
   bundle: { digest: string; cache: string; rows: number; createdAtMs: number };
+  /**
+   * Preliminary frames ranked from the user's kept personal bundle merged
+   * with the regional one: the two bundles' digests (`bundle` then describes
+   * the merged set, whose bytes `replay.bundle` holds).
+   */
+  merged?: { kept: string; regional: string };
   /** The model that ranked it (sha256). */
   model: string;
   /** Where this frame was ranked. */

@@ -242,6 +242,20 @@ export function bundleInfo(bytes) {
   return call(() => wasm.bundleInfo(bytes));
 }
 
+/**
+ * The local candidate set of a preliminary ranking: the rows of `kept` (a
+ * user's last personal bundle), then the rows of `regional` it lacks, as one
+ * personal bundle created at `nowMs` that carries `kept`'s user embedding
+ * (the core's `bundle::union`, which the edge uses too). Checks both
+ * bundles' structure; `bad-bundle` when either is not a bundle or the two
+ * differ in shape or feature schema.
+ * @param {Uint8Array} kept @param {Uint8Array} regional @param {number} nowMs
+ * @returns {Uint8Array}
+ */
+export function bundleUnion(kept, regional, nowMs) {
+  return call(() => wasm.bundleUnion(kept, regional, nowMs));
+}
+
 /** @type {string[] | null} */
 let names = null;
 

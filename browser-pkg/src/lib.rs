@@ -22,6 +22,7 @@
 //! | `verifyBundle(bytes)` | the bundle's checksum and structure, once, when it enters a cache |
 //! | `decodeResult(bytes)` | `EWRS` bytes as items and per-row typed arrays |
 //! | `bundleEmbeddings(bytes)` | where the embedding column lies, for a GPU upload |
+//! | `bundleUnion(kept, regional, nowMs)` | a kept personal bundle's rows, then the regional rows it lacks: the preliminary frame's candidates |
 //! | `bundleInfo(bytes)` | rows, dimension, the model the bundle names, every row's item id, source mask and creator |
 //! | `sourceNames()` | the candidate sources, by source-mask bit |
 //! | `sha256(bytes)` | the digest that names models and bundles |
@@ -471,6 +472,23 @@ pub fn bundle_info(bytes: &[u8]) -> Result<JsValue, JsValue> {
     let creators: Vec<u32> = (0..b.len()).map(|i| b.creator(i)).collect();
     set(&out, "creators", js_sys::Uint32Array::from(creators.as_slice()));
     Ok(out.into())
+}
+
+/// The local candidate set of a preliminary ranking: the rows of `kept` (the
+/// user's last personal bundle), then the rows of `regional` that `kept`
+/// lacks, as one personal bundle created at `nowMs` that carries `kept`'s
+/// user embedding ([`edgewise_core::bundle::union`]). Checks both bundles'
+/// structure (not their checksums: they were checked when they arrived);
+/// `bad-bundle` when either is not a bundle or the two differ in shape or
+/// feature schema (a retrain between them).
+#[wasm_bindgen(js_name = bundleUnion)]
+pub fn bundle_union(kept: &[u8], regional: &[u8], now_ms: f64) -> Result<Vec<u8>, JsValue> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| error(Code::BadBundle, &format!("{what}: {e}"));
+    let k = Bundle::decode_prechecked(kept).map_err(|e| bad("the kept bundle", &e))?;
+    let g = Bundle::decode_prechecked(regional).map_err(|e| bad("the regional bundle", &e))?;
+    let now = millis(now_ms)
+        .ok_or_else(|| error(Code::BadContext, &format!("nowMs {now_ms} is not a whole number of ms in 0..2^53")))?;
+    edgewise_core::bundle::union(&k, &g, now).map_err(|e| bad("union", &e))
 }
 
 /// The candidate sources, by bit of a bundle row's source mask

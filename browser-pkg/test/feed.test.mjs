@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { Edgewise, EdgewiseError, decodeResult, sha256, sourceNames } from 'edgewise';
+import { Edgewise, EdgewiseError, bundleInfo, bundleUnion, decodeResult, sha256, sourceNames } from 'edgewise';
 import { startStack } from './stack.mjs';
 
 const wasm = await readFile(fileURLToPath(import.meta.resolve('edgewise/edgewise_core_bg.wasm')));
@@ -156,6 +156,36 @@ test('interactions move the session at once, rerank() reorders the unseen items,
   assert.equal(ew.pendingEvents, 0);
   assert.deepEqual(errors, []);
   await ew.close();
+});
+
+test('a returning user\'s preliminary frame ranks their kept personal bundle merged with the regional one', async () => {
+  const now = Date.now();
+  const ew = await client({ token: token(7), clock: () => now });
+  const [pre1, ref1] = await frames(ew.feed({ user: 7, region: 0, k: 10 }));
+  assert.equal(pre1.merged, undefined, 'nothing kept yet: the regional bundle alone');
+  const [pre2] = await frames(ew.feed({ user: 7, region: 0, k: 10 }));
+  assert.deepEqual([pre2.kind, pre2.scope, pre2.source], ['preliminary', 'personal', 'memory']);
+  assert.deepEqual(pre2.merged, { kept: ref1.bundle.digest, regional: pre1.bundle.digest });
+  // The bytes ranked are the kept rows, then the regional rows they lack (the core's union).
+  const kept = bundleInfo(ref1.replay.bundle);
+  const regional = bundleInfo(pre1.replay.bundle);
+  const ranked = bundleInfo(pre2.replay.bundle);
+  const keptIds = new Set(kept.ids);
+  const want = [...kept.ids, ...[...regional.ids].filter((id) => !keptIds.has(id))];
+  assert.deepEqual([...ranked.ids], want);
+  assert.equal(sha256(pre2.replay.bundle), pre2.bundle.digest);
+  assert.deepEqual(pre2.replay.bundle, bundleUnion(ref1.replay.bundle, pre1.replay.bundle, now));
+  assert.ok(pre2.items.some((it) => keptIds.has(it.id)), 'the kept bundle\'s candidates reach the first frame');
+  await ew.close();
+
+  // A kept bundle older than keptMaxAgeMs is not ranked.
+  const late = await client({ token: token(7), clock: () => now + 60_000, keptMaxAgeMs: 1_000 });
+  await frames(late.feed({ user: 7, region: 0, k: 10 }));
+  const [pre3] = await frames(late.feed({ user: 7, region: 0, k: 10 }));
+  assert.deepEqual([pre3.scope, pre3.merged], ['regional', undefined], 'too old: the regional bundle alone');
+  await late.close();
+  await rejectsWith(client({ keptMaxAgeMs: -1 }), 'bad-options');
+  assert.throws(() => bundleUnion(ref1.replay.bundle, new Uint8Array(8), now), (e) => e.code === 'bad-bundle');
 });
 
 test('a second feed starts from the device and revalidates with If-None-Match', async () => {

@@ -27,6 +27,10 @@ pub fn bundle_bytes(data: &[u8]) -> Result<usize, BundleError> {
         let _ = (b.creator(i), b.category(i), b.region_mask(i), b.source_mask(i));
     }
     let _ = sum;
+    if let Some(user) = b.user_embedding() {
+        assert_eq!(b.header().scope, bundle::Scope::Personal);
+        assert_eq!(user.filter(|x| x.is_finite()).count(), b.dim());
+    }
     assert_eq!(bundle::reencode(&b), data, "decode/encode is not canonical");
     Ok(b.len())
 }

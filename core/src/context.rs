@@ -24,7 +24,8 @@ pub struct RankContext {
     pub seen: Vec<u64>,
     /// Creators the user blocked.
     pub blocked_creators: Vec<u32>,
-    /// The long-term user embedding; empty for an anonymous user.
+    /// The long-term user embedding; empty for an anonymous user, or to use
+    /// the one a personal bundle carries ([`crate::bundle::Bundle::user_embedding`]).
     pub base: Vec<f32>,
     /// The real-time session state (may be empty).
     pub session: SessionState,

@@ -144,6 +144,27 @@ pub fn bundle(spec: &Spec, created_at_ms: u64) -> Vec<u8> {
     b.finish()
 }
 
+/// `bundle` (a personal bundle's bytes) re-encoded to carry `user` as its
+/// user's embedding (format version 3).
+pub fn with_user_embedding(bundle: &[u8], user: &[f32]) -> Vec<u8> {
+    let b = match crate::bundle::Bundle::decode(bundle) {
+        Ok(b) => b,
+        Err(e) => panic!("not a bundle: {e}"),
+    };
+    let built = BundleBuilder::new(*b.header()).and_then(|mut x| {
+        let (mut f, mut r) = (Vec::new(), Vec::new());
+        for i in 0..b.len() {
+            x.push_quantized(&b.row(i, &mut f, &mut r))?;
+        }
+        x.user_embedding(user)?;
+        Ok(x.finish())
+    });
+    match built {
+        Ok(bytes) => bytes,
+        Err(e) => panic!("user embedding refused: {e}"),
+    }
+}
+
 /// A random model for `spec` with the given hidden widths (e.g. `[64, 32]`).
 pub fn model(spec: &Spec, hidden: &[usize], prerank_keep: u32, seed: u64) -> Model {
     let mut rng = Pcg64Mcg::seed_from_u64(seed);

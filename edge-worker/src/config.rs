@@ -256,11 +256,22 @@ pub struct FeedSettings {
     pub candidates: usize,
     /// How far a request's `now_ms` may be from the edge's clock, in ms (400 beyond).
     pub max_clock_skew_ms: u64,
+    /// Bytes of memory for users' kept personal bundles (each user's last
+    /// refined bundle, ranked in their next preliminary frame); 0 keeps none.
+    pub kept_bytes: u64,
+    /// How long a kept personal bundle may be used, in seconds.
+    pub kept_max_age_s: u64,
 }
 
 impl Default for FeedSettings {
     fn default() -> Self {
-        Self { refine_deadline_ms: 150, candidates: 300, max_clock_skew_ms: 3_600_000 }
+        Self {
+            refine_deadline_ms: 150,
+            candidates: 300,
+            max_clock_skew_ms: 3_600_000,
+            kept_bytes: 64 << 20,
+            kept_max_age_s: 86_400,
+        }
     }
 }
 
@@ -343,6 +354,12 @@ impl EdgeConfig {
         check_cors_origins(&self.server.cors_origins)?;
         if self.feed.candidates == 0 || self.feed.candidates > 5000 {
             return Err(ConfigError(format!("feed.candidates = {} must be in 1..=5000", self.feed.candidates)));
+        }
+        if self.feed.kept_max_age_s > 30 * 86_400 {
+            return Err(ConfigError(format!(
+                "feed.kept_max_age_s = {} must be at most 2592000 (30 days)",
+                self.feed.kept_max_age_s
+            )));
         }
         Ok(())
     }
@@ -451,7 +468,7 @@ mod tests {
 
     #[test]
     fn bad_configurations_name_the_problem() {
-        let cases: [(&str, &str); 11] = [
+        let cases: [(&str, &str); 12] = [
             ("", "origin.url is required"),
             ("[origin]\nurl = \"https://o\"\n", "must be an http:// URL"),
             ("[origin]\nurl = \"http://o\"\n[guest]\ndeadline_ms = 0\n", "guest.deadline_ms = 0"),
@@ -461,6 +478,7 @@ mod tests {
             ("[origin]\nurl = \"http://o\"\n[guest]\nmodule = \"a.wasm\"\nmodule_digest = \"ab\"\n", "exclusive"),
             ("[origin]\nurl = \"http://o\"\n[cache]\nbites = 5\n", "bites"),
             ("[origin]\nurl = \"http://o\"\n[feed]\ncandidates = 0\n", "feed.candidates = 0"),
+            ("[origin]\nurl = \"http://o\"\n[feed]\nkept_max_age_s = 9999999\n", "feed.kept_max_age_s = 9999999"),
             ("[origin]\nurl = \"http://o\"\n[server]\ncors_origins = [\"http://a/\"]\n", "is not a web origin"),
             ("[origin]\nurl = \"http://o\"\n[server]\ncors_origins = [\"*\", \"http://a\"]\n", "list it alone"),
         ];

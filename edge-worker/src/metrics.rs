@@ -99,6 +99,8 @@ pub struct EdgeMetrics {
     hit_ratio: Gauge,
     /// Feed answers by `answer` (refined, preliminary, unavailable), JSON and NDJSON alike.
     pub feeds: IntCounterVec,
+    /// What became of users' kept personal bundles, by `outcome` ([`crate::feed::Feed::new`]).
+    pub kept: IntCounterVec,
     /// Request latency by route and status.
     pub http_seconds: HistogramVec,
     /// Connections, slow clients and refused requests.
@@ -113,6 +115,13 @@ impl EdgeMetrics {
             cache: cache.clone(),
             hit_ratio: Gauge::new("cache_hit_ratio", "Hits and stale hits over all responses served")?,
             feeds: IntCounterVec::new(Opts::new("feeds_total", "Feed answers"), &["answer"])?,
+            kept: IntCounterVec::new(
+                Opts::new(
+                    "feed_kept_bundles_total",
+                    "Users' kept personal bundles: merged, alone, mismatch, none, stored, forgotten",
+                ),
+                &["outcome"],
+            )?,
             http_seconds: HistogramVec::new(
                 HistogramOpts::new("http_request_duration_seconds", "Request latency").buckets(buckets()),
                 &["route", "status"],
@@ -132,6 +141,7 @@ impl EdgeMetrics {
         m.registry.register(Box::new(guest.model_loads.clone()))?;
         m.registry.register(Box::new(m.hit_ratio.clone()))?;
         m.registry.register(Box::new(m.feeds.clone()))?;
+        m.registry.register(Box::new(m.kept.clone()))?;
         m.registry.register(Box::new(m.http_seconds.clone()))?;
         Ok(m)
     }

@@ -184,7 +184,8 @@ impl EdgeState {
         settings: ServerSettings,
     ) -> Result<Self, StateError> {
         let metrics = EdgeMetrics::new(&cache.metrics, tenants.metrics())?;
-        let feed = Arc::new(Feed::new(cache.clone(), tenants.clone(), feed, metrics.feeds.clone()));
+        let feed =
+            Arc::new(Feed::new(cache.clone(), tenants.clone(), feed, metrics.feeds.clone(), metrics.kept.clone()));
         Ok(Self {
             cache,
             admin: ServiceKeys::new(&settings.admin_keys, "admin", "server.admin_keys"),

@@ -1,6 +1,8 @@
 //! Turning fused candidates into candidate bundles (`edgewise_core::bundle`).
 
-use edgewise_core::bundle::{BundleBuilder, BundleHeader, NO_RANK, QuantizedCandidate, Scope};
+use edgewise_core::bundle::{
+    BundleBuilder, BundleHeader, NO_RANK, PLAIN_VERSION, QuantizedCandidate, Scope, USER_VERSION,
+};
 use edgewise_core::{Digest, Region};
 
 use crate::catalogue::Catalogue;
@@ -28,6 +30,30 @@ pub struct Built {
     pub version: u16,
 }
 
+/// Who a bundle is built for.
+#[derive(Debug, Clone, Copy)]
+pub enum Audience<'a> {
+    /// Every user of a region: shared, publicly cacheable.
+    Regional,
+    /// One user, with their long-term embedding (empty: none yet). The
+    /// bundle carries it (format version 3) when `retrieval.bundle_version`
+    /// is 3, so whoever ranks the bundle blends the query the origin would.
+    Personal {
+        /// The user's `base` embedding.
+        base: &'a [f32],
+    },
+}
+
+impl Audience<'_> {
+    /// The bundle scope.
+    pub fn scope(self) -> Scope {
+        match self {
+            Self::Regional => Scope::Regional,
+            Self::Personal { .. } => Scope::Personal,
+        }
+    }
+}
+
 /// Why a bundle could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build bundle: {0}")]
@@ -38,18 +64,20 @@ pub struct BuildError(String);
 /// retrieval score, embedding or feature: data stored before values were
 /// bounded at ingest): one bad row never costs the request. Missing features
 /// take the schema's defaults. The number of rows dropped is in
-/// [`Built::dropped`].
+/// [`Built::dropped`]. A user embedding of another dimension than the index's
+/// (stored before a re-dimensioning) is left out.
 pub fn build(
     cfg: &Config,
     cat: &Catalogue,
     retrieved: &Retrieved,
-    scope: Scope,
+    audience: Audience<'_>,
     region: Option<Region>,
     now_ms: u64,
     model_digest: Option<Digest>,
 ) -> Result<Built, BuildError> {
     let dim = u16::try_from(cfg.index.dim).map_err(|_| BuildError("index.dim does not fit u16".into()))?;
     let nf = u16::try_from(cfg.features.names.len()).map_err(|_| BuildError("too many features".into()))?;
+    let scope = audience.scope();
     let mut h = BundleHeader::new(dim, nf, SLOTS as u8);
     h.scope = scope;
     h.region = region;
@@ -59,8 +87,17 @@ pub fn build(
     h.sources_contributed = retrieved.contributed;
     h.sources_timed_out = retrieved.timed_out;
     let mut b = BundleBuilder::new(h)
-        .and_then(|b| b.version(cfg.retrieval.bundle_version))
+        .and_then(|b| b.version(cfg.retrieval.bundle_version.min(PLAIN_VERSION)))
         .map_err(|e| BuildError(e.to_string()))?;
+    let mut version = cfg.retrieval.bundle_version.min(PLAIN_VERSION);
+    if let Audience::Personal { base } = audience
+        && cfg.retrieval.bundle_version >= USER_VERSION
+        && base.len() == cfg.index.dim
+        && base.iter().all(|x| x.is_finite())
+    {
+        b.user_embedding(base).map_err(|e| BuildError(format!("user embedding: {e}")))?;
+        version = USER_VERSION;
+    }
     let mut ranks = [NO_RANK; SLOTS];
     let mut dropped = 0;
     let items = cat.read();
@@ -93,16 +130,7 @@ pub fn build(
     let rows = b.len();
     let bytes = b.finish();
     let digest = Digest::of(&bytes).to_hex();
-    Ok(Built {
-        bytes: bytes.into(),
-        digest,
-        scope,
-        region,
-        rows,
-        dropped,
-        owner: None,
-        version: cfg.retrieval.bundle_version,
-    })
+    Ok(Built { bytes: bytes.into(), digest, scope, region, rows, dropped, owner: None, version })
 }
 
 #[cfg(test)]
@@ -193,7 +221,7 @@ mod tests {
                 .collect();
             rows.push(Fused { id: 999_999, score: 0.5, ranks: [None; SLOTS] });
             let retrieved = Retrieved { rows: rows.clone(), contributed: 1, ..Default::default() };
-            let built = build(&cfg, &cat, &retrieved, Scope::Personal, None, 42, None).expect("builds");
+            let built = build(&cfg, &cat, &retrieved, Audience::Personal { base: &[] }, None, 42, None).expect("builds");
             let (bytes, dropped) = reference(&cfg, &items, &rows, 42);
             prop_assert_eq!(built.dropped, dropped);
             prop_assert_eq!(&built.bytes[..], &bytes[..]);
@@ -229,7 +257,7 @@ mod tests {
         let mut bodies = Vec::new();
         for version in [2, 1] {
             cfg.retrieval.bundle_version = version;
-            let built = build(&cfg, &cat, &retrieved, Scope::Regional, None, 42, None).expect("builds");
+            let built = build(&cfg, &cat, &retrieved, Audience::Regional, None, 42, None).expect("builds");
             assert_eq!(built.version, version);
             let b = edgewise_core::bundle::Bundle::decode(&built.bytes).expect("decodes");
             assert_eq!(b.header().version, version);
@@ -237,8 +265,32 @@ mod tests {
             bodies.push(built.bytes);
         }
         assert_eq!(cfg.retrieval.bundle_version, 1);
-        assert_eq!(Config::default().retrieval.bundle_version, 2, "version 2 by default");
         let body = bodies[0].len() - edgewise_core::bundle::TRAILER_LEN;
         assert_eq!(bodies[0][10..body], bodies[1][10..body], "the versions differ in the checksum only");
+
+        // Version 3 (the default): a personal bundle carries its user's
+        // embedding; a regional one, or a user without one, is version 2.
+        assert_eq!(Config::default().retrieval.bundle_version, 3, "version 3 by default");
+        cfg.retrieval.bundle_version = 3;
+        let base = [0.25, -0.5, 1.0, 2.0];
+        let personal =
+            build(&cfg, &cat, &retrieved, Audience::Personal { base: &base }, None, 42, None).expect("builds");
+        let b = edgewise_core::bundle::Bundle::decode(&personal.bytes).expect("decodes");
+        assert_eq!((personal.version, b.header().version, personal.scope), (3, 3, Scope::Personal));
+        assert_eq!(b.user_embedding().map(Iterator::collect::<Vec<f32>>), Some(base.to_vec()));
+        for (audience, what) in [
+            (Audience::Regional, "a regional bundle"),
+            (Audience::Personal { base: &[] }, "a user without an embedding"),
+            (Audience::Personal { base: &[1.0, 2.0] }, "an embedding of another dimension"),
+            (Audience::Personal { base: &[f32::NAN, 0.0, 0.0, 0.0] }, "a non-finite embedding"),
+        ] {
+            let built = build(&cfg, &cat, &retrieved, audience, None, 42, None).expect("builds");
+            let b = edgewise_core::bundle::Bundle::decode(&built.bytes).expect("decodes");
+            assert_eq!((built.version, b.header().version), (2, 2), "{what}");
+            assert!(b.user_embedding().is_none(), "{what}");
+        }
+        cfg.retrieval.bundle_version = 2;
+        let plain = build(&cfg, &cat, &retrieved, Audience::Personal { base: &base }, None, 42, None).expect("builds");
+        assert_eq!(plain.version, 2, "below version 3, no user embedding");
     }
 }

@@ -299,9 +299,12 @@ pub struct RetrievalConfig {
     /// Failure drills: make a source slow or fail, to rehearse degraded retrieval
     /// (and to test it). Keyed by source name.
     pub drills: BTreeMap<String, Drill>,
-    /// The bundle format version written: 2 (the default; checksum XXH3,
-    /// which a wasm guest verifies about six times faster) or 1 (CRC-32),
-    /// for readers that predate version 2 (see `edgewise_core::bundle`).
+    /// The newest bundle format version written: 3 (the default: a personal
+    /// bundle carries its user's long-term embedding, so the edge and the
+    /// browser rank with the query the origin would; every other bundle is
+    /// version 2), 2 (checksum XXH3, which a wasm guest verifies about six
+    /// times faster; no user embedding) or 1 (CRC-32), for readers that
+    /// predate a version (see `edgewise_core::bundle`).
     pub bundle_version: u16,
 }
 
@@ -635,9 +638,9 @@ mod tests {
         assert!(err.to_string().contains("always") && err.to_string().contains("auto"), "{err}");
         std::fs::write(&file, "[rank]\ngpu = \"auto\"\n").expect("write");
         assert_eq!(Config::load(Some(&file), &[]).expect("loads").rank.gpu, GpuSetting::Auto);
-        std::fs::write(&file, "[retrieval]\nbundle_version = 3\n").expect("write");
+        std::fs::write(&file, "[retrieval]\nbundle_version = 4\n").expect("write");
         let err = Config::load(Some(&file), &[]).expect_err("unknown bundle version");
-        assert!(err.to_string().contains("bundle_version = 3"), "{err}");
+        assert!(err.to_string().contains("bundle_version = 4"), "{err}");
         std::fs::write(&file, "[retrieval]\nbundle_version = 1\n").expect("write");
         assert_eq!(Config::load(Some(&file), &[]).expect("loads").retrieval.bundle_version, 1);
         assert!(Config::load(Some(Path::new("/no/such/file.toml")), &[]).is_err());

@@ -87,7 +87,12 @@ async fn edge(origin: &str, wasm: &[u8], mode: InstanceMode) -> anyhow::Result<(
     let state = Arc::new(EdgeState::new(
         Cache::new(origin, 256 << 20, Duration::from_secs(5))?,
         tenants.clone(),
-        FeedConfig { refine_deadline: Duration::from_millis(150), candidates: 300, max_clock_skew: FIXTURE_CLOCK_SKEW },
+        FeedConfig {
+            refine_deadline: Duration::from_millis(150),
+            candidates: 300,
+            max_clock_skew: FIXTURE_CLOCK_SKEW,
+            ..FeedConfig::default()
+        },
         ServerSettings { user_tokens: user_tokens(), ..ServerSettings::default() },
     )?);
     Ok((serve_edge(state).await?, tenants))

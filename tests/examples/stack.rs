@@ -51,7 +51,12 @@ async fn main() -> anyhow::Result<()> {
     let state = Arc::new(EdgeState::new(
         Cache::new(&origin, 64 << 20, Duration::from_secs(5))?,
         tenants,
-        FeedConfig { refine_deadline: Duration::from_secs(5), candidates: 300, max_clock_skew: FIXTURE_CLOCK_SKEW },
+        FeedConfig {
+            refine_deadline: Duration::from_secs(5),
+            candidates: 300,
+            max_clock_skew: FIXTURE_CLOCK_SKEW,
+            ..FeedConfig::default()
+        },
         ServerSettings { user_tokens: user_tokens(), cors_origins: vec!["*".into()], ..ServerSettings::default() },
     )?);
     let edge = serve_edge(state).await?;

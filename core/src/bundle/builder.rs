@@ -27,6 +27,9 @@ pub enum BuildError {
     /// [`union`] of two bundles that disagree on a shape or the feature schema.
     #[error("the two bundles differ in {what}")]
     Mismatch { what: &'static str },
+    /// A user embedding for a regional bundle, which every user may be served.
+    #[error("only a personal bundle may carry a user's embedding")]
+    UserInRegional,
 }
 
 /// One candidate as the origin knows it, with a float embedding.
@@ -87,16 +90,19 @@ pub struct BundleBuilder {
     source_ranks: Vec<u16>,
     source_mask: Vec<u8>,
     embeddings: Vec<i8>,
+    user: Option<Vec<f32>>,
     scratch: Vec<i8>,
 }
 
 impl BundleBuilder {
-    /// Starts a bundle with the given header (its `version` is ignored:
-    /// [`VERSION`] is written unless [`BundleBuilder::version`] says otherwise).
+    /// Starts a bundle with the given header (its `version` and
+    /// `user_embedding` are ignored: [`PLAIN_VERSION`] is written unless
+    /// [`BundleBuilder::version`] or [`BundleBuilder::user_embedding`] says
+    /// otherwise).
     pub fn new(header: BundleHeader) -> Result<Self, BuildError> {
         check_shape(&header).map_err(|(field, value, min, max)| BuildError::OutOfRange { field, value, min, max })?;
         Ok(Self {
-            header: BundleHeader { version: VERSION, ..header },
+            header: BundleHeader { version: PLAIN_VERSION, user_embedding: false, ..header },
             ids: Vec::new(),
             scales: Vec::new(),
             retrieval: Vec::new(),
@@ -107,6 +113,7 @@ impl BundleBuilder {
             source_ranks: Vec::new(),
             source_mask: Vec::new(),
             embeddings: Vec::new(),
+            user: None,
             scratch: alloc::vec![0; usize::from(header.dim)],
         })
     }
@@ -182,27 +189,46 @@ impl BundleBuilder {
         Ok(())
     }
 
-    /// Writes format `version` instead of [`VERSION`]: any version this build
-    /// reads ([`OLDEST_SUPPORTED_VERSION`]..=[`VERSION`]).
+    /// Writes format `version` instead of [`PLAIN_VERSION`] for a bundle
+    /// without a user embedding: [`OLDEST_SUPPORTED_VERSION`]..=[`PLAIN_VERSION`]
+    /// (version 3 is what [`BundleBuilder::user_embedding`] writes).
     pub fn version(mut self, version: u16) -> Result<Self, BuildError> {
-        check_range("version", u64::from(version), u64::from(OLDEST_SUPPORTED_VERSION), u64::from(VERSION))
+        check_range("version", u64::from(version), u64::from(OLDEST_SUPPORTED_VERSION), u64::from(PLAIN_VERSION))
             .map_err(|(field, value, min, max)| BuildError::OutOfRange { field, value, min, max })?;
         self.header.version = version;
         Ok(self)
+    }
+
+    /// Adds the embedding of the user this personal bundle is built for
+    /// (`dim` finite values): the bundle is written as version 3.
+    pub fn user_embedding(&mut self, embedding: &[f32]) -> Result<(), BuildError> {
+        if self.header.scope != Scope::Personal {
+            return Err(BuildError::UserInRegional);
+        }
+        shape("user embedding", usize::from(self.header.dim), embedding.len())?;
+        if embedding.iter().any(|x| !x.is_finite()) {
+            return Err(BuildError::NonFinite { what: "user embedding" });
+        }
+        self.user = Some(embedding.to_vec());
+        Ok(())
     }
 
     /// Writes the bundle.
     pub fn finish(&self) -> Vec<u8> {
         let h = &self.header;
         let n = self.ids.len() as u64;
+        let user = self.user.as_deref();
         // The shape was checked in `new` and rows are capped, so this cannot overflow.
-        let cols =
-            layout_u64(n, u64::from(h.dim), u64::from(h.n_features), u64::from(h.n_sources)).unwrap_or([(0, 0); 10]);
+        let cols = layout_u64(n, u64::from(h.dim), u64::from(h.n_features), u64::from(h.n_sources), user.is_some())
+            .unwrap_or([(0, 0); 11]);
         let total = total_len_u64(&cols).unwrap_or(0) as usize;
         let mut out = Vec::with_capacity(total);
-        let envelope = ENVELOPE.writing(h.version);
+        let envelope = ENVELOPE.writing(if user.is_some() { USER_VERSION } else { h.version });
         let start = envelope.write_head(&mut out);
-        let flags = if h.scope == Scope::Personal { FLAG_PERSONAL } else { 0 };
+        let mut flags = if h.scope == Scope::Personal { FLAG_PERSONAL } else { 0 };
+        if user.is_some() {
+            flags |= FLAG_USER;
+        }
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
         out.extend_from_slice(&(n as u32).to_le_bytes());
@@ -239,6 +265,10 @@ impl BundleBuilder {
         out.extend_from_slice(&self.source_mask);
         pad(&mut out, cols[9].0);
         out.extend_from_slice(bytemuck::cast_slice(&self.embeddings));
+        if let Some(user) = user {
+            pad(&mut out, cols[10].0);
+            user.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        }
         pad(&mut out, (total - TRAILER_LEN) as u64);
         envelope.write_trailer(&mut out, start);
         out
@@ -252,10 +282,11 @@ fn shape(what: &'static str, expected: usize, found: usize) -> Result<(), BuildE
 /// The local candidate set of a speculative ranking: `first`'s rows (a
 /// user's kept personal bundle), then those of `second` (the regional
 /// bundle) whose id `first` does not hold, as one personal bundle created at
-/// `created_at_ms`. The two must agree on the dimension, the feature and
-/// source counts and the feature-schema hash; the header keeps a region and
-/// a model digest only where both name the same one, and ORs the source
-/// masks. At most [`MAX_ROWS`] rows: `second`'s last rows go first.
+/// `created_at_ms`, carrying `first`'s user embedding if it has one. The
+/// two must agree on the dimension, the feature and source counts and the
+/// feature-schema hash; the header keeps a region and a model digest only
+/// where both name the same one, and ORs the source masks. At most
+/// [`MAX_ROWS`] rows: `second`'s last rows go first.
 pub fn union(first: &Bundle<'_>, second: &Bundle<'_>, created_at_ms: u64) -> Result<Vec<u8>, BuildError> {
     let (a, b) = (first.header(), second.header());
     let same = |what, x: u64, y: u64| if x == y { Ok(()) } else { Err(BuildError::Mismatch { what }) };
@@ -264,7 +295,7 @@ pub fn union(first: &Bundle<'_>, second: &Bundle<'_>, created_at_ms: u64) -> Res
     same("source count", a.n_sources.into(), b.n_sources.into())?;
     same("feature schema", a.feature_schema_hash, b.feature_schema_hash)?;
     let header = BundleHeader {
-        version: VERSION,
+        version: PLAIN_VERSION,
         scope: Scope::Personal,
         region: if a.region == b.region { a.region } else { None },
         sources_contributed: a.sources_contributed | b.sources_contributed,
@@ -274,6 +305,9 @@ pub fn union(first: &Bundle<'_>, second: &Bundle<'_>, created_at_ms: u64) -> Res
         ..*a
     };
     let mut out = BundleBuilder::new(header)?;
+    if let Some(user) = first.user_embedding() {
+        out.user_embedding(&user.collect::<Vec<f32>>())?;
+    }
     let mut ids: Vec<u64> = (0..first.len()).map(|i| first.id(i)).collect();
     ids.sort_unstable();
     let (mut features, mut ranks) = (Vec::new(), Vec::new());
@@ -294,7 +328,12 @@ pub fn union(first: &Bundle<'_>, second: &Bundle<'_>, created_at_ms: u64) -> Res
 /// Re-encodes a decoded bundle in its own version; the result is
 /// byte-identical to a canonical encoding.
 pub fn reencode(b: &Bundle<'_>) -> Vec<u8> {
-    let mut builder = match BundleBuilder::new(*b.header()).and_then(|x| x.version(b.header().version)) {
+    let h = b.header();
+    let built = BundleBuilder::new(*h).and_then(|mut x| match b.user_embedding() {
+        Some(user) => x.user_embedding(&user.collect::<Vec<f32>>()).map(|()| x),
+        None => x.version(h.version),
+    });
+    let mut builder = match built {
         Ok(x) => x,
         // A decoded header always has a valid shape and a version this build reads.
         Err(_) => return Vec::new(),

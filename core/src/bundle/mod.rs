@@ -1,4 +1,4 @@
-//! The candidate-bundle format (versions 1 and 2): a builder that encodes and
+//! The candidate-bundle format (versions 1 to 3): a builder that encodes and
 //! a validated, zero-copy view that decodes.
 //!
 //! A bundle is what the origin ships and the caches keep: a few hundred to a
@@ -6,16 +6,17 @@
 //! ranking pipeline reads. The layout is columnar so that JavaScript can view
 //! each column as a typed array and upload it to the GPU unchanged.
 //!
-//! # Layout, versions 1 and 2
+//! # Layout, versions 1 to 3
 //! All integers and floats are little-endian. Offsets are from the start of
-//! the bundle. The two versions differ only in the trailer's checksum.
+//! the bundle. Versions 1 and 2 differ only in the trailer's checksum;
+//! version 3 is version 2 with the user's embedding (below).
 //!
 //! ## Header (128 bytes)
 //! | offset | type | field |
 //! |---|---|---|
 //! | 0 | `[u8; 8]` | magic, `b"EWBUNDLE"` |
 //! | 8 | `u16` | format version ([`VERSION`]); readers accept [`OLDEST_SUPPORTED_VERSION`]..=[`VERSION`] |
-//! | 10 | `u16` | flags: bit 0 set = personal scope, clear = regional; other bits must be 0 |
+//! | 10 | `u16` | flags: bit 0 set = personal scope, clear = regional; bit 1 set = the user's embedding follows the rows (version 3, which must set it, and personal scope only); other bits must be 0 |
 //! | 12 | `u32` | header length, 128 |
 //! | 16 | `u32` | `n`, number of rows (≤ [`MAX_ROWS`]) |
 //! | 20 | `u16` | `d`, embedding dimension (1..=[`MAX_DIM`]) |
@@ -46,6 +47,17 @@
 //! | rank within each source | `u16`, row-major, [`NO_RANK`] = not retrieved by it | `n × s` |
 //! | source bitmask | `u8` (bit `j` set ⇔ rank slot `j` is not [`NO_RANK`]) | `n` |
 //! | embedding | `i8`, row-major, symmetric: value ≈ `q × scale` | `n × d` |
+//! | user embedding (flag bit 1 only) | `f32` (finite) | `d` |
+//!
+//! ## The user's embedding (version 3)
+//! A personal bundle may carry the long-term embedding of the user it was
+//! built for (the origin's `base`), so that whoever ranks it (the edge's
+//! refined frame, the browser, a kept copy ranked speculatively at the next
+//! visit) blends the same query the origin would: a context without a base
+//! ranks with the bundle's ([`crate::rank::Ranker`]). Only a personal bundle
+//! may carry one, so no shared, cacheable bundle ever holds anyone's
+//! embedding; and version 3 is written exactly when one is present, so a
+//! bundle without it is still the version-2 bytes.
 //!
 //! ## Trailer (8 bytes)
 //! A checksum of every byte before it, as `u32`, then `b"EWBE"`:
@@ -58,12 +70,14 @@
 //! bundle in wasmtime), where XXH3 runs on simd128's 64-bit lanes (about
 //! 20 µs). Both detect a random corruption but for one chance in 2^32.
 //!
-//! **Compatibility.** This build reads both versions and writes version 2
-//! by default ([`BundleBuilder::version`] writes version 1). Readers before
-//! version 2 existed refuse it with `UnsupportedVersion`, so a deployment
-//! upgrades its readers (edges, browser packages) before its origin, or
-//! keeps the origin writing version 1 until they are (the origin's
-//! `retrieval.bundle_version`).
+//! **Compatibility.** This build reads all three versions and writes version
+//! 2 by default ([`BundleBuilder::version`] writes version 1), version 3 only
+//! for a bundle given a user embedding ([`BundleBuilder::user_embedding`]).
+//! Readers before a version existed refuse it with `UnsupportedVersion`, so
+//! a deployment upgrades its readers (edges, browser packages) before its
+//! origin, or keeps the origin at the version they read (the origin's
+//! `retrieval.bundle_version`: below 3, personal bundles carry no user
+//! embedding).
 //!
 //! # Decoding guarantees
 //! [`Bundle::decode`] accepts any byte string and returns a view or a typed
@@ -82,10 +96,14 @@ pub use builder::{BuildError, BundleBuilder, Candidate, QuantizedCandidate, reen
 
 /// Magic bytes at offset 0.
 pub const MAGIC: [u8; 8] = *b"EWBUNDLE";
+/// The version a bundle without a user embedding is written in by default.
+pub const PLAIN_VERSION: u16 = 2;
+/// The version that carries the user's embedding, and only it.
+pub const USER_VERSION: u16 = 3;
 /// Magic bytes at the very end.
 pub const END_MAGIC: [u8; 4] = *b"EWBE";
 /// The version this code writes by default.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// The oldest version this code still reads.
 pub const OLDEST_SUPPORTED_VERSION: u16 = 1;
 /// Length of the fixed header.
@@ -116,6 +134,7 @@ pub const ENVELOPE: Envelope = Envelope {
 };
 
 const FLAG_PERSONAL: u16 = 1;
+const FLAG_USER: u16 = 2;
 const ALIGN: u64 = 8;
 
 /// Names of the source slots, in slot order: the five personalized candidate
@@ -158,13 +177,15 @@ pub struct BundleHeader {
     pub feature_schema_hash: u64,
     /// The model the bundle was built for (`None`: any).
     pub model_digest: Option<Digest>,
+    /// Whether the user's embedding follows the rows (version 3, personal only).
+    pub user_embedding: bool,
 }
 
 impl BundleHeader {
     /// A header for a bundle with the given shape, everything else zero/regional.
     pub fn new(dim: u16, n_features: u16, n_sources: u8) -> Self {
         Self {
-            version: VERSION,
+            version: PLAIN_VERSION,
             scope: Scope::Regional,
             region: None,
             dim,
@@ -175,6 +196,7 @@ impl BundleHeader {
             created_at_ms: 0,
             feature_schema_hash: 0,
             model_digest: None,
+            user_embedding: false,
         }
     }
 }
@@ -221,12 +243,15 @@ pub struct ColumnLayout {
     pub source_mask: (usize, usize),
     /// `i8 × n × d`.
     pub embeddings: (usize, usize),
+    /// `f32 × d`: the user's embedding; an empty range when there is none.
+    pub user: (usize, usize),
     /// Total length including the trailer.
     pub total: usize,
 }
 
-/// Column placement in u64 arithmetic; `None` on overflow.
-fn layout_u64(n: u64, dim: u64, nf: u64, ns: u64) -> Option<[(u64, u64); 10]> {
+/// Column placement in u64 arithmetic (the last is the user's embedding,
+/// empty without one); `None` on overflow.
+fn layout_u64(n: u64, dim: u64, nf: u64, ns: u64, user: bool) -> Option<[(u64, u64); 11]> {
     let sizes = [
         n.checked_mul(8)?,
         n.checked_mul(4)?,
@@ -238,8 +263,9 @@ fn layout_u64(n: u64, dim: u64, nf: u64, ns: u64) -> Option<[(u64, u64); 10]> {
         n.checked_mul(ns)?.checked_mul(2)?,
         n,
         n.checked_mul(dim)?,
+        if user { dim.checked_mul(4)? } else { 0 },
     ];
-    let mut out = [(0u64, 0u64); 10];
+    let mut out = [(0u64, 0u64); 11];
     let mut at = HEADER_LEN as u64;
     for (slot, size) in out.iter_mut().zip(sizes) {
         at = at.checked_add(ALIGN - 1)? / ALIGN * ALIGN;
@@ -250,8 +276,8 @@ fn layout_u64(n: u64, dim: u64, nf: u64, ns: u64) -> Option<[(u64, u64); 10]> {
     Some(out)
 }
 
-fn total_len_u64(cols: &[(u64, u64); 10]) -> Option<u64> {
-    cols[9].1.checked_add(ALIGN - 1).map(|x| x / ALIGN * ALIGN)?.checked_add(TRAILER_LEN as u64)
+fn total_len_u64(cols: &[(u64, u64); 11]) -> Option<u64> {
+    cols[10].1.checked_add(ALIGN - 1).map(|x| x / ALIGN * ALIGN)?.checked_add(TRAILER_LEN as u64)
 }
 
 fn check_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), (&'static str, u64, u64, u64)> {
@@ -303,8 +329,17 @@ impl<'a> Bundle<'a> {
         // From here on every fixed header offset is < 128 <= len.
         let version = ENVELOPE.check_head(bytes)?;
         let flags = u16_at(bytes, 10);
-        if flags & !FLAG_PERSONAL != 0 {
+        if flags & !(FLAG_PERSONAL | FLAG_USER) != 0 {
             return Err(FormatError::UnknownFlags { format, flags }.into());
+        }
+        let user = flags & FLAG_USER != 0;
+        if user != (version == USER_VERSION) {
+            return Err(ENVELOPE
+                .malformed("flag bit 1 (the user's embedding) is set exactly in version 3, and only there")
+                .into());
+        }
+        if user && flags & FLAG_PERSONAL == 0 {
+            return Err(ENVELOPE.malformed("a regional bundle carries a user's embedding").into());
         }
         let header_len = u32_at(bytes, 12);
         if header_len as usize != HEADER_LEN {
@@ -332,18 +367,24 @@ impl<'a> Bundle<'a> {
             created_at_ms: u64_at(bytes, 32),
             feature_schema_hash: u64_at(bytes, 40),
             model_digest: Digest::from_wire(model_digest),
+            user_embedding: user,
         };
         let oor = |(field, value, min, max)| FormatError::OutOfRange { format, field, value, min, max };
         check_range("n_rows", u64::from(n), 0, u64::from(MAX_ROWS)).map_err(oor)?;
         check_shape(&header).map_err(oor)?;
-        let cols =
-            layout_u64(u64::from(n), u64::from(header.dim), u64::from(header.n_features), u64::from(header.n_sources));
+        let cols = layout_u64(
+            u64::from(n),
+            u64::from(header.dim),
+            u64::from(header.n_features),
+            u64::from(header.n_sources),
+            user,
+        );
         let expected = cols.as_ref().and_then(total_len_u64).unwrap_or(u64::MAX);
         if expected != bytes.len() as u64 {
             return Err(FormatError::LengthMismatch { format, expected, actual: bytes.len() as u64 }.into());
         }
         // expected == len, so every column end fits in usize and inside `bytes`.
-        let cols = cols.unwrap_or([(0, 0); 10]);
+        let cols = cols.unwrap_or([(0, 0); 11]);
         let r = |i: usize| (cols[i].0 as usize, cols[i].1 as usize);
         let total = bytes.len();
         ENVELOPE.check_end_magic(bytes)?;
@@ -361,6 +402,7 @@ impl<'a> Bundle<'a> {
             source_ranks: r(7),
             source_mask: r(8),
             embeddings: r(9),
+            user: r(10),
             total,
         };
         // Padding between columns must be zero, so every valid bundle has one encoding.
@@ -376,6 +418,9 @@ impl<'a> Bundle<'a> {
     }
 
     fn validate_rows(&self) -> Result<(), BundleError> {
+        if self.user_embedding().is_some_and(|mut e| e.any(|x| !x.is_finite())) {
+            return Err(BundleError::NonFinite { column: "user embedding", row: 0 });
+        }
         let ns = usize::from(self.header.n_sources);
         for i in 0..self.n {
             let row = i as u32;
@@ -509,6 +554,15 @@ impl<'a> Bundle<'a> {
         let d = self.dim();
         let start = self.layout.embeddings.0 + d * i;
         bytemuck::cast_slice(&self.bytes[start..start + d])
+    }
+
+    /// The embedding of the user a personal bundle was built for, when it
+    /// carries one (version 3): `dim` finite values.
+    pub fn user_embedding(&self) -> Option<impl Iterator<Item = f32> + 'a> {
+        let (start, end) = self.layout.user;
+        self.header
+            .user_embedding
+            .then(|| self.bytes[start..end].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
     }
 
     /// Row `i` as a [`QuantizedCandidate`], with its features and ranks copied into the given buffers.

@@ -121,7 +121,7 @@ fn prechecked_decode_skips_only_the_checksum() {
 #[test]
 fn both_versions_decode_and_each_checks_its_own_checksum() {
     let v2 = sample(5);
-    assert_eq!(u16::from_le_bytes([v2[8], v2[9]]), VERSION);
+    assert_eq!(u16::from_le_bytes([v2[8], v2[9]]), PLAIN_VERSION);
     let b = Bundle::decode(&v2).expect("v2 decodes");
     let v1 = BundleBuilder::new(*b.header()).and_then(|x| x.version(1)).map(|mut x| {
         let (mut f, mut r) = (Vec::new(), Vec::new());
@@ -159,9 +159,10 @@ fn both_versions_decode_and_each_checks_its_own_checksum() {
         assert!(matches!(Bundle::decode(&other), Err(BundleError::Format(FormatError::ChecksumMismatch { .. }))));
     }
     // A version this build does not know is refused by name, before any checksum.
-    let mut v3 = v2.clone();
-    v3[8] = 3;
-    assert!(matches!(verify_checksum(&v3), Err(BundleError::Format(FormatError::UnsupportedVersion { found: 3, .. }))));
+    let mut v4 = v2.clone();
+    v4[8] = 4;
+    assert!(matches!(verify_checksum(&v4), Err(BundleError::Format(FormatError::UnsupportedVersion { found: 4, .. }))));
+    // Version 3 is the user embedding's, never chosen for a plain bundle.
     for bad in [0, 3] {
         assert!(matches!(
             BundleBuilder::new(BundleHeader::new(2, 0, 0)).and_then(|b| b.version(bad)),
@@ -220,4 +221,79 @@ fn union_keeps_the_first_bundles_rows_then_the_seconds_new_ones() {
     let other = BundleBuilder::new(h).expect("header").finish();
     let other = Bundle::decode(&other).expect("decodes");
     assert_eq!(union(&a, &other, 0), Err(BuildError::Mismatch { what: "feature count" }));
+}
+
+fn with_user(rows: usize, user: &[f32]) -> Vec<u8> {
+    let plain = sample(rows);
+    let b = Bundle::decode(&plain).expect("decodes");
+    let mut x = BundleBuilder::new(*b.header()).expect("header");
+    let (mut f, mut r) = (Vec::new(), Vec::new());
+    for i in 0..b.len() {
+        x.push_quantized(&b.row(i, &mut f, &mut r)).expect("row");
+    }
+    x.user_embedding(user).expect("a personal bundle takes a user embedding");
+    x.finish()
+}
+
+#[test]
+fn a_user_embedding_is_version_3_after_the_rows_and_nothing_else_changes() {
+    let user = [0.5, -1.25, 3.0, 0.0];
+    let (plain, v3) = (sample(5), with_user(5, &user));
+    let b = Bundle::decode(&v3).expect("version 3 decodes");
+    assert_eq!(b.header().version, USER_VERSION);
+    assert!(b.header().user_embedding);
+    assert_eq!(b.user_embedding().map(Iterator::collect::<Vec<f32>>), Some(user.to_vec()));
+    assert_eq!(Bundle::decode(&plain).expect("plain").user_embedding().map(|_| ()), None);
+    let l = *b.layout();
+    assert_eq!((l.user.0 % 8, l.user.1 - l.user.0), (0, 16), "an aligned f32 column of d values");
+    assert_eq!(l.total, v3.len());
+    // Everything up to the embeddings is the plain bundle's, but the version and the flag.
+    assert_eq!(v3[12..l.embeddings.1], plain[12..l.embeddings.1]);
+    assert_eq!((v3[8], v3[10]), (3, 0b11));
+    assert_eq!(reencode(&b), v3);
+    assert_eq!(crate::check::bundle_bytes(&v3), Ok(5));
+}
+
+#[test]
+fn a_user_embedding_is_refused_where_it_does_not_belong() {
+    let mut h = BundleHeader::new(2, 0, 0);
+    let mut regional = BundleBuilder::new(h).expect("header");
+    assert_eq!(regional.user_embedding(&[1.0, 2.0]), Err(BuildError::UserInRegional));
+    h.scope = Scope::Personal;
+    let mut personal = BundleBuilder::new(h).expect("header");
+    assert_eq!(personal.user_embedding(&[1.0, f32::INFINITY]), Err(BuildError::NonFinite { what: "user embedding" }));
+    assert!(matches!(personal.user_embedding(&[1.0]), Err(BuildError::Shape { what: "user embedding", .. })));
+
+    let v3 = with_user(2, &[1.0, 2.0, 3.0, 4.0]);
+    let resealed = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = v3.clone();
+        f(&mut b);
+        crate::check::fix_bundle_crc(&mut b);
+        Bundle::decode(&b).map(|_| ())
+    };
+    let malformed = |r: Result<(), BundleError>| matches!(r, Err(BundleError::Format(FormatError::Malformed { .. })));
+    // A regional bundle carrying someone's embedding.
+    assert!(malformed(resealed(&|b| b[10] = 0b10)), "{:?}", resealed(&|b| b[10] = 0b10));
+    // Version 3 without the flag, and the flag in version 2.
+    assert!(malformed(resealed(&|b| b[10] = 0b01)));
+    assert!(malformed(resealed(&|b| b[8] = 2)));
+    // A NaN in the user's embedding.
+    let at = Bundle::decode(&v3).expect("decodes").layout().user.0;
+    assert_eq!(
+        resealed(&|b| b[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes())),
+        Err(BundleError::NonFinite { column: "user embedding", row: 0 })
+    );
+}
+
+#[test]
+fn a_union_carries_the_kept_bundles_user_embedding() {
+    let user = [0.25, 0.5, -0.75, 1.0];
+    let (kept, regional) = (with_user(3, &user), sample(6));
+    let (k, g) = (Bundle::decode(&kept).expect("kept"), Bundle::decode(&regional).expect("regional"));
+    let u = union(&k, &g, 7).expect("union");
+    let u = Bundle::decode(&u).expect("decodes");
+    assert_eq!(u.user_embedding().map(Iterator::collect::<Vec<f32>>), Some(user.to_vec()));
+    assert_eq!(u.len(), 6);
+    let plain = union(&g, &k, 7).expect("union");
+    assert!(Bundle::decode(&plain).expect("decodes").user_embedding().is_none(), "only the first's embedding is kept");
 }

@@ -161,6 +161,8 @@ pub enum RankError {
 #[derive(Debug, Default, Clone)]
 pub struct Ranker {
     query: Vec<f32>,
+    /// The bundle's user embedding, for a context without a base.
+    base: Vec<f32>,
     query_q: Vec<i8>,
     seen: Vec<u64>,
     blocked: Vec<u32>,
@@ -378,7 +380,7 @@ impl Ranker {
         shape("feature count", usize::from(h.n_features), usize::from(model.n_features))?;
         shape("source count", usize::from(h.n_sources), usize::from(model.n_sources))?;
         let d = bundle.dim();
-        self.build_query(ctx, d)?;
+        self.build_query(ctx, bundle, d)?;
         if let Some(block) = &model.history {
             if !ctx.history.is_empty() && ctx.history.dim() != d {
                 return Err(RankError::QueryDimension { what: "history", expected: d, found: ctx.history.dim() });
@@ -477,8 +479,16 @@ impl Ranker {
         Ok(())
     }
 
-    fn build_query(&mut self, ctx: &RankContext, d: usize) -> Result<(), RankError> {
-        blend_query(&ctx.base, &ctx.session, &ctx.session_config, ctx.now_ms, d, &mut self.query).map_err(
+    /// The blended query. Its base is the context's, or, for a context
+    /// without one, the user embedding a personal bundle carries (so an edge
+    /// or a browser ranking a user's bundle blends what the origin would).
+    fn build_query(&mut self, ctx: &RankContext, bundle: &Bundle<'_>, d: usize) -> Result<(), RankError> {
+        self.base.clear();
+        match bundle.user_embedding() {
+            Some(user) if ctx.base.is_empty() => self.base.extend(user),
+            _ => self.base.extend_from_slice(&ctx.base),
+        }
+        blend_query(&self.base, &ctx.session, &ctx.session_config, ctx.now_ms, d, &mut self.query).map_err(
             |e| match e {
                 QueryError::Dimension { what, expected, found } => RankError::QueryDimension { what, expected, found },
                 QueryError::NonFinite(what) => RankError::NonFinite { what },

@@ -189,3 +189,30 @@ proptest! {
         prop_assert!(refused, "a model of another dimension is refused");
     }
 }
+
+proptest! {
+    /// A context without a base ranks with the user embedding a personal
+    /// bundle carries, exactly as a context holding that base ranks the
+    /// plain bundle; a context's own base goes first.
+    #[test]
+    fn a_bundles_user_embedding_stands_in_for_a_missing_base(n in 1usize..200, dim in 1u16..40, seed in any::<u64>()) {
+        let spec = synth::Spec { n, dim, n_features: 3, n_sources: 4, clusters: 4, creators: 9, regions: 4, seed };
+        let model = synth::model(&spec, &[8], 50, seed);
+        let plain = synth::bundle(&spec, 1_700_000_000_000);
+        let ctx = synth::context(&spec, 10, 1_700_000_000_000, seed ^ 5);
+        let carried = synth::with_user_embedding(&plain, &ctx.base);
+        let (plain, carried) = (Bundle::decode(&plain).expect("plain"), Bundle::decode(&carried).expect("v3"));
+        let mut ranker = Ranker::new();
+        let (mut want, mut got) = (RankOutput::default(), RankOutput::default());
+        ranker.rank(&model, &plain, &ctx, &mut want).expect("ranks");
+        let no_base = RankContext { base: Vec::new(), ..ctx.clone() };
+        ranker.rank(&model, &carried, &no_base, &mut got).expect("ranks");
+        prop_assert_eq!(decisions(&got), decisions(&want));
+
+        // The context's base wins over the bundle's.
+        let other = synth::with_user_embedding(&synth::bundle(&spec, 1_700_000_000_000), &vec![1.0; usize::from(dim)]);
+        let other = Bundle::decode(&other).expect("v3");
+        ranker.rank(&model, &other, &ctx, &mut got).expect("ranks");
+        prop_assert_eq!(decisions(&got), decisions(&want));
+    }
+}

@@ -2,7 +2,9 @@
 //! version must keep decoding, and must keep ranking to the committed result.
 //!
 //! `core/tests/golden/v<N>/` holds a bundle, a model, a context and the
-//! expected result, written by version N of the code. Regenerate the current
+//! expected result, written by version N of the code. The v3 bundle carries
+//! its user's embedding and the v3 context has no base: it ranks to the v2
+//! result, the v2 context's base being that embedding. Regenerate the current
 //! version's files (only when the format or the ranking *intentionally*
 //! changes) with `EDGEWISE_BLESS=1 cargo test -p edgewise-core --test it compat`.
 
@@ -25,10 +27,11 @@ fn bless() {
     let d = dir(bundle::VERSION);
     std::fs::create_dir_all(&d).expect("create golden dir");
     let s = spec();
-    let b = synth::bundle(&s, 1_700_000_000_000);
+    let ctx = synth::context(&s, 8, 1_700_000_100_000, 2025);
+    let b = synth::with_user_embedding(&synth::bundle(&s, 1_700_000_000_000), &ctx.base);
     let m = synth::model(&s, &[8, 4], 25, 2024).encode().expect("encodes");
     let mut c = Vec::new();
-    abi::encode_context(&synth::context(&s, 8, 1_700_000_100_000, 2025), &mut c);
+    abi::encode_context(&edgewise_core::rank::RankContext { base: Vec::new(), ..ctx }, &mut c);
     let mut e = Engine::new();
     assert_eq!(e.load_model(&m), Status::Ok);
     assert_eq!(e.rank(&b, &c), Status::Ok, "{}", e.error());
@@ -83,9 +86,14 @@ fn history_golden_files_read_and_rank() {
     // committed version-1 contexts were written.
     let mut v1 = Vec::new();
     abi::encode_context(&synth::context(&spec(), 8, 1_700_000_100_000, 2025), &mut v1);
-    assert_eq!(v1, read(bundle::VERSION, "context.ewcx"), "a context without history is no longer the v1 bytes");
+    assert_eq!(v1, read(1, "context.ewcx"), "a context without history is no longer the v1 bytes");
     let plain = synth::model(&spec(), &[8, 4], 25, 2024).encode().expect("encodes");
-    assert_eq!(plain, read(bundle::VERSION, "model.ewm"), "a model without history is no longer the v1 bytes");
+    assert_eq!(plain, read(1, "model.ewm"), "a model without history is no longer the v1 bytes");
+    assert_eq!(
+        synth::bundle(&spec(), 1_700_000_000_000),
+        read(bundle::PLAIN_VERSION, "bundle.ewb"),
+        "a bundle without a user embedding is no longer the v2 bytes"
+    );
 }
 
 fn read(version: u16, name: &str) -> Vec<u8> {
@@ -136,6 +144,18 @@ fn every_supported_version_still_reads_and_ranks() {
             assert_eq!(u16::from_le_bytes([b[8], b[9]]), 2);
             assert_eq!(&b[body..body + 4], &(xxhash_rust::xxh3::xxh3_64(&b[..body]) as u32).to_le_bytes());
             assert_eq!(want, read(1, "result.ewrs"), "v2 ranks differently from v1");
+        }
+        if v == 3 {
+            // Version 3 adds the user's embedding after the v2 rows; ranked
+            // without a base in the context it is the v2 context's ranking.
+            let v2 = read(2, "bundle.ewb");
+            let end = view.layout().embeddings.1;
+            assert_eq!((b[10], v2[10]), (0b11, 0b01), "personal, and (v3) with the user's embedding");
+            assert_eq!(&b[11..end], &v2[11..end], "v3 rows differ from v2's");
+            let mut ctx2 = edgewise_core::rank::RankContext::default();
+            abi::decode_context(&read(2, "context.ewcx"), &mut ctx2).expect("v2 context decodes");
+            assert_eq!(view.user_embedding().map(Iterator::collect::<Vec<f32>>), Some(ctx2.base));
+            assert_eq!(want, read(2, "result.ewrs"), "v3 ranks differently from v2");
         }
         checked += 1;
     }

@@ -92,8 +92,10 @@ fn spec() -> synth::Spec {
     synth::Spec { n: 12, dim: 8, n_features: 3, n_sources: 5, clusters: 3, creators: 4, regions: 4, seed: 1 }
 }
 
-fn valid_bundle() -> Vec<u8> {
-    synth::bundle(&spec(), 7)
+/// A personal bundle; with `user`, carrying its user's embedding (version 3).
+fn valid_bundle(user: bool) -> Vec<u8> {
+    let plain = synth::bundle(&spec(), 7);
+    if user { synth::with_user_embedding(&plain, &[0.5, -0.25, 1.0, 0.0, 2.0, -1.0, 0.125, 0.75]) } else { plain }
 }
 
 fn valid_model(history: bool) -> Vec<u8> {
@@ -137,9 +139,9 @@ proptest! {
 
     #[test]
     fn mutated_bundles_decode_to_valid_bundles_or_fail_cleanly(
-        edits in proptest::collection::vec(mutation(), 1..4), fix in prop::bool::weighted(0.8)
+        edits in proptest::collection::vec(mutation(), 1..4), fix in prop::bool::weighted(0.8), user in any::<bool>()
     ) {
-        let b = mutate(valid_bundle(), &edits, fix, check::fix_bundle_crc);
+        let b = mutate(valid_bundle(user), &edits, fix, check::fix_bundle_crc);
         let _ = check::bundle_bytes(&b);
         let _ = check::bundle_prechecked_bytes(&b);
     }
@@ -164,9 +166,9 @@ proptest! {
     #[test]
     fn mutated_rank_inputs_rank_or_fail_cleanly(
         which in 0usize..3, edits in proptest::collection::vec(mutation(), 1..3), fix in prop::bool::weighted(0.8),
-        history in any::<bool>()
+        history in any::<bool>(), user in any::<bool>()
     ) {
-        let (mut b, mut m, mut c) = (valid_bundle(), valid_model(history), valid_context(history));
+        let (mut b, mut m, mut c) = (valid_bundle(user), valid_model(history), valid_context(history));
         match which {
             0 => b = mutate(b, &edits, fix, check::fix_bundle_crc),
             1 => m = mutate(m, &edits, fix, check::fix_model_crc),
@@ -215,7 +217,7 @@ fn mutations_reach_every_decoder_branch() {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(14);
     reach(
         "bundle",
-        &valid_bundle(),
+        &valid_bundle(false),
         check::fix_bundle_crc,
         &|b| check::bundle_bytes(b).map(drop).map_err(|e| kind(&e)),
         &[
@@ -234,6 +236,14 @@ fn mutations_reach_every_decoder_branch() {
             "NegativeScale",
             "SourceMismatch",
         ],
+        &mut rng,
+    );
+    reach(
+        "bundle with a user embedding",
+        &valid_bundle(true),
+        check::fix_bundle_crc,
+        &|b| check::bundle_bytes(b).map(drop).map_err(|e| kind(&e)),
+        &["Format(Malformed", "Format(LengthMismatch", "NonFinite"],
         &mut rng,
     );
     reach(

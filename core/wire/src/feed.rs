@@ -59,6 +59,13 @@ pub struct Frame {
     /// The merged list (refined frame only): shown preliminary items keep their places.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged: Option<Vec<u64>>,
+    /// Preliminary frame only: the user's personal bundle the edge kept from
+    /// their last refined frame, whose rows were ranked first, then the
+    /// rows of `bundle_digest`'s bundle it lacks (`core::bundle::union`).
+    /// When it equals `bundle_digest`, the kept bundle was ranked alone
+    /// (the regional one could not be had).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_bundle: Option<Digest>,
 }
 
 /// An NDJSON line in place of a frame that could not be produced (the other
@@ -159,6 +166,7 @@ mod tests {
             model: None,
             timings_ms: Timings { fetch: 1.0, rank: 2.0 },
             merged: None,
+            kept_bundle: None,
         };
         let j = serde_json::to_value(&f).expect("json");
         assert_eq!(j["frame"], "refined");

@@ -201,6 +201,7 @@ impl<O: Origin> Ranking<'_, O> {
             model,
             timings_ms: Timings { fetch: served.ms, rank: t1.elapsed().as_secs_f64() * 1e3 },
             merged: None,
+            kept_bundle: None,
         }
     }
 

@@ -14,7 +14,7 @@ use edgewise_core::{Bundle, Digest};
 use edgewise_wire::{Frame, FrameItem, FrameKind, ModelManifest, RankedBy, Timings, paths};
 
 use super::Feed;
-use crate::cache::{Cache, CacheError, Served};
+use crate::cache::{Cache, CacheError, Served, Status};
 use crate::guest::GuestError;
 
 /// What the feed needs to know about a bundle body, computed once per stored
@@ -103,38 +103,52 @@ pub fn retrieval_order(bundle: &[u8], ctx: &RankContext) -> Vec<FrameItem> {
     Bundle::decode(bundle).map(|b| edgewise_wire::feed::retrieval_order(&b, ctx)).unwrap_or_default()
 }
 
+/// A bundle as the feed got it, ready to rank.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The bundle's bytes.
+    pub bundle: Bytes,
+    /// What they are (digest, check, model).
+    pub facts: BundleFacts,
+    /// How the cache served them.
+    pub status: Status,
+    /// Milliseconds the fetch took.
+    pub fetch_ms: f64,
+}
+
 impl Feed {
-    /// Fetches the bundle at `path` and ranks it into a `kind` frame. With
-    /// `token` the bundle is a user's own (fetched with their token, never
-    /// cached); without, a shared one through the cache.
-    pub(super) async fn frame(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        kind: FrameKind,
-        ctx: &RankContext,
-        tenant: &str,
-    ) -> Result<Frame, CacheError> {
+    /// Fetches the bundle at `path`: with `token` a user's own (fetched with
+    /// their token, never cached), without a shared one through the cache.
+    pub(super) async fn fetch(&self, path: &str, token: Option<&str>) -> Result<Fetched, CacheError> {
         let t0 = Instant::now();
         let served: Served = match token {
             Some(t) => self.cache.pass_through(path, t).await?,
             None => self.cache.get(path).await?,
         };
-        let fetch = t0.elapsed().as_secs_f64() * 1e3;
-        let bundle = served.response.body.clone();
         let facts = *served.response.derived(|body| BundleFacts::of(body));
+        Ok(Fetched {
+            bundle: served.response.body.clone(),
+            facts,
+            status: served.status,
+            fetch_ms: t0.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// Ranks a fetched bundle into a `kind` frame.
+    pub(super) async fn rank_frame(&self, kind: FrameKind, f: &Fetched, ctx: &RankContext, tenant: &str) -> Frame {
         let t1 = Instant::now();
-        let (items, ranked_by, model) = self.rank(&bundle, facts, ctx, tenant).await;
-        Ok(Frame {
+        let (items, ranked_by, model) = self.rank(&f.bundle, f.facts, ctx, tenant).await;
+        Frame {
             frame: kind,
             items,
             ranked_by,
-            bundle_digest: facts.digest,
-            bundle_cache: served.status,
+            bundle_digest: f.facts.digest,
+            bundle_cache: f.status,
             model,
-            timings_ms: Timings { fetch, rank: t1.elapsed().as_secs_f64() * 1e3 },
+            timings_ms: Timings { fetch: f.fetch_ms, rank: t1.elapsed().as_secs_f64() * 1e3 },
             merged: None,
-        })
+            kept_bundle: None,
+        }
     }
 
     /// Ranks `bundle` with the tenant's guest and the model it names; the

@@ -3,10 +3,14 @@
 //! `GET|POST /v1/feed?user=&region=&k=&shown=&tenant=&refine=`
 //!
 //! 1. **Preliminary.** The regional bundle (from the cache) is ranked by the
-//!    guest with the user's context: the POST body's session state and seen
-//!    items.
+//!    guest with the user's context: the POST body's session state, history
+//!    and seen items. For a user whose last refined bundle the edge kept
+//!    ([`kept`]), the kept bundle's rows come first and the regional rows it
+//!    lacks after them, ranked with the user's embedding it carries: the
+//!    instant frame is already personal (the frame's `kept_bundle`).
 //! 2. **Refined.** The personalized bundle is fetched from the origin (it is
-//!    `private`, so the cache passes it through) and ranked by the guest.
+//!    `private`, so the cache passes it through), kept for the user's next
+//!    preliminary frame, and ranked by the guest.
 //! 3. **Stable merge.** The first `shown` preliminary items keep their places
 //!    ([`edgewise_core::merge::stable_merge`]); the rest comes from the refined
 //!    ranking.
@@ -33,6 +37,7 @@
 //! | `mod.rs` | [`Feed`]: the two frames, the refinement task, its deadline, the NDJSON stream, the answer counts (`feeds_total`) |
 //! | [`request`] | the query and body, parsed and checked into a [`FeedRequest`] |
 //! | [`frame`] | one bundle into one frame: fetch, facts, model, guest, fallback |
+//! | [`kept`] | each user's last personal bundle, private, bounded in bytes and age |
 //!
 //! The feed knows nothing of routes or status codes: the server hands it a
 //! parsed request and turns its [`Answer`] or [`FeedError`] into a response.
@@ -52,9 +57,11 @@ use crate::config::FeedSettings;
 use crate::tenants::Tenants;
 
 pub mod frame;
+pub mod kept;
 pub mod request;
 
-pub use frame::{BundleFacts, ModelError, Models, retrieval_order};
+pub use frame::{BundleFacts, Fetched, ModelError, Models, retrieval_order};
+pub use kept::KeptBundles;
 pub use request::{FeedBody, FeedRequest, MAX_SEEN};
 
 /// The feed's settings (`[feed]` in the configuration).
@@ -66,6 +73,10 @@ pub struct FeedConfig {
     pub candidates: usize,
     /// How far a request's `now_ms` may be from the edge's clock.
     pub max_clock_skew: Duration,
+    /// Bytes of users' personal bundles kept for their next preliminary frame (0: none).
+    pub kept_bytes: u64,
+    /// How long a kept personal bundle may be used.
+    pub kept_max_age: Duration,
 }
 
 impl Default for FeedConfig {
@@ -81,6 +92,8 @@ impl From<&FeedSettings> for FeedConfig {
             refine_deadline: Duration::from_millis(f.refine_deadline_ms),
             candidates: f.candidates,
             max_clock_skew: Duration::from_millis(f.max_clock_skew_ms),
+            kept_bytes: f.kept_bytes,
+            kept_max_age: Duration::from_secs(f.kept_max_age_s),
         }
     }
 }
@@ -151,8 +164,10 @@ pub struct Feed {
     cache: Cache,
     tenants: Arc<Tenants>,
     models: Models,
+    kept: KeptBundles,
     config: FeedConfig,
     answers: IntCounterVec,
+    kept_outcomes: IntCounterVec,
 }
 
 impl std::fmt::Debug for Feed {
@@ -165,9 +180,23 @@ type Refinement = JoinHandle<Result<Frame, CacheError>>;
 
 impl Feed {
     /// A feed over `cache` and `tenants`; each answer is counted in `answers`
-    /// (`feeds_total{answer}`).
-    pub fn new(cache: Cache, tenants: Arc<Tenants>, config: FeedConfig, answers: IntCounterVec) -> Self {
-        Self { cache, tenants, models: Models::default(), config, answers }
+    /// (`feeds_total{answer}`), and what became of each user's kept bundle
+    /// in `kept_outcomes` (`feed_kept_bundles_total{outcome}`: `merged`,
+    /// `alone`, `mismatch`, `none`, `stored`, `forgotten`).
+    pub fn new(
+        cache: Cache,
+        tenants: Arc<Tenants>,
+        config: FeedConfig,
+        answers: IntCounterVec,
+        kept_outcomes: IntCounterVec,
+    ) -> Self {
+        let kept = KeptBundles::new(config.kept_bytes, config.kept_max_age);
+        Self { cache, tenants, models: Models::default(), kept, config, answers, kept_outcomes }
+    }
+
+    /// The users' kept personal bundles.
+    pub fn kept(&self) -> &KeptBundles {
+        &self.kept
     }
 
     /// The settings it was built with.
@@ -191,7 +220,7 @@ impl Feed {
             (true, Some(path), Some(token)) => Some(self.refine(path, token, &req)),
             _ => None,
         };
-        let prelim = self.frame(&regional, None, FrameKind::Preliminary, &req.ctx, &req.tenant).await;
+        let prelim = self.preliminary(&regional, &req).await;
         let k = req.k as usize;
         match delivery {
             Delivery::Ndjson => Ok(Answer::Stream(self.stream(prelim, refined, req.shown, k))),
@@ -202,9 +231,71 @@ impl Feed {
         }
     }
 
+    /// The preliminary frame: the regional bundle, merged after the user's
+    /// kept bundle when there is one; the kept bundle alone when the
+    /// regional one cannot be had.
+    async fn preliminary(&self, path: &str, req: &FeedRequest) -> Result<Frame, CacheError> {
+        let (ctx, tenant) = (&req.ctx, &req.tenant);
+        let kept = req.user.and_then(|u| self.kept.get(u, ctx.now_ms));
+        if req.user.is_some() && kept.is_none() {
+            self.count_kept("none");
+        }
+        let fetched = self.fetch(path, None).await;
+        let Some(kept) = kept else {
+            return Ok(self.rank_frame(FrameKind::Preliminary, &fetched?, ctx, tenant).await);
+        };
+        let (local, outcome) = match &fetched {
+            Ok(regional) => {
+                let t = Instant::now();
+                match kept::merged(&kept, &regional.bundle, regional.facts.verified, ctx.now_ms) {
+                    Some(bytes) => {
+                        let facts = BundleFacts::of(&bytes);
+                        let fetch_ms = regional.fetch_ms + t.elapsed().as_secs_f64() * 1e3;
+                        (Fetched { bundle: bytes, facts, status: regional.status, fetch_ms }, "merged")
+                    }
+                    None => (regional.clone(), "mismatch"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no regional bundle; the preliminary frame ranks the user's kept bundle alone");
+                let facts = BundleFacts::of(&kept.bytes);
+                (
+                    Fetched { bundle: kept.bytes.clone(), facts, status: crate::cache::Status::Stale, fetch_ms: 0.0 },
+                    "alone",
+                )
+            }
+        };
+        self.count_kept(outcome);
+        let mut frame = self.rank_frame(FrameKind::Preliminary, &local, ctx, tenant).await;
+        if outcome != "mismatch" {
+            frame.kept_bundle = Some(kept.digest);
+            if let Ok(regional) = &fetched {
+                frame.bundle_digest = regional.facts.digest;
+            }
+        }
+        Ok(frame)
+    }
+
     fn refine(self: &Arc<Self>, path: String, token: String, req: &FeedRequest) -> Refinement {
-        let (this, ctx, tenant) = (self.clone(), req.ctx.clone(), req.tenant.clone());
-        tokio::spawn(async move { this.frame(&path, Some(&token), FrameKind::Refined, &ctx, &tenant).await })
+        let (this, ctx, tenant, user) = (self.clone(), req.ctx.clone(), req.tenant.clone(), req.user);
+        tokio::spawn(async move {
+            let fetched = this.fetch(&path, Some(&token)).await;
+            if let Some(user) = user {
+                match &fetched {
+                    Ok(f) if this.kept.keep(user, &f.bundle, f.facts.digest) => this.count_kept("stored"),
+                    Err(CacheError::Upstream { status: 401 | 403 | 404, .. }) => {
+                        this.kept.forget(user);
+                        this.count_kept("forgotten");
+                    }
+                    _ => {}
+                }
+            }
+            Ok(this.rank_frame(FrameKind::Refined, &fetched?, &ctx, &tenant).await)
+        })
+    }
+
+    fn count_kept(&self, outcome: &str) {
+        self.kept_outcomes.with_label_values(&[outcome]).inc();
     }
 
     fn count(&self, answered: Answered) {
@@ -348,6 +439,7 @@ mod tests {
             model: None,
             timings_ms: Timings { fetch: 0.0, rank: 0.0 },
             merged: None,
+            kept_bundle: None,
         }
     }
 

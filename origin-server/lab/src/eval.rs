@@ -15,18 +15,23 @@
 //!   session (the collaborative source's query), no ranker: what the session
 //!   alone adds;
 //! * **pipeline**: the origin's multi-source candidates (the same code as
-//!   `GET /v1/users/{id}/candidates`) encoded as a bundle, ranked by the core
-//!   with the registered model;
+//!   `GET /v1/users/{id}/candidates`) encoded as a personal bundle that
+//!   carries the user's embedding (format version 3), ranked by the core
+//!   with the registered model as the edge's refined frame ranks it: a
+//!   context of session, history and seen items, the base read from the
+//!   bundle;
 //! * **speculative**: what a client can rank before the personalized bundle
 //!   arrives: the personal bundle it kept from the user's **previous visit**
 //!   merged with the regional bundle (`edgewise_core::bundle::union`), ranked
-//!   by the core with the current session, history and seen items (no base
-//!   embedding: that stays at the origin). A visit ends after
-//!   [`VISIT_GAP_MS`] without an interaction; the previous visit is the one
-//!   before the held-out item's, and its bundle is retrieved as of its last
-//!   interaction, with the user's state replayed to that moment. A user with
-//!   no previous visit, or one older than [`KEPT_MAX_AGE_MS`] (the client's
-//!   age limit), has the regional bundle alone;
+//!   by the core with the current session, history and seen items, and the
+//!   embedding the kept bundle carries. A visit ends after [`VISIT_GAP_MS`]
+//!   without an interaction; the previous visit is the one before the
+//!   held-out item's, and its bundle is retrieved as of its last
+//!   interaction, with the user's state replayed to that moment and their
+//!   embedding folded in ([`crate::train::als::FoldIn`]) from the
+//!   interactions up to then only, against the trained item factors. A user
+//!   with no previous visit, or one older than [`KEPT_MAX_AGE_MS`] (the
+//!   client's age limit), has the regional bundle alone, and no embedding;
 //! * **speculative_regional**: the regional bundle alone, for comparison.
 //!
 //! **Quality loss** at `n` candidates: the share of the brute-force
@@ -41,7 +46,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use edgewise_core::Region;
-use edgewise_core::bundle::{Bundle, Scope};
+use edgewise_core::bundle::Bundle;
 use edgewise_core::context::UserView;
 use edgewise_core::model::Model;
 use edgewise_core::rank::{RankContext, RankOutput, Ranker};
@@ -49,6 +54,8 @@ use edgewise_core::session::SessionConfig;
 use serde::Serialize;
 
 use crate::train::split::{Split, history_of, is_positive, replay_with};
+use crate::train::{REPORT_KEY, TrainReport, als::FoldIn};
+use edgewise_origin::bundles::Audience;
 use edgewise_origin::catalogue::Catalogue;
 use edgewise_origin::config::Config;
 use edgewise_origin::item::Item;
@@ -227,6 +234,13 @@ pub async fn evaluate(
         .ok_or_else(|| EvalError::Input(format!("model {digest} is missing from the store")))?;
     let model = Model::decode(&bytes).map_err(|e| EvalError::Input(format!("model {digest}: {e}")))?;
 
+    let report: TrainReport = match store.meta(REPORT_KEY)? {
+        Some(r) => serde_json::from_slice(&r).map_err(|e| {
+            EvalError::Input(format!("the stored training report is unreadable ({e}): run `edgewise-lab train` again"))
+        })?,
+        None => return Err(EvalError::Input("no training report is stored: run `edgewise-lab train` first".into())),
+    };
+
     let mut items = Vec::new();
     store.for_each_item(|i| items.push(i), |_| {})?;
     if items.iter().all(|i| i.embedding.iter().all(|&x| x == 0.0)) {
@@ -273,6 +287,26 @@ pub async fn evaluate(
         catalogue_ids(&by_id).into_iter().map(|id| (id, pop.get(&id).copied().unwrap_or(0))).collect();
     by_pop.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
 
+    // Fold-in against the trained item factors: a user's embedding as of an earlier moment.
+    let dim = cfg.index.dim;
+    let item_ids = catalogue_ids(&by_id);
+    let row_of: HashMap<u64, usize> = item_ids.iter().enumerate().map(|(r, &id)| (id, r)).collect();
+    let factors: Vec<f32> = item_ids
+        .iter()
+        .flat_map(|id| {
+            let e = by_id.get(id).map_or(&[][..], |i| i.embedding.as_slice());
+            (0..dim).map(move |j| e.get(j).copied().unwrap_or(0.0))
+        })
+        .collect();
+    let fold = FoldIn::new(&factors, dim, report.factorisation.lambda);
+    let fold_in = |interactions: &[edgewise_origin::store::Interaction]| -> Result<Vec<f32>, EvalError> {
+        let obs = report.factorisation.observations(interactions, |id| row_of.get(&id).copied());
+        if obs.is_empty() {
+            return Ok(Vec::new());
+        }
+        fold.user(&obs).map_err(|e| EvalError::Pipeline(format!("fold-in: {e}")))
+    };
+
     let mut eval_cfg = cfg.clone();
     // Offline, a source is never dropped for time: every variant sees every source.
     eval_cfg.retrieval.deadline_ms = 60_000;
@@ -285,7 +319,6 @@ pub async fn evaluate(
     let (mut bundle_bytes, mut json_bytes) = (0.0f64, 0.0f64);
     let mut ranker = Ranker::new();
     let mut out = RankOutput::default();
-    let dim = cfg.index.dim;
     let total = tests.len() as u64;
     for (n, held) in tests.iter().enumerate() {
         let mut state = states.remove(&held.user).unwrap_or_default();
@@ -333,8 +366,8 @@ pub async fn evaluate(
         let personal = personal_plan(&eval_cfg);
         let backfill = [Source::Fresh, Source::Popular];
         let pipeline_err = |e: &dyn std::fmt::Display| EvalError::Pipeline(e.to_string());
-        let build = |r: &Retrieved, scope: Scope, at_ms: u64| -> Result<_, EvalError> {
-            edgewise_origin::bundles::build(&eval_cfg, &catalogue, r, scope, region, at_ms, None)
+        let build = |r: &Retrieved, audience: Audience<'_>, at_ms: u64| -> Result<_, EvalError> {
+            edgewise_origin::bundles::build(&eval_cfg, &catalogue, r, audience, region, at_ms, None)
                 .map(|b| b.bytes)
                 .map_err(|e| pipeline_err(&e))
         };
@@ -356,7 +389,12 @@ pub async fn evaluate(
         let mut bf_ctx = ctx.clone();
         bf_ctx.prerank_keep = u32::try_from(everything.rows.len()).unwrap_or(u32::MAX);
         let brute: HashSet<u64> =
-            rank_bytes(&build(&everything, Scope::Personal, now)?, &bf_ctx)?.into_iter().collect();
+            rank_bytes(&build(&everything, Audience::Personal { base: &[] }, now)?, &bf_ctx)?.into_iter().collect();
+        // The edge's refined frame and the speculative one: no base in the
+        // context; a personal bundle brings the user's.
+        let mut spec_ctx = ctx.clone();
+        spec_ctx.base = Vec::new();
+        let me = Audience::Personal { base: &state.base };
 
         let mut pipeline_top = Vec::new();
         let mut sizes = o.loss_at.clone();
@@ -371,8 +409,8 @@ pub async fn evaluate(
                 loss[slot] += missing as f64 / brute.len().max(1) as f64;
             }
             if size == o.candidates {
-                let bytes = build(&r, Scope::Personal, now)?;
-                pipeline_top = rank_bytes(&bytes, &ctx)?;
+                let bytes = build(&r, me, now)?;
+                pipeline_top = rank_bytes(&bytes, &spec_ctx)?;
                 bundle_bytes += bytes.len() as f64;
                 json_bytes += json_size(cfg, &catalogue, &r) as f64;
             }
@@ -382,9 +420,7 @@ pub async fn evaluate(
         let regional =
             sources::retrieve(request(false), &REGIONAL_PLAN, o.candidates, &eval_cfg.retrieval, &[Source::Fresh])
                 .await;
-        let regional_bytes = build(&regional, Scope::Regional, now)?;
-        let mut spec_ctx = ctx.clone();
-        spec_ctx.base = Vec::new();
+        let regional_bytes = build(&regional, Audience::Regional, now)?;
         let spec_regional = rank_bytes(&regional_bytes, &spec_ctx)?;
         acc[5].add(&spec_regional, held.item);
 
@@ -406,7 +442,8 @@ pub async fn evaluate(
                     recent_seeds: cfg.retrieval.recent_seeds,
                 });
                 let r = sources::retrieve(prev, &personal, o.candidates, &eval_cfg.retrieval, &backfill).await;
-                let kept = build(&r, Scope::Personal, then)?;
+                let base_then = fold_in(&history[..start])?;
+                let kept = build(&r, Audience::Personal { base: &base_then }, then)?;
                 let (k, g) = (
                     Bundle::decode(&kept).map_err(|e| pipeline_err(&e))?,
                     Bundle::decode(&regional_bytes).map_err(|e| pipeline_err(&e))?,

@@ -3,6 +3,7 @@
 //! cache headers.
 
 use super::*;
+use crate::bundles::Audience;
 use edgewise_wire::headers;
 
 #[derive(Debug, Deserialize)]
@@ -110,8 +111,9 @@ pub(super) async fn personal_bundle(
     let t = std::time::Instant::now();
     record_sources(st, &retrieved);
     let digest = model_for(st, Some(user));
+    let base = state.as_ref().map_or(&[][..], |u| u.base.as_slice());
     let built = Arc::new(
-        crate::bundles::build(&st.cfg, &st.catalogue, &retrieved, Scope::Personal, region, now, digest)
+        crate::bundles::build(&st.cfg, &st.catalogue, &retrieved, Audience::Personal { base }, region, now, digest)
             .map(|b| Built { owner: Some(user), ..b })
             .map_err(ApiError::internal)?,
     );
@@ -198,7 +200,7 @@ pub(super) async fn regional_bundle(
                 &st2.cfg,
                 &st2.catalogue,
                 &retrieved,
-                Scope::Regional,
+                Audience::Regional,
                 Some(region),
                 now,
                 digest,

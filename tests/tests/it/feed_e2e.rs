@@ -76,7 +76,12 @@ async fn rig_with(
         EdgeState::new(
             Cache::new(&origin, 64 << 20, Duration::from_secs(5)).expect("cache"),
             tenants.clone(),
-            FeedConfig { refine_deadline: Duration::from_secs(5), candidates: 100, max_clock_skew: FIXTURE_CLOCK_SKEW },
+            FeedConfig {
+                refine_deadline: Duration::from_secs(5),
+                candidates: 100,
+                max_clock_skew: FIXTURE_CLOCK_SKEW,
+                ..FeedConfig::default()
+            },
             limits,
         )
         .expect("state"),
@@ -239,6 +244,88 @@ async fn the_feed_equals_the_native_ranking_of_the_same_bundle_and_context() {
     assert_eq!(r.headers().get("x-edgewise-feed").and_then(|v| v.to_str().ok()), Some("preliminary"));
     assert_eq!(r.json::<Value>().await.expect("json")["frame"], "preliminary");
     assert_eq!(origin_requests().await, before, "refine=false never reaches the origin when the bundle is cached");
+}
+
+/// Fetches the origin's bytes at `path` with the rig's client (user 7's token).
+async fn origin_bytes(rig: &Rig, path: &str) -> Vec<u8> {
+    let r = rig.client.get(format!("{}{path}", rig.origin)).send().await.expect("origin");
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.bytes().await.expect("bytes").to_vec()
+}
+
+async fn ndjson(client: &reqwest::Client, url: &str, body: &Value) -> Vec<Value> {
+    let r = client.post(url).header("accept", "application/x-ndjson").json(body).send().await.expect("feed");
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("body");
+    text.lines().map(|l| serde_json::from_str(l).expect("a JSON frame")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_kept_bundle_makes_their_next_preliminary_frame_personal() {
+    let rig = rig("kept").await;
+    let body = json!({"seen": [2, 3], "now_ms": NOW});
+    let url = format!("{}/v1/feed?user=7&region=0&k=10", rig.edge);
+    let first = ndjson(&rig.client, &url, &body).await;
+    assert_eq!(first.len(), 2);
+    assert!(first[0].get("kept_bundle").is_none(), "nothing kept before the user's first refined frame: {}", first[0]);
+    let personal = first[1]["bundle_digest"].as_str().expect("digest").to_string();
+
+    let second = ndjson(&rig.client, &url, &body).await;
+    let pre = &second[0];
+    assert_eq!(pre["kept_bundle"].as_str(), Some(personal.as_str()), "the last refined bundle is kept: {pre}");
+    assert_eq!(pre["bundle_digest"], first[0]["bundle_digest"], "merged with the same regional bundle");
+    // The edge ranked the kept rows, then the regional ones they lack, with
+    // the user's embedding the kept bundle carries: natively the same.
+    let kept = origin_bytes(&rig, &format!("/v1/bundles/{personal}")).await;
+    let regional =
+        origin_bytes(&rig, &edgewise_wire::paths::regional_bundle(Region::new(0).expect("region"), 100)).await;
+    let (k, g) = (Bundle::decode(&kept).expect("kept"), Bundle::decode(&regional).expect("regional"));
+    assert!(k.user_embedding().is_some(), "a personal bundle carries its user's embedding");
+    let local = edgewise_core::bundle::union(&k, &g, NOW).expect("union");
+    let mut ctx = RankContext::new(10, NOW);
+    ctx.region = Region::new(0).ok();
+    ctx.seen = vec![2, 3];
+    let current: ModelManifest = rig
+        .client
+        .get(format!("{}{}", rig.origin, edgewise_wire::paths::MODEL_CURRENT))
+        .send()
+        .await
+        .expect("m")
+        .json()
+        .await
+        .expect("manifest");
+    let model = Model::decode(&origin_bytes(&rig, &edgewise_wire::paths::model(&current.digest)).await).expect("model");
+    let mut out = RankOutput::default();
+    Ranker::new().rank(&model, &Bundle::decode(&local).expect("union decodes"), &ctx, &mut out).expect("ranks");
+    let want: Vec<(u64, f32)> = out.items.iter().map(|i| (i.id, i.score)).collect();
+    assert_eq!(items(pre), want, "the preliminary frame ranks the kept bundle merged with the regional one");
+
+    // Another user gets nothing of user 7's: their first preliminary frame keeps nothing.
+    let other = reqwest::Client::new();
+    let r = other
+        .post(format!("{}/v1/feed?user=8&region=0&k=10", rig.edge))
+        .bearer_auth(user_token(8))
+        .header("accept", "application/x-ndjson")
+        .json(&body)
+        .send()
+        .await
+        .expect("feed");
+    let text = r.text().await.expect("body");
+    let first8: Value = serde_json::from_str(text.lines().next().expect("a frame")).expect("json");
+    assert!(first8.get("kept_bundle").is_none(), "user 8 never sees user 7's kept bundle: {first8}");
+    // And an anonymous feed never ranks a kept bundle.
+    let anon = other.get(format!("{}/v1/feed?region=0&k=10", rig.edge)).send().await.expect("feed");
+    assert!(anon.json::<Value>().await.expect("json").get("kept_bundle").is_none());
+
+    let metrics = rig.client.get(format!("{}/metrics", rig.edge)).send().await.expect("m").text().await.expect("t");
+    let count = |outcome: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("edgewise_edge_feed_kept_bundles_total{{outcome=\"{outcome}\"}} ")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!((count("merged"), count("stored"), count("none")), (1, 3, 2), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

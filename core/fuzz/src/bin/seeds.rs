@@ -91,7 +91,8 @@ fn contexts(spec: &Spec) -> Vec<RankContext> {
 }
 
 /// Bundle variants for one spec: personal (as `synth` writes it), regional for
-/// region 1, and one that names the model it expects.
+/// region 1, one that names the model it expects, and one that carries its
+/// user's embedding (version 3).
 fn bundles(spec: &Spec, model: &[u8]) -> Vec<Vec<u8>> {
     let personal = synth::bundle(spec, 1_700_000_000_000);
     let mut regional = personal.clone();
@@ -101,7 +102,9 @@ fn bundles(spec: &Spec, model: &[u8]) -> Vec<Vec<u8>> {
     let mut pinned = personal.clone();
     pinned[DIGEST_AT..DIGEST_AT + 32].copy_from_slice(edgewise_core::model::digest(model).as_bytes());
     check::fix_bundle_crc(&mut pinned);
-    vec![personal, regional, pinned]
+    let user: Vec<f32> = (0..spec.dim).map(|i| f32::from(i) * 0.25 - 1.0).collect();
+    let carried = synth::with_user_embedding(&personal, &user);
+    vec![personal, regional, pinned, carried]
 }
 
 fn encode(ctx: &RankContext) -> Vec<u8> {

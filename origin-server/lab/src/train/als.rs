@@ -106,34 +106,74 @@ pub fn fit(
     Ok(Factors { dim: d, users, items })
 }
 
-/// Solves every row of one side given the other side's factors.
-fn sweep(rows: &[Vec<(usize, f32)>], other: &[f32], d: usize, lambda: f32) -> Result<Vec<f32>, AlsError> {
+/// `YᵀY` of the fixed side's factors (`n × d`, row-major).
+fn gram(other: &[f32], d: usize) -> DMatrix<f64> {
     let n_other = other.len() / d.max(1);
     let y = DMatrix::<f64>::from_fn(n_other, d, |r, c| f64::from(other[r * d + c]));
-    let gram = y.transpose() * &y;
-    let solved: Result<Vec<Vec<f32>>, AlsError> = rows
-        .par_iter()
-        .map(|obs| {
-            // Σ (c−1)·y yᵀ as one product: rows √(c−1)·y stacked, times their transpose.
-            let weighted = DMatrix::<f64>::from_fn(obs.len(), d, |k, r| {
-                let (j, c) = obs[k];
-                (f64::from(c) - 1.0).sqrt() * f64::from(other[j * d + r])
-            });
-            let mut a = &gram + weighted.tr_mul(&weighted);
-            let mut b = DVector::<f64>::zeros(d);
-            for &(j, c) in obs {
-                for (r, &y) in other[j * d..(j + 1) * d].iter().enumerate() {
-                    b[r] += f64::from(c) * f64::from(y);
-                }
-            }
-            for r in 0..d {
-                a[(r, r)] += f64::from(lambda);
-            }
-            let x = a.cholesky().ok_or(AlsError::NotPositiveDefinite)?.solve(&b);
-            Ok(x.iter().map(|&v| v as f32).collect())
-        })
-        .collect();
+    y.transpose() * &y
+}
+
+/// One row's normal equations, solved: `obs` are (row of `other`, confidence) pairs.
+fn solve_row(
+    gram: &DMatrix<f64>,
+    obs: &[(usize, f32)],
+    other: &[f32],
+    d: usize,
+    lambda: f32,
+) -> Result<Vec<f32>, AlsError> {
+    // Σ (c−1)·y yᵀ as one product: rows √(c−1)·y stacked, times their transpose.
+    let weighted = DMatrix::<f64>::from_fn(obs.len(), d, |k, r| {
+        let (j, c) = obs[k];
+        (f64::from(c) - 1.0).sqrt() * f64::from(other[j * d + r])
+    });
+    let mut a = gram + weighted.tr_mul(&weighted);
+    let mut b = DVector::<f64>::zeros(d);
+    for &(j, c) in obs {
+        for (r, &y) in other[j * d..(j + 1) * d].iter().enumerate() {
+            b[r] += f64::from(c) * f64::from(y);
+        }
+    }
+    for r in 0..d {
+        a[(r, r)] += f64::from(lambda);
+    }
+    let x = a.cholesky().ok_or(AlsError::NotPositiveDefinite)?.solve(&b);
+    Ok(x.iter().map(|&v| v as f32).collect())
+}
+
+/// Solves every row of one side given the other side's factors.
+fn sweep(rows: &[Vec<(usize, f32)>], other: &[f32], d: usize, lambda: f32) -> Result<Vec<f32>, AlsError> {
+    let gram = gram(other, d);
+    let solved: Result<Vec<Vec<f32>>, AlsError> =
+        rows.par_iter().map(|obs| solve_row(&gram, obs, other, d, lambda)).collect();
     Ok(solved?.concat())
+}
+
+/// Fold-in: one user's factor against fixed item factors, exactly as a user
+/// sweep of [`fit`] solves it. What the origin's embedding of a user would
+/// have been with only the interactions it had seen by then.
+#[derive(Debug, Clone)]
+pub struct FoldIn<'a> {
+    gram: DMatrix<f64>,
+    items: &'a [f32],
+    dim: usize,
+    lambda: f32,
+}
+
+impl<'a> FoldIn<'a> {
+    /// Item factors (`n × dim`, row-major) and the λ they were fitted with.
+    pub fn new(items: &'a [f32], dim: usize, lambda: f32) -> Self {
+        Self { gram: gram(items, dim), items, dim, lambda }
+    }
+
+    /// The factor of a user with `obs`: (item row, confidence ≥ 1) pairs.
+    pub fn user(&self, obs: &[(usize, f32)]) -> Result<Vec<f32>, AlsError> {
+        let n = self.items.len() / self.dim.max(1);
+        if let Some((index, &(i, c))) = obs.iter().enumerate().find(|(_, o)| o.0 >= n || !o.1.is_finite() || o.1 < 1.0)
+        {
+            return Err(AlsError::BadObservation { index, reason: format!("item row {i} of {n}, confidence {c}") });
+        }
+        solve_row(&self.gram, obs, self.items, self.dim, self.lambda)
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +227,26 @@ mod tests {
             let g = naive_user_gradient(&f, u, &obs, 0.5, 12);
             assert!(g.iter().all(|x| x.abs() < 1e-3), "user {u}: gradient {g:?} is not zero");
         }
+    }
+
+    #[test]
+    fn fold_in_solves_one_user_as_the_sweep_does() {
+        let obs = observations();
+        let p = AlsParams { dim: 4, epochs: 3, lambda: 0.5, seed: 7 };
+        let f = fit(10, 12, &obs, p, |_| {}).expect("fit");
+        let mut by_user: Vec<Vec<(usize, f32)>> = vec![Vec::new(); 10];
+        for &(u, i, c) in &obs {
+            by_user[u].push((i, c));
+        }
+        let swept = sweep(&by_user, &f.items, 4, 0.5).expect("sweep");
+        let fold = FoldIn::new(&f.items, 4, 0.5);
+        for (u, mine) in by_user.iter().enumerate() {
+            assert_eq!(fold.user(mine).expect("solves"), swept[u * 4..(u + 1) * 4], "user {u}");
+        }
+        // Fewer interactions, another factor; bad rows are refused.
+        assert_ne!(fold.user(&by_user[0][..1]).expect("solves"), swept[..4]);
+        assert!(matches!(fold.user(&[(12, 2.0)]), Err(AlsError::BadObservation { index: 0, .. })));
+        assert!(matches!(fold.user(&[(0, 2.0), (1, 0.5)]), Err(AlsError::BadObservation { index: 1, .. })));
     }
 
     #[test]

@@ -130,6 +130,41 @@ pub enum Step {
     Writing,
 }
 
+/// How interactions became the factorisation's observations, and its λ:
+/// what a fold-in ([`als::FoldIn`]) needs to embed a user as training would.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Factorisation {
+    /// L2 regularisation λ.
+    pub lambda: f32,
+    /// Confidence scale: an observed pair's confidence is `1 + alpha·w`.
+    pub alpha: f32,
+    /// The weight `w` of a skip (a like is 1).
+    pub skip_weight: f32,
+}
+
+impl Factorisation {
+    /// The observations of one user's `interactions` (any order): the best
+    /// weight per item, as `(row, confidence)` sorted by row, for the items
+    /// `row_of` knows.
+    pub fn observations(
+        &self,
+        interactions: &[Interaction],
+        row_of: impl Fn(u64) -> Option<usize>,
+    ) -> Vec<(usize, f32)> {
+        let mut best: HashMap<usize, f32> = HashMap::new();
+        for i in interactions {
+            let w = confidence_weight(i.kind, self.skip_weight);
+            if let (Some(r), true) = (row_of(i.item), w > 0.0) {
+                let e = best.entry(r).or_insert(0.0);
+                *e = e.max(w);
+            }
+        }
+        let mut obs: Vec<(usize, f32)> = best.into_iter().map(|(r, w)| (r, 1.0 + self.alpha * w)).collect();
+        obs.sort_by_key(|o| o.0);
+        obs
+    }
+}
+
 /// What training produced.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainReport {
@@ -173,6 +208,8 @@ pub struct TrainReport {
     /// (the caller records it in the data directory's schema).
     #[serde(default)]
     pub feature_defaults: std::collections::BTreeMap<String, f64>,
+    /// The factorisation's settings (for `eval`'s fold-in).
+    pub factorisation: Factorisation,
 }
 
 /// The meta key under which the last training report is stored.
@@ -204,16 +241,13 @@ impl Rows {
 }
 
 fn observations(split: &Split, users: &Rows, items: &Rows, o: &TrainOptions) -> Vec<als::Observation> {
-    let mut best: HashMap<(usize, usize), f32> = HashMap::new();
-    for i in split.train_interactions() {
-        let (Some(&u), Some(&it)) = (users.of.get(&i.user), items.of.get(&i.item)) else { continue };
-        let w = confidence_weight(i.kind, o.skip_weight);
-        if w > 0.0 {
-            let e = best.entry((u, it)).or_insert(0.0);
-            *e = e.max(w);
-        }
+    let f = Factorisation { lambda: o.lambda, alpha: o.alpha, skip_weight: o.skip_weight };
+    let mut obs = Vec::new();
+    for (user, interactions) in &split.train {
+        let Some(&u) = users.of.get(user) else { continue };
+        let mine = f.observations(interactions, |id| items.of.get(&id).copied());
+        obs.extend(mine.into_iter().map(|(i, c)| (u, i, c)));
     }
-    let mut obs: Vec<als::Observation> = best.into_iter().map(|((u, i), w)| (u, i, 1.0 + o.alpha * w)).collect();
     obs.sort_by_key(|&(u, i, _)| (u, i));
     obs
 }
@@ -640,6 +674,7 @@ pub fn train(
         dim: o.dim,
         seed: o.seed,
         feature_defaults,
+        factorisation: Factorisation { lambda: o.lambda, alpha: o.alpha, skip_weight: o.skip_weight },
     };
     store.put_meta(REPORT_KEY, &serde_json::to_vec(&report).map_err(|e| TrainError::Input(e.to_string()))?)?;
     Ok(report)
