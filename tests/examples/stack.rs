@@ -2,7 +2,8 @@
 //! browser tests (`cargo xtask npm-test` starts it): the conformance fixture
 //! (300 items of dimension 8, user 7's clicks, a registered model) at the
 //! origin, and the edge with the real core guest in front of it, letting any
-//! page call it (CORS `*`).
+//! page call it (CORS `*`), keeping no user's personal bundle between feeds
+//! (as the per-request edges it is compared with).
 //!
 //! Prints one JSON line, then serves until its standard input closes:
 //!
@@ -55,6 +56,11 @@ async fn main() -> anyhow::Result<()> {
             refine_deadline: Duration::from_secs(5),
             candidates: 300,
             max_clock_skew: FIXTURE_CLOCK_SKEW,
+            // The CDN adapters, the wasi:http component and the Fastly app keep
+            // nothing between requests, and their tests compare their feeds
+            // with this edge's: so this edge keeps no personal bundles either
+            // (`feed_e2e` tests the kept bundles).
+            kept_bytes: 0,
             ..FeedConfig::default()
         },
         ServerSettings { user_tokens: user_tokens(), cors_origins: vec!["*".into()], ..ServerSettings::default() },

@@ -90,12 +90,8 @@ async fn rig_with(
     Rig { origin, edge, client, tenants }
 }
 
-/// Ranks the origin's copy of a bundle natively, with the same context.
-async fn native(rig: &Rig, digest: &str, ctx: &RankContext) -> Vec<(u64, f32)> {
-    let bundle = rig.client.get(format!("{}/v1/bundles/{digest}", rig.origin)).send().await.expect("bundle");
-    assert!(bundle.status().is_success(), "the origin still holds bundle {digest}");
-    let bytes = bundle.bytes().await.expect("bytes");
-    let b = Bundle::decode(&bytes).expect("decodes");
+/// The origin's current model.
+async fn current_model(rig: &Rig) -> Model {
     let current: ModelManifest = rig
         .client
         .get(format!("{}{}", rig.origin, edgewise_wire::paths::MODEL_CURRENT))
@@ -105,19 +101,28 @@ async fn native(rig: &Rig, digest: &str, ctx: &RankContext) -> Vec<(u64, f32)> {
         .json()
         .await
         .expect("the model manifest");
-    let m = rig
-        .client
-        .get(format!("{}{}", rig.origin, edgewise_wire::paths::model(&current.digest)))
-        .send()
-        .await
-        .expect("model")
-        .bytes()
-        .await
-        .expect("bytes");
-    let model = Model::decode(&m).expect("model decodes");
+    Model::decode(&origin_bytes(rig, &edgewise_wire::paths::model(&current.digest)).await).expect("model decodes")
+}
+
+/// Fetches the origin's bytes at `path` with the rig's client (user 7's token).
+async fn origin_bytes(rig: &Rig, path: &str) -> Vec<u8> {
+    let r = rig.client.get(format!("{}{path}", rig.origin)).send().await.expect("origin");
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.bytes().await.expect("bytes").to_vec()
+}
+
+/// Ranks `bundle` natively with `model` and `ctx`: (id, score) per item.
+fn rank_natively(model: &Model, bundle: &[u8], ctx: &RankContext) -> Vec<(u64, f32)> {
+    let b = Bundle::decode(bundle).expect("decodes");
     let mut out = RankOutput::default();
-    Ranker::new().rank(&model, &b, ctx, &mut out).expect("native ranks");
+    Ranker::new().rank(model, &b, ctx, &mut out).expect("native ranks");
     out.items.iter().map(|i| (i.id, i.score)).collect()
+}
+
+/// Ranks the origin's copy of a bundle natively, with the same context.
+async fn native(rig: &Rig, digest: &str, ctx: &RankContext) -> Vec<(u64, f32)> {
+    let bytes = origin_bytes(rig, &format!("/v1/bundles/{digest}")).await;
+    rank_natively(&current_model(rig).await, &bytes, ctx)
 }
 
 fn items(frame: &Value) -> Vec<(u64, f32)> {
@@ -246,13 +251,6 @@ async fn the_feed_equals_the_native_ranking_of_the_same_bundle_and_context() {
     assert_eq!(origin_requests().await, before, "refine=false never reaches the origin when the bundle is cached");
 }
 
-/// Fetches the origin's bytes at `path` with the rig's client (user 7's token).
-async fn origin_bytes(rig: &Rig, path: &str) -> Vec<u8> {
-    let r = rig.client.get(format!("{}{path}", rig.origin)).send().await.expect("origin");
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.bytes().await.expect("bytes").to_vec()
-}
-
 async fn ndjson(client: &reqwest::Client, url: &str, body: &Value) -> Vec<Value> {
     let r = client.post(url).header("accept", "application/x-ndjson").json(body).send().await.expect("feed");
     assert_eq!(r.status(), 200);
@@ -285,19 +283,7 @@ async fn a_users_kept_bundle_makes_their_next_preliminary_frame_personal() {
     let mut ctx = RankContext::new(10, NOW);
     ctx.region = Region::new(0).ok();
     ctx.seen = vec![2, 3];
-    let current: ModelManifest = rig
-        .client
-        .get(format!("{}{}", rig.origin, edgewise_wire::paths::MODEL_CURRENT))
-        .send()
-        .await
-        .expect("m")
-        .json()
-        .await
-        .expect("manifest");
-    let model = Model::decode(&origin_bytes(&rig, &edgewise_wire::paths::model(&current.digest)).await).expect("model");
-    let mut out = RankOutput::default();
-    Ranker::new().rank(&model, &Bundle::decode(&local).expect("union decodes"), &ctx, &mut out).expect("ranks");
-    let want: Vec<(u64, f32)> = out.items.iter().map(|i| (i.id, i.score)).collect();
+    let want = rank_natively(&current_model(&rig).await, &local, &ctx);
     assert_eq!(items(pre), want, "the preliminary frame ranks the kept bundle merged with the regional one");
 
     // Another user gets nothing of user 7's: their first preliminary frame keeps nothing.

@@ -211,17 +211,22 @@ mod tests {
         obs
     }
 
+    /// Each user's (item, confidence) pairs.
+    fn by_user(obs: &[Observation], users: usize) -> Vec<Vec<(usize, f32)>> {
+        let mut out = vec![Vec::new(); users];
+        for &(u, i, c) in obs {
+            out[u].push((i, c));
+        }
+        out
+    }
+
     #[test]
     fn user_factors_solve_the_full_objective_exactly() {
         let obs = observations();
         let p = AlsParams { dim: 4, epochs: 3, lambda: 0.5, seed: 7 };
         let f = fit(10, 12, &obs, p, |_| {}).expect("fit");
         // The last sweep solved items given users; solve users once more and check stationarity.
-        let mut by_user: Vec<Vec<(usize, f32)>> = vec![Vec::new(); 10];
-        for &(u, i, c) in &obs {
-            by_user[u].push((i, c));
-        }
-        let users = sweep(&by_user, &f.items, 4, 0.5).expect("sweep");
+        let users = sweep(&by_user(&obs, 10), &f.items, 4, 0.5).expect("sweep");
         let f = Factors { users, ..f };
         for u in 0..10 {
             let g = naive_user_gradient(&f, u, &obs, 0.5, 12);
@@ -234,10 +239,7 @@ mod tests {
         let obs = observations();
         let p = AlsParams { dim: 4, epochs: 3, lambda: 0.5, seed: 7 };
         let f = fit(10, 12, &obs, p, |_| {}).expect("fit");
-        let mut by_user: Vec<Vec<(usize, f32)>> = vec![Vec::new(); 10];
-        for &(u, i, c) in &obs {
-            by_user[u].push((i, c));
-        }
+        let by_user = by_user(&obs, 10);
         let swept = sweep(&by_user, &f.items, 4, 0.5).expect("sweep");
         let fold = FoldIn::new(&f.items, 4, 0.5);
         for (u, mine) in by_user.iter().enumerate() {

@@ -49,8 +49,8 @@ async fn import_train_eval_and_serve_ml_100k() {
     let schema = std::fs::read_to_string(data.join("schema.toml")).expect("the import records the schema");
     assert!(schema.contains("content_dim = 20") && schema.contains("\"popularity\", \"year\""), "{schema}");
 
-    // Determinism on short runs (three ranker epochs), then the full training that is evaluated.
-    let short = ["train", "--ranker-epochs", "3"];
+    // Determinism on short runs (two ALS sweeps, one ranker epoch), then the full training that is evaluated.
+    let short = ["train", "--epochs", "2", "--ranker-epochs", "1"];
     let other_seed = ok(&lab(&data, &[&short[..], &["--seed", "7"]].concat()), "train with another seed");
     let first = ok(&lab(&data, &short), "train");
     let second = ok(&lab(&data, &short), "second train");
