@@ -11,7 +11,7 @@
 // Cache API where the page has one); models are verified against the sha256
 // that names them before they are used (`store.js`).
 
-import { EdgewiseError } from './error.js';
+import { EdgewiseError, u64 as checkU64 } from './error.js';
 import { EventQueue } from './events.js';
 import {
   Core, Ranker, RankerWorker, agreement, bundleInfo, bundleLayout, bundleUnion, decodeResult, encodeContext, historyInfo, historyObserve, sessionInfo,
@@ -25,7 +25,6 @@ const KEPT_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
 
 /** @typedef {import('./store.js').BundleEntry} BundleEntry */
 
-const U64_MAX = 0xffff_ffff_ffff_ffffn;
 const KINDS = new Set(['impression', 'click', 'like', 'skip', 'hide', 'dwell']);
 /** Most ids remembered as seen (the core accepts this many in a context). */
 const MAX_SEEN = 10_000;
@@ -36,13 +35,7 @@ const sourcesOf = (mask) => (SOURCES ??= sourceNames()).filter((_, j) => (mask >
 
 
 /** @param {unknown} v @param {string} what */
-function u64(v, what) {
-  const big = typeof v === 'bigint' ? v : typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : null;
-  if (big === null || big < 0n || big > U64_MAX) {
-    throw new EdgewiseError('bad-options', `${what} must be a u64 (a safe integer or a BigInt), not ${String(v)}`);
-  }
-  return big;
-}
+const u64 = (v, what) => checkU64(v, what, 'bad-options');
 
 /** @param {unknown} v @param {string} what @param {number} min @param {number} max */
 function int(v, what, min, max) {

@@ -9,21 +9,14 @@
 // with the same ids, so a page closed while offline loses nothing (and a
 // batch that did arrive only counts as a duplicate).
 
-import { EdgewiseError } from './error.js';
+import { EdgewiseError, u64 as checkU64 } from './error.js';
 
 const KINDS = new Set(['impression', 'click', 'like', 'skip', 'hide', 'dwell']);
-const U64_MAX = 0xffff_ffff_ffff_ffffn;
 /** How many times in a row a user's token may fail before their batch is dropped. */
 const TOKEN_TRIES = 3;
 
 /** @param {unknown} v @param {string} what */
-function u64(v, what) {
-  const big = typeof v === 'bigint' ? v : typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : null;
-  if (big === null || big < 0n || big > U64_MAX) {
-    throw new EdgewiseError('bad-event', `${what} must be a u64 (a safe integer or a BigInt), not ${String(v)}`);
-  }
-  return big;
-}
+const u64 = (v, what) => checkU64(v, what, 'bad-event');
 
 /** `localStorage`, where the page may use it (reading it throws in sandboxed frames). */
 function defaultStorage() {

@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'bad-bundle'
   | 'bad-context'
   | 'bad-session'
+  | 'bad-experiment'
   | 'incompatible'
   | 'bad-options'
   | 'no-gpu'
@@ -151,6 +152,22 @@ export function historyInfo(state: Uint8Array): { entries: number; dim: number }
  * embedding: the candidates of a preliminary frame (the core's `bundle::union`).
  */
 export function bundleUnion(kept: Uint8Array, regional: Uint8Array, nowMs: number): Uint8Array;
+
+/** The variant of `user` in an experiment (its index), or -1 when not enrolled: the core's `experiment::assign`. */
+export function experimentAssign(user: bigint | number, salt: bigint | number, rampBp: number, allocationsBp: ArrayLike<number>): number;
+
+/** Team-draft interleaving of two rankings: the items and the team (0: A, 1: B) that placed each. */
+export function teamDraft(
+  a: Iterable<bigint | number>, b: Iterable<bigint | number>, k: number, seed: bigint | number,
+): { items: BigUint64Array; teams: Uint8Array };
+
+/** One Thompson-sampling decision over variants with these clicks and exposures. */
+export function thompson(clicks: Iterable<bigint | number>, exposures: Iterable<bigint | number>, seed: bigint | number): number;
+
+/** The share of traffic Thompson sampling gives each variant over `draws` decisions. */
+export function thompsonShares(
+  clicks: Iterable<bigint | number>, exposures: Iterable<bigint | number>, draws: number, seed: bigint | number,
+): Float64Array;
 
 /** What a client needs to know about a bundle, read once when it arrives (checks its structure). */
 export function bundleInfo(bytes: Uint8Array): {

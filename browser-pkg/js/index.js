@@ -6,7 +6,7 @@
 // Everything that fails throws an `EdgewiseError` with a `code`.
 
 import init, * as wasm from './edgewise_core.js';
-import { EdgewiseError } from './error.js';
+import { EdgewiseError, u64 } from './error.js';
 
 export { EdgewiseError };
 export { EventQueue } from './events.js';
@@ -240,6 +240,61 @@ export function bundleLayout(bytes) {
  */
 export function bundleInfo(bytes) {
   return call(() => wasm.bundleInfo(bytes));
+}
+
+/** @param {Iterable<bigint | number>} xs @param {string} what */
+const checkedU64s = (xs, what) => BigUint64Array.from(xs, (x, i) => u64(x, `${what}[${i}]`, 'bad-experiment'));
+
+/**
+ * The variant of `user` in the experiment salted `salt` that enrols `rampBp`
+ * basis points of users and splits them by `allocationsBp` (basis points
+ * summing to 10000): its index, or -1 when the user is not enrolled. The
+ * core's `experiment::assign`, so the origin, the edges and the page agree.
+ * @param {bigint | number} user @param {bigint | number} salt @param {number} rampBp
+ * @param {ArrayLike<number>} allocationsBp
+ * @returns {number}
+ */
+export function experimentAssign(user, salt, rampBp, allocationsBp) {
+  const u = u64(user, 'user', 'bad-experiment');
+  const s = u64(salt, 'salt', 'bad-experiment');
+  return call(() => wasm.experimentAssign(u, s, rampBp, Uint32Array.from(allocationsBp)));
+}
+
+/**
+ * Team-draft interleaving of rankings `a` and `b` (best first) into at most
+ * `k` items, the coin drawn from `seed`: the items and, per item, the team
+ * that placed it (0: A, 1: B). The core's `experiment::team_draft`.
+ * @param {Iterable<bigint | number>} a @param {Iterable<bigint | number>} b @param {number} k
+ * @param {bigint | number} seed
+ * @returns {{ items: BigUint64Array, teams: Uint8Array }}
+ */
+export function teamDraft(a, b, k, seed) {
+  const [ia, ib, s] = [checkedU64s(a, 'a'), checkedU64s(b, 'b'), u64(seed, 'seed', 'bad-experiment')];
+  return call(() => wasm.teamDraft(ia, ib, k, s));
+}
+
+/**
+ * One Thompson-sampling decision over variants with these clicks and
+ * exposures (one of each per variant), for `seed`: the chosen variant.
+ * @param {Iterable<bigint | number>} clicks @param {Iterable<bigint | number>} exposures
+ * @param {bigint | number} seed
+ * @returns {number}
+ */
+export function thompson(clicks, exposures, seed) {
+  const [c, e, s] = [checkedU64s(clicks, 'clicks'), checkedU64s(exposures, 'exposures'), u64(seed, 'seed', 'bad-experiment')];
+  return call(() => wasm.thompson(c, e, s));
+}
+
+/**
+ * The share of traffic Thompson sampling gives each variant over `draws`
+ * decisions (seeds `seed`, `seed + 1`, …).
+ * @param {Iterable<bigint | number>} clicks @param {Iterable<bigint | number>} exposures
+ * @param {number} draws @param {bigint | number} seed
+ * @returns {Float64Array}
+ */
+export function thompsonShares(clicks, exposures, draws, seed) {
+  const [c, e, s] = [checkedU64s(clicks, 'clicks'), checkedU64s(exposures, 'exposures'), u64(seed, 'seed', 'bad-experiment')];
+  return call(() => wasm.thompsonShares(c, e, draws, s));
 }
 
 /**

@@ -23,6 +23,7 @@
 //! | `decodeResult(bytes)` | `EWRS` bytes as items and per-row typed arrays |
 //! | `bundleEmbeddings(bytes)` | where the embedding column lies, for a GPU upload |
 //! | `bundleUnion(kept, regional, nowMs)` | a kept personal bundle's rows, then the regional rows it lacks: the preliminary frame's candidates |
+//! | `experimentAssign`, `teamDraft`, `thompson`, `thompsonShares` | experiments as the origin and the edges decide them: assignment, interleaving, bandit |
 //! | `bundleInfo(bytes)` | rows, dimension, the model the bundle names, every row's item id, source mask and creator |
 //! | `sourceNames()` | the candidate sources, by source-mask bit |
 //! | `sha256(bytes)` | the digest that names models and bundles |
@@ -34,6 +35,7 @@
 use edgewise_core::abi::{self, Engine, Status};
 use edgewise_core::bundle::{Bundle, SOURCE_NAMES};
 use edgewise_core::context::RankContext;
+use edgewise_core::experiment;
 use edgewise_core::history::History;
 use edgewise_core::region::Region;
 use edgewise_core::session::{SessionConfig, SessionState, Signal};
@@ -54,6 +56,8 @@ pub enum Code {
     Incompatible,
     /// The session state is invalid, or an observation does not fit it.
     BadSession,
+    /// An experiment's allocation, ramp or counts are invalid.
+    BadExperiment,
 }
 
 impl Code {
@@ -66,6 +70,7 @@ impl Code {
             Self::BadContext => "bad-context",
             Self::Incompatible => "incompatible",
             Self::BadSession => "bad-session",
+            Self::BadExperiment => "bad-experiment",
         }
     }
 
@@ -489,6 +494,81 @@ pub fn bundle_union(kept: &[u8], regional: &[u8], now_ms: f64) -> Result<Vec<u8>
     let now = millis(now_ms)
         .ok_or_else(|| error(Code::BadContext, &format!("nowMs {now_ms} is not a whole number of ms in 0..2^53")))?;
     edgewise_core::bundle::union(&k, &g, now).map_err(|e| bad("union", &e))
+}
+
+/// The variant of `user` in the experiment salted `salt` that enrols
+/// `rampBp` basis points of users and splits them by `allocationsBp` (basis
+/// points summing to 10000): its index, or -1 for a user not enrolled
+/// ([`edgewise_core::experiment::assign`], as the origin and the edges
+/// decide it).
+#[wasm_bindgen(js_name = experimentAssign)]
+pub fn experiment_assign(user: u64, salt: u64, ramp_bp: u32, allocations_bp: &[u32]) -> Result<i32, JsValue> {
+    match experiment::assign(user, salt, ramp_bp, allocations_bp) {
+        Ok(experiment::Assignment::Outside) => Ok(-1),
+        Ok(experiment::Assignment::Variant(i)) => Ok(i32::from(i)),
+        Err(e) => Err(error(Code::BadExperiment, &e.to_string())),
+    }
+}
+
+/// The most items [`team_draft`] interleaves.
+const MAX_INTERLEAVED: u32 = 100_000;
+
+/// Team-draft interleaving of rankings `a` and `b` (item ids, best first)
+/// into at most `k` items, the coin drawn from `seed`
+/// ([`edgewise_core::experiment::team_draft`]): `{ items: BigUint64Array,
+/// teams: Uint8Array }`, team 0 being A and 1 being B.
+#[wasm_bindgen(js_name = teamDraft)]
+pub fn team_draft(a: &[u64], b: &[u64], k: u32, seed: u64) -> Result<JsValue, JsValue> {
+    if k > MAX_INTERLEAVED {
+        return Err(error(Code::BadExperiment, &format!("k = {k} is above {MAX_INTERLEAVED}")));
+    }
+    let mut out = Vec::new();
+    experiment::team_draft(a, b, k as usize, seed, &mut out);
+    let items: Vec<u64> = out.iter().map(|p| p.0).collect();
+    let teams: Vec<u8> = out.iter().map(|p| u8::from(p.1 == experiment::Team::B)).collect();
+    let o = js_sys::Object::new();
+    set(&o, "items", js_sys::BigUint64Array::from(items.as_slice()));
+    set(&o, "teams", js_sys::Uint8Array::from(teams.as_slice()));
+    Ok(o.into())
+}
+
+/// The arms of a bandit from per-variant clicks and exposures, checked.
+fn arms(clicks: &[u64], exposures: &[u64]) -> Result<Vec<experiment::Arm>, JsValue> {
+    if clicks.len() != exposures.len() || clicks.is_empty() || clicks.len() > experiment::MAX_VARIANTS {
+        return Err(error(
+            Code::BadExperiment,
+            &format!(
+                "{} clicks and {} exposures: one of each per variant, 1..={} variants",
+                clicks.len(),
+                exposures.len(),
+                experiment::MAX_VARIANTS
+            ),
+        ));
+    }
+    Ok(clicks.iter().zip(exposures).map(|(&c, &e)| experiment::Arm { clicks: c, exposures: e }).collect())
+}
+
+/// One Thompson-sampling decision over variants with these clicks and
+/// exposures, for `seed`: the chosen variant's index
+/// ([`edgewise_core::experiment::thompson`]).
+#[wasm_bindgen(js_name = thompson)]
+pub fn thompson(clicks: &[u64], exposures: &[u64], seed: u64) -> Result<i32, JsValue> {
+    let arms = arms(clicks, exposures)?;
+    // At least one arm, so there is a decision.
+    Ok(experiment::thompson(&arms, seed).map_or(0, |i| i as i32))
+}
+
+/// The most draws [`thompson_shares`] makes.
+const MAX_DRAWS: u32 = 1_000_000;
+
+/// The share of traffic Thompson sampling gives each variant over `draws`
+/// decisions (seeds `seed`, `seed + 1`, …).
+#[wasm_bindgen(js_name = thompsonShares)]
+pub fn thompson_shares(clicks: &[u64], exposures: &[u64], draws: u32, seed: u64) -> Result<Vec<f64>, JsValue> {
+    if draws > MAX_DRAWS {
+        return Err(error(Code::BadExperiment, &format!("draws = {draws} is above {MAX_DRAWS}")));
+    }
+    Ok(experiment::thompson_shares(&arms(clicks, exposures)?, draws, seed))
 }
 
 /// The candidate sources, by bit of a bundle row's source mask

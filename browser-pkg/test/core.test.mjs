@@ -12,7 +12,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   Core, EdgewiseError, encodeContext, decodeResult, verifyBundle, bundleLayout, sessionNew, sessionObserve, sessionInfo,
-  abiVersion, historyObserve, historyInfo,
+  abiVersion, historyObserve, historyInfo, experimentAssign, teamDraft, thompson, thompsonShares,
 } from 'edgewise';
 
 const fixtures = process.env.EDGEWISE_FIXTURES;
@@ -46,6 +46,32 @@ function thrown(f) {
   }
   assert.fail('no error was thrown');
 }
+
+test('experiment decisions equal the native core\'s committed vectors', async () => {
+  const v = JSON.parse(await readFile(join(golden, '..', 'experiment', 'vectors.json'), 'utf8'));
+  assert.equal(v.assign.length, 200);
+  for (const c of v.assign) {
+    assert.equal(experimentAssign(BigInt(c.user), BigInt(c.salt), c.ramp_bp, c.allocations_bp), c.variant, JSON.stringify(c));
+  }
+  for (const c of v.team_draft) {
+    const got = teamDraft(c.a.map(BigInt), c.b.map(BigInt), c.k, BigInt(c.seed));
+    assert.deepEqual([...got.items].map(String), c.items, JSON.stringify(c));
+    assert.deepEqual([...got.teams], c.teams);
+  }
+  for (const c of v.thompson) {
+    const [clicks, exposures, seed] = [c.clicks.map(BigInt), c.exposures.map(BigInt), BigInt(c.seed)];
+    assert.equal(thompson(clicks, exposures, seed), c.choice, JSON.stringify(c));
+    const shares = thompsonShares(clicks, exposures, c.draws, seed);
+    assert.deepEqual([...shares], c.wins.map((w) => w / c.draws), 'shares are wins / draws, bit for bit');
+  }
+  console.log(`experiments: ${v.assign.length} assignments, ${v.team_draft.length} interleavings, ${v.thompson.length} bandit decisions agree`);
+  // Bad input is a typed error naming the problem.
+  assert.equal(thrown(() => experimentAssign(1, 2, 100, [5000, 4000])).code, 'bad-experiment');
+  assert.match(thrown(() => experimentAssign(-1, 2, 100, [10000])).message, /user must be a u64/);
+  assert.match(thrown(() => experimentAssign(1, 2, 10001, [10000])).message, /ramp/);
+  assert.match(thrown(() => thompson([1n], [1n, 2n], 0)).message, /one of each per variant/);
+  assert.equal(thrown(() => teamDraft([1], [2], 200_000, 0)).code, 'bad-experiment');
+});
 
 test('the golden v1 files rank to the committed bytes', async () => {
   const [bundle, model, ctx, want] = await Promise.all(

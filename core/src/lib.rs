@@ -17,6 +17,7 @@
 //! | [`digest`] | [`Digest`], the sha256 content address, parsed and printed in one place |
 //! | [`region`] | [`Region`] and the region eligibility rule |
 //! | [`merge`] | speculative-then-refined stable merge and agreement metrics |
+//! | [`experiment`] | experiments decided identically everywhere: sticky ramped assignment, team-draft interleaving, Thompson sampling |
 //! | [`abi`] | the guest C ABI: request/result encodings and the engine behind the exports |
 //! | [`math`] | deterministic arithmetic: bit-identical on every platform |
 //! | [`check`] | decoder checkers shared by the fuzz targets and property tests |
@@ -30,6 +31,7 @@ pub mod bundle;
 pub mod check;
 pub mod context;
 pub mod digest;
+pub mod experiment;
 pub mod format;
 pub mod history;
 pub mod math;

@@ -4,6 +4,7 @@
 //! crate and its dependencies are linked once.
 
 mod compat;
+mod experiment;
 mod mutations;
 mod no_alloc;
 mod props;
