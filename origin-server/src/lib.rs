@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`cli`] | the options both binaries share, configuration loading, logging |
 //! | [`config`] | layered configuration (defaults ← file ← `EDGEWISE__…` env ← flags) |
-//! | [`store`] | the durable redb store: items, users, event ids, trending, models and guest modules |
+//! | [`store`] | the durable redb store: items, users, event ids, trending, models, guest modules and experiments |
 //! | [`error`] | `ApiError`: a status and the JSON error body |
 //! | [`item`] | items, their JSON validation, batch bodies |
 //! | [`user`] | events, per-user state with event-time rules |
@@ -19,6 +19,7 @@
 //! | [`http`] | the axum API |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`models`] | the model registry and its canary manifest |
+//! | [`experiments`] | experiment definitions, validated, and each user's assignment by the core's rule |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,6 +30,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod experiments;
 pub mod http;
 pub mod index;
 pub mod item;

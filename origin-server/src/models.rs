@@ -26,12 +26,9 @@ pub struct Manifest {
     pub canary: Option<Canary>,
 }
 
-/// The user's rollout bucket, 0–99 (SplitMix64 of the id).
+/// The user's rollout bucket, 0–99 (the first SplitMix64 output seeded with the id).
 pub fn bucket(user: u64) -> u8 {
-    let mut z = user.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) % 100) as u8
+    (edgewise_core::experiment::SplitMix64::new(user).next_u64() % 100) as u8
 }
 
 impl Manifest {

@@ -38,6 +38,8 @@ const PROFILES: TableDefinition<u64, &[u8]> = TableDefinition::new("profiles");
 const TITLES: TableDefinition<u64, &str> = TableDefinition::new("titles");
 /// Guest modules by sha256 hex: (wasm bytes, detached signature as given, may be empty).
 const MODULES: TableDefinition<&str, (&[u8], &str)> = TableDefinition::new("modules");
+/// Experiment definitions (JSON) by name.
+const EXPERIMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("experiments");
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +122,7 @@ impl Store {
             tx.open_table(PROFILES).map_err(db)?;
             tx.open_table(TITLES).map_err(db)?;
             tx.open_table(MODULES).map_err(db)?;
+            tx.open_table(EXPERIMENTS).map_err(db)?;
         }
         tx.commit().map_err(db)?;
         Ok(Self { db: database })
@@ -324,6 +327,34 @@ impl Store {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(MODELS).map_err(db)?;
         Ok(t.get(digest_hex).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Writes experiment `name`'s stored form; returns whether it replaced one.
+    pub fn put_experiment(&self, name: &str, json: &[u8]) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let existed = tx.open_table(EXPERIMENTS).map_err(db)?.insert(name, json).map_err(db)?.is_some();
+        tx.commit().map_err(db)?;
+        Ok(existed)
+    }
+
+    /// Deletes experiment `name`; returns whether it existed.
+    pub fn delete_experiment(&self, name: &str) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let existed = tx.open_table(EXPERIMENTS).map_err(db)?.remove(name).map_err(db)?.is_some();
+        tx.commit().map_err(db)?;
+        Ok(existed)
+    }
+
+    /// Every stored experiment: (name, stored form), by name.
+    pub fn experiments(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(EXPERIMENTS).map_err(db)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Writes a metadata value.

@@ -17,6 +17,8 @@
 //! | `GET /v1/modules/{digest}` | a guest module, `immutable`, signature in `X-Edgewise-Signature` | read |
 //! | `GET /v1/models/current?user=` | the manifest, and the model this user gets (sticky canary) | read |
 //! | `POST /v1/rank` | the refined ranking computed at the origin, with every stage explained | the user's token |
+//! | `PUT/GET/DELETE /v1/experiments/{name}` | an experiment's definition, validated, durable ([`crate::experiments`]) | admin key |
+//! | `GET /v1/users/{id}/experiments` | the running experiments and the user's variant in each | the user's token |
 //!
 //! "Read" routes are open unless `auth.read_keys` is set. The access rule is
 //! checked on the headers before the body is read; then
@@ -25,7 +27,7 @@
 //! (429), and takes a slot of `server.max_in_flight` (429 with `Retry-After`).
 //!
 //! One file per resource: `items`, `events`, `bundles`, `models` (models and
-//! guest modules), `rank`; `access` holds the route guard and `openapi` the
+//! guest modules), `rank`, `experiments`; `access` holds the route guard and `openapi` the
 //! document. This file holds the state, the router, the middleware and the
 //! helpers the resources share.
 //!
@@ -68,6 +70,7 @@ use edgewise_wire::paths;
 mod access;
 mod bundles;
 mod events;
+mod experiments;
 mod items;
 mod models;
 mod openapi;
@@ -75,10 +78,11 @@ mod rank;
 
 pub use self::access::{Access, Caller};
 pub use self::bundles::{REGIONAL_K_BUCKETS, regional_k};
+pub use self::experiments::{ExperimentView, UserExperiment, UserExperiments};
 pub use self::models::{ModelRegistered, ModuleStored, SIGNATURE_HEADER};
 pub use self::openapi::{ApiDoc, BatchRefused, Binary};
 pub use self::rank::{RankBody, RankResponse, RankedJson};
-use self::{access::*, bundles::*, events::*, items::*, models::*, rank::*};
+use self::{access::*, bundles::*, events::*, experiments::*, items::*, models::*, rank::*};
 
 /// The outcome of one record of a batch.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -259,6 +263,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(paths::MODULES, put(put_module).route_layer(g(Access::Admin)))
         .route("/v1/modules/{digest}", get(get_module).route_layer(g(Access::Read)))
         .route(paths::RANK, post(rank).route_layer(g(Access::User)))
+        .route(
+            "/v1/experiments/{name}",
+            put(put_experiment)
+                .merge(get(get_experiment))
+                .merge(delete(delete_experiment))
+                .route_layer(g(Access::Admin)),
+        )
+        .route("/v1/users/{id}/experiments", get(user_experiments).route_layer(g(Access::User)))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(middleware::from_fn(representation_etag))

@@ -12,9 +12,12 @@ use super::*;
         personalized routes need the user's own token (user_token: a short-lived JWT whose sub is the user id). \
         Every error has a JSON body `{\"error\": ...}`, except 414 and 431, which the HTTP layer sends without one."),
     paths(livez, readyz, metrics, put_items, get_item, delete_item, post_events, candidates, regional_bundle, bundle_by_digest,
-        put_model, get_model, current_model, put_module, get_module, rank),
+        put_model, get_model, current_model, put_module, get_module, rank, put_experiment, get_experiment,
+        delete_experiment, user_experiments),
     components(schemas(ItemJson, Event, crate::user::EventKind, BatchResponse, BatchResult, BatchRefused, ErrorBody, RankBody,
-        RankResponse, RankedJson, Manifest, Canary, edgewise_wire::ModelManifest, ModelRegistered, ModuleStored)),
+        RankResponse, RankedJson, Manifest, Canary, edgewise_wire::ModelManifest, ModelRegistered, ModuleStored,
+        crate::experiments::Definition, crate::experiments::VariantDef, crate::experiments::RampStep,
+        crate::experiments::Experiment, crate::experiments::Phase, ExperimentView, UserExperiment, UserExperiments)),
     modifiers(&SecuritySchemes, &CommonResponses)
 )]
 pub struct ApiDoc;

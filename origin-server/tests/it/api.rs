@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use edgewise_core::Digest;
 use edgewise_core::bundle::{Bundle, SOURCE_NAMES, Scope};
 use edgewise_core::synth;
 use edgewise_http::auth::{TokenSpec, mint_hs256};
@@ -1028,5 +1029,121 @@ async fn responses_match_the_openapi_document() {
         passed += 1;
     }
     assert_eq!(passed, 3);
+    s.stop().await;
+}
+
+/// Issue 21: experiments are created, replaced, read and deleted with the
+/// admin key, refused with the reason when invalid or overlapping, kept
+/// across a restart, and each user's variant is the core's assignment.
+#[tokio::test]
+async fn experiments_are_validated_durable_and_assign_users_by_the_cores_rule() {
+    let cfg = config(data_dir("experiments"));
+    let s = Server::start(cfg.clone()).await;
+    let now = edgewise_origin::http::now_ms();
+    let url = |name: &str| s.u(&format!("/v1/experiments/{name}"));
+    let put = |name: &'static str, body: Value| {
+        let r = s.bare.put(url(name)).bearer_auth(ADMIN).json(&body);
+        async move { r.send().await.expect("request") }
+    };
+    let ab = json!({
+        "layer": "ranking",
+        "variants": [{"name": "control", "percent": 50}, {"name": "wider", "percent": 50, "candidates": 300, "mmr_lambda": 0.7}],
+        "ramp": [{"at_ms": now - 60_000, "percent": 30}, {"at_ms": now + 3_600_000, "percent": 100}],
+        "start_ms": now - 60_000,
+    });
+
+    // Who may call it: the admin key only, checked before the body.
+    assert_eq!(s.bare.put(url("ab")).json(&ab).send().await.expect("r").status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(s.client.put(url("ab")).json(&ab).send().await.expect("r").status(), StatusCode::FORBIDDEN);
+    assert_eq!(s.bare.get(url("ab")).bearer_auth(INGEST).send().await.expect("r").status(), StatusCode::FORBIDDEN);
+
+    let r = put("ab", ab.clone()).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!((v["phase"].as_str(), v["enrolled_percent"].as_f64()), (Some("running"), Some(30.0)), "{v}");
+    let salt = v["experiment"]["salt"].as_u64().expect("a resolved salt");
+    assert_eq!(salt, edgewise_origin::experiments::default_salt("ab"));
+    assert_eq!(put("ab", ab.clone()).await.status(), StatusCode::OK, "a PUT of the same name replaces it");
+
+    // Bad definitions: 400 naming the rule; an overlap on the layer: 409 naming the other experiment.
+    let unknown_model = Digest::of(b"no such model").to_hex();
+    for (body, want) in [
+        (
+            json!({"variants": [{"name": "a", "percent": 60}, {"name": "b", "percent": 30}], "start_ms": now}),
+            "sum to 90, not 100",
+        ),
+        (
+            json!({"variants": [{"name": "a", "percent": 100, "model": unknown_model}], "start_ms": now}),
+            "not a registered model",
+        ),
+        (
+            json!({"variants": [{"name": "a", "percent": 100}], "start_ms": now, "ramp": [{"at_ms": now, "percent": 50}, {"at_ms": now + 1, "percent": 10}]}),
+            "never goes down",
+        ),
+        (json!({"variants": [{"name": "a", "percent": 100}], "start_ms": now, "stop_ms": now}), "after start_ms"),
+        (
+            json!({"variants": [{"name": "a", "percent": 100, "candidates": 100000}], "start_ms": now}),
+            "candidates = 100000",
+        ),
+        (json!({"variants": [], "start_ms": now}), "1–16 variants"),
+        (json!({"variants": [{"name": "a", "percent": 100}], "start_ms": now, "colour": "red"}), "unknown field"),
+        (json!([1, 2]), "expected a JSON object"),
+    ] {
+        let r = put("bad", body).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{want}");
+        let text = r.text().await.expect("body");
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    let r =
+        put("other", json!({"layer": "ranking", "variants": [{"name": "a", "percent": 100}], "start_ms": now})).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let e: Value = r.json().await.expect("json");
+    assert!(
+        e["error"].as_str().is_some_and(|m| m.contains("\"ab\"")),
+        "the conflict names the running experiment: {e}"
+    );
+    assert_eq!(
+        put("elsewhere", json!({"layer": "ui", "variants": [{"name": "a", "percent": 100}], "start_ms": now}))
+            .await
+            .status(),
+        StatusCode::CREATED,
+        "another layer is independent"
+    );
+    let bad_name = s.bare.put(url("Bad%20Name")).bearer_auth(ADMIN).json(&ab).send().await.expect("r");
+    assert_eq!(bad_name.status(), StatusCode::BAD_REQUEST);
+
+    // Each user's variant, with their own token, is the core's assignment.
+    let alloc = [5_000u32, 5_000];
+    let mut enrolled = 0;
+    for user in 1..=150u64 {
+        let r =
+            s.bare.get(s.u(&format!("/v1/users/{user}/experiments"))).bearer_auth(tok(user)).send().await.expect("r");
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.expect("json");
+        let ab =
+            v["experiments"].as_array().expect("list").iter().find(|e| e["name"] == "ab").expect("ab runs").clone();
+        let want = edgewise_core::experiment::assign(user, salt, 3_000, &alloc).expect("valid");
+        let got = ab["index"].as_u64().map(|i| edgewise_core::experiment::Assignment::Variant(i as u8));
+        assert_eq!(got.unwrap_or(edgewise_core::experiment::Assignment::Outside), want, "user {user}");
+        enrolled += usize::from(got.is_some());
+        if let Some(i) = ab["index"].as_u64() {
+            assert_eq!(ab["variant"], ["control", "wider"][i as usize]);
+        }
+    }
+    assert!((20..=70).contains(&enrolled), "about 30% of 150 users enrolled: {enrolled}");
+    let r = s.bare.get(s.u("/v1/users/7/experiments")).bearer_auth(tok(8)).send().await.expect("r");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "another user's assignments need their token");
+
+    // Durable: a restart keeps them; DELETE removes one.
+    s.stop().await;
+    let s = Server::start(cfg).await;
+    let r = s.bare.get(s.u("/v1/experiments/ab")).bearer_auth(ADMIN).send().await.expect("r");
+    assert_eq!(r.status(), StatusCode::OK, "kept across a restart");
+    assert_eq!(r.json::<Value>().await.expect("json")["experiment"]["salt"], salt);
+    let del = |name: &str| s.bare.delete(s.u(&format!("/v1/experiments/{name}"))).bearer_auth(ADMIN).send();
+    assert_eq!(del("ab").await.expect("r").status(), StatusCode::NO_CONTENT);
+    assert_eq!(del("ab").await.expect("r").status(), StatusCode::NOT_FOUND);
+    let r = s.bare.get(s.u("/v1/experiments/ab")).bearer_auth(ADMIN).send().await.expect("r");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     s.stop().await;
 }

@@ -72,14 +72,28 @@ async fn openapi_documents_every_route() {
         ("/v1/modules", "put"),
         ("/v1/modules/{digest}", "get"),
         ("/v1/rank", "post"),
+        ("/v1/experiments/{name}", "put"),
+        ("/v1/experiments/{name}", "get"),
+        ("/v1/experiments/{name}", "delete"),
+        ("/v1/users/{id}/experiments", "get"),
     ];
     for (path, method) in want {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not documented");
     }
     assert_eq!(paths.values().map(|p| p.as_object().map_or(0, |o| o.len())).sum::<usize>(), want.len());
-    for schema in
-        ["ItemJson", "Event", "BatchResponse", "ErrorBody", "RankBody", "Manifest", "RankResponse", "ModelManifest"]
-    {
+    for schema in [
+        "ItemJson",
+        "Event",
+        "BatchResponse",
+        "ErrorBody",
+        "RankBody",
+        "Manifest",
+        "RankResponse",
+        "ModelManifest",
+        "Definition",
+        "ExperimentView",
+        "UserExperiments",
+    ] {
         assert!(doc["components"]["schemas"].get(schema).is_some(), "schema {schema} missing");
     }
     // Regression (issue 13, defect 9): the document did not match the responses.
