@@ -177,6 +177,20 @@ impl InstancePool {
         self.rank_inner(digest, model, bundle, Some(bundle_digest), ctx, out)
     }
 
+    /// [`InstancePool::rank`] into `out`, leaving no bundle loaded: for a
+    /// bundle ranked once (a user's kept bundle merged with the regional
+    /// one), which must not push a shared bundle out of an idle instance.
+    pub fn rank_into(
+        &self,
+        digest: Digest,
+        model: &[u8],
+        bundle: &[u8],
+        ctx: &RankContext,
+        out: &mut RankOutput,
+    ) -> Result<RankCost, GuestError> {
+        self.rank_inner(digest, model, bundle, None, ctx, out)
+    }
+
     fn rank_inner(
         &self,
         digest: Digest,

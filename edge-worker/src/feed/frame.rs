@@ -114,6 +114,9 @@ pub struct Fetched {
     pub status: Status,
     /// Milliseconds the fetch took.
     pub fetch_ms: f64,
+    /// Whether the guest keeps it loaded for the next ranking of the same
+    /// bytes (shared bundles); a bundle ranked once (a merge) is sent instead.
+    pub keep_loaded: bool,
 }
 
 impl Feed {
@@ -131,13 +134,14 @@ impl Feed {
             facts,
             status: served.status,
             fetch_ms: t0.elapsed().as_secs_f64() * 1e3,
+            keep_loaded: true,
         })
     }
 
     /// Ranks a fetched bundle into a `kind` frame.
     pub(super) async fn rank_frame(&self, kind: FrameKind, f: &Fetched, ctx: &RankContext, tenant: &str) -> Frame {
         let t1 = Instant::now();
-        let (items, ranked_by, model) = self.rank(&f.bundle, f.facts, ctx, tenant).await;
+        let (items, ranked_by, model) = self.rank(f, ctx, tenant).await;
         Frame {
             frame: kind,
             items,
@@ -151,16 +155,11 @@ impl Feed {
         }
     }
 
-    /// Ranks `bundle` with the tenant's guest and the model it names; the
-    /// retrieval order when either is missing or the guest fails (each
+    /// Ranks a fetched bundle with the tenant's guest and the model it names;
+    /// the retrieval order when either is missing or the guest fails (each
     /// failure counted by kind, and against the tenant's health).
-    async fn rank(
-        &self,
-        bundle: &Bytes,
-        facts: BundleFacts,
-        ctx: &RankContext,
-        tenant: &str,
-    ) -> (Vec<FrameItem>, RankedBy, Option<Digest>) {
+    async fn rank(&self, f: &Fetched, ctx: &RankContext, tenant: &str) -> (Vec<FrameItem>, RankedBy, Option<Digest>) {
+        let (bundle, facts, keep_loaded) = (&f.bundle, f.facts, f.keep_loaded);
         let fallback = || retrieval_order(bundle, ctx);
         let (digest, model) = match self.models.get(&self.cache, facts.model).await {
             Ok(m) => m,
@@ -188,7 +187,11 @@ impl Feed {
                 static OUT: std::cell::RefCell<edgewise_core::rank::RankOutput> = Default::default();
             }
             OUT.with_borrow_mut(|out| {
-                let r = pool.rank_kept_into(digest, &model, &b2, facts.digest, &ctx2, out);
+                let r = if keep_loaded {
+                    pool.rank_kept_into(digest, &model, &b2, facts.digest, &ctx2, out)
+                } else {
+                    pool.rank_into(digest, &model, &b2, &ctx2, out)
+                };
                 m.rank_seconds.observe(t.elapsed().as_secs_f64());
                 let r = r?;
                 match r.instantiated {

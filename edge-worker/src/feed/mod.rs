@@ -251,7 +251,9 @@ impl Feed {
                     Some(bytes) => {
                         let facts = BundleFacts::of(&bytes);
                         let fetch_ms = regional.fetch_ms + t.elapsed().as_secs_f64() * 1e3;
-                        (Fetched { bundle: bytes, facts, status: regional.status, fetch_ms }, "merged")
+                        let merged =
+                            Fetched { bundle: bytes, facts, status: regional.status, fetch_ms, keep_loaded: false };
+                        (merged, "merged")
                     }
                     None => (regional.clone(), "mismatch"),
                 }
@@ -259,10 +261,8 @@ impl Feed {
             Err(e) => {
                 tracing::warn!(error = %e, "no regional bundle; the preliminary frame ranks the user's kept bundle alone");
                 let facts = BundleFacts::of(&kept.bytes);
-                (
-                    Fetched { bundle: kept.bytes.clone(), facts, status: crate::cache::Status::Stale, fetch_ms: 0.0 },
-                    "alone",
-                )
+                let status = crate::cache::Status::Stale;
+                (Fetched { bundle: kept.bytes.clone(), facts, status, fetch_ms: 0.0, keep_loaded: false }, "alone")
             }
         };
         self.count_kept(outcome);

@@ -186,15 +186,22 @@ impl Msprt {
         libm::sqrt(v / (v + self.tau2)) * libm::exp(self.tau2 * d * d / (2.0 * v * (v + self.tau2)))
     }
 
-    /// The test read at these counts; `None` when the normal approximation
-    /// has nothing to stand on (no exposures, or a variance of zero).
+    /// The test read at these counts (`θ = rate_b − rate_a`); `None` when
+    /// the normal approximation has nothing to stand on (no exposures, or a
+    /// variance of zero).
     pub fn read(&self, a: Counts, b: Counts) -> Option<Read> {
         let (pa, pb) = (a.rate()?, b.rate()?);
-        let v = a.variance()? + b.variance()?;
-        if v <= 0.0 || !v.is_finite() {
+        self.read_estimate(pb - pa, a.variance()? + b.variance()?)
+    }
+
+    /// The test of `θ = 0` read from any asymptotically normal estimate of
+    /// `θ` and its variance `v` (for example a mean of per-user preferences
+    /// and its squared standard error, as interleaving gives); `None` when
+    /// `v` is not positive and finite.
+    pub fn read_estimate(&self, estimate: f64, v: f64) -> Option<Read> {
+        if v <= 0.0 || !v.is_finite() || !estimate.is_finite() {
             return None;
         }
-        let estimate = pb - pa;
         let lr = self.ratio(estimate, v, 0.0);
         // {θ₀ : Λ(θ₀) < 1/α}: (θ̂ − θ₀)² < 2V(V+τ²)/τ² · (ln(1/α) + ½ ln((V+τ²)/V)).
         let half = libm::sqrt(
@@ -234,7 +241,14 @@ impl Sequential {
 
     /// Reads the counts as they are now; returns the running p-value.
     pub fn observe(&mut self, a: Counts, b: Counts) -> f64 {
-        if let Some(r) = self.test.read(a, b) {
+        let read = self.test.read(a, b);
+        self.observe_read(read)
+    }
+
+    /// Takes a read of [`Msprt::read_estimate`] (`None`: nothing to stand
+    /// on, which changes nothing); returns the running p-value.
+    pub fn observe_read(&mut self, read: Option<Read>) -> f64 {
+        if let Some(r) = read {
             self.p_value = self.p_value.min(r.p_value);
             self.low = self.low.max(r.difference.low);
             self.high = self.high.min(r.difference.high);

@@ -81,12 +81,27 @@ pub struct EvalOptions {
     pub loss_at: Vec<usize>,
     /// Evaluate at most this many users (all when `None`).
     pub max_users: Option<usize>,
+    /// Keep each user's top 10 per variant in [`EvalReport::lists`] (for the simulation study).
+    pub keep_lists: bool,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        Self { candidates: 300, loss_at: vec![50, 100, 300, 1000], max_users: None }
+        Self { candidates: 300, loss_at: vec![50, 100, 300, 1000], max_users: None, keep_lists: false }
     }
+}
+
+/// One user's top 10 of three variants, as of their held-out moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserLists {
+    /// The user.
+    pub user: u64,
+    /// The pipeline's (multi-source candidates ranked by the core).
+    pub pipeline: Vec<u64>,
+    /// MF only (ANN on the ALS user vector).
+    pub mf: Vec<u64>,
+    /// The most popular unseen items.
+    pub popularity: Vec<u64>,
 }
 
 /// Recall@10 and NDCG@10 of one variant.
@@ -138,6 +153,9 @@ pub struct Bytes {
 pub struct EvalReport {
     /// Users evaluated.
     pub users: usize,
+    /// Each user's lists, when [`EvalOptions::keep_lists`] asked for them.
+    #[serde(skip)]
+    pub lists: Vec<UserLists>,
     /// Items in the catalogue.
     pub catalogue: usize,
     /// Candidates of the pipeline and speculative variants.
@@ -313,6 +331,7 @@ pub async fn evaluate(
     let tests: Vec<_> = split.test.iter().take(o.max_users.unwrap_or(usize::MAX)).copied().collect();
     let names = ["popularity", "mf", "mf_session", "pipeline", "speculative", "speculative_regional"];
     let mut kept_users = 0usize;
+    let mut lists = Vec::new();
     let mut acc: Vec<Acc> = names.iter().map(|_| Acc { hits: 0.0, ndcg: 0.0 }).collect();
     let mut loss = vec![0.0f64; o.loss_at.len()];
     let (mut overlap, mut tau, mut tau_users) = (0.0f64, 0.0f64, 0usize);
@@ -416,6 +435,14 @@ pub async fn evaluate(
             }
         }
         acc[3].add(&pipeline_top, held.item);
+        if o.keep_lists {
+            lists.push(UserLists {
+                user: held.user,
+                pipeline: pipeline_top.clone(),
+                mf: mf.clone(),
+                popularity: popular.clone(),
+            });
+        }
 
         let regional =
             sources::retrieve(request(false), &REGIONAL_PLAN, o.candidates, &eval_cfg.retrieval, &[Source::Fresh])
@@ -465,6 +492,7 @@ pub async fn evaluate(
     }
     let users = tests.len().max(1) as f64;
     Ok(EvalReport {
+        lists,
         users: tests.len(),
         catalogue: by_id.len(),
         candidates: o.candidates,

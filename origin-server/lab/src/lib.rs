@@ -14,6 +14,7 @@
 //! | [`train`] | implicit ALS embeddings, content embeddings, the ranker (pre-rank, MLP, Platt) |
 //! | [`eval`] | leave-last-out recall/NDCG per variant, quality loss, speculative agreement, bytes |
 //! | [`plot`] | PNG charts of benchmark and evaluation results |
+//! | [`simulate`] | the experiments study: A/B against interleaving, Thompson against 50/50, A/A under peeking, on simulated users |
 //!
 //! The `edgewise-lab` binary runs them: `import items|movielens`, `train`, `eval`.
 
@@ -22,4 +23,5 @@ pub mod eval;
 pub mod import;
 pub mod movielens;
 pub mod plot;
+pub mod simulate;
 pub mod train;

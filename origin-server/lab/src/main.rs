@@ -68,6 +68,35 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The experiments study on simulated users: users an A/B test and
+    /// interleaving need, Thompson sampling's regret against 50/50, A/A false
+    /// positives under repeated reads (run `train` first).
+    Simulate {
+        /// Print the study as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Runs per measurement.
+        #[arg(long, default_value_t = edgewise_lab::simulate::SimOptions::default().runs)]
+        runs: u32,
+        /// The most users one test may take.
+        #[arg(long, default_value_t = edgewise_lab::simulate::SimOptions::default().max_users)]
+        max_users: u32,
+        /// Visits of the bandit comparison.
+        #[arg(long, default_value_t = edgewise_lab::simulate::SimOptions::default().visits)]
+        visits: u32,
+        /// Users per A/A test.
+        #[arg(long, default_value_t = edgewise_lab::simulate::SimOptions::default().aa_users)]
+        aa_users: u32,
+        /// Users between two reads of a test.
+        #[arg(long, default_value_t = edgewise_lab::simulate::SimOptions::default().read_every)]
+        read_every: u32,
+        /// Seed of the first run.
+        #[arg(long, default_value_t = edgewise_lab::simulate::SimOptions::default().seed)]
+        seed: u64,
+        /// Where simulation.json and the plots go (default: DATA_DIR/simulation).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -114,6 +143,18 @@ fn main() -> Result<()> {
             train(cfg, &o)
         }
         Cmd::Eval { json, candidates, users, out } => eval(cfg, *json, *candidates, *users, out.clone()),
+        Cmd::Simulate { json, runs, max_users, visits, aa_users, read_every, seed, out } => {
+            let o = edgewise_lab::simulate::SimOptions {
+                runs: *runs,
+                max_users: *max_users,
+                visits: *visits,
+                aa_users: *aa_users,
+                read_every: *read_every,
+                seed: *seed,
+                ..Default::default()
+            };
+            simulate(cfg, &o, *json, out.clone())
+        }
     }
 }
 
@@ -239,6 +280,65 @@ fn eval(cfg: Config, json: bool, candidates: usize, users: Option<usize>, out: O
         print!("{}", report.table());
     }
     match report.plots(&dir) {
+        Ok(paths) => {
+            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            eprintln!("wrote {} and {}", json_path.display(), shown.join(", "));
+        }
+        Err(e) => eprintln!("wrote {}; plots not drawn: {e}", json_path.display()),
+    }
+    Ok(())
+}
+
+fn simulate(cfg: Config, o: &edgewise_lab::simulate::SimOptions, json: bool, out: Option<PathBuf>) -> Result<()> {
+    use edgewise_lab::simulate;
+    let store = std::sync::Arc::new(open_store(&cfg)?);
+    let report: edgewise_lab::train::TrainReport = match store.meta(edgewise_lab::train::REPORT_KEY)? {
+        Some(r) => serde_json::from_slice(&r).context("the stored training report is unreadable: run `train` again")?,
+        None => bail!("no training report is stored: run `edgewise-lab train` first"),
+    };
+    // Each user's lists, as `eval` ranks them.
+    let eo = edgewise_lab::eval::EvalOptions { keep_lists: true, loss_at: Vec::new(), ..Default::default() };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let pb = progress_bar(0, "ranking every user's lists");
+    let ev = rt.block_on(edgewise_lab::eval::evaluate(store.clone(), &cfg, &eo, |n, total| {
+        pb.set_length(total);
+        pb.set_position(n);
+    }))?;
+    pb.finish_and_clear();
+    // The truth: every interaction, folded in against the trained item factors.
+    let mut log: std::collections::HashMap<u64, Vec<edgewise_origin::store::Interaction>> = Default::default();
+    store.for_each_interaction(|i| log.entry(i.user).or_default().push(i))?;
+    let mut items = Vec::new();
+    store.for_each_item(|i| items.push(i), |_| {})?;
+    items.sort_by_key(|i| i.id);
+    let ids: Vec<u64> = items.iter().map(|i| i.id).collect();
+    let dim = cfg.index.dim;
+    let factors: Vec<f32> =
+        items.iter().flat_map(|i| (0..dim).map(move |j| i.embedding.get(j).copied().unwrap_or(0.0))).collect();
+    let mut comparisons = Vec::new();
+    for other in ["mf", "popularity"] {
+        let users = simulate::users(&ev.lists, other, &log, &factors, &ids, &report.factorisation)
+            .map_err(|e| anyhow::anyhow!("simulated users: {e}"))?;
+        comparisons.push((other, users));
+    }
+    let pb = progress_bar(0, "simulating");
+    let study = simulate::study(&comparisons, o, |n, total| {
+        pb.set_length(total);
+        pb.set_position(n);
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    pb.finish_and_clear();
+    let dir = out.unwrap_or_else(|| cfg.data_dir.join("simulation"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let text = serde_json::to_string_pretty(&study)?;
+    let json_path = dir.join("simulation.json");
+    std::fs::write(&json_path, &text).with_context(|| format!("cannot write {}", json_path.display()))?;
+    if json {
+        println!("{text}");
+    } else {
+        print!("{}", study.table());
+    }
+    match study.plots(&dir) {
         Ok(paths) => {
             let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             eprintln!("wrote {} and {}", json_path.display(), shown.join(", "));

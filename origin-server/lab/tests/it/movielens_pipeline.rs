@@ -107,6 +107,30 @@ async fn import_train_eval_and_serve_ml_100k() {
         assert!(bytes.len() > 100, "{f} is written");
     }
 
+    // The experiments study at a reduced size (issue 21): the directions of its results.
+    let sim_dir = data.join("simulation-out");
+    let args = ["simulate", "--json", "--runs", "20", "--max-users", "5000", "--visits", "5000", "--aa-users", "2000"];
+    let json = ok(&lab(&data, &[&args[..], &["--out", sim_dir.to_str().expect("utf-8 path")]].concat()), "simulate");
+    let study: Value = serde_json::from_str(&json).expect("simulate --json prints JSON");
+    println!("{}", serde_json::to_string_pretty(&study).expect("json"));
+    for c in study["comparisons"].as_array().expect("comparisons") {
+        let (ab, il) = (&c["ab"], &c["interleaving"]);
+        let median = |v: &Value| v["median"].as_f64().expect("median");
+        assert!(median(il) < median(ab), "interleaving must need fewer users than A/B: {c}");
+        for t in [ab, il] {
+            assert!(t["decided"].as_u64() > t["wrong"].as_u64(), "tests must mostly call the better variant: {c}");
+        }
+        let regret = |k: &str| c[k].as_f64().expect("regret");
+        assert!(regret("thompson_regret") < regret("fifty_fifty_regret"), "{c}");
+    }
+    let fp = |k: &str| study[k].as_f64().expect("false positives");
+    assert!(fp("aa_sequential_false_positives") < 0.10, "A/A false positives of the sequential test: {study}");
+    assert!(fp("aa_fixed_horizon_false_positives") > fp("aa_sequential_false_positives"), "{study}");
+    for f in ["simulation.json", "users_needed.png", "regret.png", "thompson_share.png", "aa_false_positives.png"] {
+        let bytes = std::fs::read(sim_dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(bytes.len() > 100, "{f} is written");
+    }
+
     // Training records the default of each feature (its mean) in the schema.
     let schema = std::fs::read_to_string(data.join("schema.toml")).expect("schema");
     assert!(schema.contains("defaults = {") && schema.contains("\"year\" = 19"), "{schema}");
