@@ -270,16 +270,30 @@ fn eval(cfg: Config, json: bool, candidates: usize, users: Option<usize>, out: O
     }))?;
     pb.finish_and_clear();
     let dir = out.unwrap_or_else(|| cfg.data_dir.join("eval"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let text = serde_json::to_string_pretty(&report)?;
-    let json_path = dir.join("eval.json");
+    write_results(&dir, "eval.json", &report, json, &report.table(), |d| report.plots(d))
+}
+
+/// Writes `value` as `name` in `dir`, prints it (JSON, or `table`), then
+/// draws its plots; a chart that cannot be drawn is reported, the numbers
+/// are already written.
+fn write_results(
+    dir: &std::path::Path,
+    name: &str,
+    value: &impl serde::Serialize,
+    json: bool,
+    table: &str,
+    plots: impl FnOnce(&std::path::Path) -> Result<Vec<PathBuf>, edgewise_lab::plot::PlotError>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let text = serde_json::to_string_pretty(value)?;
+    let json_path = dir.join(name);
     std::fs::write(&json_path, &text).with_context(|| format!("cannot write {}", json_path.display()))?;
     if json {
         println!("{text}");
     } else {
-        print!("{}", report.table());
+        print!("{table}");
     }
-    match report.plots(&dir) {
+    match plots(dir) {
         Ok(paths) => {
             let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             eprintln!("wrote {} and {}", json_path.display(), shown.join(", "));
@@ -291,6 +305,7 @@ fn eval(cfg: Config, json: bool, candidates: usize, users: Option<usize>, out: O
 
 fn simulate(cfg: Config, o: &edgewise_lab::simulate::SimOptions, json: bool, out: Option<PathBuf>) -> Result<()> {
     use edgewise_lab::simulate;
+    o.check().map_err(|e| anyhow::anyhow!("invalid options: {e}"))?;
     let store = std::sync::Arc::new(open_store(&cfg)?);
     let report: edgewise_lab::train::TrainReport = match store.meta(edgewise_lab::train::REPORT_KEY)? {
         Some(r) => serde_json::from_slice(&r).context("the stored training report is unreadable: run `train` again")?,
@@ -329,23 +344,7 @@ fn simulate(cfg: Config, o: &edgewise_lab::simulate::SimOptions, json: bool, out
     .map_err(|e| anyhow::anyhow!(e))?;
     pb.finish_and_clear();
     let dir = out.unwrap_or_else(|| cfg.data_dir.join("simulation"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let text = serde_json::to_string_pretty(&study)?;
-    let json_path = dir.join("simulation.json");
-    std::fs::write(&json_path, &text).with_context(|| format!("cannot write {}", json_path.display()))?;
-    if json {
-        println!("{text}");
-    } else {
-        print!("{}", study.table());
-    }
-    match study.plots(&dir) {
-        Ok(paths) => {
-            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            eprintln!("wrote {} and {}", json_path.display(), shown.join(", "));
-        }
-        Err(e) => eprintln!("wrote {}; plots not drawn: {e}", json_path.display()),
-    }
-    Ok(())
+    write_results(&dir, "simulation.json", &study, json, &study.table(), |d| study.plots(d))
 }
 
 fn import_items(cfg: Config, file: &PathBuf, skip_invalid: bool) -> Result<()> {

@@ -89,6 +89,20 @@ impl Default for SimOptions {
     }
 }
 
+impl SimOptions {
+    /// Checks the settings: positive runs and read interval, tests at least one read long.
+    pub fn check(&self) -> Result<(), String> {
+        if self.runs == 0 || self.read_every == 0 || self.max_users < self.read_every || self.aa_users < self.read_every
+        {
+            return Err(format!(
+                "runs ({}) and read_every ({}) must be positive, and max_users ({}) and aa_users ({}) at least read_every",
+                self.runs, self.read_every, self.max_users, self.aa_users
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One simulated user: the click probability of each item they may be shown.
 #[derive(Debug, Clone)]
 pub struct SimUser {
@@ -343,9 +357,7 @@ pub fn study(
     o: &SimOptions,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Study, String> {
-    if o.runs == 0 || o.read_every == 0 || o.max_users < o.read_every || o.aa_users < o.read_every {
-        return Err("runs and read_every must be positive, and max_users and aa_users at least read_every".into());
-    }
+    o.check()?;
     let total = comparisons.len() as u64 * 3 + 1;
     let mut done = 0;
     let mut out = Vec::new();
