@@ -86,18 +86,22 @@ pub fn build(
     h.model_digest = model_digest;
     h.sources_contributed = retrieved.contributed;
     h.sources_timed_out = retrieved.timed_out;
-    let mut b = BundleBuilder::new(h)
-        .and_then(|b| b.version(cfg.retrieval.bundle_version.min(PLAIN_VERSION)))
-        .map_err(|e| BuildError(e.to_string()))?;
-    let mut version = cfg.retrieval.bundle_version.min(PLAIN_VERSION);
-    if let Audience::Personal { base } = audience
-        && cfg.retrieval.bundle_version >= USER_VERSION
-        && base.len() == cfg.index.dim
-        && base.iter().all(|x| x.is_finite())
-    {
+    let plain = cfg.retrieval.bundle_version.min(PLAIN_VERSION);
+    let mut b = BundleBuilder::new(h).and_then(|b| b.version(plain)).map_err(|e| BuildError(e.to_string()))?;
+    let user = match audience {
+        Audience::Personal { base }
+            if cfg.retrieval.bundle_version >= USER_VERSION
+                && base.len() == cfg.index.dim
+                && base.iter().all(|x| x.is_finite()) =>
+        {
+            Some(base)
+        }
+        _ => None,
+    };
+    if let Some(base) = user {
         b.user_embedding(base).map_err(|e| BuildError(format!("user embedding: {e}")))?;
-        version = USER_VERSION;
     }
+    let version = if user.is_some() { USER_VERSION } else { plain };
     let mut ranks = [NO_RANK; SLOTS];
     let mut dropped = 0;
     let items = cat.read();

@@ -345,6 +345,13 @@ impl Store {
         Ok(existed)
     }
 
+    /// Experiment `name`'s stored form.
+    pub fn experiment(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(EXPERIMENTS).map_err(db)?;
+        Ok(t.get(name).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+
     /// Every stored experiment: (name, stored form), by name.
     pub fn experiments(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;

@@ -483,17 +483,18 @@ impl Ranker {
     /// without one, the user embedding a personal bundle carries (so an edge
     /// or a browser ranking a user's bundle blends what the origin would).
     fn build_query(&mut self, ctx: &RankContext, bundle: &Bundle<'_>, d: usize) -> Result<(), RankError> {
-        self.base.clear();
-        match bundle.user_embedding() {
-            Some(user) if ctx.base.is_empty() => self.base.extend(user),
-            _ => self.base.extend_from_slice(&ctx.base),
-        }
-        blend_query(&self.base, &ctx.session, &ctx.session_config, ctx.now_ms, d, &mut self.query).map_err(
-            |e| match e {
-                QueryError::Dimension { what, expected, found } => RankError::QueryDimension { what, expected, found },
-                QueryError::NonFinite(what) => RankError::NonFinite { what },
-            },
-        )?;
+        let base: &[f32] = match bundle.user_embedding() {
+            Some(user) if ctx.base.is_empty() => {
+                self.base.clear();
+                self.base.extend(user);
+                &self.base
+            }
+            _ => &ctx.base,
+        };
+        blend_query(base, &ctx.session, &ctx.session_config, ctx.now_ms, d, &mut self.query).map_err(|e| match e {
+            QueryError::Dimension { what, expected, found } => RankError::QueryDimension { what, expected, found },
+            QueryError::NonFinite(what) => RankError::NonFinite { what },
+        })?;
         self.query_q.clear();
         self.query_q.resize(d, 0);
         Ok(())

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
+use edgewise_core::bundle::BundleHeader;
 use edgewise_core::rank::RankContext;
 use edgewise_core::{Bundle, Digest};
 use edgewise_wire::{Frame, FrameItem, FrameKind, ModelManifest, RankedBy, Timings, paths};
@@ -21,20 +22,27 @@ use crate::guest::GuestError;
 /// response ([`crate::cache::Stored::derived`]) rather than once per request.
 #[derive(Debug, Clone, Copy)]
 pub struct BundleFacts {
-    /// The sha256 of the body.
+    /// The sha256 of the body (the frame names the bundle by it).
     pub digest: Digest,
-    /// Whether the body passed the full bundle check (structure and CRC-32),
-    /// so that the guest checks its structure only.
-    pub verified: bool,
-    /// The model its header names (`None`: any model, or not a valid bundle).
-    pub model: Option<Digest>,
+    /// The header of a body that passed the full bundle check (structure
+    /// and checksum); `None` for one that did not.
+    pub header: Option<BundleHeader>,
 }
 
 impl BundleFacts {
     /// Checks `body` and reads its header.
     pub fn of(body: &[u8]) -> Self {
-        let header = Bundle::decode(body).ok().map(|b| *b.header());
-        BundleFacts { digest: Digest::of(body), verified: header.is_some(), model: header.and_then(|h| h.model_digest) }
+        BundleFacts { digest: Digest::of(body), header: Bundle::decode(body).ok().map(|b| *b.header()) }
+    }
+
+    /// Whether the body passed the full check, so that the guest checks its structure only.
+    pub fn verified(&self) -> bool {
+        self.header.is_some()
+    }
+
+    /// The model its header names (`None`: any model, or not a valid bundle).
+    pub fn model(&self) -> Option<Digest> {
+        self.header.and_then(|h| h.model_digest)
     }
 }
 
@@ -108,7 +116,7 @@ pub fn retrieval_order(bundle: &[u8], ctx: &RankContext) -> Vec<FrameItem> {
 pub struct Fetched {
     /// The bundle's bytes.
     pub bundle: Bytes,
-    /// What they are (digest, check, model).
+    /// What they are (the digest the frame names them by, the header once checked).
     pub facts: BundleFacts,
     /// How the cache served them.
     pub status: Status,
@@ -161,7 +169,7 @@ impl Feed {
     async fn rank(&self, f: &Fetched, ctx: &RankContext, tenant: &str) -> (Vec<FrameItem>, RankedBy, Option<Digest>) {
         let (bundle, facts, keep_loaded) = (&f.bundle, f.facts, f.keep_loaded);
         let fallback = || retrieval_order(bundle, ctx);
-        let (digest, model) = match self.models.get(&self.cache, facts.model).await {
+        let (digest, model) = match self.models.get(&self.cache, facts.model()).await {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "no usable model; falling back to retrieval order");
@@ -174,7 +182,7 @@ impl Feed {
             return (fallback(), RankedBy::RetrievalOrder, Some(digest));
         };
         let pool = guest.clone();
-        let ctx2 = RankContext { checksum_verified: facts.verified, ..ctx.clone() };
+        let ctx2 = RankContext { checksum_verified: facts.verified(), ..ctx.clone() };
         let b2 = bundle.clone();
         let m = self.tenants.metrics().clone();
         let permit = self.tenants.slot().await;
@@ -259,11 +267,11 @@ mod tests {
         let model = Digest::of(b"model");
         let bytes = bundle(Some(model));
         let f = BundleFacts::of(&bytes);
-        assert_eq!((f.digest, f.verified, f.model), (Digest::of(&bytes), true, Some(model)));
+        assert_eq!((f.digest, f.verified(), f.model()), (Digest::of(&bytes), true, Some(model)));
         let any = BundleFacts::of(&bundle(None));
-        assert_eq!((any.verified, any.model), (true, None), "a bundle for any model");
+        assert_eq!((any.verified(), any.model()), (true, None), "a bundle for any model");
         let junk = BundleFacts::of(b"not a bundle");
-        assert_eq!((junk.verified, junk.model), (false, None));
+        assert_eq!((junk.verified(), junk.model()), (false, None));
     }
 
     #[test]

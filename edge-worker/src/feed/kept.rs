@@ -23,17 +23,25 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use edgewise_core::{Bundle, Digest};
+use edgewise_core::Bundle;
+use edgewise_core::bundle::Scope;
+
+use super::frame::BundleFacts;
 
 /// One kept bundle.
 #[derive(Debug, Clone)]
 pub struct Kept {
-    /// The bundle's bytes (checked when kept: structure and checksum).
+    /// The bundle's bytes.
     pub bytes: Bytes,
-    /// Their sha256.
-    pub digest: Digest,
+    /// What the refined fetch learnt of them (checked: structure and checksum).
+    pub facts: BundleFacts,
+}
+
+impl Kept {
     /// The bundle's creation time (its header), ms since the epoch.
-    pub created_at_ms: u64,
+    pub fn created_at_ms(&self) -> u64 {
+        self.facts.header.map_or(0, |h| h.created_at_ms)
+    }
 }
 
 /// The kept bundles, by user.
@@ -56,22 +64,22 @@ impl KeptBundles {
         Self { entries, max_age_ms: u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX) }
     }
 
-    /// Keeps `bytes` as `user`'s bundle if it is a valid personal bundle
-    /// (structure and checksum); returns whether it did.
-    pub fn keep(&self, user: u64, bytes: &Bytes, digest: Digest) -> bool {
+    /// Keeps `bytes` as `user`'s bundle if `facts` (the bytes' own, computed
+    /// when they were fetched) say it is a valid personal bundle; returns
+    /// whether it did.
+    pub fn keep(&self, user: u64, bytes: &Bytes, facts: BundleFacts) -> bool {
         let Some(entries) = &self.entries else { return false };
-        let created_at_ms = match Bundle::decode(bytes) {
-            Ok(b) if b.header().scope == edgewise_core::bundle::Scope::Personal => b.header().created_at_ms,
-            _ => return false,
-        };
-        entries.insert(user, Kept { bytes: bytes.clone(), digest, created_at_ms });
+        if !facts.header.is_some_and(|h| h.scope == Scope::Personal) {
+            return false;
+        }
+        entries.insert(user, Kept { bytes: bytes.clone(), facts });
         true
     }
 
     /// `user`'s kept bundle, if there is one no older than the age limit at `now_ms`.
     pub fn get(&self, user: u64, now_ms: u64) -> Option<Kept> {
         let kept = self.entries.as_ref()?.get(&user)?;
-        (now_ms.saturating_sub(kept.created_at_ms) <= self.max_age_ms).then_some(kept)
+        (now_ms.saturating_sub(kept.created_at_ms()) <= self.max_age_ms).then_some(kept)
     }
 
     /// Drops `user`'s kept bundle.
@@ -96,26 +104,33 @@ impl KeptBundles {
 }
 
 /// The local candidate set of a preliminary frame: `kept`'s rows, then the
-/// regional bundle's rows it lacks. `None` when either does not decode or
-/// the two disagree in shape or feature schema (after a retrain, say): the
-/// regional bundle is then ranked alone.
-pub fn merged(kept: &Kept, regional: &[u8], regional_verified: bool, now_ms: u64) -> Option<Bytes> {
-    // Kept bytes were fully checked when kept.
+/// rows of the regional bundle (`regional`, with `regional_facts`) it lacks,
+/// and the facts of the result: the header the merge wrote, and the
+/// regional bundle's digest, which the frame names. `None` when the regional
+/// bundle is not a valid bundle or the two disagree in shape or feature
+/// schema (after a retrain, say): the regional bundle is then ranked alone.
+pub fn merged(kept: &Kept, regional: &[u8], regional_facts: BundleFacts, now_ms: u64) -> Option<(Bytes, BundleFacts)> {
+    // Both were fully checked when they were fetched.
+    regional_facts.header?;
     let k = Bundle::decode_prechecked(&kept.bytes).ok()?;
-    let g = if regional_verified { Bundle::decode_prechecked(regional) } else { Bundle::decode(regional) }.ok()?;
-    match edgewise_core::bundle::union(&k, &g, now_ms) {
-        Ok(u) => Some(u.into()),
+    let g = Bundle::decode_prechecked(regional).ok()?;
+    let union = match edgewise_core::bundle::union(&k, &g, now_ms) {
+        Ok(u) => u,
         Err(e) => {
             tracing::debug!(error = %e, "the kept bundle does not merge with the regional one");
-            None
+            return None;
         }
-    }
+    };
+    // The union is written by the core's builder: valid, with a right checksum.
+    let header = Bundle::decode_prechecked(&union).ok().map(|b| *b.header());
+    Some((union.into(), BundleFacts { digest: regional_facts.digest, header }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgewise_core::bundle::{BundleBuilder, BundleHeader, Candidate, Scope};
+    use edgewise_core::Digest;
+    use edgewise_core::bundle::{BundleBuilder, BundleHeader, Candidate};
 
     fn bundle(scope: Scope, ids: &[u64], created_at_ms: u64, n_features: u16) -> Bytes {
         let mut h = BundleHeader::new(2, n_features, 1);
@@ -148,25 +163,30 @@ mod tests {
     fn keeps_valid_personal_bundles_only_and_forgets() {
         let kept = KeptBundles::new(1 << 20, Duration::from_secs(3600));
         let personal = bundle(Scope::Personal, &[1, 2], NOW, 0);
-        assert!(kept.keep(7, &personal, Digest::of(&personal)));
-        assert!(!kept.keep(8, &bundle(Scope::Regional, &[1], NOW, 0), Digest::of(b"r")), "a regional bundle");
+        let regional = bundle(Scope::Regional, &[1], NOW, 0);
+        assert!(kept.keep(7, &personal, BundleFacts::of(&personal)));
+        assert!(!kept.keep(8, &regional, BundleFacts::of(&regional)), "a regional bundle");
         let mut corrupt = personal.to_vec();
         corrupt[200] ^= 1;
-        assert!(!kept.keep(9, &corrupt.into(), Digest::of(b"c")), "a bundle whose checksum fails");
-        assert_eq!(kept.get(7, NOW).map(|k| k.digest), Some(Digest::of(&personal)));
+        let corrupt = Bytes::from(corrupt);
+        assert!(!kept.keep(9, &corrupt, BundleFacts::of(&corrupt)), "a bundle whose checksum fails");
+        assert_eq!(kept.get(7, NOW).map(|k| k.facts.digest), Some(Digest::of(&personal)));
         assert!(kept.get(8, NOW).is_none() && kept.get(9, NOW).is_none());
         assert_eq!(kept.len(), 1);
         kept.forget(7);
         assert!(kept.get(7, NOW).is_none());
         let off = KeptBundles::new(0, Duration::from_secs(3600));
-        assert!(!off.keep(7, &personal, Digest::of(&personal)) && off.get(7, NOW).is_none(), "0 bytes keeps nothing");
+        assert!(
+            !off.keep(7, &personal, BundleFacts::of(&personal)) && off.get(7, NOW).is_none(),
+            "0 bytes keeps nothing"
+        );
     }
 
     #[test]
     fn an_old_bundle_is_not_used() {
         let kept = KeptBundles::new(1 << 20, Duration::from_secs(60));
         let b = bundle(Scope::Personal, &[1], NOW, 0);
-        assert!(kept.keep(7, &b, Digest::of(&b)));
+        assert!(kept.keep(7, &b, BundleFacts::of(&b)));
         assert!(kept.get(7, NOW + 60_000).is_some(), "60 s old: still young enough");
         assert!(kept.get(7, NOW + 60_001).is_none(), "older than the limit by its creation time");
     }
@@ -176,7 +196,7 @@ mod tests {
         let b = bundle(Scope::Personal, &[1, 2, 3], NOW, 0);
         let kept = KeptBundles::new(3 * b.len() as u64, Duration::from_secs(3600));
         for user in 0..50 {
-            kept.keep(user, &b, Digest::of(&b));
+            kept.keep(user, &b, BundleFacts::of(&b));
         }
         assert!(kept.len() <= 3, "{} bundles kept in room for 3", kept.len());
     }
@@ -184,14 +204,20 @@ mod tests {
     #[test]
     fn merged_is_the_kept_rows_then_the_regional_ones_it_lacks() {
         let k = bundle(Scope::Personal, &[5, 1], NOW, 0);
-        let kept = Kept { digest: Digest::of(&k), created_at_ms: NOW, bytes: k };
+        let kept = Kept { facts: BundleFacts::of(&k), bytes: k };
         let regional = bundle(Scope::Regional, &[1, 2, 3], NOW, 0);
-        let m = merged(&kept, &regional, false, NOW + 1).expect("merges");
+        let (m, facts) = merged(&kept, &regional, BundleFacts::of(&regional), NOW + 1).expect("merges");
+        assert_eq!(facts.digest, Digest::of(&regional), "the frame names the regional bundle");
+        assert_eq!(facts.header.map(|h| h.scope), Some(Scope::Personal));
         let m = Bundle::decode(&m).expect("a valid bundle");
         assert_eq!((0..m.len()).map(|i| m.id(i)).collect::<Vec<_>>(), [5, 1, 2, 3]);
         assert_eq!(m.user_embedding().map(Iterator::collect::<Vec<f32>>), Some(vec![1.0, 0.0]));
         let other_schema = bundle(Scope::Regional, &[1], NOW, 2);
-        assert!(merged(&kept, &other_schema, false, NOW).is_none(), "a retrained schema: the regional bundle alone");
-        assert!(merged(&kept, b"junk", false, NOW).is_none());
+        let other_facts = BundleFacts::of(&other_schema);
+        assert!(
+            merged(&kept, &other_schema, other_facts, NOW).is_none(),
+            "a retrained schema: the regional bundle alone"
+        );
+        assert!(merged(&kept, b"junk", BundleFacts::of(b"junk"), NOW).is_none());
     }
 }

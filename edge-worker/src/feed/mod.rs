@@ -194,11 +194,6 @@ impl Feed {
         Self { cache, tenants, models: Models::default(), kept, config, answers, kept_outcomes }
     }
 
-    /// The users' kept personal bundles.
-    pub fn kept(&self) -> &KeptBundles {
-        &self.kept
-    }
-
     /// The settings it was built with.
     pub fn config(&self) -> &FeedConfig {
         &self.config
@@ -244,12 +239,12 @@ impl Feed {
         let Some(kept) = kept else {
             return Ok(self.rank_frame(FrameKind::Preliminary, &fetched?, ctx, tenant).await);
         };
+        // A merged or kept bundle is ranked once: sent to the guest, not kept loaded there.
         let (local, outcome) = match &fetched {
             Ok(regional) => {
                 let t = Instant::now();
-                match kept::merged(&kept, &regional.bundle, regional.facts.verified, ctx.now_ms) {
-                    Some(bytes) => {
-                        let facts = BundleFacts::of(&bytes);
+                match kept::merged(&kept, &regional.bundle, regional.facts, ctx.now_ms) {
+                    Some((bytes, facts)) => {
                         let fetch_ms = regional.fetch_ms + t.elapsed().as_secs_f64() * 1e3;
                         let merged =
                             Fetched { bundle: bytes, facts, status: regional.status, fetch_ms, keep_loaded: false };
@@ -260,18 +255,14 @@ impl Feed {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "no regional bundle; the preliminary frame ranks the user's kept bundle alone");
-                let facts = BundleFacts::of(&kept.bytes);
-                let status = crate::cache::Status::Stale;
-                (Fetched { bundle: kept.bytes.clone(), facts, status, fetch_ms: 0.0, keep_loaded: false }, "alone")
+                let (bundle, facts, status) = (kept.bytes.clone(), kept.facts, crate::cache::Status::Stale);
+                (Fetched { bundle, facts, status, fetch_ms: 0.0, keep_loaded: false }, "alone")
             }
         };
         self.count_kept(outcome);
         let mut frame = self.rank_frame(FrameKind::Preliminary, &local, ctx, tenant).await;
         if outcome != "mismatch" {
-            frame.kept_bundle = Some(kept.digest);
-            if let Ok(regional) = &fetched {
-                frame.bundle_digest = regional.facts.digest;
-            }
+            frame.kept_bundle = Some(kept.facts.digest);
         }
         Ok(frame)
     }
@@ -282,7 +273,7 @@ impl Feed {
             let fetched = this.fetch(&path, Some(&token)).await;
             if let Some(user) = user {
                 match &fetched {
-                    Ok(f) if this.kept.keep(user, &f.bundle, f.facts.digest) => this.count_kept("stored"),
+                    Ok(f) if this.kept.keep(user, &f.bundle, f.facts) => this.count_kept("stored"),
                     Err(CacheError::Upstream { status: 401 | 403 | 404, .. }) => {
                         this.kept.forget(user);
                         this.count_kept("forgotten");

@@ -54,7 +54,7 @@ use edgewise_core::session::SessionConfig;
 use serde::Serialize;
 
 use crate::train::split::{Split, history_of, is_positive, replay_with};
-use crate::train::{REPORT_KEY, TrainReport, als::FoldIn};
+use crate::train::{UserEmbedder, stored_report};
 use edgewise_origin::bundles::Audience;
 use edgewise_origin::catalogue::Catalogue;
 use edgewise_origin::config::Config;
@@ -252,12 +252,7 @@ pub async fn evaluate(
         .ok_or_else(|| EvalError::Input(format!("model {digest} is missing from the store")))?;
     let model = Model::decode(&bytes).map_err(|e| EvalError::Input(format!("model {digest}: {e}")))?;
 
-    let report: TrainReport = match store.meta(REPORT_KEY)? {
-        Some(r) => serde_json::from_slice(&r).map_err(|e| {
-            EvalError::Input(format!("the stored training report is unreadable ({e}): run `edgewise-lab train` again"))
-        })?,
-        None => return Err(EvalError::Input("no training report is stored: run `edgewise-lab train` first".into())),
-    };
+    let report = stored_report(&store).map_err(|e| EvalError::Input(e.to_string()))?;
 
     let mut items = Vec::new();
     store.for_each_item(|i| items.push(i), |_| {})?;
@@ -305,25 +300,10 @@ pub async fn evaluate(
         catalogue_ids(&by_id).into_iter().map(|id| (id, pop.get(&id).copied().unwrap_or(0))).collect();
     by_pop.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
 
-    // Fold-in against the trained item factors: a user's embedding as of an earlier moment.
+    // A user's embedding as of an earlier moment: folded in against the trained item factors.
     let dim = cfg.index.dim;
-    let item_ids = catalogue_ids(&by_id);
-    let row_of: HashMap<u64, usize> = item_ids.iter().enumerate().map(|(r, &id)| (id, r)).collect();
-    let factors: Vec<f32> = item_ids
-        .iter()
-        .flat_map(|id| {
-            let e = by_id.get(id).map_or(&[][..], |i| i.embedding.as_slice());
-            (0..dim).map(move |j| e.get(j).copied().unwrap_or(0.0))
-        })
-        .collect();
-    let fold = FoldIn::new(&factors, dim, report.factorisation.lambda);
-    let fold_in = |interactions: &[edgewise_origin::store::Interaction]| -> Result<Vec<f32>, EvalError> {
-        let obs = report.factorisation.observations(interactions, |id| row_of.get(&id).copied());
-        if obs.is_empty() {
-            return Ok(Vec::new());
-        }
-        fold.user(&obs).map_err(|e| EvalError::Pipeline(format!("fold-in: {e}")))
-    };
+    let embedder =
+        UserEmbedder::new(by_id.iter().map(|(&id, i)| (id, i.embedding.as_slice())), dim, report.factorisation);
 
     let mut eval_cfg = cfg.clone();
     // Offline, a source is never dropped for time: every variant sees every source.
@@ -469,7 +449,8 @@ pub async fn evaluate(
                     recent_seeds: cfg.retrieval.recent_seeds,
                 });
                 let r = sources::retrieve(prev, &personal, o.candidates, &eval_cfg.retrieval, &backfill).await;
-                let base_then = fold_in(&history[..start])?;
+                let base_then =
+                    embedder.embed(&history[..start]).map_err(|e| EvalError::Pipeline(format!("fold-in: {e}")))?;
                 let kept = build(&r, Audience::Personal { base: &base_then }, then)?;
                 let (k, g) = (
                     Bundle::decode(&kept).map_err(|e| pipeline_err(&e))?,

@@ -307,10 +307,7 @@ fn simulate(cfg: Config, o: &edgewise_lab::simulate::SimOptions, json: bool, out
     use edgewise_lab::simulate;
     o.check().map_err(|e| anyhow::anyhow!("invalid options: {e}"))?;
     let store = std::sync::Arc::new(open_store(&cfg)?);
-    let report: edgewise_lab::train::TrainReport = match store.meta(edgewise_lab::train::REPORT_KEY)? {
-        Some(r) => serde_json::from_slice(&r).context("the stored training report is unreadable: run `train` again")?,
-        None => bail!("no training report is stored: run `edgewise-lab train` first"),
-    };
+    let report = edgewise_lab::train::stored_report(&store)?;
     // Each user's lists, as `eval` ranks them.
     let eo = edgewise_lab::eval::EvalOptions { keep_lists: true, loss_at: Vec::new(), ..Default::default() };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -323,16 +320,17 @@ fn simulate(cfg: Config, o: &edgewise_lab::simulate::SimOptions, json: bool, out
     // The truth: every interaction, folded in against the trained item factors.
     let mut log: std::collections::HashMap<u64, Vec<edgewise_origin::store::Interaction>> = Default::default();
     store.for_each_interaction(|i| log.entry(i.user).or_default().push(i))?;
-    let mut items = Vec::new();
-    store.for_each_item(|i| items.push(i), |_| {})?;
-    items.sort_by_key(|i| i.id);
-    let ids: Vec<u64> = items.iter().map(|i| i.id).collect();
-    let dim = cfg.index.dim;
-    let factors: Vec<f32> =
-        items.iter().flat_map(|i| (0..dim).map(move |j| i.embedding.get(j).copied().unwrap_or(0.0))).collect();
+    let mut items = std::collections::HashMap::new();
+    store.for_each_item(|i| drop(items.insert(i.id, i.embedding)), |_| {})?;
+    let embedder = edgewise_lab::train::UserEmbedder::new(
+        items.iter().map(|(&id, e)| (id, e.as_slice())),
+        cfg.index.dim,
+        report.factorisation,
+    );
+    let truths = simulate::truths(&ev.lists, &log, &embedder).map_err(|e| anyhow::anyhow!("simulated users: {e}"))?;
     let mut comparisons = Vec::new();
     for other in ["mf", "popularity"] {
-        let users = simulate::users(&ev.lists, other, &log, &factors, &ids, &report.factorisation)
+        let users = simulate::users(&ev.lists, other, &truths, |id| items.get(&id).map(Vec::as_slice))
             .map_err(|e| anyhow::anyhow!("simulated users: {e}"))?;
         comparisons.push((other, users));
     }

@@ -42,8 +42,7 @@ use serde::Serialize;
 
 use crate::eval::UserLists;
 use crate::plot::{BarChart, LineChart, PlotError, Series};
-use crate::train::Factorisation;
-use crate::train::als::FoldIn;
+use crate::train::UserEmbedder;
 use edgewise_origin::store::Interaction;
 
 /// Items per visit.
@@ -90,8 +89,17 @@ impl Default for SimOptions {
 }
 
 impl SimOptions {
-    /// Checks the settings: positive runs and read interval, tests at least one read long.
+    /// The sequential tests at 5%: the A/B tests' and interleaving's; an
+    /// error names a mixture variance that is not positive and finite.
+    pub fn tests(&self) -> Result<(Msprt, Msprt), String> {
+        let test = |tau2| Msprt::new(tau2, 0.05).map_err(|e| e.to_string());
+        Ok((test(self.tau2)?, test(self.tau2_interleaving)?))
+    }
+
+    /// Checks the settings: positive runs and read interval, tests at least
+    /// one read long, valid sequential tests.
     pub fn check(&self) -> Result<(), String> {
+        self.tests()?;
         if self.runs == 0 || self.read_every == 0 || self.max_users < self.read_every || self.aa_users < self.read_every
         {
             return Err(format!(
@@ -128,39 +136,43 @@ impl SimUser {
     }
 }
 
+/// Each listed user's truth embedding: every interaction in `log` folded
+/// in against the trained item factors (empty for a user without any).
+pub fn truths(
+    lists: &[UserLists],
+    log: &HashMap<u64, Vec<Interaction>>,
+    embedder: &UserEmbedder,
+) -> Result<Vec<Vec<f32>>, String> {
+    lists
+        .iter()
+        .map(|l| embedder.embed(log.get(&l.user).map_or(&[][..], Vec::as_slice)).map_err(|e| e.to_string()))
+        .collect()
+}
+
 /// Builds the simulated users of one comparison: each user's lists (`b` by
-/// `other`: `"mf"` or `"popularity"`) and their truth, from every
-/// interaction in `log` folded in against `items` (row-major factors, ids
-/// in `item_ids` order).
-pub fn users(
+/// `other`: `"mf"` or `"popularity"`) and the click probability of each
+/// item in them, from the user's truth embedding (`truths`, in `lists`
+/// order) and the item's (`embedding_of`).
+pub fn users<'e>(
     lists: &[UserLists],
     other: &str,
-    log: &HashMap<u64, Vec<Interaction>>,
-    items: &[f32],
-    item_ids: &[u64],
-    f: &Factorisation,
+    truths: &[Vec<f32>],
+    embedding_of: impl Fn(u64) -> Option<&'e [f32]>,
 ) -> Result<Vec<SimUser>, String> {
-    let dim = items.len() / item_ids.len().max(1);
-    let row_of: HashMap<u64, usize> = item_ids.iter().enumerate().map(|(r, &id)| (id, r)).collect();
-    let fold = FoldIn::new(items, dim, f.lambda);
     let mut out = Vec::with_capacity(lists.len());
-    for l in lists {
+    for (l, x) in lists.iter().zip(truths) {
         let b = match other {
             "mf" => &l.mf,
             "popularity" => &l.popularity,
             _ => return Err(format!("unknown variant {other:?}: mf or popularity")),
         };
-        let all = log.get(&l.user).map_or(&[][..], Vec::as_slice);
-        let obs = f.observations(all, |id| row_of.get(&id).copied());
-        let x = if obs.is_empty() { vec![0.0; dim] } else { fold.user(&obs).map_err(|e| e.to_string())? };
         let truth = l
             .pipeline
             .iter()
             .chain(b)
-            .filter_map(|id| row_of.get(id).map(|&r| (*id, r)))
-            .map(|(id, r)| {
-                let dot: f64 =
-                    x.iter().zip(&items[r * dim..(r + 1) * dim]).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+            .filter_map(|&id| embedding_of(id).map(|e| (id, e)))
+            .map(|(id, e)| {
+                let dot: f64 = x.iter().zip(e).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
                 (id, TRUTH_SCALE * dot.clamp(0.0, 1.0))
             })
             .collect();
@@ -230,9 +242,8 @@ pub struct Study {
     pub aa_fixed_horizon_false_positives: f64,
 }
 
-fn ab_run(users: &[SimUser], o: &SimOptions, run: u64) -> (f64, Option<bool>) {
+fn ab_run(users: &[SimUser], test: Msprt, o: &SimOptions, run: u64) -> (f64, Option<bool>) {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(o.seed.wrapping_mul(1_000_003).wrapping_add(run));
-    let test = Msprt::new(o.tau2, 0.05).unwrap_or(Msprt { tau2: 1e-4, alpha: 0.05 });
     let mut s = Sequential::new(test);
     let (mut a, mut b) = (Counts::default(), Counts::default());
     for n in 1..=o.max_users {
@@ -256,9 +267,8 @@ fn ab_run(users: &[SimUser], o: &SimOptions, run: u64) -> (f64, Option<bool>) {
     (f64::from(o.max_users), None)
 }
 
-fn interleaving_run(users: &[SimUser], o: &SimOptions, run: u64) -> (f64, Option<bool>) {
+fn interleaving_run(users: &[SimUser], test: Msprt, o: &SimOptions, run: u64) -> (f64, Option<bool>) {
     let mut rng = rand_pcg::Pcg64::seed_from_u64(o.seed.wrapping_mul(2_000_003).wrapping_add(run));
-    let test = Msprt::new(o.tau2_interleaving, 0.05).unwrap_or(Msprt { tau2: 1e-2, alpha: 0.05 });
     let mut s = Sequential::new(test);
     let (mut sum, mut sq) = (0.0f64, 0.0f64);
     let mut merged = Vec::new();
@@ -326,8 +336,7 @@ fn thompson_run(users: &[SimUser], mu: [f64; 2], o: &SimOptions, run: u64) -> (f
 }
 
 /// A/A runs: the share the sequential test, and the z-test read as often, call significant.
-fn aa(users: &[SimUser], o: &SimOptions) -> (f64, f64) {
-    let test = Msprt::new(o.tau2, 0.05).unwrap_or(Msprt { tau2: 1e-4, alpha: 0.05 });
+fn aa(users: &[SimUser], test: Msprt, o: &SimOptions) -> (f64, f64) {
     let (mut seq, mut naive) = (0u32, 0u32);
     for run in 0..o.runs {
         let mut rng = rand_pcg::Pcg64::seed_from_u64(o.seed.wrapping_mul(4_000_037).wrapping_add(u64::from(run)));
@@ -358,6 +367,10 @@ pub fn study(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Study, String> {
     o.check()?;
+    if comparisons.is_empty() {
+        return Err("no comparison to simulate".into());
+    }
+    let (ab_test, il_test) = o.tests()?;
     let total = comparisons.len() as u64 * 3 + 1;
     let mut done = 0;
     let mut out = Vec::new();
@@ -373,10 +386,11 @@ pub fn study(
             users.iter().map(|u| u.expected(&u.b)).sum::<f64>() / n,
         ];
         let pipeline_better = mu[0] > mu[1];
-        let ab = needed((0..o.runs).map(|r| ab_run(users, o, u64::from(r))).collect(), pipeline_better);
+        let ab = needed((0..o.runs).map(|r| ab_run(users, ab_test, o, u64::from(r))).collect(), pipeline_better);
         done += 1;
         progress(done, total);
-        let il = needed((0..o.runs).map(|r| interleaving_run(users, o, u64::from(r))).collect(), pipeline_better);
+        let il =
+            needed((0..o.runs).map(|r| interleaving_run(users, il_test, o, u64::from(r))).collect(), pipeline_better);
         done += 1;
         progress(done, total);
         let bandit_runs = (o.runs / 10).max(1);
@@ -395,7 +409,7 @@ pub fn study(
             thompson_share_over_time: runs.first().map(|r| r.1.clone()).unwrap_or_default(),
         });
     }
-    let (seq, naive) = aa(&comparisons.first().map(|c| c.1.clone()).unwrap_or_default(), o);
+    let (seq, naive) = aa(comparisons.first().map_or(&[][..], |c| c.1.as_slice()), ab_test, o);
     progress(done + 1, total);
     Ok(Study {
         options: *o,
@@ -539,6 +553,7 @@ mod tests {
         assert!(c.thompson_regret < c.fifty_fifty_regret, "{c:?}");
         assert!(s.aa_sequential_false_positives <= 0.10);
         assert!(study(&[("weak", Vec::new())], &o, |_, _| {}).is_err());
+        assert!(study(&[], &o, |_, _| {}).is_err(), "nothing to simulate is an error, not a panic");
         let bad = SimOptions { read_every: 0, ..o };
         assert!(study(&[], &bad, |_, _| {}).is_err());
     }

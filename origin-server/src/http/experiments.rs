@@ -42,15 +42,15 @@ pub struct UserExperiments {
     pub experiments: Vec<UserExperiment>,
 }
 
+fn parse(name: &str, json: &[u8]) -> Result<Experiment, ApiError> {
+    serde_json::from_slice(json).map_err(|e| ApiError::internal(format!("stored experiment {name}: {e}")))
+}
+
 /// Every stored experiment, read on the blocking pool.
 async fn stored(st: &Arc<AppState>) -> Result<Vec<Experiment>, ApiError> {
     let st2 = st.clone();
     let rows = tokio::task::spawn_blocking(move || st2.store.experiments()).await.map_err(ApiError::internal)??;
-    rows.into_iter()
-        .map(|(name, json)| {
-            serde_json::from_slice(&json).map_err(|e| ApiError::internal(format!("stored experiment {name}: {e}")))
-        })
-        .collect()
+    rows.iter().map(|(name, json)| parse(name, json)).collect()
 }
 
 fn view(e: Experiment) -> ExperimentView {
@@ -121,12 +121,12 @@ pub(super) async fn get_experiment(
     State(st): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let e = stored(&st)
-        .await?
-        .into_iter()
-        .find(|e| e.name == name)
+    let (st2, n2) = (st.clone(), name.clone());
+    let json = tokio::task::spawn_blocking(move || st2.store.experiment(&n2))
+        .await
+        .map_err(ApiError::internal)??
         .ok_or_else(|| ApiError::not_found(format!("experiment {name:?} does not exist")))?;
-    Ok(axum::Json(view(e)).into_response())
+    Ok(axum::Json(view(parse(&name, &json)?)).into_response())
 }
 
 #[utoipa::path(delete, path = "/v1/experiments/{name}", tag = "experiments",

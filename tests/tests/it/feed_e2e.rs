@@ -251,8 +251,9 @@ async fn the_feed_equals_the_native_ranking_of_the_same_bundle_and_context() {
     assert_eq!(origin_requests().await, before, "refine=false never reaches the origin when the bundle is cached");
 }
 
-async fn ndjson(client: &reqwest::Client, url: &str, body: &Value) -> Vec<Value> {
-    let r = client.post(url).header("accept", "application/x-ndjson").json(body).send().await.expect("feed");
+/// POSTs a feed request asking for NDJSON; its frames.
+async fn ndjson(request: reqwest::RequestBuilder, body: &Value) -> Vec<Value> {
+    let r = request.header("accept", "application/x-ndjson").json(body).send().await.expect("feed");
     assert_eq!(r.status(), 200);
     let text = r.text().await.expect("body");
     text.lines().map(|l| serde_json::from_str(l).expect("a JSON frame")).collect()
@@ -263,12 +264,12 @@ async fn a_users_kept_bundle_makes_their_next_preliminary_frame_personal() {
     let rig = rig("kept").await;
     let body = json!({"seen": [2, 3], "now_ms": NOW});
     let url = format!("{}/v1/feed?user=7&region=0&k=10", rig.edge);
-    let first = ndjson(&rig.client, &url, &body).await;
+    let first = ndjson(rig.client.post(&url), &body).await;
     assert_eq!(first.len(), 2);
     assert!(first[0].get("kept_bundle").is_none(), "nothing kept before the user's first refined frame: {}", first[0]);
     let personal = first[1]["bundle_digest"].as_str().expect("digest").to_string();
 
-    let second = ndjson(&rig.client, &url, &body).await;
+    let second = ndjson(rig.client.post(&url), &body).await;
     let pre = &second[0];
     assert_eq!(pre["kept_bundle"].as_str(), Some(personal.as_str()), "the last refined bundle is kept: {pre}");
     assert_eq!(pre["bundle_digest"], first[0]["bundle_digest"], "merged with the same regional bundle");
@@ -288,16 +289,9 @@ async fn a_users_kept_bundle_makes_their_next_preliminary_frame_personal() {
 
     // Another user gets nothing of user 7's: their first preliminary frame keeps nothing.
     let other = reqwest::Client::new();
-    let r = other
-        .post(format!("{}/v1/feed?user=8&region=0&k=10", rig.edge))
-        .bearer_auth(user_token(8))
-        .header("accept", "application/x-ndjson")
-        .json(&body)
-        .send()
-        .await
-        .expect("feed");
-    let text = r.text().await.expect("body");
-    let first8: Value = serde_json::from_str(text.lines().next().expect("a frame")).expect("json");
+    let url8 = format!("{}/v1/feed?user=8&region=0&k=10", rig.edge);
+    let frames8 = ndjson(other.post(url8).bearer_auth(user_token(8)), &body).await;
+    let first8 = frames8.first().expect("a frame");
     assert!(first8.get("kept_bundle").is_none(), "user 8 never sees user 7's kept bundle: {first8}");
     // And an anonymous feed never ranks a kept bundle.
     let anon = other.get(format!("{}/v1/feed?region=0&k=10", rig.edge)).send().await.expect("feed");

@@ -152,17 +152,17 @@ fn sweep(rows: &[Vec<(usize, f32)>], other: &[f32], d: usize, lambda: f32) -> Re
 /// sweep of [`fit`] solves it. What the origin's embedding of a user would
 /// have been with only the interactions it had seen by then.
 #[derive(Debug, Clone)]
-pub struct FoldIn<'a> {
+pub struct FoldIn {
     gram: DMatrix<f64>,
-    items: &'a [f32],
+    items: Vec<f32>,
     dim: usize,
     lambda: f32,
 }
 
-impl<'a> FoldIn<'a> {
+impl FoldIn {
     /// Item factors (`n × dim`, row-major) and the λ they were fitted with.
-    pub fn new(items: &'a [f32], dim: usize, lambda: f32) -> Self {
-        Self { gram: gram(items, dim), items, dim, lambda }
+    pub fn new(items: Vec<f32>, dim: usize, lambda: f32) -> Self {
+        Self { gram: gram(&items, dim), items, dim, lambda }
     }
 
     /// The factor of a user with `obs`: (item row, confidence ≥ 1) pairs.
@@ -172,7 +172,7 @@ impl<'a> FoldIn<'a> {
         {
             return Err(AlsError::BadObservation { index, reason: format!("item row {i} of {n}, confidence {c}") });
         }
-        solve_row(&self.gram, obs, self.items, self.dim, self.lambda)
+        solve_row(&self.gram, obs, &self.items, self.dim, self.lambda)
     }
 }
 
@@ -241,7 +241,7 @@ mod tests {
         let f = fit(10, 12, &obs, p, |_| {}).expect("fit");
         let by_user = by_user(&obs, 10);
         let swept = sweep(&by_user, &f.items, 4, 0.5).expect("sweep");
-        let fold = FoldIn::new(&f.items, 4, 0.5);
+        let fold = FoldIn::new(f.items.clone(), 4, 0.5);
         for (u, mine) in by_user.iter().enumerate() {
             assert_eq!(fold.user(mine).expect("solves"), swept[u * 4..(u + 1) * 4], "user {u}");
         }

@@ -165,6 +165,45 @@ impl Factorisation {
     }
 }
 
+/// A user's embedding as training would fit it from given interactions: the
+/// fold-in ([`als::FoldIn`]) of their observations against the trained item
+/// factors, with the factorisation's settings. `eval` embeds users as of an
+/// earlier moment with it, `simulate` its truth from all their data.
+#[derive(Debug)]
+pub struct UserEmbedder {
+    row_of: HashMap<u64, usize>,
+    fold: als::FoldIn,
+    f: Factorisation,
+}
+
+impl UserEmbedder {
+    /// Over the trained item embeddings (`(id, embedding)`; rows in id order,
+    /// an embedding of another length read as zeros padded or cut to `dim`).
+    pub fn new<'i>(items: impl IntoIterator<Item = (u64, &'i [f32])>, dim: usize, f: Factorisation) -> Self {
+        let mut items: Vec<(u64, &[f32])> = items.into_iter().collect();
+        items.sort_by_key(|i| i.0);
+        let row_of = items.iter().enumerate().map(|(r, i)| (i.0, r)).collect();
+        let factors = items.iter().flat_map(|(_, e)| (0..dim).map(|j| e.get(j).copied().unwrap_or(0.0))).collect();
+        Self { row_of, fold: als::FoldIn::new(factors, dim, f.lambda), f }
+    }
+
+    /// The embedding of a user with `interactions` (empty: no observation among them).
+    pub fn embed(&self, interactions: &[Interaction]) -> Result<Vec<f32>, als::AlsError> {
+        let obs = self.f.observations(interactions, |id| self.row_of.get(&id).copied());
+        if obs.is_empty() { Ok(Vec::new()) } else { self.fold.user(&obs) }
+    }
+}
+
+/// The training report the last `train` stored; an error naming what to run without one.
+pub fn stored_report(store: &Store) -> Result<TrainReport, TrainError> {
+    match store.meta(REPORT_KEY)? {
+        Some(r) => serde_json::from_slice(&r).map_err(|e| {
+            TrainError::Input(format!("the stored training report is unreadable ({e}): run `edgewise-lab train` again"))
+        }),
+        None => Err(TrainError::Input("no training report is stored: run `edgewise-lab train` first".into())),
+    }
+}
+
 /// What training produced.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainReport {
